@@ -1,0 +1,5 @@
+import sys
+
+from quorumwatch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,180 @@
+"""Command line: run (daemon or --once probe), simulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quorumwatch import __version__
+from quorumwatch.config import ConfigError, Settings, load_settings
+from quorumwatch.logs import configure_logging
+from quorumwatch.probe import Status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+DEMO_LISTEN = "127.0.0.1:9877"
+DEMO_SCENARIO = "foundation-2025"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quorumwatch",
+        description="Watch who could halt or take over a proof-of-stake chain.",
+    )
+    parser.add_argument("--version", action="version", version=f"quorumwatch {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon, or probe once with --once")
+    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.add_argument("--once", action="store_true", help="poll once, print, exit (Nagios codes)")
+    run.add_argument("--format", choices=["text", "json"], default="text", help="--once output")
+    run.add_argument("--chain", help="--once: only this chain")
+
+    simulate = commands.add_parser("simulate", help="serve a simulated Hyperliquid API")
+    simulate.add_argument("--scenario", default=DEMO_SCENARIO, help="bundled name or file")
+    simulate.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (0: any port)")
+
+    demo = commands.add_parser("demo", help="simulator and daemon together, fully offline")
+    demo.add_argument("--scenario", default=DEMO_SCENARIO, help="bundled name or file")
+    demo.add_argument("--listen", default=DEMO_LISTEN, help="metrics HOST:PORT")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--poll-interval", type=float, default=5.0, help="seconds between polls")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run" and args.once:
+            return _run_once(args)
+        if args.command == "run":
+            return _run_daemon(load_settings(args.config))
+        if args.command == "simulate":
+            return _simulate(args.scenario, args.listen)
+        return _demo(args)
+    except ConfigError as exc:
+        print(f"quorumwatch: config error: {exc}", file=sys.stderr)
+        return Status.UNKNOWN
+    except KeyboardInterrupt:
+        return 0
+
+
+def _run_once(args: argparse.Namespace) -> int:
+    from quorumwatch import probe
+    from quorumwatch.daemon import poll_once
+
+    try:
+        settings = load_settings(args.config)
+        chains = [c for c in settings.chains if args.chain in (None, c.name)]
+        if not chains:
+            raise ConfigError(f"--chain {args.chain}: no such chain in the configuration")
+    except ConfigError as exc:
+        print(probe.unknown(f"config error: {exc}", args.format))
+        return Status.UNKNOWN
+    configure_logging("error" if settings.log_level != "debug" else "debug")
+    try:
+        reports = asyncio.run(poll_once(chains))
+    except Exception as exc:  # a probe reports its own failure as UNKNOWN
+        print(probe.unknown(f"internal error: {type(exc).__name__}: {exc}", args.format))
+        return Status.UNKNOWN
+    verdicts = [probe.judge(report) for report in reports]
+    print(probe.render_json(verdicts) if args.format == "json" else probe.render_text(verdicts))
+    return probe.overall(verdicts)
+
+
+def _run_daemon(settings: Settings) -> int:
+    from quorumwatch.daemon import run_daemon
+
+    configure_logging(settings.log_level)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_daemon(settings, stop)
+
+    asyncio.run(serve())
+    return 0
+
+
+def _simulate(scenario_name: str, listen: str) -> int:
+    from quorumwatch.config import MetricsSettings
+    from quorumwatch.simulator import ScenarioError, load_scenario, start_simulator
+
+    try:
+        scenario = load_scenario(scenario_name)
+        host, port = MetricsSettings(listen=listen).host_port
+    except (ScenarioError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+
+    async def serve() -> None:
+        stop = _stop_on_signals()
+        async with await start_simulator(scenario, host, port) as simulator:
+            print(f"simulating {scenario.name}: POST {simulator.base_url}/info", flush=True)
+            await stop.wait()
+
+    asyncio.run(serve())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from quorumwatch.daemon import run_daemon
+    from quorumwatch.simulator import ScenarioError, load_scenario, start_simulator
+
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        raise ConfigError(str(exc)) from None
+    configure_logging("warning")
+
+    async def serve() -> None:
+        stop = _stop_on_signals()
+        async with await start_simulator(scenario) as simulator:
+            settings = load_settings(
+                None,
+                metrics={"listen": args.listen},
+                chains=[
+                    {
+                        "name": "hyperliquid",
+                        "kind": "hyperliquid",
+                        "poll_interval_seconds": args.poll_interval,
+                        "endpoints": [{"name": "simulator", "url": simulator.base_url}],
+                    }
+                ],
+            )
+
+            def announce(port: int) -> None:
+                host = settings.metrics.host_port[0]
+                print(
+                    f"quorumwatch demo: scenario {scenario.name}, simulated API at "
+                    f"{simulator.base_url}/info\nmetrics at http://{host}:{port}/metrics "
+                    "(Ctrl-C to stop)",
+                    flush=True,
+                )
+
+            if args.duration is not None:
+                asyncio.get_running_loop().call_later(args.duration, stop.set)
+            await run_daemon(settings, stop, on_listening=announce)
+
+    asyncio.run(serve())
+    return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

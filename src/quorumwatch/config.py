@@ -1,0 +1,179 @@
+"""Configuration: a TOML file plus QUORUMWATCH_* environment overrides (nested with `__`)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_METRICS_PORT = 9877
+DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
+
+# Names that become Prometheus label values, MQTT topic segments and log fields.
+LabelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+HexAddress = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+
+
+class ConfigError(Exception):
+    """An invalid configuration, described in one line that names the offending key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class MetricsSettings(_Strict):
+    listen: str = DEFAULT_LISTEN
+
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        _parse_listen(value)
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return _parse_listen(self.listen)
+
+
+class StorageSettings(_Strict):
+    path: Path = Path("quorumwatch.db")
+
+
+class EndpointSettings(_Strict):
+    name: LabelName
+    url: AnyHttpUrl
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class EntitySettings(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    validators: list[HexAddress] = Field(min_length=1)
+
+
+class PolicySettings(_Strict):
+    """When `run --once` reports WARNING or CRITICAL for a chain."""
+
+    critical_when_entity_can_control: bool = True
+    warning_when_entity_can_halt: bool = True
+    critical_when_halted: bool = True
+    liveness_margin_warning: float = Field(default=0.05, ge=0, le=1)
+    warning_when_single_endpoint: bool = True
+
+
+class ChainSettings(_Strict):
+    name: LabelName
+    kind: Literal["hyperliquid"]
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+    max_clock_skew_seconds: float = Field(default=60.0, gt=0)
+    max_validator_series: int = Field(default=1000, ge=0)
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    endpoints: list[EndpointSettings] = Field(min_length=1)
+    entities: list[EntitySettings] = Field(default_factory=list)
+    policy: PolicySettings = PolicySettings()
+
+    @model_validator(mode="after")
+    def _unique_endpoints(self) -> ChainSettings:
+        names = [e.name for e in self.endpoints]
+        if len(names) != len(set(names)):
+            raise ValueError(f"endpoint names must be unique, got {names}")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="QUORUMWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    metrics: MetricsSettings = MetricsSettings()
+    storage: StorageSettings = StorageSettings()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    chains: list[ChainSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_chains(self) -> Settings:
+        names = [c.name for c in self.chains]
+        if len(names) != len(set(names)):
+            raise ValueError(f"chain names must be unique, got {names}")
+        return self
+
+
+def load_settings(path: Path | None, **overrides: Any) -> Settings:
+    """Load settings from `path` (TOML) under environment overrides; raise ConfigError.
+
+    With `path` None, only the environment and `overrides` apply (used by `demo`).
+    """
+    if path is not None:
+        _check_toml(path)
+    toml_file = path
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if toml_file is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+            return tuple(sources)
+
+    try:
+        loaded = _FileSettings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"environment: {exc}") from None
+    return loaded
+
+
+def _check_toml(path: Path) -> None:
+    # pydantic-settings silently skips a missing file; an explicit --config must exist.
+    if not path.is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"--config {path}: {exc.strerror}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming every offending key, e.g. `chains.0.kind: Input should be ...`."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts.append(f"{key}: {message}")
+    return "; ".join(parts)

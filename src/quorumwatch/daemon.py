@@ -1,0 +1,84 @@
+"""Wiring: one asyncio process polling every chain and serving /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+
+from quorumwatch import __version__
+from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.exporter.server import start_metrics_server
+from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+
+if TYPE_CHECKING:
+    from quorumwatch.config import ChainSettings, Settings
+
+log = structlog.get_logger(__name__)
+
+
+def http_session() -> aiohttp.ClientSession:
+    # Per-request deadlines come from each endpoint's timeout_seconds (see EndpointPool).
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers={"User-Agent": f"quorumwatch/{__version__}"},
+    )
+
+
+def build_registry(board: ReportBoard) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QuorumwatchCollector(board))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+async def run_daemon(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    on_listening: Callable[[int], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Poll every chain on its own schedule and serve /metrics until `stop` is set."""
+    board = ReportBoard()
+    host, port = settings.metrics.host_port
+    runner, bound_port = await start_metrics_server(build_registry(board), host, port)
+    log.info("serving metrics", listen=f"{host}:{bound_port}", chains=len(settings.chains))
+    if on_listening is not None:
+        on_listening(bound_port)
+    try:
+        async with http_session() as session:
+            tasks = [
+                asyncio.create_task(
+                    ChainMonitor(chain, session, board, clock=clock).run(),
+                    name=f"poll:{chain.name}",
+                )
+                for chain in settings.chains
+            ]
+            try:
+                await stop.wait()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+    finally:
+        await runner.cleanup()
+        log.info("stopped")
+
+
+async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:
+    """One poll of each chain, concurrently: the `run --once` probe."""
+    board = ReportBoard()
+    async with http_session() as session:
+        monitors = [ChainMonitor(chain, session, board) for chain in chains]
+        return list(await asyncio.gather(*(m.poll_once() for m in monitors)))

@@ -1,0 +1,233 @@
+"""Endpoint pool: every HTTP request a source makes, classified and accounted per endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import aiohttp
+import structlog
+
+from quorumwatch.availability import AvailabilityWindows
+
+if TYPE_CHECKING:
+    from quorumwatch.config import EndpointSettings
+
+T = TypeVar("T")
+
+LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    HTTP_429 = "http_429"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    INVALID_PAYLOAD = "invalid_payload"
+
+
+class DataError(ValueError):
+    """An answer that arrived but cannot be trusted; `reason` is a short, bounded identifier."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Answer(Generic[T]):
+    """The result of one request: a decoded value only when the outcome is ok."""
+
+    endpoint: str
+    outcome: Outcome
+    latency_seconds: float
+    value: T | None = None
+    error: str = ""
+    data_error: DataError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """An immutable copy of one endpoint's accounting, for exposition."""
+
+    name: str
+    up: bool
+    requests: Mapping[Outcome, int]
+    latency_bucket_counts: tuple[int, ...]  # cumulative, one per LATENCY_BUCKETS bound
+    latency_sum: float
+    latency_count: int
+    last_latency_seconds: float | None
+    availability: Mapping[str, float | None]
+    clock_skew_seconds: float | None
+
+
+class Endpoint:
+    """One configured endpoint and its health. Mutated only by the pool, on the event loop."""
+
+    def __init__(self, settings: EndpointSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.base_url = str(settings.url).rstrip("/")
+        self.up = False
+        self.cooldown_until = 0.0
+        self.clock_skew_seconds: float | None = None
+        self.requests = dict.fromkeys(Outcome, 0)
+        self.latency_bucket_counts = [0] * len(LATENCY_BUCKETS)
+        self.latency_sum = 0.0
+        self.latency_count = 0
+        self.last_latency_seconds: float | None = None
+        self.availability = AvailabilityWindows()
+
+    def record(self, outcome: Outcome, latency: float, at: float) -> None:
+        self.requests[outcome] += 1
+        self.up = outcome is Outcome.OK
+        self.availability.record(outcome is Outcome.OK, at)
+        self.latency_sum += latency
+        self.latency_count += 1
+        self.last_latency_seconds = latency
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if latency <= bound:
+                self.latency_bucket_counts[index] += 1
+
+    def view(self, now: float) -> EndpointView:
+        return EndpointView(
+            name=self.name,
+            up=self.up,
+            requests=dict(self.requests),
+            latency_bucket_counts=tuple(self.latency_bucket_counts),
+            latency_sum=self.latency_sum,
+            latency_count=self.latency_count,
+            last_latency_seconds=self.last_latency_seconds,
+            availability=self.availability.ratios(now),
+            clock_skew_seconds=self.clock_skew_seconds,
+        )
+
+
+class EndpointPool:
+    """Ordered endpoints of one chain; POSTs JSON and classifies every request.
+
+    Decoding and validation run in a worker thread, so a large answer never blocks the
+    event loop; a validation failure is classified `invalid_payload`.
+    """
+
+    def __init__(
+        self,
+        endpoints: list[EndpointSettings],
+        session: aiohttp.ClientSession,
+        *,
+        max_response_bytes: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoints = [Endpoint(e) for e in endpoints]
+        self._session = session
+        self._max_response_bytes = max_response_bytes
+        self._clock = clock
+        self._monotonic = monotonic
+
+    def available(self) -> list[Endpoint]:
+        """Endpoints in configured order, without those waiting out a Retry-After."""
+        now = self._monotonic()
+        return [e for e in self.endpoints if e.cooldown_until <= now]
+
+    def healthy_count(self) -> int:
+        return sum(e.up for e in self.endpoints)
+
+    def views(self) -> tuple[EndpointView, ...]:
+        now = self._clock()
+        return tuple(e.view(now) for e in self.endpoints)
+
+    async def post_json(
+        self, endpoint: Endpoint, path: str, payload: Any, decode: Callable[[bytes], T]
+    ) -> Answer[T]:
+        """POST `payload` to the endpoint's `path` and decode the body with `decode`."""
+        started = self._monotonic()
+        timeout = endpoint.settings.timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                body, status, retry_after = await self._post(endpoint, path, payload)
+                outcome = _classify_status(status)
+                if outcome is not Outcome.OK:
+                    if outcome is Outcome.HTTP_429:
+                        self._cool_down(endpoint, retry_after)
+                    return self._finish(endpoint, outcome, started, error=f"HTTP {status}")
+                value = await asyncio.to_thread(decode, body)
+        except TimeoutError:
+            error = f"no answer in {timeout}s"
+            return self._finish(endpoint, Outcome.TIMEOUT, started, error=error)
+        except DataError as exc:
+            return self._finish(
+                endpoint, Outcome.INVALID_PAYLOAD, started, error=str(exc), data_error=exc
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            return self._finish(endpoint, Outcome.CONNECT_ERROR, started, error=type(exc).__name__)
+        return self._finish(endpoint, Outcome.OK, started, value=value)
+
+    async def _post(self, endpoint: Endpoint, path: str, payload: Any) -> tuple[bytes, int, str]:
+        async with self._session.post(
+            endpoint.base_url + path, json=payload, allow_redirects=False
+        ) as response:
+            body = await response.content.read(self._max_response_bytes + 1)
+            if len(body) > self._max_response_bytes:
+                raise DataError("too_large", f"answer exceeds {self._max_response_bytes} bytes")
+            return body, response.status, response.headers.get("Retry-After", "")
+
+    def _cool_down(self, endpoint: Endpoint, retry_after: str) -> None:
+        delay = parse_retry_after(retry_after, self._clock())
+        if delay is not None:
+            endpoint.cooldown_until = self._monotonic() + delay
+            log.warning("endpoint rate limited", endpoint=endpoint.name, retry_after_seconds=delay)
+
+    def _finish(
+        self,
+        endpoint: Endpoint,
+        outcome: Outcome,
+        started: float,
+        *,
+        value: T | None = None,
+        error: str = "",
+        data_error: DataError | None = None,
+    ) -> Answer[T]:
+        latency = self._monotonic() - started
+        endpoint.record(outcome, latency, self._clock())
+        if outcome is not Outcome.OK:
+            log.warning("request failed", endpoint=endpoint.name, outcome=str(outcome), error=error)
+        return Answer(endpoint.name, outcome, latency, value, error, data_error)
+
+
+def _classify_status(status: int) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome.OK
+    if status == 429:
+        return Outcome.HTTP_429
+    if 400 <= status < 500:
+        return Outcome.HTTP_4XX
+    if status >= 500:
+        return Outcome.HTTP_5XX
+    # 1xx/3xx: redirects are not followed, since they could leave the configured host.
+    return Outcome.INVALID_PAYLOAD
+
+
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(moment.timestamp() - now, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -1,0 +1,309 @@
+"""Prometheus exposition of the latest reports: computed at poll time, rendered at scrape time.
+
+A scrape never calls an API. Values come from the last poll of each chain (they are
+cached, as the HELP texts say); when a chain's last poll gave no valid set, its analysis
+series are absent rather than 0 or stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from quorumwatch import __version__
+from quorumwatch.analysis import TOP_N, Threshold
+from quorumwatch.endpoints import LATENCY_BUCKETS, Outcome
+from quorumwatch.labels import safe_text
+from quorumwatch.models import ValidatorStatus
+
+if TYPE_CHECKING:
+    from quorumwatch.monitor import ChainReport, ReportBoard
+
+_CACHED = " Cached from the last poll."
+
+
+class QuorumwatchCollector:
+    """Satisfies prometheus_client's Collector protocol over a ReportBoard."""
+
+    def __init__(self, board: ReportBoard) -> None:
+        self._board = board
+
+    def describe(self) -> list[Metric]:
+        # Avoids the registry calling collect() at registration, before any poll.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        reports = list(self._board.reports.values())  # one read: a consistent view
+        yield _build_info()
+        yield from chain_metrics(reports)
+        yield from decentralization_metrics([r for r in reports if r.up])
+        yield from entity_metrics([r for r in reports if r.up])
+        yield from validator_metrics([r for r in reports if r.up])
+        yield from endpoint_metrics(reports)
+
+
+def _build_info() -> Metric:
+    info = GaugeMetricFamily(
+        "quorumwatch_build_info", "quorumwatch version, always 1.", labels=["version"]
+    )
+    info.add_metric([__version__], 1)
+    return info
+
+
+def chain_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    up = GaugeMetricFamily(
+        "quorumwatch_chain_up",
+        "1 if the last poll gave a valid validator set, else 0.",
+        labels=["chain"],
+    )
+    last_success = GaugeMetricFamily(
+        "quorumwatch_last_success_timestamp_seconds",
+        "Unix time of the last poll that gave a valid validator set.",
+        labels=["chain"],
+    )
+    duration = GaugeMetricFamily(
+        "quorumwatch_poll_duration_seconds",
+        "Wall time of the last poll, requests and analysis included.",
+        labels=["chain"],
+    )
+    rejections = CounterMetricFamily(
+        "quorumwatch_snapshot_rejections",
+        "Answers rejected as invalid data, by reason, since the daemon started.",
+        labels=["chain", "reason"],
+    )
+    validators = GaugeMetricFamily(
+        "quorumwatch_validators",
+        "Registered validators by disjoint status (jailed counts only as jailed)." + _CACHED,
+        labels=["chain", "status"],
+    )
+    stake = GaugeMetricFamily(
+        "quorumwatch_stake_tokens",
+        "Stake in display tokens by disjoint validator status." + _CACHED,
+        labels=["chain", "status"],
+    )
+    for report in reports:
+        up.add_metric([report.chain], 1 if report.up else 0)
+        if report.last_success_at is not None:
+            last_success.add_metric([report.chain], report.last_success_at)
+        duration.add_metric([report.chain], report.poll_duration_seconds)
+        for reason, count in sorted(report.rejections.items()):
+            rejections.add_metric([report.chain, reason], count)
+        if report.validator_set is None:
+            continue
+        counts = dict.fromkeys(ValidatorStatus, 0)
+        stakes = dict.fromkeys(ValidatorStatus, 0)
+        for v in report.validator_set.validators:
+            counts[v.status] += 1
+            stakes[v.status] += v.stake
+        for status in ValidatorStatus:
+            validators.add_metric([report.chain, status.value], counts[status])
+            stake.add_metric(
+                [report.chain, status.value], report.validator_set.to_tokens(stakes[status])
+            )
+    yield from (up, last_success, duration, rejections, validators, stake)
+
+
+def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    by_grouping = ["chain", "grouping"]
+    nakamoto = GaugeMetricFamily(
+        "quorumwatch_nakamoto_coefficient",
+        "Fewest holders whose stake meets the threshold: halt 3S>=T, majority 2S>T, "
+        "control 3S>2T." + _CACHED,
+        labels=["chain", "grouping", "threshold"],
+    )
+    holders = GaugeMetricFamily(
+        "quorumwatch_holders", "Holders with consensus stake." + _CACHED, labels=by_grouping
+    )
+    largest = GaugeMetricFamily(
+        "quorumwatch_largest_stake_ratio",
+        "Share of consensus stake held by the largest holder." + _CACHED,
+        labels=by_grouping,
+    )
+    top = GaugeMetricFamily(
+        "quorumwatch_top_stake_ratio",
+        "Share of consensus stake held by the top N holders." + _CACHED,
+        labels=["chain", "grouping", "top"],
+    )
+    hhi = GaugeMetricFamily(
+        "quorumwatch_herfindahl_index",
+        "Herfindahl-Hirschman index of consensus stake, 0..1." + _CACHED,
+        labels=by_grouping,
+    )
+    effective = GaugeMetricFamily(
+        "quorumwatch_effective_count",
+        "Effective number of holders, 1/HHI." + _CACHED,
+        labels=by_grouping,
+    )
+    gini = GaugeMetricFamily(
+        "quorumwatch_gini_coefficient",
+        "Gini coefficient of consensus stake over holders with stake." + _CACHED,
+        labels=by_grouping,
+    )
+    entropy = GaugeMetricFamily(
+        "quorumwatch_entropy_bits",
+        "Shannon entropy of stake shares, in bits." + _CACHED,
+        labels=by_grouping,
+    )
+    halt_distance = GaugeMetricFamily(
+        "quorumwatch_halt_distance",
+        "Further online holders whose loss would halt the chain (0: halted)." + _CACHED,
+        labels=by_grouping,
+    )
+    margin = GaugeMetricFamily(
+        "quorumwatch_liveness_margin_ratio",
+        "Online consensus stake over total, minus 2/3; negative means halted." + _CACHED,
+        labels=["chain"],
+    )
+    for report in reports:
+        if report.analysis is None:
+            continue
+        margin.add_metric([report.chain], report.analysis.liveness_margin)
+        for grouping, c in report.analysis.groupings.items():
+            labels = [report.chain, grouping.value]
+            for threshold in Threshold:
+                nakamoto.add_metric([*labels, threshold.value], c.nakamoto[threshold])
+            holders.add_metric(labels, c.holders)
+            largest.add_metric(labels, c.largest_ratio)
+            for n in TOP_N:
+                top.add_metric([*labels, str(n)], c.top_ratios[n])
+            hhi.add_metric(labels, c.herfindahl)
+            effective.add_metric(labels, c.effective_count)
+            gini.add_metric(labels, c.gini)
+            entropy.add_metric(labels, c.entropy_bits)
+            halt_distance.add_metric(labels, c.halt_distance)
+    yield from (nakamoto, holders, largest, top, hhi, effective, gini, entropy)
+    yield from (halt_distance, margin)
+
+
+def entity_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    unattributed = GaugeMetricFamily(
+        "quorumwatch_unattributed_stake_ratio",
+        "Share of consensus stake whose validator is in no entity map." + _CACHED,
+        labels=["chain"],
+    )
+    share = GaugeMetricFamily(
+        "quorumwatch_entity_stake_ratio",
+        "Share of consensus stake held by an entity." + _CACHED,
+        labels=["chain", "entity"],
+    )
+    can_halt = GaugeMetricFamily(
+        "quorumwatch_entity_can_halt",
+        "1 if the entity alone holds at least 1/3 of consensus stake (3S>=T)." + _CACHED,
+        labels=["chain", "entity"],
+    )
+    can_control = GaugeMetricFamily(
+        "quorumwatch_entity_can_control",
+        "1 if the entity alone holds more than 2/3 of consensus stake (3S>2T)." + _CACHED,
+        labels=["chain", "entity"],
+    )
+    for report in reports:
+        if report.analysis is None:
+            continue
+        unattributed.add_metric([report.chain], report.analysis.unattributed_ratio)
+        for entity in report.analysis.entities[: report.settings.max_validator_series]:
+            labels = [report.chain, safe_text(entity.name)]
+            share.add_metric(labels, entity.ratio)
+            can_halt.add_metric(labels, int(entity.can_halt))
+            can_control.add_metric(labels, int(entity.can_control))
+    yield from (unattributed, share, can_halt, can_control)
+
+
+def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    identity = ["chain", "validator", "name", "entity"]
+    share = GaugeMetricFamily(
+        "quorumwatch_validator_stake_ratio",
+        "Validator's share of consensus stake (0 outside the consensus set)." + _CACHED,
+        labels=identity,
+    )
+    jailed = GaugeMetricFamily(
+        "quorumwatch_validator_jailed", "1 if the validator is jailed." + _CACHED, labels=identity
+    )
+    uptime = GaugeMetricFamily(
+        "quorumwatch_validator_uptime_ratio",
+        "Uptime the chain reports for the validator over a window." + _CACHED,
+        labels=[*identity, "window"],
+    )
+    omitted = GaugeMetricFamily(
+        "quorumwatch_validator_series_omitted",
+        "Validators left out of per-validator series by max_validator_series.",
+        labels=["chain"],
+    )
+    for report in reports:
+        if report.validator_set is None or report.analysis is None:
+            continue
+        total = report.analysis.total_stake
+        ranked = sorted(report.validator_set.validators, key=lambda v: (-v.stake, v.address))
+        cap = report.settings.max_validator_series
+        omitted.add_metric([report.chain], max(0, len(ranked) - cap))
+        for v in ranked[:cap]:
+            entity = report.entity_of.get(v.address, v.address)
+            labels = [report.chain, v.address, safe_text(v.name), safe_text(entity)]
+            share.add_metric(labels, v.stake / total if v.in_consensus_set else 0.0)
+            jailed.add_metric(labels, int(v.jailed))
+            for window, ratio in sorted(v.uptime_ratio.items()):
+                uptime.add_metric([*labels, window], ratio)
+    yield from (share, jailed, uptime, omitted)
+
+
+def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    by_endpoint = ["chain", "endpoint"]
+    up = GaugeMetricFamily(
+        "quorumwatch_endpoint_up",
+        "1 if the endpoint's last request succeeded with current data.",
+        labels=by_endpoint,
+    )
+    requests = CounterMetricFamily(
+        "quorumwatch_endpoint_requests",
+        "Requests to the endpoint by outcome.",
+        labels=["chain", "endpoint", "outcome"],
+    )
+    duration = HistogramMetricFamily(
+        "quorumwatch_endpoint_request_duration_seconds",
+        "Request latency, failures included.",
+        labels=by_endpoint,
+    )
+    availability = GaugeMetricFamily(
+        "quorumwatch_endpoint_availability_ratio",
+        "Share of requests that succeeded over the window (absent without requests).",
+        labels=["chain", "endpoint", "window"],
+    )
+    skew = GaugeMetricFamily(
+        "quorumwatch_endpoint_clock_skew_seconds",
+        "Endpoint clock (exchangeStatus time) minus local clock at the last probe.",
+        labels=by_endpoint,
+    )
+    healthy = GaugeMetricFamily(
+        "quorumwatch_endpoints_healthy",
+        "Endpoints up; 1 means a single point of failure.",
+        labels=["chain"],
+    )
+    for report in reports:
+        healthy.add_metric([report.chain], report.healthy_endpoints)
+        for e in report.endpoints:
+            labels = [report.chain, e.name]
+            up.add_metric(labels, int(e.up))
+            for outcome in Outcome:
+                requests.add_metric([*labels, outcome.value], e.requests.get(outcome, 0))
+            buckets = [
+                (_bound(b), count)
+                for b, count in zip(LATENCY_BUCKETS, e.latency_bucket_counts, strict=True)
+            ]
+            buckets.append(("+Inf", e.latency_count))
+            duration.add_metric(labels, buckets, e.latency_sum)
+            for window, ratio in e.availability.items():
+                if ratio is not None:
+                    availability.add_metric([*labels, window], ratio)
+            if e.clock_skew_seconds is not None:
+                skew.add_metric(labels, e.clock_skew_seconds)
+    yield from (up, requests, duration, availability, skew, healthy)
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))

@@ -1,0 +1,60 @@
+"""Immutable domain types shared by sources, analysis, exporter and probe."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+# Shared and immutable, so a validator without uptime data costs no allocation.
+NO_UPTIME: Mapping[str, float] = MappingProxyType({})
+
+
+class ValidatorStatus(enum.StrEnum):
+    """Disjoint status of a registered validator; a jailed validator is only ever `jailed`."""
+
+    ONLINE = "online"
+    JAILED = "jailed"
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    """One registered validator as the chain reports it, stake in the chain's base unit."""
+
+    address: str
+    name: str
+    stake: int
+    in_consensus_set: bool
+    jailed: bool
+    signer: str = ""
+    unjailable_after_ms: int | None = None
+    uptime_ratio: Mapping[str, float] = field(default_factory=lambda: NO_UPTIME)
+
+    @property
+    def status(self) -> ValidatorStatus:
+        if self.jailed:
+            return ValidatorStatus.JAILED
+        if self.in_consensus_set:
+            return ValidatorStatus.ONLINE
+        return ValidatorStatus.INACTIVE
+
+    @property
+    def online(self) -> bool:
+        return self.in_consensus_set and not self.jailed
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSet:
+    """A validated, complete validator set from one endpoint at one moment."""
+
+    validators: tuple[Validator, ...]
+    token_decimals: int
+    endpoint: str
+    fetched_at: float
+
+    def to_tokens(self, base_units: int) -> float:
+        """Convert an exact base-unit amount to display tokens, for exposition only."""
+        scale: int = 10**self.token_decimals
+        return base_units / scale

@@ -1,0 +1,138 @@
+"""The per-chain poll loop: fetch, validate, analyse, publish one immutable report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import structlog
+
+from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
+from quorumwatch.chains.hyperliquid.source import HyperliquidSource
+from quorumwatch.endpoints import EndpointPool, EndpointView
+from quorumwatch.entities import entity_map
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from quorumwatch.config import ChainSettings
+    from quorumwatch.models import ValidatorSet
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What one poll of one chain established. `analysis` is None unless `up`."""
+
+    chain: str
+    settings: ChainSettings
+    polled_at: float
+    up: bool
+    validator_set: ValidatorSet | None
+    analysis: ChainAnalysis | None
+    entity_of: Mapping[str, str]
+    failures: tuple[str, ...]
+    last_success_at: float | None
+    endpoints: tuple[EndpointView, ...]
+    rejections: Mapping[str, int]
+    poll_duration_seconds: float
+
+    @property
+    def healthy_endpoints(self) -> int:
+        return sum(e.up for e in self.endpoints)
+
+
+@dataclass(slots=True)
+class ReportBoard:
+    """The latest report per chain; replaced whole, so a reader sees one consistent view."""
+
+    reports: Mapping[str, ChainReport] = field(default_factory=dict)
+
+    def publish(self, report: ChainReport) -> None:
+        self.reports = MappingProxyType({**self.reports, report.chain: report})
+
+
+class ChainMonitor:
+    """Polls one chain on its own schedule and publishes each report to the board."""
+
+    def __init__(
+        self,
+        settings: ChainSettings,
+        session: aiohttp.ClientSession,
+        board: ReportBoard,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self._board = board
+        self._clock = clock
+        self._pool = EndpointPool(
+            settings.endpoints,
+            session,
+            max_response_bytes=settings.max_response_bytes,
+            clock=clock,
+        )
+        self._source = HyperliquidSource(
+            self._pool, max_clock_skew_seconds=settings.max_clock_skew_seconds, clock=clock
+        )
+        self._entity_of = MappingProxyType(dict(entity_map(settings.kind, settings.entities)))
+        self._rejections: dict[str, int] = {}
+        self._last_success_at: float | None = None
+
+    async def poll_once(self) -> ChainReport:
+        started = time.monotonic()
+        bound = log.bind(chain=self.settings.name)
+        result = await self._source.fetch()
+        validator_set = result.validator_set
+        analysis: ChainAnalysis | None = None
+        failures = list(result.failures)
+        for reason in result.rejection_reasons:
+            self._rejections[reason] = self._rejections.get(reason, 0) + 1
+        if validator_set is not None:
+            try:
+                # Large sets take tens of milliseconds to analyse: keep the loop responsive.
+                analysis = await asyncio.to_thread(
+                    analyse, validator_set.validators, self._entity_of
+                )
+            except AnalysisError as exc:
+                self._rejections["zero_stake"] = self._rejections.get("zero_stake", 0) + 1
+                failures.append(f"{validator_set.endpoint}: {exc}")
+                validator_set = None
+        now = self._clock()
+        if analysis is not None:
+            self._last_success_at = now
+            bound.info("poll ok", endpoint=validator_set.endpoint if validator_set else None)
+        else:
+            bound.warning("poll failed: no valid validator set", failures=failures)
+        report = ChainReport(
+            chain=self.settings.name,
+            settings=self.settings,
+            polled_at=now,
+            up=analysis is not None,
+            validator_set=validator_set if analysis is not None else None,
+            analysis=analysis,
+            entity_of=self._entity_of,
+            failures=tuple(failures),
+            last_success_at=self._last_success_at,
+            endpoints=self._pool.views(),
+            rejections=MappingProxyType(dict(self._rejections)),
+            poll_duration_seconds=time.monotonic() - started,
+        )
+        self._board.publish(report)
+        return report
+
+    async def run(self) -> None:
+        """Poll forever at the configured interval, measured from the start of each poll."""
+        interval = self.settings.poll_interval_seconds
+        while True:
+            started = time.monotonic()
+            try:
+                await self.poll_once()
+            except Exception:  # a bug in one poll must not end monitoring of the chain
+                log.exception("poll crashed", chain=self.settings.name)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

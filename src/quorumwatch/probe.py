@@ -1,0 +1,159 @@
+"""`run --once`: judge each chain's report by policy and render it for Nagios or as JSON."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from quorumwatch.analysis import Grouping, Threshold
+from quorumwatch.labels import safe_text
+from quorumwatch.models import ValidatorStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from quorumwatch.monitor import ChainReport
+
+
+class Status(enum.IntEnum):
+    """Nagios plugin states; the value is the exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    report: ChainReport
+    status: Status
+    reasons: tuple[str, ...]
+
+
+def judge(report: ChainReport) -> Verdict:
+    """Apply the chain's policy: CRITICAL and WARNING reasons, most severe first."""
+    policy = report.settings.policy
+    critical: list[str] = []
+    warning: list[str] = []
+    analysis = report.analysis
+    if analysis is None:
+        failures = "; ".join(report.failures) or "no endpoint answered"
+        critical.append(f"no endpoint returned a valid validator set ({failures})")
+    else:
+        total, online = analysis.total_stake, analysis.online_stake
+        for entity in analysis.entities:
+            share = f"entity {safe_text(entity.name)} holds {entity.ratio:.2%} of consensus stake"
+            if entity.can_control and policy.critical_when_entity_can_control:
+                critical.append(f"{share}, more than 2/3: it can control the chain")
+            elif entity.can_halt and policy.warning_when_entity_can_halt:
+                warning.append(f"{share}, at least 1/3: it can halt the chain")
+        online_ratio = f"online stake is {online / total:.2%} of consensus stake"
+        if 3 * online <= 2 * total:
+            if policy.critical_when_halted:
+                critical.append(f"{online_ratio}, at most 2/3: the chain cannot commit")
+        elif analysis.liveness_margin < policy.liveness_margin_warning:
+            warning.append(
+                f"{online_ratio}: liveness margin {analysis.liveness_margin:.4f} "
+                f"below {policy.liveness_margin_warning}"
+            )
+    if report.healthy_endpoints == 1 and policy.warning_when_single_endpoint:
+        warning.append("only 1 endpoint healthy: a single point of failure")
+    status = Status.CRITICAL if critical else Status.WARNING if warning else Status.OK
+    return Verdict(report, status, tuple(critical + warning))
+
+
+def overall(verdicts: Sequence[Verdict]) -> Status:
+    return max((v.status for v in verdicts), default=Status.UNKNOWN)
+
+
+def render_text(verdicts: Sequence[Verdict]) -> str:
+    """One Nagios line per chain: `QUORUMWATCH STATUS - chain: reasons | perfdata`."""
+    lines = []
+    for verdict in verdicts:
+        summary = "; ".join(verdict.reasons) or "no coalition threat, quorum live"
+        lines.append(
+            f"QUORUMWATCH {verdict.status.name} - {verdict.report.chain}: {summary}"
+            f" | {_perfdata(verdict.report)}"
+        )
+    return "\n".join(lines)
+
+
+def _perfdata(report: ChainReport) -> str:
+    items: list[str] = []
+    analysis = report.analysis
+    if analysis is not None:
+        policy = report.settings.policy
+        for grouping, c in analysis.groupings.items():
+            for threshold in Threshold:
+                items.append(f"nakamoto_{threshold}_{grouping}={c.nakamoto[threshold]};;;1")
+        largest = analysis.entities[0].ratio
+        items.append(f"largest_entity_ratio={largest:.6f};0.333333;0.666667;0;1")
+        items.append(
+            f"liveness_margin={analysis.liveness_margin:.6f};{policy.liveness_margin_warning}:;0:"
+        )
+        if report.validator_set is not None:
+            counts = _status_counts(report)
+            items.extend(f"validators_{status}={counts[status]};;;0" for status in counts)
+    items.append(f"endpoints_healthy={report.healthy_endpoints};2:;1:;0;{len(report.endpoints)}")
+    for e in report.endpoints:
+        if e.last_latency_seconds is not None:
+            items.append(f"'latency_{e.name}'={e.last_latency_seconds:.3f}s;;;0")
+    items.append(f"poll_duration={report.poll_duration_seconds:.3f}s;;;0")
+    return " ".join(items)
+
+
+def _status_counts(report: ChainReport) -> dict[str, int]:
+    counts = {status.value: 0 for status in ValidatorStatus}
+    if report.validator_set is not None:
+        for v in report.validator_set.validators:
+            counts[v.status.value] += 1
+    return counts
+
+
+def render_json(verdicts: Sequence[Verdict]) -> str:
+    """The documented `--once --format json` document."""
+    return json.dumps(
+        {"status": overall(verdicts).name, "chains": [_chain_json(v) for v in verdicts]},
+        ensure_ascii=False,
+    )
+
+
+def _chain_json(verdict: Verdict) -> dict[str, Any]:
+    report, analysis = verdict.report, verdict.report.analysis
+    document: dict[str, Any] = {
+        "chain": report.chain,
+        "status": verdict.status.name,
+        "reasons": list(verdict.reasons),
+        "nakamoto": None,
+        "largest_entity": None,
+        "validators": None,
+        "liveness_margin_ratio": None,
+        "endpoints": [
+            {"name": e.name, "up": e.up, "latency_seconds": e.last_latency_seconds}
+            for e in report.endpoints
+        ],
+    }
+    if analysis is not None:
+        document["nakamoto"] = {
+            grouping.value: {t.value: analysis.groupings[grouping].nakamoto[t] for t in Threshold}
+            for grouping in Grouping
+        }
+        largest = analysis.entities[0]
+        document["largest_entity"] = {
+            "name": safe_text(largest.name, max_length=256),
+            "stake_ratio": largest.ratio,
+        }
+        document["validators"] = _status_counts(report)
+        document["liveness_margin_ratio"] = analysis.liveness_margin
+    return document
+
+
+def unknown(message: str, output_format: str) -> str:
+    """The probe's own failure (bad config, internal error), in the requested format."""
+    message = safe_text(message, max_length=1024)
+    if output_format == "json":
+        return json.dumps({"status": "UNKNOWN", "error": message, "chains": []})
+    return f"QUORUMWATCH UNKNOWN - {message}"
