@@ -8,6 +8,7 @@ float fast path (< 2**53) and the exact-int path (≥ 2**53) of the ranking, and
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -346,7 +347,7 @@ def halt_boundary_sets(draw: st.DrawFn) -> tuple[list[int], list[int]]:
     offline_total = max(rhs // 2, 0)
     cuts = sorted(draw(st.lists(st.integers(0, offline_total), max_size=3)))
     bounds = [0, *cuts, offline_total]
-    offline = [b - a for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    offline = [b - a for a, b in itertools.pairwise(bounds) if b > a]
     return online, offline
 
 
@@ -475,7 +476,7 @@ def test_nakamoto_undefined_is_none_never_zero(weights: list[int]) -> None:
 
 
 def test_entity_merge_vector() -> None:
-    """A1=20,A2=15→A; B=30,C=20,D=15: per validator NC (2,3,3), HHI .2150; per entity (1,2,3), .2750."""
+    """A1+A2→A, B, C, D: per validator NC (2,3,3), HHI .2150; per entity NC (1,2,3), HHI .2750."""
     validators = make_validators([20, 15, 30, 20, 15])
     names = ["A1", "A2", "B", "C", "D"]
     validators = [
@@ -735,12 +736,29 @@ def test_large_set_matches_naive(low: int, high: int, delta: int) -> None:
     rng.shuffle(weights)
     validators = make_validators(weights)
     entity_of = {v.address: f"E{rng.randrange(700)}" for v in validators if rng.random() < 0.6}
+    jailed = {v.address for v in validators if rng.random() < 0.1}
+    validators = [
+        Validator(v.address, v.name, v.stake, in_consensus_set=True, jailed=v.address in jailed)
+        for v in validators
+    ]
     got = analyse(validators, entity_of)
-    ref = reference_analysis(validators, entity_of)
-    assert ref is not None
-    for grouping in Grouping:
-        assert dict(got.groupings[grouping].nakamoto) == ref.groupings[grouping].nakamoto
-        assert got.groupings[grouping].halt_distance == ref.groupings[grouping].halt_distance
+    total = sum(weights)
+    entity_total: dict[str, int] = {}
+    entity_online: dict[str, int] = {}
+    for v in validators:
+        name = entity_of.get(v.address, v.address)
+        entity_total[name] = entity_total.get(name, 0) + v.stake
+        entity_online[name] = entity_online.get(name, 0) + (0 if v.jailed else v.stake)
+    groups = {
+        Grouping.VALIDATOR: (weights, [v.stake for v in validators if not v.jailed]),
+        Grouping.ENTITY: (list(entity_total.values()), list(entity_online.values())),
+    }
+    for grouping, (grouped, online) in groups.items():
+        conc = got.groupings[grouping]
+        assert dict(conc.nakamoto) == {t: naive_nakamoto(grouped, t) for t in Threshold}
+        assert conc.halt_distance == naive_halt_distance(online, total)
+        hhi = Fraction(sum(w * w for w in grouped), total * total)
+        assert conc.herfindahl == close(hhi)
     for t in Threshold:
         assert nakamoto(weights, t) == naive_nakamoto(weights, t)
 
@@ -763,7 +781,7 @@ def test_large_set_matches_naive(low: int, high: int, delta: int) -> None:
     ],
 )
 def test_no_consensus_stake_raises(validators: list[Validator]) -> None:
-    """A consensus set with no positive stake (empty, all zero, all inactive) raises AnalysisError."""
+    """No positive consensus stake (empty, all zero, all inactive) raises AnalysisError."""
     with pytest.raises(AnalysisError):
         analyse(validators, {})
 
@@ -856,7 +874,8 @@ def test_entity_halt_distance_uses_only_non_jailed_part() -> None:
     got = analyse(validators, {"v0": "A", "v1": "A"})
     assert got.groupings[Grouping.VALIDATOR].halt_distance == 3
     assert got.groupings[Grouping.ENTITY].halt_distance == 3  # A counts 10 online, not 20
-    assert got.groupings[Grouping.ENTITY].nakamoto[Threshold.HALT] == 2  # A holds 20 of T
+    assert got.groupings[Grouping.ENTITY].holders == 9
+    assert got.groupings[Grouping.ENTITY].largest_ratio == pytest.approx(0.2, rel=REL)
 
 
 def test_zero_stake_holders_excluded_from_every_index() -> None:

@@ -271,10 +271,9 @@ def analyse(validators: Sequence[Validator], entity_of: Mapping[str, str]) -> Ch
     by_validator = _Ranking(stakes, total)
     online_by_validator = _skip_once(by_validator.descending(), jailed_stakes)
 
-    entity_total, entity_online, unattributed_names = _aggregate_entities(
+    entity_total, entity_online, unattributed = _aggregate_entities(
         consensus, stakes, jailed, entity_of
     )
-    unattributed = exact_sum([entity_total[name] for name in unattributed_names])
     by_entity = _Ranking(list(entity_total.values()), total)
     online_by_entity = sorted(entity_online.values(), reverse=True)
     return ChainAnalysis(
@@ -285,8 +284,8 @@ def analyse(validators: Sequence[Validator], entity_of: Mapping[str, str]) -> Ch
             Grouping.VALIDATOR: concentration(by_validator, online_by_validator, offline),
             Grouping.ENTITY: concentration(by_entity, online_by_entity, offline),
         },
-        entities=_entity_shares(entity_total, unattributed_names, total),
-        unattributed_ratio=unattributed / total,
+        entities=_entity_shares(entity_total, unattributed, total),
+        unattributed_ratio=exact_sum(list(unattributed.values())) / total,
     )
 
 
@@ -308,13 +307,19 @@ def _aggregate_entities(
     stakes: list[int],
     jailed: list[Validator],
     entity_of: Mapping[str, str],
-) -> tuple[dict[str, int], dict[str, int], frozenset[str]]:
-    """Per-entity consensus stake, per-entity online stake, and the unattributed entities."""
+) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
+    """Per-entity consensus stake, per-entity online stake, and each unmapped validator's stake."""
     addresses = list(map(_ADDRESS, consensus))
     # One C-level lookup per validator: with a large map each lookup is a cache miss.
     mapped = list(map(entity_of.get, addresses))
-    unmapped = map(operator.is_, mapped, itertools.repeat(None))
-    unattributed = frozenset(itertools.compress(addresses, unmapped))
+    unmapped = list(map(operator.is_, mapped, itertools.repeat(None)))
+    unattributed = dict(
+        zip(
+            itertools.compress(addresses, unmapped),
+            itertools.compress(stakes, unmapped),
+            strict=True,
+        )
+    )
     entities = [a if m is None else m for m, a in zip(mapped, addresses, strict=True)]
     entity_total: dict[str, int] = {}
     get = entity_total.get
@@ -327,9 +332,14 @@ def _aggregate_entities(
 
 
 def _entity_shares(
-    entity_total: Mapping[str, int], unattributed: frozenset[str], total: int
+    entity_total: Mapping[str, int], unattributed: Mapping[str, int], total: int
 ) -> tuple[EntityShare, ...]:
-    ranked = sorted(entity_total.items(), key=lambda item: (-item[1], item[0]))
+    """Entities with stake, largest first (ties by name); attributed if any mapped validator
+    contributes, which an entity named like an unmapped validator's address may combine."""
+    ranked = sorted(
+        ((name, stake) for name, stake in entity_total.items() if stake > 0),
+        key=lambda item: (-item[1], item[0]),
+    )
     return tuple(
         EntityShare(
             name=name,
@@ -337,7 +347,7 @@ def _entity_shares(
             ratio=stake / total,
             can_halt=reaches(Threshold.HALT, stake, total),
             can_control=reaches(Threshold.CONTROL, stake, total),
-            attributed=name not in unattributed,
+            attributed=stake > unattributed.get(name, 0),
         )
         for name, stake in ranked
     )

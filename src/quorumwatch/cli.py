@@ -8,22 +8,41 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
+
+from pydantic import ValidationError
 
 from quorumwatch import __version__
-from quorumwatch.config import ConfigError, Settings, load_settings
+from quorumwatch.config import (
+    ConfigError,
+    Settings,
+    describe_validation_error,
+    load_settings,
+)
+from quorumwatch.labels import safe_text
 from quorumwatch.logs import configure_logging
 from quorumwatch.probe import Status
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from quorumwatch.simulator import Scenario
+
 DEMO_LISTEN = "127.0.0.1:9877"
 DEMO_SCENARIO = "foundation-2025"
+MAX_ERROR_LENGTH = 4096
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 3: to Nagios, argparse's usual 2 would read as CRITICAL."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(Status.UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="quorumwatch",
         description="Watch who could halt or take over a proof-of-stake chain.",
     )
@@ -59,7 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args.scenario, args.listen)
         return _demo(args)
     except ConfigError as exc:
-        print(f"quorumwatch: config error: {exc}", file=sys.stderr)
+        message = safe_text(str(exc), max_length=MAX_ERROR_LENGTH)
+        print(f"quorumwatch: config error: {message}", file=sys.stderr)
         return Status.UNKNOWN
     except KeyboardInterrupt:
         return 0
@@ -106,13 +126,13 @@ def _run_daemon(settings: Settings) -> int:
 
 def _simulate(scenario_name: str, listen: str) -> int:
     from quorumwatch.config import MetricsSettings
-    from quorumwatch.simulator import ScenarioError, load_scenario, start_simulator
+    from quorumwatch.simulator import start_simulator
 
     try:
-        scenario = load_scenario(scenario_name)
+        scenario = _load_scenario(scenario_name)
         host, port = MetricsSettings(listen=listen).host_port
-    except (ScenarioError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
+    except ValidationError as exc:  # multi-line by default: describe it in one line
+        raise ConfigError(describe_validation_error(exc)) from None
 
     async def serve() -> None:
         stop = _stop_on_signals()
@@ -126,12 +146,9 @@ def _simulate(scenario_name: str, listen: str) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from quorumwatch.daemon import run_daemon
-    from quorumwatch.simulator import ScenarioError, load_scenario, start_simulator
+    from quorumwatch.simulator import start_simulator
 
-    try:
-        scenario = load_scenario(args.scenario)
-    except ScenarioError as exc:
-        raise ConfigError(str(exc)) from None
+    scenario = _load_scenario(args.scenario)
     configure_logging("warning")
 
     async def serve() -> None:
@@ -165,6 +182,17 @@ def _demo(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+def _load_scenario(name_or_path: str) -> Scenario:
+    from quorumwatch.simulator import ScenarioError, load_scenario
+
+    try:
+        return load_scenario(name_or_path)
+    except (ScenarioError, ValueError) as exc:  # ValueError: a file that is not UTF-8
+        raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(f"scenario {name_or_path}: {exc.strerror or exc}") from None
 
 
 def _stop_on_signals() -> asyncio.Event:

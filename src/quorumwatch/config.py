@@ -13,7 +13,6 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +21,8 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
+
+from quorumwatch.labels import safe_text
 
 DEFAULT_METRICS_PORT = 9877
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
@@ -41,7 +42,7 @@ class _Strict(BaseModel):
 
 def _parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -96,12 +97,11 @@ class ChainSettings(_Strict):
     entities: list[EntitySettings] = Field(default_factory=list)
     policy: PolicySettings = PolicySettings()
 
-    @model_validator(mode="after")
-    def _unique_endpoints(self) -> ChainSettings:
-        names = [e.name for e in self.endpoints]
-        if len(names) != len(set(names)):
-            raise ValueError(f"endpoint names must be unique, got {names}")
-        return self
+    @field_validator("endpoints")
+    @classmethod
+    def _unique_endpoints(cls, endpoints: list[EndpointSettings]) -> list[EndpointSettings]:
+        _require_unique("endpoint", [e.name for e in endpoints])
+        return endpoints
 
 
 class Settings(BaseSettings):
@@ -114,12 +114,18 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     chains: list[ChainSettings] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_chains(self) -> Settings:
-        names = [c.name for c in self.chains]
-        if len(names) != len(set(names)):
-            raise ValueError(f"chain names must be unique, got {names}")
-        return self
+    @field_validator("chains")
+    @classmethod
+    def _unique_chains(cls, chains: list[ChainSettings]) -> list[ChainSettings]:
+        _require_unique("chain", [c.name for c in chains])
+        return chains
+
+
+def _require_unique(what: str, names: list[str]) -> None:
+    # A validator on the list itself, so the error names the key (`chains.0.endpoints`).
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{what} names must be unique, duplicated: {', '.join(duplicates)}")
 
 
 def load_settings(path: Path | None, **overrides: Any) -> Settings:
@@ -171,9 +177,12 @@ def describe_validation_error(exc: ValidationError) -> str:
     """One line naming every offending key, e.g. `chains.0.kind: Input should be ...`."""
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
-        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        # Keys come from the file: a hostile key must not break the one-line message.
+        key = ".".join(safe_text(str(part), max_length=128) for part in error["loc"])
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        parts.append(f"{key}: {message}")
+        elif error["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
+        parts.append(f"{key or '(top level)'}: {message}")
     return "; ".join(parts)

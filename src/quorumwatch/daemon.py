@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ import structlog
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from quorumwatch import __version__
+from quorumwatch.config import ConfigError
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
 from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
@@ -21,6 +23,16 @@ if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings, Settings
 
 log = structlog.get_logger(__name__)
+
+
+def freeze_startup_heap() -> None:
+    """Exempt everything created at start-up from future garbage collections.
+
+    Imports leave hundreds of thousands of long-lived objects; without this, every full
+    collection re-traverses them and stalls the event loop for 20-30 ms.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def http_session() -> aiohttp.ClientSession:
@@ -50,10 +62,14 @@ async def run_daemon(
     """Poll every chain on its own schedule and serve /metrics until `stop` is set."""
     board = ReportBoard()
     host, port = settings.metrics.host_port
-    runner, bound_port = await start_metrics_server(build_registry(board), host, port)
+    try:
+        runner, bound_port = await start_metrics_server(build_registry(board), host, port)
+    except OSError as exc:
+        raise ConfigError(f"metrics.listen {settings.metrics.listen}: {exc.strerror}") from None
     log.info("serving metrics", listen=f"{host}:{bound_port}", chains=len(settings.chains))
     if on_listening is not None:
         on_listening(bound_port)
+    freeze_startup_heap()
     try:
         async with http_session() as session:
             tasks = [

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiohttp
@@ -22,6 +25,8 @@ T = TypeVar("T")
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MAX_RETRY_AFTER_SECONDS = 3600.0
+_READ_CHUNK_BYTES = 64 * 1024
+_DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "²"
 
 log = structlog.get_logger(__name__)
 
@@ -104,12 +109,12 @@ class Endpoint:
         return EndpointView(
             name=self.name,
             up=self.up,
-            requests=dict(self.requests),
+            requests=MappingProxyType(dict(self.requests)),
             latency_bucket_counts=tuple(self.latency_bucket_counts),
             latency_sum=self.latency_sum,
             latency_count=self.latency_count,
             last_latency_seconds=self.last_latency_seconds,
-            availability=self.availability.ratios(now),
+            availability=MappingProxyType(self.availability.ratios(now)),
             clock_skew_seconds=self.clock_skew_seconds,
         )
 
@@ -178,10 +183,26 @@ class EndpointPool:
         async with self._session.post(
             endpoint.base_url + path, json=payload, allow_redirects=False
         ) as response:
-            body = await response.content.read(self._max_response_bytes + 1)
-            if len(body) > self._max_response_bytes:
-                raise DataError("too_large", f"answer exceeds {self._max_response_bytes} bytes")
-            return body, response.status, response.headers.get("Retry-After", "")
+            retry_after = response.headers.get("Retry-After", "")
+            if _classify_status(response.status) is not Outcome.OK:
+                # The body of a refusal is never used: a large error page must not turn
+                # an http_5xx (or a 429 and its Retry-After) into invalid_payload.
+                return b"", response.status, retry_after
+            return await self._read_body(response), response.status, retry_after
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        # StreamReader.read(n) returns what is buffered, up to n bytes, not the whole body:
+        # read to EOF, giving up as soon as the limit is passed.
+        limit = self._max_response_bytes
+        too_large = DataError("too_large", f"answer exceeds {limit} bytes")
+        if response.content_length is not None and response.content_length > limit:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+        return bytes(body)
 
     def _cool_down(self, endpoint: Endpoint, retry_after: str) -> None:
         delay = parse_retry_after(retry_after, self._clock())
@@ -224,10 +245,13 @@ def parse_retry_after(value: str, now: float) -> float | None:
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return min(float(value), MAX_RETRY_AFTER_SECONDS)
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if moment.tzinfo is None:  # "-0000": RFC 5322 for UTC with no known local zone
+            moment = moment.replace(tzinfo=UTC)
+        delay = moment.timestamp() - now
+    except (TypeError, ValueError, OverflowError):
         return None
-    return min(max(moment.timestamp() - now, 0.0), MAX_RETRY_AFTER_SECONDS)
+    return min(max(delay, 0.0), MAX_RETRY_AFTER_SECONDS)

@@ -18,6 +18,8 @@ log = structlog.get_logger(__name__)
 
 def builtin_entities(kind: str) -> dict[str, str]:
     """The address → entity map shipped for a chain kind (empty if none is shipped)."""
+    if not kind.isidentifier():  # a kind names a package: never a path to traverse
+        return {}
     data = resources.files("quorumwatch.chains").joinpath(kind, "entities.json")
     if not data.is_file():
         return {}
@@ -31,17 +33,26 @@ def builtin_entities(kind: str) -> dict[str, str]:
 
 def entity_map(kind: str, configured: Sequence[EntitySettings]) -> Mapping[str, str]:
     """Built-in attribution for `kind`, overridden address by address by `configured`."""
-    merged = builtin_entities(kind)
+    builtin = builtin_entities(kind)
+    merged = dict(builtin)
+    from_config: dict[str, str] = {}
     for entity in configured:
         for address in entity.validators:
             key = address.lower()
-            previous = merged.get(key)
-            if previous is not None and previous != entity.name:
+            earlier = from_config.get(key)
+            if earlier is not None and earlier != entity.name:
+                log.warning(
+                    "validator listed under two configured entities, the later one wins",
+                    validator=key,
+                    earlier=earlier,
+                    configured=entity.name,
+                )
+            elif earlier is None and builtin.get(key, entity.name) != entity.name:
                 log.warning(
                     "config overrides built-in entity",
                     validator=key,
-                    builtin=previous,
+                    builtin=builtin[key],
                     configured=entity.name,
                 )
-            merged[key] = entity.name
+            from_config[key] = merged[key] = entity.name
     return merged

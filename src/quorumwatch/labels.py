@@ -10,6 +10,8 @@ MAX_LABEL_LENGTH = 64
 def safe_text(value: str, max_length: int = MAX_LABEL_LENGTH) -> str:
     """One printable line: control, format (bidi overrides) and separator characters dropped,
     whitespace runs collapsed, capped at `max_length` characters with an ellipsis."""
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
     kept = []
     for char in value:
         category = unicodedata.category(char)
@@ -19,5 +21,5 @@ def safe_text(value: str, max_length: int = MAX_LABEL_LENGTH) -> str:
             kept.append(char)
     text = " ".join("".join(kept).split())
     if len(text) > max_length:
-        text = text[: max_length - 1] + "…"
+        text = text[: max_length - 1].rstrip() + "…"
     return text

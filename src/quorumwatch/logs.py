@@ -3,39 +3,83 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import traceback
+from typing import TYPE_CHECKING, Any
 
 import structlog
+from structlog.processors import ExceptionRenderer
+from structlog.tracebacks import ExceptionDictTransformer
 
 from quorumwatch.labels import safe_text
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+if TYPE_CHECKING:
+    from typing import TextIO
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+MAX_VALUE_LENGTH = 1024
+
+# Exception messages (aiohttp's among them) can embed an endpoint URL with credentials.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_URL_PLACEHOLDER = "<url>"
+
+# Tracebacks as data, without frame locals: locals hold endpoint settings and their URLs.
+_dict_tracebacks = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return safe_text(_URL.sub(_URL_PLACEHOLDER, value), max_length=MAX_VALUE_LENGTH)
+    if isinstance(value, dict):
+        return {key: _clean(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_clean(item) for item in value]
+    if isinstance(value, tuple):  # e.g. an explicit exc_info tuple: keep it a tuple
+        return tuple(_clean(item) for item in value)
+    return value
 
 
 def _one_line(
     _: object, __: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
-    """Keep every string value on one line: hostile names cannot forge log entries."""
+    """Keep every string value on one line: hostile names cannot forge log entries.
+
+    Strings nested in lists and dicts (structured tracebacks among them) are cleaned too,
+    and anything shaped like a URL is replaced, so no endpoint credentials reach the log.
+    """
     for key, value in event_dict.items():
-        if isinstance(value, str):
-            event_dict[key] = safe_text(value, max_length=1024)
+        event_dict[key] = _clean(value)
     return event_dict
+
+
+def _redacted_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
+    """Console tracebacks stay multi-line for humans, but without URLs or frame locals."""
+    text = "".join(traceback.format_exception(*exc_info))
+    sio.write("\n" + _URL.sub(_URL_PLACEHOLDER, text))
 
 
 def configure_logging(level: str = "info", *, json_lines: bool | None = None) -> None:
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     renderer: list[structlog.types.Processor] = (
-        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        [_dict_tracebacks, _one_line, structlog.processors.JSONRenderer()]
         if json_lines
-        else [structlog.dev.ConsoleRenderer(colors=False)]
+        else [
+            _one_line,
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=_redacted_traceback),
+        ]
     )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _one_line,
             *renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -58,3 +59,26 @@ class ValidatorSet:
         """Convert an exact base-unit amount to display tokens, for exposition only."""
         scale: int = 10**self.token_decimals
         return base_units / scale
+
+
+@dataclass(frozen=True, slots=True)
+class StatusTotals:
+    """Validator count and stake (base units) per disjoint status, over all registered."""
+
+    validators: Mapping[ValidatorStatus, int]
+    stake: Mapping[ValidatorStatus, int]
+
+
+def status_totals(validators: tuple[Validator, ...]) -> StatusTotals:
+    counts = dict.fromkeys(ValidatorStatus, 0)
+    stake = dict.fromkeys(ValidatorStatus, 0)
+    for v in validators:
+        status = v.status
+        counts[status] += 1
+        stake[status] += v.stake
+    return StatusTotals(MappingProxyType(counts), MappingProxyType(stake))
+
+
+def largest_validators(validators: tuple[Validator, ...], count: int) -> tuple[Validator, ...]:
+    """The `count` largest validators by stake, ties by address: those given their own series."""
+    return tuple(heapq.nsmallest(count, validators, key=lambda v: (-v.stake, v.address)))

@@ -15,12 +15,18 @@ from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains.hyperliquid.source import HyperliquidSource
 from quorumwatch.endpoints import EndpointPool, EndpointView
 from quorumwatch.entities import entity_map
+from quorumwatch.models import (
+    StatusTotals,
+    Validator,
+    ValidatorSet,
+    largest_validators,
+    status_totals,
+)
 
 if TYPE_CHECKING:
     import aiohttp
 
     from quorumwatch.config import ChainSettings
-    from quorumwatch.models import ValidatorSet
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +47,28 @@ class ChainReport:
     endpoints: tuple[EndpointView, ...]
     rejections: Mapping[str, int]
     poll_duration_seconds: float
+    totals: StatusTotals | None = None
+    exported_validators: tuple[Validator, ...] = ()
 
     @property
     def healthy_endpoints(self) -> int:
         return sum(e.up for e in self.endpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class _Digest:
+    analysis: ChainAnalysis
+    totals: StatusTotals
+    exported_validators: tuple[Validator, ...]
+
+
+def _digest(validator_set: ValidatorSet, entity_of: Mapping[str, str], cap: int) -> _Digest:
+    """All a report derives from a valid set, so that a scrape only has to render it."""
+    return _Digest(
+        analyse(validator_set.validators, entity_of),
+        status_totals(validator_set.validators),
+        largest_validators(validator_set.validators, cap),
+    )
 
 
 @dataclass(slots=True)
@@ -89,33 +113,48 @@ class ChainMonitor:
         bound = log.bind(chain=self.settings.name)
         result = await self._source.fetch()
         validator_set = result.validator_set
-        analysis: ChainAnalysis | None = None
         failures = list(result.failures)
         for reason in result.rejection_reasons:
             self._rejections[reason] = self._rejections.get(reason, 0) + 1
         if validator_set is not None:
             try:
                 # Large sets take tens of milliseconds to analyse: keep the loop responsive.
-                analysis = await asyncio.to_thread(
-                    analyse, validator_set.validators, self._entity_of
+                digest = await asyncio.to_thread(
+                    _digest,
+                    validator_set,
+                    self._entity_of,
+                    self.settings.max_validator_series,
                 )
             except AnalysisError as exc:
                 self._rejections["zero_stake"] = self._rejections.get("zero_stake", 0) + 1
                 failures.append(f"{validator_set.endpoint}: {exc}")
-                validator_set = None
+            else:
+                bound.info("poll ok", endpoint=validator_set.endpoint)
+                return self._publish(started, failures, validator_set, digest)
+        bound.warning("poll failed: no valid validator set", failures=failures)
+        return self._publish(started, failures)
+
+    def _publish(
+        self,
+        started: float,
+        failures: list[str],
+        validator_set: ValidatorSet | None = None,
+        digest: _Digest | None = None,
+    ) -> ChainReport:
+        """Publish a report; without both a set and its digest, the chain is down."""
         now = self._clock()
-        if analysis is not None:
+        up = validator_set is not None and digest is not None
+        if up:
             self._last_success_at = now
-            bound.info("poll ok", endpoint=validator_set.endpoint if validator_set else None)
-        else:
-            bound.warning("poll failed: no valid validator set", failures=failures)
         report = ChainReport(
             chain=self.settings.name,
             settings=self.settings,
             polled_at=now,
-            up=analysis is not None,
-            validator_set=validator_set if analysis is not None else None,
-            analysis=analysis,
+            up=up,
+            validator_set=validator_set if up else None,
+            analysis=digest.analysis if digest and up else None,
+            totals=digest.totals if digest and up else None,
+            exported_validators=digest.exported_validators if digest and up else (),
             entity_of=self._entity_of,
             failures=tuple(failures),
             last_success_at=self._last_success_at,
@@ -133,6 +172,8 @@ class ChainMonitor:
             started = time.monotonic()
             try:
                 await self.poll_once()
-            except Exception:  # a bug in one poll must not end monitoring of the chain
+            except Exception as exc:  # a bug in one poll must not end monitoring of the chain
                 log.exception("poll crashed", chain=self.settings.name)
+                # The previous report must not stay on the board as if it were current.
+                self._publish(started, [f"poll crashed: {type(exc).__name__}"])
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

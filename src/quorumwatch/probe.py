@@ -94,7 +94,7 @@ def _perfdata(report: ChainReport) -> str:
         items.append(
             f"liveness_margin={analysis.liveness_margin:.6f};{policy.liveness_margin_warning}:;0:"
         )
-        if report.validator_set is not None:
+        if report.totals is not None:
             counts = _status_counts(report)
             items.extend(f"validators_{status}={counts[status]};;;0" for status in counts)
     items.append(f"endpoints_healthy={report.healthy_endpoints};2:;1:;0;{len(report.endpoints)}")
@@ -106,11 +106,8 @@ def _perfdata(report: ChainReport) -> str:
 
 
 def _status_counts(report: ChainReport) -> dict[str, int]:
-    counts = {status.value: 0 for status in ValidatorStatus}
-    if report.validator_set is not None:
-        for v in report.validator_set.validators:
-            counts[v.status.value] += 1
-    return counts
+    totals = report.totals.validators if report.totals else {}
+    return {status.value: totals.get(status, 0) for status in ValidatorStatus}
 
 
 def render_json(verdicts: Sequence[Verdict]) -> str:

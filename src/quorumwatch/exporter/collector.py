@@ -95,17 +95,13 @@ def chain_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         duration.add_metric([report.chain], report.poll_duration_seconds)
         for reason, count in sorted(report.rejections.items()):
             rejections.add_metric([report.chain, reason], count)
-        if report.validator_set is None:
+        if report.validator_set is None or report.totals is None:
             continue
-        counts = dict.fromkeys(ValidatorStatus, 0)
-        stakes = dict.fromkeys(ValidatorStatus, 0)
-        for v in report.validator_set.validators:
-            counts[v.status] += 1
-            stakes[v.status] += v.stake
         for status in ValidatorStatus:
-            validators.add_metric([report.chain, status.value], counts[status])
+            validators.add_metric([report.chain, status.value], report.totals.validators[status])
             stake.add_metric(
-                [report.chain, status.value], report.validator_set.to_tokens(stakes[status])
+                [report.chain, status.value],
+                report.validator_set.to_tokens(report.totals.stake[status]),
             )
     yield from (up, last_success, duration, rejections, validators, stake)
 
@@ -239,10 +235,9 @@ def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         if report.validator_set is None or report.analysis is None:
             continue
         total = report.analysis.total_stake
-        ranked = sorted(report.validator_set.validators, key=lambda v: (-v.stake, v.address))
-        cap = report.settings.max_validator_series
-        omitted.add_metric([report.chain], max(0, len(ranked) - cap))
-        for v in ranked[:cap]:
+        exported = report.exported_validators
+        omitted.add_metric([report.chain], len(report.validator_set.validators) - len(exported))
+        for v in exported:
             entity = report.entity_of.get(v.address, v.address)
             labels = [report.chain, v.address, safe_text(v.name), safe_text(entity)]
             share.add_metric(labels, v.stake / total if v.in_consensus_set else 0.0)

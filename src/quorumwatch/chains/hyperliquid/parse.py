@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from quorumwatch.endpoints import DataError
-from quorumwatch.models import Validator
+from quorumwatch.models import NO_UPTIME, Validator
 
 TOKEN_DECIMALS = 8
 # Total HYPE supply is 1e9 (1e17 base units); anything near 2**128 is corrupt data.
 MAX_STAKE = 2**128 - 1
 UPTIME_WINDOWS = {"day": "1d", "week": "7d", "month": "30d"}
+# exchangeStatus.time bound (year ~2262): a larger value is corrupt, and would overflow a float.
+MAX_TIME_MS = 2**63 - 1
 
 V = TypeVar("V")
 
@@ -53,9 +56,10 @@ def parse_exchange_status(body: bytes) -> float:
     server_ms = document.get("time")
     if server_ms is None:
         raise DataError("missing_field", "exchangeStatus.time")
-    if not _is_int(server_ms) or server_ms < 0:
+    if not _is_int(server_ms) or not 0 <= server_ms <= MAX_TIME_MS:
         raise DataError("wrong_type", "exchangeStatus.time: expected a non-negative integer")
-    return float(server_ms / 1000)
+    seconds: float = server_ms / 1000  # int / int: correctly rounded
+    return seconds
 
 
 def parse_validator_summaries(body: bytes) -> tuple[Validator, ...]:
@@ -127,10 +131,10 @@ def _is_int(value: Any) -> bool:
     return type(value) is int
 
 
-def _uptime(stats: Any, where: str) -> dict[str, float]:
+def _uptime(stats: Any, where: str) -> Mapping[str, float]:
     """Uptime ratio per window from `stats`, looked up by period name, never by position."""
     if stats is None:
-        return {}
+        return NO_UPTIME
     if not isinstance(stats, list):
         raise DataError("wrong_type", f"{where}.stats: expected an array")
     uptime: dict[str, float] = {}
@@ -138,7 +142,9 @@ def _uptime(stats: Any, where: str) -> dict[str, float]:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
             raise DataError("wrong_type", f"{where}.stats: expected [period, {{...}}] pairs")
         period, values = entry
-        window = UPTIME_WINDOWS.get(period) if isinstance(period, str) else None
+        if not isinstance(period, str):
+            raise DataError("wrong_type", f"{where}.stats: expected a period name")
+        window = UPTIME_WINDOWS.get(period)
         if window is None:
             continue  # unknown periods are new API data, not an error
         uptime[window] = _ratio(values.get("uptimeFraction"), f"{where}.stats.{period}")

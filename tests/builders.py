@@ -1,0 +1,97 @@
+"""Builders for domain objects in tests: reports without HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from quorumwatch.analysis import analyse
+from quorumwatch.config import ChainSettings
+from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
+from quorumwatch.models import (
+    Validator,
+    ValidatorSet,
+    largest_validators,
+    status_totals,
+)
+from quorumwatch.monitor import ChainReport
+
+
+def validator(
+    index: int, stake: int, *, jailed: bool = False, active: bool = True, name: str = ""
+) -> Validator:
+    """A validator with address 0x…<index> and the given stake in base units."""
+    return Validator(
+        address=f"0x{index:040x}",
+        name=name or f"validator {index}",
+        stake=stake,
+        in_consensus_set=active,
+        jailed=jailed,
+        uptime_ratio={"1d": 1.0, "7d": 0.99},
+    )
+
+
+def chain_settings(endpoints: int = 2, **overrides: Any) -> ChainSettings:
+    document: dict[str, Any] = {
+        "name": "hyperliquid",
+        "kind": "hyperliquid",
+        "endpoints": [
+            {"name": f"ep{i}", "url": f"http://127.0.0.1:{10000 + i}"} for i in range(endpoints)
+        ],
+    }
+    document.update(overrides)
+    return ChainSettings.model_validate(document)
+
+
+def endpoint_view(name: str, *, up: bool = True, latency: float = 0.2) -> EndpointView:
+    return EndpointView(
+        name=name,
+        up=up,
+        requests={Outcome.OK: 3, Outcome.TIMEOUT: 1},
+        latency_bucket_counts=tuple(4 if latency <= b else 0 for b in LATENCY_BUCKETS),
+        latency_sum=latency * 4,
+        latency_count=4,
+        last_latency_seconds=latency,
+        availability={"5m": 0.75, "1h": 0.75, "24h": None},
+        clock_skew_seconds=-0.4,
+    )
+
+
+def report(
+    validators: Sequence[Validator] | None,
+    *,
+    entity_of: Mapping[str, str] | None = None,
+    endpoints_up: Sequence[bool] = (True, True),
+    settings: ChainSettings | None = None,
+    failures: tuple[str, ...] = (),
+) -> ChainReport:
+    """A report as a poll would publish it: analysed when `validators` is not None."""
+    entity_map = MappingProxyType(dict(entity_of or {}))
+    settings = settings or chain_settings(endpoints=len(endpoints_up))
+    validator_set = (
+        ValidatorSet(tuple(validators), token_decimals=8, endpoint="ep0", fetched_at=1000.0)
+        if validators is not None
+        else None
+    )
+    analysis = analyse(validator_set.validators, entity_map) if validator_set else None
+    return ChainReport(
+        chain=settings.name,
+        settings=settings,
+        polled_at=1000.0,
+        up=analysis is not None,
+        validator_set=validator_set,
+        analysis=analysis,
+        entity_of=entity_map,
+        failures=failures,
+        last_success_at=1000.0 if analysis else 900.0,
+        endpoints=tuple(endpoint_view(f"ep{i}", up=u) for i, u in enumerate(endpoints_up)),
+        rejections=MappingProxyType({"empty_set": 2} if analysis is None else {}),
+        poll_duration_seconds=0.5,
+        totals=status_totals(validator_set.validators) if validator_set else None,
+        exported_validators=(
+            largest_validators(validator_set.validators, settings.max_validator_series)
+            if validator_set
+            else ()
+        ),
+    )

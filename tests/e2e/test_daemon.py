@@ -1,0 +1,149 @@
+"""The daemon end to end: simulator → poll loop → /metrics over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from quorumwatch.config import load_settings
+from quorumwatch.daemon import run_daemon
+from quorumwatch.simulator import RunningSimulator, load_scenario, parse_scenario, start_simulator
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scenario_with(*steps: dict[str, Any]) -> dict[str, Any]:
+    """The healthy set, then `steps` (faults on validatorSummaries), then healthy forever."""
+    healthy = load_scenario("healthy")
+    validators = [
+        {"validator": v.validator, "name": v.name, "stake": v.stake, "active": v.active}
+        for v in healthy.steps[0].validators
+    ]
+    return {"name": "test", "steps": [{"validators": validators}, *steps, {}]}
+
+
+@contextlib.asynccontextmanager
+async def daemon(*simulators: RunningSimulator) -> AsyncIterator[str]:
+    """Run the daemon against the simulators; yields the /metrics URL."""
+    settings = load_settings(
+        None,
+        metrics={"listen": "127.0.0.1:0"},
+        chains=[
+            {
+                "name": "hyperliquid",
+                "kind": "hyperliquid",
+                "poll_interval_seconds": 0.05,
+                "endpoints": [
+                    {"name": f"ep{i}", "url": s.base_url, "timeout_seconds": 0.5}
+                    for i, s in enumerate(simulators)
+                ],
+            }
+        ],
+    )
+    stop = asyncio.Event()
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_daemon(settings, stop, on_listening=port.set_result))
+    try:
+        yield f"http://127.0.0.1:{await asyncio.wait_for(port, 5)}/metrics"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:
+    async with session.get(url) as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def scrape_until(
+    session: aiohttp.ClientSession, url: str, done: Callable[[Samples], bool], seen: list[Samples]
+) -> Samples:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        samples = await scrape(session, url)
+        seen.append(samples)
+        if done(samples):
+            return samples
+        await asyncio.sleep(0.02)
+    pytest.fail("condition not reached within 20 s")
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def requests(samples: Samples, endpoint: str, outcome: str) -> float:
+    labels = {"chain": "hyperliquid", "endpoint": endpoint, "outcome": outcome}
+    return metric(samples, "quorumwatch_endpoint_requests_total", **labels) or 0
+
+
+async def test_faults_are_classified_and_invalid_data_never_published() -> None:
+    """Through 5xx, 429, malformed JSON and an empty set the daemon counts each outcome,
+    withdraws analysis while data is invalid, and recovers."""
+    steps = scenario_with(
+        {"repeat": 3, "fault": {"kind": "http_status", "status": 500}},
+        {"repeat": 2, "fault": {"kind": "http_status", "status": 429}},
+        {"repeat": 5, "fault": {"kind": "malformed_json"}},
+        {"repeat": 5, "fault": {"kind": "empty_set"}},
+    )
+    seen: list[Samples] = []
+    async with (
+        await start_simulator(parse_scenario(steps)) as simulator,
+        daemon(simulator) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        final = await scrape_until(
+            session,
+            url,
+            lambda s: (
+                requests(s, "ep0", "invalid_payload") >= 10
+                and metric(s, "quorumwatch_chain_up", chain="hyperliquid") == 1
+            ),
+            seen,
+        )
+    assert requests(final, "ep0", "http_5xx") == 3
+    assert requests(final, "ep0", "http_429") == 2
+    rejections = "quorumwatch_snapshot_rejections_total"
+    assert metric(final, rejections, chain="hyperliquid", reason="malformed_json") == 5
+    assert metric(final, rejections, chain="hyperliquid", reason="empty_set") == 5
+    down = [s for s in seen if metric(s, "quorumwatch_chain_up", chain="hyperliquid") == 0]
+    assert down, "no scrape caught the chain down"
+    for samples in down:
+        assert not any(name == "quorumwatch_nakamoto_coefficient" for name, _ in samples)
+    halt = {"chain": "hyperliquid", "grouping": "entity", "threshold": "halt"}
+    assert metric(final, "quorumwatch_nakamoto_coefficient", **halt) is not None
+
+
+async def test_failover_keeps_the_chain_up() -> None:
+    """When the first endpoint fails, the second serves the set: the chain stays up,
+    the failing endpoint is down, and one healthy endpoint is reported."""
+    failing = scenario_with({"fault": {"kind": "http_status", "status": 502}})
+    failing["steps"] = [failing["steps"][0] | {"fault": {"kind": "http_status", "status": 502}}]
+    seen: list[Samples] = []
+    async with (
+        await start_simulator(parse_scenario(failing)) as broken,
+        await start_simulator(load_scenario("healthy")) as healthy,
+        daemon(broken, healthy) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        final = await scrape_until(
+            session, url, lambda s: requests(s, "ep0", "http_5xx") >= 3, seen
+        )
+    assert all(metric(s, "quorumwatch_chain_up", chain="hyperliquid") == 1 for s in seen[1:])
+    assert metric(final, "quorumwatch_endpoint_up", chain="hyperliquid", endpoint="ep0") == 0
+    assert metric(final, "quorumwatch_endpoint_up", chain="hyperliquid", endpoint="ep1") == 1
+    assert metric(final, "quorumwatch_endpoints_healthy", chain="hyperliquid") == 1
+    assert requests(final, "ep1", "ok") >= 3

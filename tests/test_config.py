@@ -1,0 +1,275 @@
+"""Tests for `quorumwatch.config`: TOML + environment loading and one-line, key-naming errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from quorumwatch.config import (
+    DEFAULT_METRICS_PORT,
+    ConfigError,
+    Settings,
+    load_settings,
+)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+FULL = """
+log_level = "warning"
+
+[metrics]
+listen = "127.0.0.1:9100"
+
+[storage]
+path = "/var/lib/quorumwatch/state.db"
+
+[[chains]]
+name = "hyperliquid"
+kind = "hyperliquid"
+poll_interval_seconds = 15
+
+[[chains.endpoints]]
+name = "public"
+url = "https://api.hyperliquid.xyz"
+
+[[chains.endpoints]]
+name = "own-proxy"
+url = "http://10.0.0.5:3001"
+timeout_seconds = 5
+
+[[chains.entities]]
+name = "Acme Staking"
+validators = ["0x00000000000000000000000000000000000000aa"]
+"""
+
+MINIMAL = """
+[[chains]]
+name = "hl"
+kind = "hyperliquid"
+
+[[chains.endpoints]]
+name = "public"
+url = "https://api.hyperliquid.xyz"
+"""
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("QUORUMWATCH_"):
+            monkeypatch.delenv(name)
+
+
+def _load(tmp_path: Path, text: str) -> Settings:
+    path = tmp_path / "quorumwatch.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_settings(path)
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        _load(tmp_path, text)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_full_config_loads_every_contract_key(tmp_path: Path) -> None:
+    """A config using every contract key loads with exactly the values written."""
+    settings = _load(tmp_path, FULL)
+    assert settings.metrics.listen == "127.0.0.1:9100"
+    assert settings.metrics.host_port == ("127.0.0.1", 9100)
+    assert settings.storage.path == Path("/var/lib/quorumwatch/state.db")
+    assert settings.log_level == "warning"
+    [chain] = settings.chains
+    assert (chain.name, chain.kind, chain.poll_interval_seconds) == (
+        "hyperliquid",
+        "hyperliquid",
+        15,
+    )
+    assert [e.name for e in chain.endpoints] == ["public", "own-proxy"]
+    assert [str(e.url).rstrip("/") for e in chain.endpoints] == [
+        "https://api.hyperliquid.xyz",
+        "http://10.0.0.5:3001",
+    ]
+    assert chain.endpoints[1].timeout_seconds == 5
+    [entity] = chain.entities
+    assert entity.name == "Acme Staking"
+    assert entity.validators == ["0x00000000000000000000000000000000000000aa"]
+
+
+def test_defaults_apply_to_omitted_keys(tmp_path: Path) -> None:
+    """Omitted keys take their defaults: listen on 0.0.0.0:9877, 30 s polls, info logging."""
+    settings = _load(tmp_path, MINIMAL)
+    assert DEFAULT_METRICS_PORT == 9877
+    assert settings.metrics.host_port == ("0.0.0.0", 9877)
+    assert settings.storage.path == Path("quorumwatch.db")
+    assert settings.log_level == "info"
+    assert settings.chains[0].poll_interval_seconds == 30
+    assert settings.chains[0].entities == []
+
+
+def test_environment_overrides_nested_toml_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QUORUMWATCH_METRICS__LISTEN beats metrics.listen from the TOML file."""
+    monkeypatch.setenv("QUORUMWATCH_METRICS__LISTEN", "127.0.0.2:9200")
+    settings = _load(tmp_path, FULL)
+    assert settings.metrics.listen == "127.0.0.2:9200"
+    assert settings.chains[0].name == "hyperliquid"  # the rest of the file still applies
+
+
+def test_environment_unknown_nested_key_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown nested key from the environment is reported as `metrics.bogus: unknown key`."""
+    monkeypatch.setenv("QUORUMWATCH_METRICS__BOGUS", "1")
+    assert _error(tmp_path, MINIMAL) == "metrics.bogus: unknown key"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("bogus = 1\n" + MINIMAL, "bogus: unknown key", id="top-level"),
+        pytest.param(
+            MINIMAL.replace('kind = "hyperliquid"', 'kind = "hyperliquid"\nspeed = 2'),
+            "chains.0.speed: unknown key",
+            id="chain",
+        ),
+        pytest.param(
+            MINIMAL.replace('name = "public"', 'name = "public"\nretries = 3'),
+            "chains.0.endpoints.0.retries: unknown key",
+            id="endpoint",
+        ),
+    ],
+)
+def test_unknown_key_is_named(tmp_path: Path, text: str, expected: str) -> None:
+    """An unknown key anywhere is reported as exactly `<dotted key>: unknown key`."""
+    assert _error(tmp_path, text) == expected
+
+
+def test_wrong_type_names_the_key(tmp_path: Path) -> None:
+    """poll_interval_seconds = "fast" is reported against chains.0.poll_interval_seconds."""
+    text = MINIMAL.replace(
+        'kind = "hyperliquid"', 'kind = "hyperliquid"\npoll_interval_seconds = "fast"'
+    )
+    assert _error(tmp_path, text).startswith("chains.0.poll_interval_seconds: ")
+
+
+def test_invalid_kind_names_the_key(tmp_path: Path) -> None:
+    """An unsupported chain kind is reported against chains.0.kind and names the valid kind."""
+    message = _error(tmp_path, MINIMAL.replace('kind = "hyperliquid"', 'kind = "cosmos"'))
+    assert message.startswith("chains.0.kind: ")
+    assert "hyperliquid" in message
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://api.hyperliquid.xyz", "https://"])
+def test_invalid_url_names_the_key(tmp_path: Path, url: str) -> None:
+    """A URL that is not absolute http(s) is reported against chains.0.endpoints.0.url."""
+    message = _error(tmp_path, MINIMAL.replace("https://api.hyperliquid.xyz", url))
+    assert message.startswith("chains.0.endpoints.0.url: ")
+
+
+def test_url_never_echoed_in_error(tmp_path: Path) -> None:
+    """An invalid URL's text (which may hold credentials) does not appear in the error."""
+    bad = "https://user:s3cret@"
+    message = _error(tmp_path, MINIMAL.replace("https://api.hyperliquid.xyz", bad))
+    assert message.startswith("chains.0.endpoints.0.url: ")
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('name = "public"', 'name = "pub lic"', "chains.0.endpoints.0.name"),
+        ('name = "public"', 'name = "public\\n"', "chains.0.endpoints.0.name"),
+        ('name = "hl"', 'name = "hl{chain=\\"x\\"}"', "chains.0.name"),
+        ('name = "hl"', 'name = ""', "chains.0.name"),
+        ('name = "hl"', f'name = "{"h" * 65}"', "chains.0.name"),
+    ],
+)
+def test_name_not_label_safe_is_rejected(tmp_path: Path, old: str, new: str, key: str) -> None:
+    """Chain and endpoint names outside [A-Za-z0-9][A-Za-z0-9_.-]{0,63} are rejected by key."""
+    assert _error(tmp_path, MINIMAL.replace(old, new, 1)).startswith(f"{key}: ")
+
+
+def test_duplicate_endpoint_names_name_the_list(tmp_path: Path) -> None:
+    """Two endpoints called "public" are reported against chains.0.endpoints, naming "public"."""
+    text = FULL.replace('name = "own-proxy"', 'name = "public"')
+    message = _error(tmp_path, text)
+    assert message.startswith("chains.0.endpoints: ")
+    assert "unique" in message
+    assert "public" in message
+
+
+def test_duplicate_chain_names_name_the_list(tmp_path: Path) -> None:
+    """Two chains called "hl" are reported against the `chains` key, naming "hl"."""
+    message = _error(tmp_path, MINIMAL + MINIMAL)
+    assert message.startswith("chains: ")
+    assert "unique" in message
+    assert "hl" in message
+
+
+def test_hostile_unknown_key_stays_on_one_line(tmp_path: Path) -> None:
+    """An unknown key containing a newline and a bidi override is named on one clean line."""
+    message = _error(tmp_path, '"evil\\nkey\u202e" = 1\n' + MINIMAL)
+    assert message == "evil key: unknown key"
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A --config path that does not exist raises ConfigError naming the path."""
+    missing = tmp_path / "absent.toml"
+    with pytest.raises(ConfigError, match=r"absent\.toml: no such file"):
+        load_settings(missing)
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    """Malformed TOML raises ConfigError saying `invalid TOML` with the line number."""
+    message = _error(tmp_path, MINIMAL + "\n[[chains\n")
+    assert "invalid TOML" in message
+    assert "line" in message
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    """A file that is not UTF-8 raises ConfigError saying `invalid TOML`."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'log_level = "d\xe9bug"\n')
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_settings(path)
+
+
+@pytest.mark.parametrize("text", ["", 'log_level = "info"\n', "chains = []\n"])
+def test_no_chains_is_a_config_error(tmp_path: Path, text: str) -> None:
+    """A config without any chain is reported against the `chains` key."""
+    assert _error(tmp_path, text).startswith("chains: ")
+
+
+@pytest.mark.parametrize("listen", ["9877", "host:", "host:65536", "host:９８７７"])
+def test_invalid_listen_names_the_key(tmp_path: Path, listen: str) -> None:
+    """A metrics.listen that is not HOST:PORT with an ASCII port ≤ 65535 is rejected by key."""
+    message = _error(tmp_path, f'[metrics]\nlisten = "{listen}"\n' + MINIMAL)
+    assert message.startswith("metrics.listen: ")
+
+
+def test_overrides_without_file_are_validated() -> None:
+    """With no file (the demo path), keyword overrides are validated and errors name the key."""
+    settings = load_settings(
+        None,
+        chains=[
+            {"name": "hl", "kind": "hyperliquid", "endpoints": [{"name": "sim", "url": "http://x"}]}
+        ],
+    )
+    assert settings.chains[0].endpoints[0].name == "sim"
+    with pytest.raises(ConfigError, match=r"^chains: "):
+        load_settings(None)
+
+
+def test_example_config_loads() -> None:
+    """config.example.toml at the repo root loads and watches Hyperliquid via the public API."""
+    settings = load_settings(REPO_ROOT / "config.example.toml")
+    hyperliquid = [c for c in settings.chains if c.kind == "hyperliquid"]
+    assert hyperliquid
+    urls = [str(e.url).rstrip("/") for c in hyperliquid for e in c.endpoints]
+    assert "https://api.hyperliquid.xyz" in urls

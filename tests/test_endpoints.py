@@ -1,0 +1,461 @@
+"""Endpoint pool: request classification, Retry-After, per-endpoint accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aioresponses import aioresponses
+
+from quorumwatch.config import EndpointSettings
+from quorumwatch.endpoints import (
+    LATENCY_BUCKETS,
+    MAX_RETRY_AFTER_SECONDS,
+    DataError,
+    EndpointPool,
+    Outcome,
+    parse_retry_after,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+WALL = 1_750_000_000.0  # injected wall clock: the HTTP-date Retry-After is relative to it
+BIG_BODY = b"x" * 1000
+SMALL_LIMIT = 100
+
+
+class FakeClock:
+    """A settable clock, injected as the pool's `clock` or `monotonic`."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Server:
+    base_url: str
+    hits: Counter[str]
+
+
+def _decode(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise DataError("malformed_json") from None
+
+
+def _advancing(clock: FakeClock, seconds: float) -> Callable[[bytes], Any]:
+    """A decoder that makes the request take `seconds` on the injected monotonic clock."""
+
+    def decode(body: bytes) -> Any:
+        clock.now += seconds
+        return _decode(body)
+
+    return decode
+
+
+def _app(hits: Counter[str], release: asyncio.Event) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.path
+        hits[path] += 1
+        match path:
+            case "/ok":
+                return web.json_response({"ok": True})
+            case "/slow":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(release.wait(), 5)
+                return web.json_response({"ok": True})
+            case "/429":
+                return web.Response(status=429, headers={"Retry-After": "30"})
+            case "/429-none":
+                return web.Response(status=429)
+            case "/429-date":
+                date = formatdate(WALL + 120, usegmt=True)
+                return web.Response(status=429, headers={"Retry-After": date})
+            case "/429-big":
+                return web.Response(status=429, headers={"Retry-After": "30"}, body=BIG_BODY)
+            case "/404":
+                return web.Response(status=404, text="not found")
+            case "/422":
+                return web.Response(status=422, text="Failed to deserialize the JSON body")
+            case "/500":
+                return web.Response(status=500, text="null")
+            case "/503-big":
+                return web.Response(status=503, body=BIG_BODY)
+            case "/garbage":
+                return web.Response(text="<html>not json</html>", content_type="text/html")
+            case "/big":
+                return web.Response(body=BIG_BODY, content_type="application/json")
+            case "/big-chunked":
+                stream = web.StreamResponse()
+                stream.enable_chunked_encoding()
+                await stream.prepare(request)
+                for _ in range(10):
+                    await stream.write(b"y" * 50)
+                await stream.write_eof()
+                return stream
+            case "/large-ok":
+                return web.json_response(["v" * 100] * 20_000)  # about 2 MB
+            case "/redirect":
+                raise web.HTTPFound("/ok")
+        return web.Response(status=599)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    return app
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    hits: Counter[str] = Counter()
+    release = asyncio.Event()
+    runner = web.AppRunner(_app(hits, release), access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield Server(f"http://127.0.0.1:{port}", hits)
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+def _pool(
+    session: aiohttp.ClientSession,
+    *urls: str,
+    timeout: float = 5.0,
+    max_response_bytes: int = 16 * 1024 * 1024,
+    clock: Callable[[], float] | None = None,
+    monotonic: Callable[[], float] | None = None,
+) -> EndpointPool:
+    endpoints = [
+        EndpointSettings(name=f"e{index}", url=url, timeout_seconds=timeout)
+        for index, url in enumerate(urls)
+    ]
+    return EndpointPool(
+        endpoints,
+        session,
+        max_response_bytes=max_response_bytes,
+        clock=clock or FakeClock(WALL),
+        monotonic=monotonic or FakeClock(1000.0),
+    )
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# --- classification ----------------------------------------------------------------------------
+
+
+async def test_ok_returns_decoded_value(server: Server, session: aiohttp.ClientSession) -> None:
+    """A 200 with a decodable body is ok, carries the value, and counts one ok request."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.post_json(pool.endpoints[0], "/ok", {"type": "x"}, _decode)
+    assert answer.outcome is Outcome.OK
+    assert answer.value == {"ok": True}
+    assert answer.endpoint == "e0"
+    assert pool.views()[0].requests[Outcome.OK] == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "outcome"),
+    [
+        ("/404", Outcome.HTTP_4XX),
+        ("/422", Outcome.HTTP_4XX),
+        ("/500", Outcome.HTTP_5XX),
+        ("/503-big", Outcome.HTTP_5XX),
+        ("/429-none", Outcome.HTTP_429),
+        ("/redirect", Outcome.INVALID_PAYLOAD),
+    ],
+)
+async def test_status_classes(
+    server: Server, session: aiohttp.ClientSession, path: str, outcome: Outcome
+) -> None:
+    """4xx, 5xx (even with a body over the size limit), 429 and 3xx classify by status."""
+    pool = _pool(session, server.base_url, max_response_bytes=SMALL_LIMIT)
+    answer = await pool.post_json(pool.endpoints[0], path, {}, _decode)
+    assert answer.outcome is outcome
+    assert answer.value is None
+    assert answer.data_error is None
+    view = pool.views()[0]
+    assert view.requests[outcome] == 1
+    assert sum(view.requests.values()) == 1
+
+
+async def test_redirect_is_not_followed(server: Server, session: aiohttp.ClientSession) -> None:
+    """A 302 is invalid_payload and its Location is never requested."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.post_json(pool.endpoints[0], "/redirect", {}, _decode)
+    assert answer.outcome is Outcome.INVALID_PAYLOAD
+    assert "302" in answer.error
+    assert server.hits["/ok"] == 0
+
+
+async def test_timeout(server: Server, session: aiohttp.ClientSession) -> None:
+    """No answer within the endpoint's timeout_seconds is classified timeout."""
+    pool = _pool(session, server.base_url, timeout=0.05)
+    answer = await pool.post_json(pool.endpoints[0], "/slow", {}, _decode)
+    assert answer.outcome is Outcome.TIMEOUT
+    assert pool.views()[0].requests[Outcome.TIMEOUT] == 1
+
+
+async def test_closed_port_is_connect_error(session: aiohttp.ClientSession) -> None:
+    """A refused connection is connect_error."""
+    pool = _pool(session, _closed_port_url())
+    answer = await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
+    assert answer.outcome is Outcome.CONNECT_ERROR
+    assert pool.endpoints[0].up is False
+
+
+async def test_dropped_connection_is_connect_error(session: aiohttp.ClientSession) -> None:
+    """A server that disconnects mid-request (via aioresponses) is connect_error."""
+    pool = _pool(session, "http://api.invalid")
+    with aioresponses() as mocked:
+        mocked.post("http://api.invalid/info", exception=aiohttp.ServerDisconnectedError())
+        answer = await pool.post_json(pool.endpoints[0], "/info", {}, _decode)
+    assert answer.outcome is Outcome.CONNECT_ERROR
+
+
+async def test_undecodable_body_is_invalid_payload(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A 200 whose decoder raises DataError is invalid_payload carrying that DataError."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.post_json(pool.endpoints[0], "/garbage", {}, _decode)
+    assert answer.outcome is Outcome.INVALID_PAYLOAD
+    assert answer.data_error is not None
+    assert answer.data_error.reason == "malformed_json"
+    assert answer.value is None
+
+
+@pytest.mark.parametrize("path", ["/big", "/big-chunked"])
+async def test_body_over_limit_is_too_large(
+    server: Server, session: aiohttp.ClientSession, path: str
+) -> None:
+    """A 200 body over max_response_bytes (with or without Content-Length) is too_large."""
+    decoded: list[bytes] = []
+    pool = _pool(session, server.base_url, max_response_bytes=SMALL_LIMIT)
+    answer = await pool.post_json(pool.endpoints[0], path, {}, decoded.append)
+    assert answer.outcome is Outcome.INVALID_PAYLOAD
+    assert answer.data_error is not None
+    assert answer.data_error.reason == "too_large"
+    assert decoded == []
+
+
+async def test_body_at_limit_is_read(server: Server, session: aiohttp.ClientSession) -> None:
+    """A chunked body of exactly max_response_bytes is accepted whole."""
+    pool = _pool(session, server.base_url, max_response_bytes=500)
+    answer = await pool.post_json(pool.endpoints[0], "/big-chunked", {}, bytes)
+    assert answer.outcome is Outcome.OK
+    assert answer.value == b"y" * 500
+
+
+async def test_multi_megabyte_body_is_read_whole(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A 2 MB answer reaches the decoder complete, not cut at the first buffered chunk."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.post_json(pool.endpoints[0], "/large-ok", {}, _decode)
+    assert answer.outcome is Outcome.OK
+    assert answer.value == ["v" * 100] * 20_000
+
+
+# --- Retry-After -------------------------------------------------------------------------------
+
+
+async def test_429_retry_after_seconds_cools_endpoint_down(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """After a 429 with Retry-After: 30, available() omits the endpoint for exactly 30 s."""
+    monotonic = FakeClock(1000.0)
+    pool = _pool(session, server.base_url, server.base_url, monotonic=monotonic)
+    limited, other = pool.endpoints
+    answer = await pool.post_json(limited, "/429", {}, _decode)
+    assert answer.outcome is Outcome.HTTP_429
+    assert pool.available() == [other]
+    monotonic.now += 29.9
+    assert pool.available() == [other]
+    monotonic.now += 0.1
+    assert pool.available() == [limited, other]
+
+
+async def test_429_with_large_body_still_honours_retry_after(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A 429 whose body exceeds the size limit is still http_429 and still cools down."""
+    pool = _pool(session, server.base_url, max_response_bytes=SMALL_LIMIT)
+    answer = await pool.post_json(pool.endpoints[0], "/429-big", {}, _decode)
+    assert answer.outcome is Outcome.HTTP_429
+    assert pool.available() == []
+
+
+async def test_429_without_retry_after_has_no_cooldown(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A 429 without Retry-After is counted but leaves the endpoint available."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.post_json(pool.endpoints[0], "/429-none", {}, _decode)
+    assert answer.outcome is Outcome.HTTP_429
+    assert pool.available() == pool.endpoints
+
+
+async def test_429_http_date_retry_after(server: Server, session: aiohttp.ClientSession) -> None:
+    """An HTTP-date Retry-After 120 s past the injected wall clock cools down for 120 s."""
+    monotonic = FakeClock(1000.0)
+    pool = _pool(session, server.base_url, clock=FakeClock(WALL), monotonic=monotonic)
+    await pool.post_json(pool.endpoints[0], "/429-date", {}, _decode)
+    assert pool.endpoints[0].cooldown_until == pytest.approx(1120.0)
+    monotonic.now = 1119.0
+    assert pool.available() == []
+    monotonic.now = 1120.0
+    assert pool.available() == pool.endpoints
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("120", 120.0),
+        ("  7 ", 7.0),
+        ("0", 0.0),
+        ("3600", 3600.0),
+        ("3601", MAX_RETRY_AFTER_SECONDS),
+        ("9" * 500, MAX_RETRY_AFTER_SECONDS),
+        (formatdate(WALL + 90, usegmt=True), 90.0),
+        (formatdate(WALL + 86_400, usegmt=True), MAX_RETRY_AFTER_SECONDS),
+        (formatdate(WALL - 60, usegmt=True), 0.0),
+        (formatdate(WALL + 30).replace("+0000", "-0000"), 30.0),
+        ("", None),
+        ("   ", None),
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),
+        ("²", None),
+        ("١٢", None),
+        ("Sun, 06 Nov 99999 08:49:37 GMT", None),
+        ("Sun, 06 Nov 1994 25:49:37 GMT", None),
+        ("Sun, 06 Nov 1994 08:49:37 +9999", None),
+    ],
+)
+def test_parse_retry_after(header: str, expected: float | None) -> None:
+    """Delta-seconds and HTTP-dates give a delay capped at 3600 s; garbage gives None."""
+    assert parse_retry_after(header, WALL) == expected
+
+
+# --- accounting --------------------------------------------------------------------------------
+
+
+async def test_latency_histogram_is_cumulative(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Latencies 0.03, 0.3 and 40 s give cumulative buckets; count equals requests, sum adds up."""
+    monotonic = FakeClock(1000.0)
+    pool = _pool(session, server.base_url, monotonic=monotonic)
+    for seconds in (0.03, 0.3, 40.0):
+        await pool.post_json(pool.endpoints[0], "/ok", {}, _advancing(monotonic, seconds))
+    view = pool.views()[0]
+    assert dict(zip(LATENCY_BUCKETS, view.latency_bucket_counts, strict=True)) == {
+        0.05: 1,
+        0.1: 1,
+        0.25: 1,
+        0.5: 2,
+        1.0: 2,
+        2.5: 2,
+        5.0: 2,
+        10.0: 2,
+        30.0: 2,
+    }
+    assert view.latency_count == 3 == sum(view.requests.values())
+    assert view.latency_sum == pytest.approx(40.33)
+    assert view.last_latency_seconds == pytest.approx(40.0)
+
+
+async def test_failures_are_in_the_histogram(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """Every request, failed or not, is counted once in the latency histogram."""
+    pool = _pool(session, server.base_url)
+    for path in ("/ok", "/500", "/404", "/garbage"):
+        await pool.post_json(pool.endpoints[0], path, {}, _decode)
+    view = pool.views()[0]
+    assert view.latency_count == 4 == sum(view.requests.values())
+    assert view.latency_bucket_counts[-1] == 4
+
+
+async def test_up_follows_last_outcome(server: Server, session: aiohttp.ClientSession) -> None:
+    """`up` starts False and then is True exactly when the latest request was ok."""
+    pool = _pool(session, server.base_url)
+    endpoint = pool.endpoints[0]
+    assert pool.views()[0].up is False
+    seen = []
+    for path in ("/ok", "/500", "/ok", "/429-none", "/garbage", "/ok"):
+        await pool.post_json(endpoint, path, {}, _decode)
+        seen.append(pool.views()[0].up)
+    assert seen == [True, False, True, False, False, True]
+
+
+async def test_healthy_count(server: Server, session: aiohttp.ClientSession) -> None:
+    """healthy_count counts endpoints whose last request was ok, never-requested ones excluded."""
+    pool = _pool(session, server.base_url, server.base_url, server.base_url)
+    first, second, _ = pool.endpoints
+    assert pool.healthy_count() == 0
+    await pool.post_json(first, "/ok", {}, _decode)
+    await pool.post_json(second, "/500", {}, _decode)
+    assert pool.healthy_count() == 1
+    await pool.post_json(second, "/ok", {}, _decode)
+    assert pool.healthy_count() == 2
+
+
+async def test_availability_windows(server: Server, session: aiohttp.ClientSession) -> None:
+    """One ok and one failed request give 0.5 in every window; after 10 min, 5m has no ratio."""
+    clock = FakeClock(WALL)
+    pool = _pool(session, server.base_url, clock=clock)
+    await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
+    await pool.post_json(pool.endpoints[0], "/500", {}, _decode)
+    assert dict(pool.views()[0].availability) == {"5m": 0.5, "1h": 0.5, "24h": 0.5}
+    clock.now += 600
+    assert dict(pool.views()[0].availability) == {"5m": None, "1h": 0.5, "24h": 0.5}
+
+
+async def test_view_is_an_immutable_snapshot(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A view is unchanged by later requests and its mappings cannot be written."""
+    pool = _pool(session, server.base_url)
+    await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
+    (old,) = pool.views()
+    await pool.post_json(pool.endpoints[0], "/500", {}, _decode)
+    (new,) = pool.views()
+    assert old.up is True
+    assert old.requests[Outcome.OK] == 1
+    assert old.requests[Outcome.HTTP_5XX] == 0
+    assert old.latency_count == 1
+    assert new.requests[Outcome.HTTP_5XX] == 1
+    assert new.up is False
+    with pytest.raises(TypeError):
+        old.requests[Outcome.OK] = 5  # type: ignore[index]
+    with pytest.raises(TypeError):
+        old.availability["5m"] = 1.0  # type: ignore[index]

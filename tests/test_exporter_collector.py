@@ -1,0 +1,290 @@
+"""The Collector: names, labels and values rendered from reports; absence when down."""
+
+from __future__ import annotations
+
+import subprocess
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.monitor import ChainReport, ReportBoard
+from tests.builders import chain_settings, report, validator
+from tests.tools import require_binary
+
+# Names issue #2 fixes as contract that promtool 2.42's lint flags; see the README.
+KNOWN_PROMTOOL_FINDINGS = {
+    'quorumwatch_effective_count non-histogram and non-summary metrics should not have "_count"'
+    " suffix",
+    'quorumwatch_entropy_bits use base unit "bytes" instead of "bits"',
+}
+
+ANALYSIS_METRICS = {
+    "quorumwatch_validators",
+    "quorumwatch_stake_tokens",
+    "quorumwatch_nakamoto_coefficient",
+    "quorumwatch_holders",
+    "quorumwatch_largest_stake_ratio",
+    "quorumwatch_top_stake_ratio",
+    "quorumwatch_herfindahl_index",
+    "quorumwatch_effective_count",
+    "quorumwatch_gini_coefficient",
+    "quorumwatch_entropy_bits",
+    "quorumwatch_halt_distance",
+    "quorumwatch_liveness_margin_ratio",
+    "quorumwatch_unattributed_stake_ratio",
+    "quorumwatch_entity_stake_ratio",
+    "quorumwatch_entity_can_halt",
+    "quorumwatch_entity_can_control",
+    "quorumwatch_validator_stake_ratio",
+    "quorumwatch_validator_jailed",
+    "quorumwatch_validator_uptime_ratio",
+    "quorumwatch_validator_series_omitted",
+}
+
+
+def scrape(*reports: ChainReport) -> str:
+    board = ReportBoard()
+    for r in reports:
+        board.publish(r)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QuorumwatchCollector(board))
+    return generate_latest(registry).decode()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(text: str, metric: str, **labels: str) -> float:
+    return samples(text)[(metric, frozenset(labels.items()))]
+
+
+def names(text: str) -> set[str]:
+    return {name for name, _ in samples(text)}
+
+
+FOUNDATION_SET = [
+    *(validator(i, 163) for i in range(1, 6)),
+    validator(10, 30),
+    validator(11, 7, jailed=True),
+    validator(12, 5, active=False),
+]
+FOUNDATION = {f"0x{i:040x}": "Hyper Foundation" for i in range(1, 6)}
+
+
+class TestUpChain:
+    def test_contract_values(self) -> None:
+        """Coefficients, shares and entity flags are exported under the contract names."""
+        text = scrape(report(FOUNDATION_SET, entity_of=FOUNDATION))
+        assert value(text, "quorumwatch_chain_up", chain="hyperliquid") == 1
+        coefficient = "quorumwatch_nakamoto_coefficient"
+        assert (
+            value(text, coefficient, chain="hyperliquid", grouping="entity", threshold="control")
+            == 1
+        )
+        assert (
+            value(text, coefficient, chain="hyperliquid", grouping="validator", threshold="halt")
+            == 2
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_entity_stake_ratio",
+                chain="hyperliquid",
+                entity="Hyper Foundation",
+            )
+            == 815 / 852
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_entity_can_control",
+                chain="hyperliquid",
+                entity="Hyper Foundation",
+            )
+            == 1
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_top_stake_ratio",
+                chain="hyperliquid",
+                grouping="validator",
+                top="3",
+            )
+            == 489 / 852
+        )
+        assert value(text, "quorumwatch_unattributed_stake_ratio", chain="hyperliquid") == 37 / 852
+        assert (
+            value(text, "quorumwatch_build_info", version=__import__("quorumwatch").__version__)
+            == 1
+        )
+
+    def test_statuses_are_disjoint_and_sum_to_all(self) -> None:
+        """Validator counts and stake split online/jailed/inactive, summing to every validator."""
+        text = scrape(report(FOUNDATION_SET, entity_of=FOUNDATION))
+        counts = {
+            s: value(text, "quorumwatch_validators", chain="hyperliquid", status=s)
+            for s in ("online", "jailed", "inactive")
+        }
+        assert counts == {"online": 6, "jailed": 1, "inactive": 1}
+        assert sum(counts.values()) == len(FOUNDATION_SET)
+        stake = value(text, "quorumwatch_stake_tokens", chain="hyperliquid", status="jailed")
+        assert stake == 7 / 10**8
+
+    def test_per_validator_series(self) -> None:
+        """Per-validator series carry chain, validator, name and entity labels."""
+        text = scrape(report(FOUNDATION_SET, entity_of=FOUNDATION))
+        labels = {
+            "chain": "hyperliquid",
+            "validator": f"0x{1:040x}",
+            "name": "validator 1",
+            "entity": "Hyper Foundation",
+        }
+        assert value(text, "quorumwatch_validator_stake_ratio", **labels) == 163 / 852
+        assert value(text, "quorumwatch_validator_jailed", **labels) == 0
+        assert value(text, "quorumwatch_validator_uptime_ratio", **labels, window="7d") == 0.99
+        inactive = {
+            "chain": "hyperliquid",
+            "validator": f"0x{12:040x}",
+            "name": "validator 12",
+            "entity": f"0x{12:040x}",
+        }
+        assert value(text, "quorumwatch_validator_stake_ratio", **inactive) == 0
+
+    def test_validator_series_are_capped(self) -> None:
+        """max_validator_series keeps the largest validators and counts the rest as omitted."""
+        settings = chain_settings(max_validator_series=2)
+        text = scrape(report(FOUNDATION_SET, settings=settings))
+        exported = {
+            dict(labels)["validator"]
+            for name, labels in samples(text)
+            if name == "quorumwatch_validator_jailed"
+        }
+        assert exported == {f"0x{1:040x}", f"0x{2:040x}"}
+        assert value(text, "quorumwatch_validator_series_omitted", chain="hyperliquid") == 6
+
+    def test_hostile_names_yield_valid_labels(self) -> None:
+        """Control characters, newlines, quotes and 10 kB names still render a parseable scrape."""
+        hostile = 'a"b\\c\nd\u202e' + "x" * 10_000
+        text = scrape(
+            report(
+                [validator(1, 10, name=hostile), validator(2, 10)],
+                entity_of={f"0x{1:040x}": hostile},
+            )
+        )
+        names_seen = {
+            dict(labels).get("name")
+            for name, labels in samples(text)
+            if name == "quorumwatch_validator_jailed"
+        }
+        assert all(
+            n is not None and len(n) <= 64 and "\n" not in n and "\u202e" not in n
+            for n in names_seen
+        )
+
+    def test_endpoint_series(self) -> None:
+        """Endpoint up, outcome counters, latency histogram, availability and healthy count."""
+        text = scrape(report(FOUNDATION_SET, endpoints_up=(True, False)))
+        assert value(text, "quorumwatch_endpoint_up", chain="hyperliquid", endpoint="ep1") == 0
+        assert (
+            value(
+                text,
+                "quorumwatch_endpoint_requests_total",
+                chain="hyperliquid",
+                endpoint="ep0",
+                outcome="timeout",
+            )
+            == 1
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_endpoint_requests_total",
+                chain="hyperliquid",
+                endpoint="ep0",
+                outcome="http_429",
+            )
+            == 0
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_endpoint_request_duration_seconds_bucket",
+                chain="hyperliquid",
+                endpoint="ep0",
+                le="0.25",
+            )
+            == 4
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_endpoint_request_duration_seconds_bucket",
+                chain="hyperliquid",
+                endpoint="ep0",
+                le="0.1",
+            )
+            == 0
+        )
+        assert (
+            value(
+                text,
+                "quorumwatch_endpoint_availability_ratio",
+                chain="hyperliquid",
+                endpoint="ep0",
+                window="5m",
+            )
+            == 0.75
+        )
+        assert (
+            "quorumwatch_endpoint_availability_ratio",
+            frozenset({"chain": "hyperliquid", "endpoint": "ep0", "window": "24h"}.items()),
+        ) not in samples(text)
+        assert value(text, "quorumwatch_endpoints_healthy", chain="hyperliquid") == 1
+
+
+class TestDownChain:
+    def test_analysis_series_absent_not_zero(self) -> None:
+        """With no valid snapshot, chain_up is 0 and no analysis series is exported at all."""
+        text = scrape(report(None))
+        assert value(text, "quorumwatch_chain_up", chain="hyperliquid") == 0
+        assert not ANALYSIS_METRICS & names(text)
+        assert value(text, "quorumwatch_last_success_timestamp_seconds", chain="hyperliquid") == 900
+        assert (
+            value(
+                text,
+                "quorumwatch_snapshot_rejections_total",
+                chain="hyperliquid",
+                reason="empty_set",
+            )
+            == 2
+        )
+
+    def test_one_chain_down_leaves_the_other(self) -> None:
+        """A down chain does not remove another chain's analysis series."""
+        other = report(FOUNDATION_SET, settings=chain_settings(name="other"))
+        text = scrape(report(None), other)
+        assert value(text, "quorumwatch_chain_up", chain="other") == 1
+        assert value(text, "quorumwatch_liveness_margin_ratio", chain="other") > 0
+
+
+def test_promtool_check_metrics_on_full_scrape() -> None:
+    """promtool check metrics finds nothing beyond the two documented contract-name lints."""
+    promtool = require_binary("promtool")
+    text = scrape(
+        report(FOUNDATION_SET, entity_of=FOUNDATION),
+        report(None, settings=chain_settings(name="down")),
+    )
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    findings = {
+        line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()
+    }
+    assert findings == KNOWN_PROMTOOL_FINDINGS

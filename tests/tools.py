@@ -1,0 +1,28 @@
+"""Test helpers for external components and free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+
+def require_binary(name: str) -> str:
+    """Path of an external tool; a missing tool fails under CI=true and skips elsewhere."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} is not installed (scripts/test installs it from Debian packages)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
