@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import structlog
 
 from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.chains.hyperliquid.source import FetchResult, HyperliquidSource
 from quorumwatch.config import ChainSettings, EndpointSettings
+from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
 from quorumwatch.simulator import parse_scenario, start_simulator
 
@@ -278,3 +281,18 @@ async def test_run_keeps_polling_after_a_crashed_poll(
     assert recovered.up is True
     assert recovered.analysis is not None
     assert calls >= 3
+
+
+async def test_log_lines_of_a_poll_name_chain_and_endpoint(
+    session: aiohttp.ClientSession, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every JSON log line of a failing poll carries the chain, and the pool's the endpoint."""
+    configure_logging("info", json_lines=True)
+    steps = [{"validators": VALIDATORS, "fault": {"kind": "empty_set"}}]
+    async with _simulator(steps, clock) as sim:
+        await _monitor(sim, session, ReportBoard(), clock).poll_once()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines
+    assert all(line["chain"] == "hl" for line in lines)
+    assert any(line.get("endpoint") == "sim" and "outcome" in line for line in lines)
+    assert structlog.contextvars.get_contextvars() == {}

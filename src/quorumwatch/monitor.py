@@ -109,8 +109,12 @@ class ChainMonitor:
         self._last_success_at: float | None = None
 
     async def poll_once(self) -> ChainReport:
+        # Every log line of this poll, the pool's and the source's included, names the chain.
+        with structlog.contextvars.bound_contextvars(chain=self.settings.name):
+            return await self._poll()
+
+    async def _poll(self) -> ChainReport:
         started = time.monotonic()
-        bound = log.bind(chain=self.settings.name)
         result = await self._source.fetch()
         validator_set = result.validator_set
         failures = list(result.failures)
@@ -129,9 +133,9 @@ class ChainMonitor:
                 self._rejections["zero_stake"] = self._rejections.get("zero_stake", 0) + 1
                 failures.append(f"{validator_set.endpoint}: {exc}")
             else:
-                bound.info("poll ok", endpoint=validator_set.endpoint)
+                log.info("poll ok", endpoint=validator_set.endpoint)
                 return self._publish(started, failures, validator_set, digest)
-        bound.warning("poll failed: no valid validator set", failures=failures)
+        log.warning("poll failed: no valid validator set", failures=failures)
         return self._publish(started, failures)
 
     def _publish(
