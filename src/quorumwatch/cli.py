@@ -1,4 +1,4 @@
-"""Command line: run (daemon or --once probe), simulate, demo."""
+"""Command line: run (daemon or --once probe), jails, simulate, demo."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -59,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--scenario", default=DEMO_SCENARIO, help="bundled name or file")
     simulate.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (0: any port)")
 
+    jails = commands.add_parser("jails", help="jail history from the store")
+    jails.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    jails.add_argument("--chain", help="only this chain")
+    jails.add_argument("--since", default="7d", help="how far back: 30m, 24h, 7d, 2w or all")
+    jails.add_argument("--validator", help="only this validator address")
+    jails.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    jails.add_argument(
+        "--events", action="store_true", help="list the events instead of per-validator figures"
+    )
+
     demo = commands.add_parser("demo", help="simulator and daemon together, fully offline")
     demo.add_argument("--scenario", default=DEMO_SCENARIO, help="bundled name or file")
     demo.add_argument("--listen", default=DEMO_LISTEN, help="metrics HOST:PORT")
@@ -76,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_daemon(load_settings(args.config))
         if args.command == "simulate":
             return _simulate(args.scenario, args.listen)
+        if args.command == "jails":
+            return _jails(args)
         return _demo(args)
     except ConfigError as exc:
         message = safe_text(str(exc), max_length=MAX_ERROR_LENGTH)
@@ -124,6 +137,40 @@ def _run_daemon(settings: Settings) -> int:
     return 0
 
 
+def _jails(args: argparse.Namespace) -> int:
+    import time
+
+    from quorumwatch import jailreport
+    from quorumwatch.store import Store, StoreError
+
+    settings = load_settings(args.config)
+    chains = [c.name for c in settings.chains if args.chain in (None, c.name)]
+    if not chains:
+        raise ConfigError(f"--chain {args.chain}: no such chain in the configuration")
+    try:
+        since = None if args.since == "all" else time.time() - jailreport.parse_duration(args.since)
+    except ValueError as exc:
+        raise ConfigError(f"--since: {exc}") from None
+    validator = args.validator.lower() if args.validator else None
+    try:
+        # Read-only: safe beside a running daemon, which writes through WAL.
+        store = Store(settings.storage.path, read_only=True)
+    except StoreError as exc:
+        print(f"quorumwatch: {safe_text(str(exc), max_length=MAX_ERROR_LENGTH)}", file=sys.stderr)
+        return 1
+    try:
+        events = {c: store.events(c, since=since, validator=validator) for c in chains}
+    finally:
+        store.close()
+    if args.events:
+        rows = jailreport.event_rows([e for chain_events in events.values() for e in chain_events])
+        print(jailreport.render(rows, jailreport.EVENT_COLUMNS, args.format))
+    else:
+        rows = jailreport.summary_rows(events)
+        print(jailreport.render(rows, jailreport.SUMMARY_COLUMNS, args.format))
+    return 0
+
+
 def _simulate(scenario_name: str, listen: str) -> int:
     from quorumwatch.config import MetricsSettings
     from quorumwatch.simulator import start_simulator
@@ -145,7 +192,6 @@ def _simulate(scenario_name: str, listen: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from quorumwatch.daemon import run_daemon
     from quorumwatch.simulator import start_simulator
 
     scenario = _load_scenario(args.scenario)
@@ -153,35 +199,45 @@ def _demo(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         stop = _stop_on_signals()
-        async with await start_simulator(scenario) as simulator:
-            settings = load_settings(
-                None,
-                metrics={"listen": args.listen},
-                chains=[
-                    {
-                        "name": "hyperliquid",
-                        "kind": "hyperliquid",
-                        "poll_interval_seconds": args.poll_interval,
-                        "endpoints": [{"name": "simulator", "url": simulator.base_url}],
-                    }
-                ],
-            )
-
-            def announce(port: int) -> None:
-                host = settings.metrics.host_port[0]
-                print(
-                    f"quorumwatch demo: scenario {scenario.name}, simulated API at "
-                    f"{simulator.base_url}/info\nmetrics at http://{host}:{port}/metrics "
-                    "(Ctrl-C to stop)",
-                    flush=True,
-                )
-
-            if args.duration is not None:
-                asyncio.get_running_loop().call_later(args.duration, stop.set)
-            await run_daemon(settings, stop, on_listening=announce)
+        if args.duration is not None:
+            asyncio.get_running_loop().call_later(args.duration, stop.set)
+        # The demo keeps its jail history in a temporary store, never in the working directory.
+        with tempfile.TemporaryDirectory(prefix="quorumwatch-demo-") as directory:
+            async with await start_simulator(scenario) as simulator:
+                await _serve_demo(args, scenario.name, simulator.base_url, Path(directory), stop)
 
     asyncio.run(serve())
     return 0
+
+
+async def _serve_demo(
+    args: argparse.Namespace, scenario: str, api_url: str, directory: Path, stop: asyncio.Event
+) -> None:
+    from quorumwatch.daemon import run_daemon
+
+    settings = load_settings(
+        None,
+        metrics={"listen": args.listen},
+        storage={"path": str(directory / "demo.db")},
+        chains=[
+            {
+                "name": "hyperliquid",
+                "kind": "hyperliquid",
+                "poll_interval_seconds": args.poll_interval,
+                "endpoints": [{"name": "simulator", "url": api_url}],
+            }
+        ],
+    )
+
+    def announce(port: int) -> None:
+        host = settings.metrics.host_port[0]
+        print(
+            f"quorumwatch demo: scenario {scenario}, simulated API at {api_url}/info\n"
+            f"metrics at http://{host}:{port}/metrics (Ctrl-C to stop)",
+            flush=True,
+        )
+
+    await run_daemon(settings, stop, on_listening=announce)
 
 
 def _load_scenario(name_or_path: str) -> Scenario:

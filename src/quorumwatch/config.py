@@ -63,6 +63,8 @@ class MetricsSettings(_Strict):
 
 class StorageSettings(_Strict):
     path: Path = Path("quorumwatch.db")
+    # At least the longest metric window (7d), so windowed counts stay right after pruning.
+    retention_days: int = Field(default=400, ge=7)
 
 
 class EndpointSettings(_Strict):
@@ -86,6 +88,15 @@ class PolicySettings(_Strict):
     warning_when_single_endpoint: bool = True
 
 
+class JailStormSettings(_Strict):
+    """A jail storm: at least `min_validators` distinct validators, or `min_stake_ratio` of
+    consensus stake, jailed within `window_seconds`."""
+
+    min_validators: int = Field(default=3, ge=1)
+    min_stake_ratio: float = Field(default=0.10, gt=0, le=1)
+    window_seconds: float = Field(default=3600.0, gt=0)
+
+
 class ChainSettings(_Strict):
     name: LabelName
     kind: Literal["hyperliquid"]
@@ -96,6 +107,7 @@ class ChainSettings(_Strict):
     endpoints: list[EndpointSettings] = Field(min_length=1)
     entities: list[EntitySettings] = Field(default_factory=list)
     policy: PolicySettings = PolicySettings()
+    jail_storm: JailStormSettings = JailStormSettings()
 
     @field_validator("endpoints")
     @classmethod

@@ -18,6 +18,7 @@ from quorumwatch.config import ConfigError
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
 from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.store import AsyncStore, StoreError
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings, Settings
@@ -69,12 +70,24 @@ async def run_daemon(
     log.info("serving metrics", listen=f"{host}:{bound_port}", chains=len(settings.chains))
     if on_listening is not None:
         on_listening(bound_port)
+    try:
+        store = await AsyncStore.open(settings.storage.path)
+    except StoreError as exc:
+        await runner.cleanup()
+        raise ConfigError(f"storage.path {settings.storage.path}: {exc}") from None
     freeze_startup_heap()
     try:
         async with http_session() as session:
             tasks = [
                 asyncio.create_task(
-                    ChainMonitor(chain, session, board, clock=clock).run(),
+                    ChainMonitor(
+                        chain,
+                        session,
+                        board,
+                        clock=clock,
+                        store=store,
+                        retention_days=settings.storage.retention_days,
+                    ).run(),
                     name=f"poll:{chain.name}",
                 )
                 for chain in settings.chains
@@ -88,12 +101,16 @@ async def run_daemon(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
     finally:
+        await store.close()
         await runner.cleanup()
         log.info("stopped")
 
 
 async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:
-    """One poll of each chain, concurrently: the `run --once` probe."""
+    """One poll of each chain, concurrently: the `run --once` probe.
+
+    It never touches the store: a probe running beside the daemon must not record events.
+    """
     board = ReportBoard()
     async with http_session() as session:
         monitors = [ChainMonitor(chain, session, board) for chain in chains]

@@ -15,6 +15,7 @@ from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains.hyperliquid.source import HyperliquidSource
 from quorumwatch.endpoints import EndpointPool, EndpointView
 from quorumwatch.entities import entity_map
+from quorumwatch.history import JailReport, JailTracker
 from quorumwatch.models import (
     StatusTotals,
     Validator,
@@ -22,11 +23,13 @@ from quorumwatch.models import (
     largest_validators,
     status_totals,
 )
+from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
     import aiohttp
 
     from quorumwatch.config import ChainSettings
+    from quorumwatch.store import AsyncStore
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +52,7 @@ class ChainReport:
     poll_duration_seconds: float
     totals: StatusTotals | None = None
     exported_validators: tuple[Validator, ...] = ()
+    jails: JailReport | None = None
 
     @property
     def healthy_endpoints(self) -> int:
@@ -91,8 +95,12 @@ class ChainMonitor:
         board: ReportBoard,
         *,
         clock: Callable[[], float] = time.time,
+        store: AsyncStore | None = None,
+        retention_days: int = 400,
     ) -> None:
         self.settings = settings
+        # Without a store (the --once probe) there is no jail history.
+        self._jails = JailTracker(settings, store, retention_days) if store is not None else None
         self._board = board
         self._clock = clock
         self._pool = EndpointPool(
@@ -134,19 +142,49 @@ class ChainMonitor:
                 failures.append(f"{validator_set.endpoint}: {exc}")
             else:
                 log.info("poll ok", endpoint=validator_set.endpoint)
-                return self._publish(started, failures, validator_set, digest)
+                now = self._clock()
+                jails = await self._observe_jails(validator_set, digest, now)
+                return self._publish(
+                    started, now, failures, validator_set=validator_set, digest=digest, jails=jails
+                )
         log.warning("poll failed: no valid validator set", failures=failures)
-        return self._publish(started, failures)
+        now = self._clock()
+        return self._publish(
+            started, now, failures, jails=await self._observe_jails(None, None, now)
+        )
+
+    async def _observe_jails(
+        self, validator_set: ValidatorSet | None, digest: _Digest | None, now: float
+    ) -> JailReport | None:
+        """Jail history after this poll; None without a store, or if the store failed.
+
+        A store failure loses nothing: the tracked state only advances once a commit
+        succeeds, so the next poll derives the same events again.
+        """
+        if self._jails is None:
+            return None
+        try:
+            if validator_set is None or digest is None:
+                self._jails.note_failed_poll()
+                return await self._jails.report(now)
+            return await self._jails.observe(
+                validator_set.validators, digest.analysis.total_stake, now
+            )
+        except StoreError as exc:
+            log.error("jail history not recorded", error=str(exc))
+            return None
 
     def _publish(
         self,
         started: float,
+        now: float,
         failures: list[str],
+        *,
         validator_set: ValidatorSet | None = None,
         digest: _Digest | None = None,
+        jails: JailReport | None = None,
     ) -> ChainReport:
         """Publish a report; without both a set and its digest, the chain is down."""
-        now = self._clock()
         up = validator_set is not None and digest is not None
         if up:
             self._last_success_at = now
@@ -165,6 +203,7 @@ class ChainMonitor:
             endpoints=self._pool.views(),
             rejections=MappingProxyType(dict(self._rejections)),
             poll_duration_seconds=time.monotonic() - started,
+            jails=jails,
         )
         self._board.publish(report)
         return report
@@ -179,5 +218,5 @@ class ChainMonitor:
             except Exception as exc:  # a bug in one poll must not end monitoring of the chain
                 log.exception("poll crashed", chain=self.settings.name)
                 # The previous report must not stay on the board as if it were current.
-                self._publish(started, [f"poll crashed: {type(exc).__name__}"])
+                self._publish(started, self._clock(), [f"poll crashed: {type(exc).__name__}"])
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,11 +31,12 @@ def scenario_with(*steps: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def daemon(*simulators: RunningSimulator) -> AsyncIterator[str]:
+async def daemon(store: Path, *simulators: RunningSimulator) -> AsyncIterator[str]:
     """Run the daemon against the simulators; yields the /metrics URL."""
     settings = load_settings(
         None,
         metrics={"listen": "127.0.0.1:0"},
+        storage={"path": str(store)},
         chains=[
             {
                 "name": "hyperliquid",
@@ -90,7 +92,7 @@ def requests(samples: Samples, endpoint: str, outcome: str) -> float:
     return metric(samples, "quorumwatch_endpoint_requests_total", **labels) or 0
 
 
-async def test_faults_are_classified_and_invalid_data_never_published() -> None:
+async def test_faults_are_classified_and_invalid_data_never_published(tmp_path: Path) -> None:
     """Through 5xx, 429, malformed JSON and an empty set the daemon counts each outcome,
     withdraws analysis while data is invalid, and recovers."""
     steps = scenario_with(
@@ -102,7 +104,7 @@ async def test_faults_are_classified_and_invalid_data_never_published() -> None:
     seen: list[Samples] = []
     async with (
         await start_simulator(parse_scenario(steps)) as simulator,
-        daemon(simulator) as url,
+        daemon(tmp_path / "qw.db", simulator) as url,
         aiohttp.ClientSession() as session,
     ):
         final = await scrape_until(
@@ -127,7 +129,7 @@ async def test_faults_are_classified_and_invalid_data_never_published() -> None:
     assert metric(final, "quorumwatch_nakamoto_coefficient", **halt) is not None
 
 
-async def test_failover_keeps_the_chain_up() -> None:
+async def test_failover_keeps_the_chain_up(tmp_path: Path) -> None:
     """When the first endpoint fails, the second serves the set: the chain stays up,
     the failing endpoint is down, and one healthy endpoint is reported."""
     failing = scenario_with({"fault": {"kind": "http_status", "status": 502}})
@@ -136,7 +138,7 @@ async def test_failover_keeps_the_chain_up() -> None:
     async with (
         await start_simulator(parse_scenario(failing)) as broken,
         await start_simulator(load_scenario("healthy")) as healthy,
-        daemon(broken, healthy) as url,
+        daemon(tmp_path / "qw.db", broken, healthy) as url,
         aiohttp.ClientSession() as session,
     ):
         final = await scrape_until(

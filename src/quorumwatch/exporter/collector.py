@@ -7,7 +7,8 @@ series are absent rather than 0 or stale.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
@@ -20,6 +21,7 @@ from prometheus_client.core import (
 from quorumwatch import __version__
 from quorumwatch.analysis import TOP_N, Threshold
 from quorumwatch.endpoints import LATENCY_BUCKETS, Outcome
+from quorumwatch.jails import UNJAIL_DELAY_BUCKETS
 from quorumwatch.labels import safe_text
 from quorumwatch.models import ValidatorStatus
 
@@ -32,8 +34,9 @@ _CACHED = " Cached from the last poll."
 class QuorumwatchCollector:
     """Satisfies prometheus_client's Collector protocol over a ReportBoard."""
 
-    def __init__(self, board: ReportBoard) -> None:
+    def __init__(self, board: ReportBoard, clock: Callable[[], float] = time.time) -> None:
         self._board = board
+        self._clock = clock  # only for elapsed times, such as the length of a current jail
 
     def describe(self) -> list[Metric]:
         # Avoids the registry calling collect() at registration, before any poll.
@@ -47,6 +50,7 @@ class QuorumwatchCollector:
         yield from entity_metrics([r for r in reports if r.up])
         yield from validator_metrics([r for r in reports if r.up])
         yield from endpoint_metrics(reports)
+        yield from jail_metrics(reports, self._clock())
 
 
 def _build_info() -> Metric:
@@ -298,6 +302,78 @@ def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
             if e.clock_skew_seconds is not None:
                 skew.add_metric(labels, e.clock_skew_seconds)
     yield from (up, requests, duration, availability, skew, healthy)
+
+
+def jail_metrics(reports: Iterable[ChainReport], now: float) -> Iterator[Metric]:
+    identity = ["chain", "validator", "name", "entity"]
+    total = CounterMetricFamily(
+        "quorumwatch_jail_events",
+        "Validators jailed (inferred jail/unjail cycles included), kept across restarts.",
+        labels=["chain"],
+    )
+    per_validator = CounterMetricFamily(
+        "quorumwatch_validator_jail_events",
+        "Times the validator was jailed, kept across restarts.",
+        labels=identity,
+    )
+    windows = GaugeMetricFamily(
+        "quorumwatch_jail_events",
+        "Validators jailed within the window.",
+        labels=["chain", "window"],
+    )
+    jailed_for = GaugeMetricFamily(
+        "quorumwatch_validator_jailed_seconds",
+        "Length of the validator's current jail, from when it was first seen jailed.",
+        labels=identity,
+    )
+    delay = HistogramMetricFamily(
+        "quorumwatch_unjail_delay_seconds",
+        "Time from unjailableAfter to the observed unjail.",
+        labels=["chain"],
+    )
+    jailed_stake = GaugeMetricFamily(
+        "quorumwatch_jailed_stake_ratio",
+        "Share of consensus stake that is jailed." + _CACHED,
+        labels=["chain"],
+    )
+    storm = GaugeMetricFamily(
+        "quorumwatch_jail_storm",
+        "1 while enough validators or stake were jailed within the storm window.",
+        labels=["chain"],
+    )
+    for report in reports:
+        jails = report.jails
+        if report.analysis is not None:
+            analysis = report.analysis
+            offline = analysis.total_stake - analysis.online_stake
+            jailed_stake.add_metric([report.chain], offline / analysis.total_stake)
+        if jails is None:
+            continue
+        counters = jails.counters
+        total.add_metric([report.chain], counters.jails)
+        ranked = sorted(counters.validator_jails.items(), key=lambda item: (-item[1], item[0]))
+        for address, count in ranked[: report.settings.max_validator_series]:
+            per_validator.add_metric(_identity(report, address, jails.names), count)
+        for window, count in jails.windows.items():
+            windows.add_metric([report.chain, window], count)
+        buckets = [
+            (_bound(b), n)
+            for b, n in zip(UNJAIL_DELAY_BUCKETS, counters.unjail_delay_bucket_counts, strict=True)
+        ]
+        buckets.append(("+Inf", counters.unjail_delay_count))
+        delay.add_metric([report.chain], buckets, counters.unjail_delay_sum)
+        storm.add_metric([report.chain], int(jails.storm))
+        if report.up:
+            for address, since in sorted(jails.jailed_since.items()):
+                jailed_for.add_metric(
+                    _identity(report, address, jails.names), max(0.0, now - since)
+                )
+    yield from (total, per_validator, windows, jailed_for, delay, jailed_stake, storm)
+
+
+def _identity(report: ChainReport, address: str, names: Mapping[str, str]) -> list[str]:
+    entity = report.entity_of.get(address, address)
+    return [report.chain, address, safe_text(names.get(address, "")), safe_text(entity)]
 
 
 def _bound(value: float) -> str:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 _LANDING = (
     "<html><head><title>quorumwatch</title></head><body><h1>quorumwatch</h1>"
@@ -15,11 +14,13 @@ _LANDING = (
 
 
 def metrics_app(registry: CollectorRegistry) -> web.Application:
-    async def metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    async def metrics(_: web.Request) -> web.Response:
+        # Always the text format 0.0.4, never OpenMetrics: there a counter's family drops
+        # `_total`, and quorumwatch_jail_events_total would collide with the contract gauge
+        # quorumwatch_jail_events, failing the whole scrape.
         # Rendering thousands of series takes milliseconds: keep it off the event loop.
-        body = await asyncio.to_thread(encoder, registry)
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def landing(_: web.Request) -> web.Response:
         return web.Response(text=_LANDING, content_type="text/html")

@@ -1,0 +1,128 @@
+"""Per-chain jail history: derive events from each valid snapshot and keep them in the store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import structlog
+
+from quorumwatch.jails import EventKind, is_storm, jailed_in_window, track
+
+if TYPE_CHECKING:
+    from quorumwatch.config import ChainSettings
+    from quorumwatch.jails import ChainState
+    from quorumwatch.models import Validator
+    from quorumwatch.store import AsyncStore, JailCounters
+
+JAIL_WINDOWS: Mapping[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
+PRUNE_EVERY_SECONDS = 3600.0
+# A snapshot further apart than this many poll intervals from the last one crosses a gap.
+GAP_POLL_INTERVALS = 2
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class JailReport:
+    """The jail history of a chain as of one poll."""
+
+    counters: JailCounters
+    windows: Mapping[str, int]  # jail events per window
+    storm: bool
+    jailed_since: Mapping[str, float]  # currently jailed: address -> observed jail start
+    names: Mapping[str, str]  # address -> last known name, for validators with jails
+
+
+class JailTracker:
+    """Owns one chain's last valid state; every change is committed before it is reported."""
+
+    def __init__(self, settings: ChainSettings, store: AsyncStore, retention_days: int) -> None:
+        self._settings = settings
+        self._store = store
+        self._retention_seconds = retention_days * 86400.0
+        self._state: ChainState | None = None
+        self._loaded = False
+        self._missed_poll = False
+        self._last_prune = float("-inf")
+        self._total_stake = 0
+
+    def note_failed_poll(self) -> None:
+        """A poll gave no valid snapshot: the next comparison crosses a gap."""
+        self._missed_poll = True
+
+    async def observe(
+        self, validators: tuple[Validator, ...], total_stake: int, observed_at: float
+    ) -> JailReport:
+        """Record the events since the last valid snapshot, then report the history."""
+        chain = self._settings.name
+        if not self._loaded:
+            # After a restart, compare with what was persisted: not "everybody just joined".
+            self._state = await self._store.load_state(chain)
+            self._loaded = True
+        previous = self._state
+        gap = previous is not None and (
+            self._missed_poll
+            or observed_at - previous.observed_at
+            > GAP_POLL_INTERVALS * self._settings.poll_interval_seconds
+        )
+        state, events = await asyncio.to_thread(
+            track, chain, previous, validators, observed_at, gap=gap
+        )
+        inserted = await self._store.commit_poll(chain, state, events)
+        self._state = state
+        self._missed_poll = False
+        self._total_stake = total_stake
+        for event in events:
+            log.info(
+                "validator event",
+                validator=event.address,
+                name=event.name,
+                kind=str(event.kind),
+                inferred=event.inferred,
+                after_gap=event.after_gap,
+            )
+        if inserted != len(events):
+            log.warning("events already recorded", expected=len(events), inserted=inserted)
+        await self._prune(observed_at)
+        return await self.report(observed_at)
+
+    async def report(self, now: float) -> JailReport:
+        """The history as of `now`, from the store: also valid while the chain is down."""
+        chain = self._settings.name
+        storm = self._settings.jail_storm
+        windows = {
+            window: await self._store.count_events(chain, EventKind.JAILED, now - seconds)
+            for window, seconds in JAIL_WINDOWS.items()
+        }
+        recent = await self._store.events(
+            chain, since=now - storm.window_seconds, kinds=[EventKind.JAILED]
+        )
+        counters = await self._store.counters(chain)
+        tracked = self._state.validators if self._state is not None else {}
+        return JailReport(
+            counters=counters,
+            windows=MappingProxyType(windows),
+            storm=is_storm(
+                jailed_in_window(recent, now - storm.window_seconds), self._total_stake, storm
+            ),
+            jailed_since=MappingProxyType(
+                {
+                    v.address: v.jailed_since
+                    for v in tracked.values()
+                    if v.jailed and v.jailed_since is not None
+                }
+            ),
+            names=MappingProxyType({a: v.name for a, v in tracked.items()}),
+        )
+
+    async def _prune(self, now: float) -> None:
+        if now - self._last_prune < PRUNE_EVERY_SECONDS:
+            return
+        self._last_prune = now
+        deleted = await self._store.prune(now - self._retention_seconds)
+        if deleted:
+            log.info("pruned old events", deleted=deleted)

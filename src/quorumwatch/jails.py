@@ -1,0 +1,250 @@
+"""Jail history, pure: validator events from consecutive valid snapshots, storms, statistics.
+
+Events are derived only by comparing a valid snapshot with the last valid state (never from
+an invalid answer). A transition seen across a gap (failed polls or a daemon down longer than
+two poll intervals in between) is real but its time is uncertain: it is recorded with
+`after_gap`, and no jail→unjail cycle is inferred across a gap.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import itertools
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quorumwatch.config import JailStormSettings
+    from quorumwatch.models import Validator
+
+UNJAIL_DELAY_BUCKETS: tuple[float, ...] = (0, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+
+
+class EventKind(enum.StrEnum):
+    JAILED = "jailed"
+    UNJAILED = "unjailed"
+    JOINED = "joined"
+    LEFT = "left"
+    ACTIVATED = "activated"
+    DEACTIVATED = "deactivated"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedValidator:
+    """What is remembered of a validator between polls (and across restarts)."""
+
+    address: str
+    name: str
+    stake: int
+    active: bool
+    jailed: bool
+    unjailable_after_ms: int | None
+    jailed_since: float | None  # observation time of the jail; None when not jailed
+
+
+@dataclass(frozen=True, slots=True)
+class ChainState:
+    observed_at: float
+    validators: Mapping[str, TrackedValidator]
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorEvent:
+    """One change in a validator's state, observed at `observed_at`.
+
+    It happened after `previous_observed_at` (the last valid snapshot before it). `inferred`
+    marks a jail→unjail cycle that fell between two polls; `after_gap` a change seen across
+    a gap, whose timing is uncertain.
+    """
+
+    event_id: str
+    chain: str
+    address: str
+    name: str
+    kind: EventKind
+    observed_at: float
+    previous_observed_at: float
+    inferred: bool
+    after_gap: bool
+    stake: int
+    unjailable_after_ms: int | None
+    jail_seconds: float | None = None  # on unjailed: observed length of the jail
+    unjail_delay_seconds: float | None = None  # on unjailed: from unjailableAfter to unjail
+
+
+def _event_id(chain: str, address: str, kind: EventKind, observed_at: float, seq: int) -> str:
+    # Deterministic: re-deriving the same change after a crash yields the same id.
+    key = f"{chain}|{address}|{kind}|{observed_at!r}|{seq}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def track(
+    chain: str,
+    previous: ChainState | None,
+    validators: Sequence[Validator],
+    observed_at: float,
+    *,
+    gap: bool,
+) -> tuple[ChainState, list[ValidatorEvent]]:
+    """The new state, and the events between `previous` and this valid snapshot.
+
+    Without a previous state (a first run) the snapshot is the baseline: no events, and
+    validators already jailed get `jailed_since` = now, the earliest time known.
+    """
+    current: dict[str, TrackedValidator] = {}
+    events: list[ValidatorEvent] = []
+    before = previous.validators if previous is not None else {}
+    since = previous.observed_at if previous is not None else observed_at
+
+    def emit(
+        v: TrackedValidator,
+        kind: EventKind,
+        *,
+        inferred: bool = False,
+        measures: Mapping[str, float] = MappingProxyType({}),
+    ) -> None:
+        seq = sum(1 for e in events if e.address == v.address and e.kind is kind)
+        events.append(
+            ValidatorEvent(
+                event_id=_event_id(chain, v.address, kind, observed_at, seq),
+                chain=chain,
+                address=v.address,
+                name=v.name,
+                kind=kind,
+                observed_at=observed_at,
+                previous_observed_at=since,
+                inferred=inferred,
+                after_gap=gap,
+                stake=v.stake,
+                unjailable_after_ms=v.unjailable_after_ms,
+                jail_seconds=measures.get("jail_seconds"),
+                unjail_delay_seconds=measures.get("unjail_delay_seconds"),
+            )
+        )
+
+    for validator in validators:
+        old = before.get(validator.address)
+        jailed_since = None
+        if validator.jailed:
+            jailed_since = old.jailed_since if old is not None and old.jailed else observed_at
+        now = TrackedValidator(
+            address=validator.address,
+            name=validator.name,
+            stake=validator.stake,
+            active=validator.in_consensus_set,
+            jailed=validator.jailed,
+            unjailable_after_ms=validator.unjailable_after_ms,
+            jailed_since=jailed_since,
+        )
+        current[validator.address] = now
+        if previous is None:
+            continue
+        if old is None:
+            emit(now, EventKind.JOINED)
+            if now.jailed:
+                emit(now, EventKind.JAILED)
+            continue
+        if now.active != old.active:
+            emit(now, EventKind.ACTIVATED if now.active else EventKind.DEACTIVATED)
+        if now.jailed and not old.jailed:
+            emit(now, EventKind.JAILED)
+        elif old.jailed and not now.jailed:
+            emit(now, EventKind.UNJAILED, measures=_unjail_measures(old, observed_at))
+        elif _cycled_between_polls(old, now) and not gap:
+            emit(now, EventKind.JAILED, inferred=True)
+            emit(now, EventKind.UNJAILED, inferred=True)
+    if previous is not None:
+        for address, old in before.items():
+            if address not in current:
+                emit(old, EventKind.LEFT)
+    return ChainState(observed_at, MappingProxyType(current)), events
+
+
+def _cycled_between_polls(old: TrackedValidator, now: TrackedValidator) -> bool:
+    """Unjailed both times, yet `unjailableAfter` moved on: a jail and an unjail in between."""
+    return (
+        not old.jailed
+        and not now.jailed
+        and now.unjailable_after_ms is not None
+        and now.unjailable_after_ms != old.unjailable_after_ms
+        and (old.unjailable_after_ms is None or now.unjailable_after_ms > old.unjailable_after_ms)
+    )
+
+
+def _unjail_measures(old: TrackedValidator, observed_at: float) -> dict[str, float]:
+    measures: dict[str, float] = {}
+    if old.jailed_since is not None:
+        measures["jail_seconds"] = observed_at - old.jailed_since
+    if old.unjailable_after_ms is not None:
+        measures["unjail_delay_seconds"] = max(0.0, observed_at - old.unjailable_after_ms / 1000)
+    return measures
+
+
+def jailed_in_window(events: Iterable[ValidatorEvent], start: float) -> dict[str, int]:
+    """Validators jailed at or after `start`, with their stake when jailed (latest jail)."""
+    jailed: dict[str, int] = {}
+    for event in events:
+        if event.kind is EventKind.JAILED and event.observed_at >= start:
+            jailed[event.address] = event.stake
+    return jailed
+
+
+def is_storm(jailed: Mapping[str, int], total_stake: int, settings: JailStormSettings) -> bool:
+    """Whether the validators jailed within the storm window make a storm."""
+    if len(jailed) >= settings.min_validators:
+        return True
+    if total_stake <= 0:
+        return False
+    # Exact: the configured ratio as the decimal it was written as (0.07, not the binary float
+    # just above it), so exactly X % of the stake is a storm, even for stakes above 2**53.
+    ratio = Fraction(repr(settings.min_stake_ratio))
+    return sum(jailed.values()) * ratio.denominator >= ratio.numerator * total_stake
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorJailStats:
+    address: str
+    name: str
+    jails: int
+    inferred_jails: int
+    mean_seconds_between_jails: float | None
+    median_seconds_to_unjail: float | None
+    last_jailed_at: float | None
+
+
+def jail_statistics(events: Iterable[ValidatorEvent]) -> list[ValidatorJailStats]:
+    """Per validator with at least one jail: counts, mean time between jails and median time
+    to unjail (observed jail lengths; inferred cycles have none). Most jailed first."""
+    jail_times: dict[str, list[float]] = {}
+    inferred: dict[str, int] = {}
+    durations: dict[str, list[float]] = {}
+    names: dict[str, str] = {}
+    for event in sorted(events, key=lambda e: e.observed_at):
+        names[event.address] = event.name
+        if event.kind is EventKind.JAILED:
+            jail_times.setdefault(event.address, []).append(event.observed_at)
+            inferred[event.address] = inferred.get(event.address, 0) + int(event.inferred)
+        elif event.kind is EventKind.UNJAILED and event.jail_seconds is not None:
+            durations.setdefault(event.address, []).append(event.jail_seconds)
+    stats = []
+    for address, times in jail_times.items():
+        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+        stats.append(
+            ValidatorJailStats(
+                address=address,
+                name=names[address],
+                jails=len(times),
+                inferred_jails=inferred.get(address, 0),
+                mean_seconds_between_jails=statistics.fmean(gaps) if gaps else None,
+                median_seconds_to_unjail=(
+                    statistics.median(durations[address]) if address in durations else None
+                ),
+                last_jailed_at=times[-1],
+            )
+        )
+    return sorted(stats, key=lambda s: (-s.jails, s.address))

@@ -1,0 +1,606 @@
+"""Tests for the pure jail tracking in `quorumwatch.jails`.
+
+Snapshots are plain `Validator` tuples; `track` is fed them the way the monitor does after each
+valid poll. Times are seconds, `unjailableAfter` milliseconds (chain-apis.md §1.2).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from types import MappingProxyType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quorumwatch.config import JailStormSettings
+from quorumwatch.jails import (
+    ChainState,
+    EventKind,
+    TrackedValidator,
+    ValidatorEvent,
+    is_storm,
+    jail_statistics,
+    jailed_in_window,
+    track,
+)
+from quorumwatch.models import Validator
+
+CHAIN = "hyperliquid"
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+T1 = T0 + 30.0
+T2 = T0 + 60.0
+
+
+def addr(index: int) -> str:
+    return f"0x{index:040x}"
+
+
+def val(
+    index: int,
+    *,
+    stake: int = 1000,
+    jailed: bool = False,
+    active: bool = True,
+    unjailable_after_ms: int | None = None,
+) -> Validator:
+    return Validator(
+        address=addr(index),
+        name=f"validator {index}",
+        stake=stake,
+        in_consensus_set=active,
+        jailed=jailed,
+        unjailable_after_ms=unjailable_after_ms,
+    )
+
+
+def baseline(validators: Sequence[Validator], at: float = T0) -> ChainState:
+    state, events = track(CHAIN, None, validators, at, gap=False)
+    assert events == []
+    return state
+
+
+def step(
+    before: Sequence[Validator], after: Sequence[Validator], *, gap: bool = False
+) -> list[ValidatorEvent]:
+    """Events from a baseline at T0 to a snapshot at T1."""
+    _, events = track(CHAIN, baseline(before), after, T1, gap=gap)
+    return events
+
+
+def kinds(events: Sequence[ValidatorEvent]) -> list[tuple[str, EventKind, bool]]:
+    return [(e.address, e.kind, e.inferred) for e in events]
+
+
+def jail_event(
+    index: int,
+    at: float,
+    *,
+    stake: int = 1000,
+    kind: EventKind = EventKind.JAILED,
+    inferred: bool = False,
+    jail_seconds: float | None = None,
+) -> ValidatorEvent:
+    return ValidatorEvent(
+        event_id=f"{index}-{kind}-{at}",
+        chain=CHAIN,
+        address=addr(index),
+        name=f"validator {index}",
+        kind=kind,
+        observed_at=at,
+        previous_observed_at=at - 30,
+        inferred=inferred,
+        after_gap=False,
+        stake=stake,
+        unjailable_after_ms=None,
+        jail_seconds=jail_seconds,
+    )
+
+
+# --- baseline and restart -------------------------------------------------------------------
+
+
+def test_baseline_has_no_events_and_dates_existing_jails_now() -> None:
+    """A first snapshot yields no events; already-jailed validators get jailed_since = now."""
+    state, events = track(
+        CHAIN, None, [val(1), val(2, jailed=True, unjailable_after_ms=5)], T0, gap=False
+    )
+    assert events == []
+    assert state.observed_at == T0
+    assert state.validators[addr(1)].jailed_since is None
+    assert state.validators[addr(2)] == TrackedValidator(
+        address=addr(2),
+        name="validator 2",
+        stake=1000,
+        active=True,
+        jailed=True,
+        unjailable_after_ms=5,
+        jailed_since=T0,
+    )
+
+
+def test_restart_compares_with_persisted_state_not_everybody_joined() -> None:
+    """After a restart the persisted state is the comparison base: only real changes are events."""
+    persisted = ChainState(
+        T0,
+        MappingProxyType(
+            {
+                addr(1): TrackedValidator(addr(1), "validator 1", 1000, True, False, None, None),
+                addr(2): TrackedValidator(addr(2), "validator 2", 1000, True, True, 9, T0 - 500),
+            }
+        ),
+    )
+    state, events = track(CHAIN, persisted, [val(1), val(2, jailed=True)], T1, gap=False)
+    assert events == []
+    assert state.validators[addr(2)].jailed_since == T0 - 500
+
+
+# --- individual transitions -----------------------------------------------------------------
+
+
+def test_jailed_event_fields() -> None:
+    """A jail carries observed_at, previous_observed_at, stake and unjailable_after_ms of now."""
+    events = step([val(1, stake=7)], [val(1, stake=8, jailed=True, unjailable_after_ms=42)])
+    assert len(events) == 1
+    event = events[0]
+    assert (event.chain, event.address, event.name) == (CHAIN, addr(1), "validator 1")
+    assert event.kind is EventKind.JAILED
+    assert (event.observed_at, event.previous_observed_at) == (T1, T0)
+    assert (event.stake, event.unjailable_after_ms) == (8, 42)
+    assert not event.inferred
+    assert not event.after_gap
+    assert event.jail_seconds is None
+    assert event.unjail_delay_seconds is None
+
+
+def test_new_jail_sets_jailed_since_to_observation_time() -> None:
+    """A validator newly seen jailed gets jailed_since = this snapshot's time."""
+    state, _ = track(CHAIN, baseline([val(1)]), [val(1, jailed=True)], T1, gap=False)
+    assert state.validators[addr(1)].jailed_since == T1
+
+
+def test_unjailed_event_measures() -> None:
+    """An unjail has jail_seconds = now − jailed_since, delay = now − unjailableAfter/1000."""
+    unjailable_ms = int((T0 + 10) * 1000)
+    events = step(
+        [val(1, jailed=True, unjailable_after_ms=unjailable_ms)],
+        [val(1, stake=9, unjailable_after_ms=unjailable_ms)],
+    )
+    assert len(events) == 1
+    event = events[0]
+    assert event.kind is EventKind.UNJAILED
+    assert (event.observed_at, event.previous_observed_at) == (T1, T0)
+    assert (event.stake, event.unjailable_after_ms) == (9, unjailable_ms)
+    assert event.jail_seconds == pytest.approx(T1 - T0)
+    assert event.unjail_delay_seconds == pytest.approx(T1 - (T0 + 10))
+    assert not event.inferred
+
+
+def test_unjail_delay_clamped_at_zero() -> None:
+    """An unjail seen before unjailableAfter (clock skew) has unjail_delay_seconds = 0."""
+    future_ms = int((T1 + 3600) * 1000)
+    events = step([val(1, jailed=True, unjailable_after_ms=future_ms)], [val(1)])
+    assert events[0].unjail_delay_seconds == 0.0
+
+
+def test_unjail_without_unjailable_after_has_no_delay() -> None:
+    """An unjail whose jail had no unjailableAfter has jail_seconds but no unjail delay."""
+    events = step([val(1, jailed=True)], [val(1)])
+    assert events[0].jail_seconds == pytest.approx(T1 - T0)
+    assert events[0].unjail_delay_seconds is None
+
+
+def test_jailed_since_preserved_while_still_jailed() -> None:
+    """jailed_since stays at the first jailed observation across polls; jail_seconds spans it."""
+    state = baseline([val(1)])
+    state, _ = track(CHAIN, state, [val(1, jailed=True)], T1, gap=False)
+    state, events = track(CHAIN, state, [val(1, jailed=True)], T2, gap=False)
+    assert events == []
+    assert state.validators[addr(1)].jailed_since == T1
+    state, events = track(CHAIN, state, [val(1)], T2 + 100, gap=False)
+    assert [e.kind for e in events] == [EventKind.UNJAILED]
+    assert events[0].jail_seconds == pytest.approx(T2 + 100 - T1)
+    assert state.validators[addr(1)].jailed_since is None
+
+
+def test_joined_event() -> None:
+    """A validator absent before emits exactly one joined event with its current fields."""
+    events = step([val(1)], [val(1), val(2, stake=5, unjailable_after_ms=3)])
+    assert kinds(events) == [(addr(2), EventKind.JOINED, False)]
+    assert (events[0].stake, events[0].unjailable_after_ms) == (5, 3)
+    assert (events[0].observed_at, events[0].previous_observed_at) == (T1, T0)
+
+
+def test_jailed_validator_that_joins_emits_joined_and_jailed() -> None:
+    """A validator that appears already jailed emits joined then jailed."""
+    events = step([val(1)], [val(1), val(2, jailed=True)])
+    assert kinds(events) == [
+        (addr(2), EventKind.JOINED, False),
+        (addr(2), EventKind.JAILED, False),
+    ]
+
+
+def test_left_event_carries_last_known_fields() -> None:
+    """A validator missing from the snapshot emits left with its last known stake."""
+    state, events = track(
+        CHAIN, baseline([val(1), val(2, stake=77, unjailable_after_ms=4)]), [val(1)], T1, gap=False
+    )
+    assert kinds(events) == [(addr(2), EventKind.LEFT, False)]
+    assert (events[0].stake, events[0].unjailable_after_ms) == (77, 4)
+    assert (events[0].observed_at, events[0].previous_observed_at) == (T1, T0)
+    assert addr(2) not in state.validators
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "kind"),
+    [(False, True, EventKind.ACTIVATED), (True, False, EventKind.DEACTIVATED)],
+)
+def test_active_flip(before: bool, after: bool, kind: EventKind) -> None:
+    """An isActive flip emits activated or deactivated, and nothing else."""
+    events = step([val(1, active=before)], [val(1, active=after)])
+    assert kinds(events) == [(addr(1), kind, False)]
+    assert (events[0].observed_at, events[0].previous_observed_at) == (T1, T0)
+
+
+def test_unchanged_snapshot_has_no_events() -> None:
+    """An identical snapshot yields no events."""
+    validators = [val(1), val(2, jailed=True, unjailable_after_ms=5), val(3, active=False)]
+    assert step(validators, validators) == []
+
+
+def test_active_flip_and_jail_together() -> None:
+    """A validator deactivated and jailed in one poll emits both events."""
+    events = step([val(1)], [val(1, active=False, jailed=True)])
+    assert sorted(e.kind for e in events) == sorted([EventKind.DEACTIVATED, EventKind.JAILED])
+
+
+# --- inferred cycles and gaps ---------------------------------------------------------------
+
+
+def test_inferred_cycle_when_unjailable_after_moves_forward() -> None:
+    """unjailableAfter moving forward while unjailed both times gives inferred jailed+unjailed."""
+    events = step([val(1, unjailable_after_ms=1000)], [val(1, unjailable_after_ms=2000)])
+    assert kinds(events) == [
+        (addr(1), EventKind.JAILED, True),
+        (addr(1), EventKind.UNJAILED, True),
+    ]
+    for event in events:
+        assert (event.observed_at, event.previous_observed_at) == (T1, T0)
+        assert event.unjailable_after_ms == 2000
+        assert event.jail_seconds is None
+        assert event.unjail_delay_seconds is None
+        assert not event.after_gap
+
+
+def test_inferred_cycle_from_none() -> None:
+    """unjailableAfter appearing (None → value) while unjailed both times is an inferred cycle."""
+    events = step([val(1)], [val(1, unjailable_after_ms=2000)])
+    assert kinds(events) == [
+        (addr(1), EventKind.JAILED, True),
+        (addr(1), EventKind.UNJAILED, True),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [(2000, 2000), (2000, 1000), (2000, None), (None, None)],
+    ids=["unchanged", "backwards", "to-none", "none"],
+)
+def test_no_inferred_cycle(old: int | None, new: int | None) -> None:
+    """No cycle is inferred when unjailableAfter is unchanged, goes back or becomes None."""
+    assert step([val(1, unjailable_after_ms=old)], [val(1, unjailable_after_ms=new)]) == []
+
+
+def test_no_inferred_cycle_across_gap() -> None:
+    """With gap=True a forward move of unjailableAfter infers nothing."""
+    events = step([val(1, unjailable_after_ms=1000)], [val(1, unjailable_after_ms=2000)], gap=True)
+    assert events == []
+
+
+def test_no_inferred_cycle_while_jailed_both_times() -> None:
+    """A still-jailed validator whose unjailableAfter moves yields no event."""
+    events = step(
+        [val(1, jailed=True, unjailable_after_ms=1000)],
+        [val(1, jailed=True, unjailable_after_ms=2000)],
+    )
+    assert events == []
+
+
+def test_real_jail_across_gap_is_flagged_after_gap() -> None:
+    """With gap=True a real jail is still recorded, with after_gap=True."""
+    events = step(
+        [val(1, unjailable_after_ms=1000)],
+        [val(1, jailed=True, unjailable_after_ms=2000)],
+        gap=True,
+    )
+    assert kinds(events) == [(addr(1), EventKind.JAILED, False)]
+    assert events[0].after_gap
+    assert (events[0].observed_at, events[0].previous_observed_at) == (T1, T0)
+
+
+def test_every_event_across_gap_is_flagged() -> None:
+    """With gap=True unjailed, joined, left and activated events all carry after_gap=True."""
+    events = step(
+        [val(1, jailed=True), val(2), val(3, active=False)],
+        [val(1), val(3), val(4)],
+        gap=True,
+    )
+    assert Counter(e.kind for e in events) == Counter(
+        [EventKind.UNJAILED, EventKind.LEFT, EventKind.ACTIVATED, EventKind.JOINED]
+    )
+    assert all(e.after_gap and not e.inferred for e in events)
+
+
+# --- identity and purity --------------------------------------------------------------------
+
+
+def test_event_ids_are_deterministic() -> None:
+    """The same inputs give the same event ids (and equal events) on a second derivation."""
+    before = [val(1), val(2, unjailable_after_ms=1), val(3, jailed=True)]
+    after = [val(1, jailed=True), val(2, unjailable_after_ms=2), val(4, jailed=True)]
+    first = step(before, after)
+    second = step(before, after)
+    assert first == second
+    assert len(first) == 6
+
+
+def test_event_ids_unique_within_and_across_polls() -> None:
+    """Event ids are unique within a poll (incl. inferred pairs) and across polls."""
+    state = baseline([val(1), val(2, unjailable_after_ms=1), val(3)])
+    snapshots = [
+        [val(1, jailed=True), val(2, unjailable_after_ms=2), val(4, jailed=True)],
+        [val(1), val(2, unjailable_after_ms=3), val(3), val(4)],
+        [val(1, jailed=True), val(2, unjailable_after_ms=4), val(4, jailed=True)],
+    ]
+    ids: list[str] = []
+    for i, snapshot in enumerate(snapshots, start=1):
+        state, events = track(CHAIN, state, snapshot, T0 + 30 * i, gap=False)
+        assert len({e.event_id for e in events}) == len(events)
+        ids.extend(e.event_id for e in events)
+    assert len(ids) > 10
+    assert len(set(ids)) == len(ids)
+
+
+def test_event_ids_differ_per_chain() -> None:
+    """The same change on two chains yields different event ids."""
+    prev = baseline([val(1)])
+    _, a = track("chain-a", prev, [val(1, jailed=True)], T1, gap=False)
+    _, b = track("chain-b", prev, [val(1, jailed=True)], T1, gap=False)
+    assert a[0].event_id != b[0].event_id
+
+
+def test_track_does_not_mutate_inputs() -> None:
+    """track leaves the previous state and the snapshot list unchanged."""
+    previous = baseline([val(1), val(2, jailed=True), val(3, unjailable_after_ms=1)])
+    previous_copy = ChainState(previous.observed_at, dict(previous.validators))
+    snapshot = [val(1, jailed=True), val(3, unjailable_after_ms=2), val(4)]
+    snapshot_copy = [replace(v) for v in snapshot]
+    state, events = track(CHAIN, previous, snapshot, T1, gap=False)
+    assert events
+    assert previous.observed_at == previous_copy.observed_at
+    assert dict(previous.validators) == previous_copy.validators
+    assert snapshot == snapshot_copy
+    assert state.validators is not previous.validators
+
+
+# --- property -------------------------------------------------------------------------------
+
+POPULATION = 4
+
+
+@st.composite
+def snapshot_sequences(draw: st.DrawFn) -> tuple[list[list[Validator]], list[bool]]:
+    """2–8 snapshots of up to 4 validators: random presence, jail and active, monotone ms."""
+    length = draw(st.integers(min_value=2, max_value=8))
+    unjailable: list[int | None] = [
+        draw(st.none() | st.integers(min_value=0, max_value=3)) for _ in range(POPULATION)
+    ]
+    snapshots: list[list[Validator]] = []
+    for _ in range(length):
+        snapshot = []
+        for index in range(POPULATION):
+            current = unjailable[index]
+            if draw(st.booleans()):
+                current = (current or 0) + draw(st.integers(min_value=0, max_value=2))
+            unjailable[index] = current
+            if draw(st.integers(min_value=0, max_value=4)) == 0:
+                continue  # absent from this snapshot
+            snapshot.append(
+                val(
+                    index,
+                    stake=draw(st.integers(min_value=1, max_value=10)),
+                    jailed=draw(st.booleans()),
+                    active=draw(st.booleans()),
+                    unjailable_after_ms=current,
+                )
+            )
+        snapshots.append(snapshot)
+    gaps = [draw(st.booleans()) for _ in range(length)]
+    return snapshots, gaps
+
+
+def run(
+    snapshots: Sequence[Sequence[Validator]], gaps: Sequence[bool]
+) -> tuple[list[ChainState], list[ValidatorEvent]]:
+    state: ChainState | None = None
+    states: list[ChainState] = []
+    events: list[ValidatorEvent] = []
+    for i, (snapshot, gap) in enumerate(zip(snapshots, gaps, strict=True)):
+        state, new = track(CHAIN, state, snapshot, T0 + 30.0 * i, gap=gap)
+        states.append(state)
+        events.extend(new)
+    return states, events
+
+
+@settings(max_examples=300, deadline=None)
+@given(snapshot_sequences())
+def test_jail_balance_and_replay(sequence: tuple[list[list[Validator]], list[bool]]) -> None:
+    """Non-inferred jailed − unjailed equals jailed now − jailed at baseline; replay is equal."""
+    snapshots, gaps = sequence
+    states, events = run(snapshots, gaps)
+    first = {v.address: v for v in snapshots[0]}
+    last = {v.address: v for v in snapshots[-1]}
+    throughout = set(first).intersection(*({v.address for v in s} for s in snapshots))
+    for address in throughout:
+        real = Counter(e.kind for e in events if e.address == address and not e.inferred)
+        assert real[EventKind.JAILED] - real[EventKind.UNJAILED] == int(last[address].jailed) - int(
+            first[address].jailed
+        )
+        assert real[EventKind.JOINED] == real[EventKind.LEFT] == 0
+    for state in states:
+        for tracked in state.validators.values():
+            assert (tracked.jailed_since is not None) == tracked.jailed
+    assert not any(e.inferred and e.after_gap for e in events)
+    assert len({e.event_id for e in events}) == len(events)
+    assert run(snapshots, gaps) == (states, events)
+
+
+# --- storms ---------------------------------------------------------------------------------
+
+DEFAULTS = JailStormSettings()
+
+
+def test_storm_defaults() -> None:
+    """The storm defaults are 3 validators, 10 % of stake and a 1 h window."""
+    assert DEFAULTS.min_validators == 3
+    assert DEFAULTS.min_stake_ratio == 0.10
+    assert DEFAULTS.window_seconds == 3600.0
+
+
+def test_storm_at_exactly_min_validators() -> None:
+    """Exactly N distinct jailed validators is a storm, whatever their stake."""
+    assert is_storm({addr(1): 1, addr(2): 1, addr(3): 1}, 10_000, DEFAULTS)
+
+
+def test_no_storm_below_both_thresholds() -> None:
+    """N − 1 validators holding just under X % of the stake is not a storm."""
+    assert not is_storm({addr(1): 50, addr(2): 49}, 1000, DEFAULTS)
+
+
+def test_storm_at_exactly_stake_ratio() -> None:
+    """N − 1 validators holding exactly X % of the stake is a storm."""
+    assert is_storm({addr(1): 50, addr(2): 50}, 1000, DEFAULTS)
+
+
+@pytest.mark.parametrize(
+    ("ratio", "jailed", "total"),
+    [(0.07, 7, 100), (0.14, 7, 50), (0.28, 7, 25), (0.1, 4 * 10**15, 4 * 10**16)],
+)
+def test_storm_ratio_boundary_is_exact(ratio: float, jailed: int, total: int) -> None:
+    """Exactly the configured ratio is a storm and one base unit less is not (no float error)."""
+    storm = JailStormSettings(min_validators=5, min_stake_ratio=ratio)
+    assert is_storm({addr(1): jailed}, total, storm)
+    assert not is_storm({addr(1): jailed - 1}, total, storm)
+
+
+def test_no_storm_without_stake() -> None:
+    """With zero total stake only the validator count can make a storm."""
+    assert not is_storm({addr(1): 0}, 0, DEFAULTS)
+    assert not is_storm({}, 0, DEFAULTS)
+
+
+def test_jailed_in_window_start_inclusive() -> None:
+    """A jail exactly at the window start counts; one just before does not."""
+    events = [jail_event(1, T0 - 0.001), jail_event(2, T0), jail_event(3, T1)]
+    assert jailed_in_window(events, T0) == {addr(2): 1000, addr(3): 1000}
+
+
+def test_jailed_in_window_deduplicates_and_keeps_latest_stake() -> None:
+    """A validator jailed twice counts once, with its stake at the latest jail."""
+    events = [
+        jail_event(1, T0, stake=10),
+        jail_event(1, T1, stake=20, inferred=True),
+        jail_event(2, T1, kind=EventKind.UNJAILED),
+        jail_event(3, T1, kind=EventKind.JOINED),
+    ]
+    assert jailed_in_window(events, T0) == {addr(1): 20}
+
+
+def test_storm_from_tracked_events() -> None:
+    """Three validators jailed across polls within the window make a storm; two do not."""
+    state = baseline([val(i, stake=10) for i in range(1, 30)])
+    snapshots = [
+        [val(i, stake=10, jailed=i in jailed) for i in range(1, 30)]
+        for jailed in ({1}, {1, 2}, {2, 3})
+    ]
+    events: list[ValidatorEvent] = []
+    for i, snapshot in enumerate(snapshots, start=1):
+        state, new = track(CHAIN, state, snapshot, T0 + 600 * i, gap=False)
+        events.extend(new)
+    window = DEFAULTS.window_seconds
+    assert is_storm(jailed_in_window(events, T0 + 1800 - window), 290, DEFAULTS)
+    assert not is_storm(jailed_in_window(events, T0 + 1200), 290, DEFAULTS)
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def test_jail_statistics() -> None:
+    """Counts incl. inferred, mean time between jails, median observed jail length, ordering."""
+    events = [
+        jail_event(2, T0 + 400, inferred=True),
+        jail_event(2, T0 + 400, kind=EventKind.UNJAILED, inferred=True),
+        jail_event(2, T0),
+        jail_event(2, T0 + 100, kind=EventKind.UNJAILED, jail_seconds=100),
+        jail_event(2, T0 + 1000),
+        jail_event(2, T0 + 1300, kind=EventKind.UNJAILED, jail_seconds=300),
+        jail_event(2, T0 + 2000),
+        jail_event(2, T0 + 2050, kind=EventKind.UNJAILED, jail_seconds=50),
+        jail_event(1, T0 + 5),
+        jail_event(3, T0 + 5),
+        jail_event(3, T0 + 905),
+        jail_event(4, T0, kind=EventKind.JOINED),
+    ]
+    stats = jail_statistics(events)
+    assert [s.address for s in stats] == [addr(2), addr(3), addr(1)]
+    two, three, one = stats
+    assert (two.jails, two.inferred_jails) == (4, 1)
+    assert two.mean_seconds_between_jails == pytest.approx(2000 / 3)
+    assert two.median_seconds_to_unjail == 100
+    assert two.last_jailed_at == T0 + 2000
+    assert two.name == "validator 2"
+    assert (three.jails, three.inferred_jails) == (2, 0)
+    assert three.mean_seconds_between_jails == pytest.approx(900)
+    assert three.median_seconds_to_unjail is None
+    assert (one.jails, one.mean_seconds_between_jails, one.last_jailed_at) == (1, None, T0 + 5)
+
+
+def test_jail_statistics_median_of_even_count_and_only_jailed() -> None:
+    """The median of two jail lengths is their mean; validators never jailed are absent."""
+    events = [
+        jail_event(1, T0),
+        jail_event(1, T0 + 10, kind=EventKind.UNJAILED, jail_seconds=10),
+        jail_event(1, T0 + 100),
+        jail_event(1, T0 + 130, kind=EventKind.UNJAILED, jail_seconds=30),
+        jail_event(2, T0, kind=EventKind.UNJAILED, jail_seconds=5),
+    ]
+    stats = jail_statistics(events)
+    assert [s.address for s in stats] == [addr(1)]
+    assert stats[0].median_seconds_to_unjail == 20
+    assert jail_statistics([]) == []
+
+
+def test_jail_statistics_from_tracked_cycle() -> None:
+    """Statistics of tracked events: one real jail of 60 s plus one inferred jail."""
+    state = baseline([val(1, unjailable_after_ms=1)])
+    events: list[ValidatorEvent] = []
+    for at, snapshot in [
+        (T1, [val(1, jailed=True, unjailable_after_ms=2)]),
+        (T1 + 60, [val(1, unjailable_after_ms=2)]),
+        (T1 + 90, [val(1, unjailable_after_ms=3)]),
+    ]:
+        state, new = track(CHAIN, state, snapshot, at, gap=False)
+        events.extend(new)
+    (stats,) = jail_statistics(events)
+    assert (stats.jails, stats.inferred_jails) == (2, 1)
+    assert stats.mean_seconds_between_jails == pytest.approx(90)
+    assert stats.median_seconds_to_unjail == pytest.approx(60)
+
+
+def test_replace_keeps_frozen_events_comparable() -> None:
+    """Events are frozen values: equal fields compare equal, a changed field does not."""
+    event = jail_event(1, T0)
+    assert replace(event) == event
+    assert replace(event, inferred=True) != event

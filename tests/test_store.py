@@ -1,0 +1,641 @@
+"""The embedded SQLite store: exact round trips, atomic polls, no double counting, retention,
+migrations, concurrent read-only access, file mode, durability across kill -9, and AsyncStore
+keeping SQLite off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quorumwatch import store as store_module
+from quorumwatch.jails import (
+    UNJAIL_DELAY_BUCKETS,
+    ChainState,
+    EventKind,
+    TrackedValidator,
+    ValidatorEvent,
+)
+from quorumwatch.store import SCHEMA_VERSION, AsyncStore, JailCounters, Store, StoreError
+
+CHAIN = "hyperliquid"
+T0 = 1_750_000_000.0
+BIG = 2**64 + 12345  # beyond SQLite's 64-bit INTEGER
+
+
+def tracked(index: int, *, jailed: bool = False, stake: int = BIG) -> TrackedValidator:
+    """A tracked validator with address 0x…<index>."""
+    return TrackedValidator(
+        address=f"0x{index:040x}",
+        name=f"validator {index}",
+        stake=stake,
+        active=not jailed,
+        jailed=jailed,
+        unjailable_after_ms=int(T0 * 1000) + index if jailed else None,
+        jailed_since=T0 if jailed else None,
+    )
+
+
+def state(observed_at: float, *validators: TrackedValidator) -> ChainState:
+    return ChainState(observed_at, {v.address: v for v in validators})
+
+
+def event(
+    event_id: str,
+    kind: EventKind = EventKind.JAILED,
+    *,
+    index: int = 1,
+    observed_at: float = T0,
+    chain: str = CHAIN,
+    **fields: Any,
+) -> ValidatorEvent:
+    """An event of validator <index>; `fields` override the remaining attributes."""
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "chain": chain,
+        "address": f"0x{index:040x}",
+        "name": f"validator {index}",
+        "kind": kind,
+        "observed_at": observed_at,
+        "previous_observed_at": observed_at - 30,
+        "inferred": False,
+        "after_gap": False,
+        "stake": BIG,
+        "unjailable_after_ms": None,
+    }
+    values.update(fields)
+    return ValidatorEvent(**values)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "quorumwatch.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[Store]:
+    with Store(db) as opened:
+        yield opened
+
+
+@contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection, to inspect or tamper with the file behind the store's back."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def snapshot(store: Store, chain: str = CHAIN) -> tuple[object, ...]:
+    """Everything a poll can change: state, counters, stored events."""
+    return (store.load_state(chain), store.counters(chain), store.events(chain))
+
+
+# --- round trips -------------------------------------------------------------------------
+
+
+def test_state_round_trip_is_exact(store: Store) -> None:
+    """A committed ChainState loads back equal: stakes above 2**64 exact, None fields kept."""
+    committed = state(T0 + 0.125, tracked(1), tracked(2, jailed=True), tracked(3, stake=0))
+    store.commit_poll(CHAIN, committed, [])
+    loaded = store.load_state(CHAIN)
+    assert loaded == committed
+    assert loaded is not None
+    assert loaded.validators[f"0x{1:040x}"].stake == BIG
+    assert loaded.validators[f"0x{1:040x}"].jailed_since is None
+    assert loaded.validators[f"0x{1:040x}"].unjailable_after_ms is None
+
+
+def test_load_state_of_unknown_chain_is_none(store: Store) -> None:
+    """load_state returns None for a chain that was never committed, even if others were."""
+    store.commit_poll("other", state(T0, tracked(1)), [])
+    assert store.load_state(CHAIN) is None
+    assert store.chains() == ["other"]
+
+
+def test_replacing_state_deletes_departed_validators(store: Store, db: Path) -> None:
+    """A new state replaces the old: departed validators' rows are deleted, others updated."""
+    store.commit_poll(CHAIN, state(T0, tracked(1), tracked(2)), [])
+    store.commit_poll("other", state(T0, tracked(9)), [])
+    newer = state(T0 + 30, tracked(2, jailed=True), tracked(3))
+    store.commit_poll(CHAIN, newer, [])
+    assert store.load_state(CHAIN) == newer
+    with raw(db) as conn:
+        rows = conn.execute("SELECT chain, address FROM validator_state ORDER BY 1, 2").fetchall()
+    assert rows == [(CHAIN, f"0x{2:040x}"), (CHAIN, f"0x{3:040x}"), ("other", f"0x{9:040x}")]
+
+
+def test_events_round_trip_is_exact(store: Store) -> None:
+    """Events load back equal, every field: flags, None and float measures, huge ints."""
+    events = [
+        event("a", EventKind.JAILED, inferred=True, unjailable_after_ms=2**70),
+        event(
+            "b",
+            EventKind.UNJAILED,
+            after_gap=True,
+            jail_seconds=1234.5,
+            unjail_delay_seconds=0.25,
+            stake=2**127 + 1,
+        ),
+        event("c", EventKind.LEFT, stake=0),
+    ]
+    assert store.commit_poll(CHAIN, state(T0), events) == 3
+    assert store.events(CHAIN) == events
+
+
+def test_large_ints_round_trip_exactly(store: Store) -> None:
+    """Any int stake and unjailableAfter (negative, 0, beyond 2**63) reads back exactly."""
+    counter = iter(range(10**9))
+
+    @settings(max_examples=60, deadline=None)
+    @given(stake=st.integers(), unjailable=st.none() | st.integers())
+    def check(stake: int, unjailable: int | None) -> None:
+        n = next(counter)
+        v = TrackedValidator("0xab", "n", stake, True, False, unjailable, None)
+        e = event(f"h{n}", stake=stake, unjailable_after_ms=unjailable, observed_at=float(n))
+        store.commit_poll(CHAIN, state(float(n), v), [e])
+        loaded = store.load_state(CHAIN)
+        assert loaded is not None
+        assert loaded.validators["0xab"] == v
+        assert store.events(CHAIN, since=float(n)) == [e]
+
+    check()
+
+
+# --- atomicity and idempotence -----------------------------------------------------------
+
+
+def test_commit_poll_rolls_back_when_an_insert_fails_midway(store: Store, db: Path) -> None:
+    """A constraint failing on the 2nd event raises StoreError and leaves state, counters
+    and events exactly as before the poll."""
+    store.commit_poll(CHAIN, state(T0, tracked(1)), [event("first")])
+    before = snapshot(store)
+    with raw(db) as conn:
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON events WHEN NEW.event_id = 'boom'"
+            " BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+    poll = [event("ok", index=2, observed_at=T0 + 30), event("boom", observed_at=T0 + 30)]
+    with pytest.raises(StoreError, match="commit poll of 'hyperliquid' failed: boom"):
+        store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), poll)
+    assert snapshot(store) == before
+    assert store.counters(CHAIN).jails == 1
+
+
+def test_commit_poll_rolls_back_on_any_exception(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-SQLite exception after the first event insert propagates unwrapped, and the
+    state, counters and events are unchanged."""
+    store.commit_poll(CHAIN, state(T0, tracked(1)), [event("first")])
+    before = snapshot(store)
+    real = store_module._event_params
+    calls = 0
+
+    def fail_second(e: ValidatorEvent) -> tuple[object, ...]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("injected")
+        return real(e)
+
+    monkeypatch.setattr(store_module, "_event_params", fail_second)
+    poll = [event("x", observed_at=T0 + 30), event("y", index=2, observed_at=T0 + 30)]
+    with pytest.raises(RuntimeError, match="injected"):
+        store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), poll)
+    assert calls == 2
+    assert snapshot(store) == before
+    monkeypatch.undo()
+    assert store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), poll) == 2  # usable after
+
+
+def test_recommitting_the_same_poll_does_not_double_count(store: Store, db: Path) -> None:
+    """Re-committing a poll's events returns 0 and leaves counters and event rows unchanged."""
+    poll = [
+        event("j1"),
+        event("j2", index=2, inferred=True),
+        event("u1", EventKind.UNJAILED, index=3, unjail_delay_seconds=100.0),
+    ]
+    assert store.commit_poll(CHAIN, state(T0, tracked(1)), poll) == 3
+    counted = store.counters(CHAIN)
+    assert store.commit_poll(CHAIN, state(T0, tracked(1)), poll) == 0
+    assert store.commit_poll(CHAIN, state(T0 + 1, tracked(1)), [*poll, event("j3")]) == 1
+    assert store.counters(CHAIN).jails == counted.jails + 1
+    assert store.counters(CHAIN).unjail_delay_count == counted.unjail_delay_count
+    with raw(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (4,)
+
+
+def test_commit_poll_rejects_an_event_of_another_chain(store: Store) -> None:
+    """An event whose chain differs from the poll's raises ValueError and writes nothing."""
+    with pytest.raises(ValueError, match="not 'hyperliquid'"):
+        store.commit_poll(CHAIN, state(T0, tracked(1)), [event("x", chain="other")])
+    assert store.load_state(CHAIN) is None
+    assert store.events() == []
+
+
+# --- counters ----------------------------------------------------------------------------
+
+
+def test_counters_count_jails_and_unjail_delays(store: Store) -> None:
+    """Jails (inferred included) count per chain and validator; unjails with a delay fill the
+    cumulative histogram, sum and count; other kinds and delay-less unjails count nothing."""
+    poll = [
+        event("j1", index=1),
+        event("j2", index=1, observed_at=T0 + 1),
+        event("j3", index=2, inferred=True),
+        event("u1", EventKind.UNJAILED, index=1, unjail_delay_seconds=0.0),
+        event("u2", EventKind.UNJAILED, index=2, unjail_delay_seconds=300.0),
+        event("u3", EventKind.UNJAILED, index=2, unjail_delay_seconds=10**6),
+        event("u4", EventKind.UNJAILED, index=2, unjail_delay_seconds=None),
+        event("x1", EventKind.JOINED, index=4),
+        event("x2", EventKind.DEACTIVATED, index=4),
+    ]
+    store.commit_poll(CHAIN, state(T0), poll)
+    store.commit_poll("other", state(T0), [event("o1", chain="other")])
+    expected_buckets = tuple(
+        sum(1 for d in (0.0, 300.0, 10**6) if d <= bound) for bound in UNJAIL_DELAY_BUCKETS
+    )
+    assert store.counters(CHAIN) == JailCounters(
+        jails=3,
+        validator_jails={f"0x{1:040x}": 2, f"0x{2:040x}": 1},
+        unjail_delay_bucket_counts=expected_buckets,
+        unjail_delay_sum=300.0 + 10**6,
+        unjail_delay_count=3,
+    )
+    assert expected_buckets[:3] == (1, 1, 2)  # le 0, le 60, le 300
+    assert store.counters("other").jails == 1
+    assert store.counters("never") == JailCounters(0, {}, (0,) * len(UNJAIL_DELAY_BUCKETS), 0, 0)
+
+
+def test_counters_continue_across_close_and_reopen(db: Path) -> None:
+    """Counters and state read after close/reopen equal those before, and keep counting."""
+    with Store(db) as first:
+        first.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1"), event("j2", index=2)])
+        before = snapshot(first)
+    with Store(db) as second:
+        assert snapshot(second) == before
+        second.commit_poll(CHAIN, state(T0 + 30, tracked(1)), [event("j3", observed_at=T0 + 30)])
+        assert second.counters(CHAIN).jails == 3
+        assert second.counters(CHAIN).validator_jails[f"0x{1:040x}"] == 2
+
+
+def test_prune_keeps_counters_and_windowed_counts(store: Store) -> None:
+    """prune deletes only events older than the cutoff (all chains), returns how many, leaves
+    counters unchanged, and count_events over windows after the cutoff is unchanged by it."""
+    poll = [event(f"j{i}", index=i, observed_at=T0 + 100 * i) for i in range(10)]
+    store.commit_poll(CHAIN, state(T0 + 1000), poll)
+    store.commit_poll("other", state(T0), [event("o", chain="other", observed_at=T0)])
+    counters = store.counters(CHAIN)
+    assert store.count_events(CHAIN, EventKind.JAILED, T0 + 500) == 5
+    assert store.count_events(CHAIN, EventKind.JAILED, T0 + 450) == 5
+    assert store.count_events(CHAIN, EventKind.JAILED, 0) == 10
+    assert store.count_events(CHAIN, EventKind.UNJAILED, 0) == 0
+
+    assert store.prune(T0 + 500) == 6  # j0..j4 and "other"'s event
+    assert store.counters(CHAIN) == counters
+    assert store.counters("other").jails == 1
+    assert store.count_events(CHAIN, EventKind.JAILED, T0 + 500) == 5
+    assert store.count_events(CHAIN, EventKind.JAILED, 0) == 5
+    assert [e.event_id for e in store.events()] == [f"j{i}" for i in range(5, 10)]
+    assert store.prune(T0 + 500) == 0
+
+
+def test_prune_returns_freed_pages_to_the_filesystem(store: Store, db: Path) -> None:
+    """After a prune that deleted rows, the file has no free pages and fewer pages in total."""
+    filler = "x" * 2000
+    for n in range(20):
+        poll = [event(f"e{n}-{i}", name=filler, observed_at=T0 + n, index=i) for i in range(10)]
+        store.commit_poll(CHAIN, state(T0 + n), poll)
+    with raw(db) as conn:
+        pages_before = conn.execute("PRAGMA page_count").fetchone()[0]
+    assert store.prune(T0 + 100) == 200
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA freelist_count").fetchone() == (0,)
+        assert conn.execute("PRAGMA page_count").fetchone()[0] < pages_before // 4
+
+
+# --- queries -----------------------------------------------------------------------------
+
+
+def test_events_filters_and_ordering(store: Store) -> None:
+    """events() applies chain, since, validator and kinds together (empty kinds matches
+    nothing) and orders by observed_at, then insertion."""
+    store.commit_poll(
+        CHAIN,
+        state(T0 + 60),
+        [
+            event("late", index=1, observed_at=T0 + 60),
+            event("early", index=2, observed_at=T0),
+            event("tie-1", EventKind.UNJAILED, index=1, observed_at=T0 + 30),
+            event("tie-2", EventKind.JOINED, index=2, observed_at=T0 + 30),
+        ],
+    )
+    store.commit_poll("other", state(T0), [event("elsewhere", chain="other", observed_at=T0)])
+
+    def ids(**filters: Any) -> list[str]:
+        return [e.event_id for e in store.events(**filters)]
+
+    assert ids() == ["early", "elsewhere", "tie-1", "tie-2", "late"]
+    assert ids(chain=CHAIN) == ["early", "tie-1", "tie-2", "late"]
+    assert ids(chain=CHAIN, since=T0 + 30) == ["tie-1", "tie-2", "late"]
+    assert ids(chain=CHAIN, validator=f"0x{1:040x}") == ["tie-1", "late"]
+    assert ids(validator=f"0x{1:040x}") == ["elsewhere", "tie-1", "late"]
+    assert ids(chain=CHAIN, kinds={EventKind.JAILED}) == ["early", "late"]
+    assert ids(kinds=[EventKind.UNJAILED, EventKind.JOINED]) == ["tie-1", "tie-2"]
+    assert ids(chain=CHAIN, since=T0 + 1, validator=f"0x{1:040x}", kinds={EventKind.JAILED}) == [
+        "late"
+    ]
+    assert ids(kinds=set()) == []
+    assert ids(chain="nope") == []
+
+
+# --- concurrent reader, errors, migrations, file ------------------------------------------
+
+
+def test_read_only_store_reads_alongside_a_writer_and_cannot_write(store: Store, db: Path) -> None:
+    """With the writer's connection open, a read_only store sees each new commit, and any
+    write through it raises StoreError."""
+    store.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1")])
+    with Store(db, read_only=True) as reader:
+        assert reader.counters(CHAIN).jails == 1
+        assert reader.load_state(CHAIN) == store.load_state(CHAIN)
+        store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), [event("j2", index=2)])
+        assert reader.counters(CHAIN).jails == 2
+        assert [e.event_id for e in reader.events(CHAIN)] == ["j1", "j2"]
+        with pytest.raises(StoreError, match="readonly"):
+            reader.commit_poll(CHAIN, state(T0 + 60), [])
+        with pytest.raises(StoreError, match="readonly"):
+            reader.prune(T0 + 100)
+    assert store.counters(CHAIN).jails == 2
+
+
+def test_read_only_store_reads_after_the_writer_closed(db: Path) -> None:
+    """A read_only store opens and reads a database whose writer has exited."""
+    with Store(db) as writer:
+        writer.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1")])
+    with Store(db, read_only=True) as reader:
+        assert reader.chains() == [CHAIN]
+        assert reader.counters(CHAIN).jails == 1
+
+
+def test_read_only_on_a_missing_file_raises_and_creates_nothing(tmp_path: Path) -> None:
+    """read_only on a missing database raises StoreError naming the path, creating no file."""
+    path = tmp_path / "missing" / "q.db"
+    with pytest.raises(StoreError, match=r"missing/q\.db.*no such database file"):
+        Store(path, read_only=True)
+    assert not path.parent.exists()
+
+
+def test_read_only_does_not_migrate_an_uninitialised_file(db: Path) -> None:
+    """read_only on an empty (version 0) file raises StoreError and leaves it at version 0."""
+    db.touch()
+    with pytest.raises(StoreError, match=f"schema version 0, .* needs {SCHEMA_VERSION}"):
+        Store(db, read_only=True)
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+
+
+def test_not_a_database_raises_a_one_line_store_error(db: Path) -> None:
+    """Opening a file that is not SQLite raises StoreError with one line naming path and step."""
+    db.write_bytes(b"definitely not sqlite\n" * 200)
+    with pytest.raises(StoreError) as info:
+        Store(db)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{db}: open failed: ")
+
+
+def test_use_after_close_raises_store_error(db: Path) -> None:
+    """Any call on a closed store raises StoreError; close is idempotent."""
+    opened = Store(db)
+    opened.close()
+    opened.close()
+    with pytest.raises(StoreError, match="closed"):
+        opened.chains()
+
+
+def test_fresh_database_gets_latest_schema_wal_and_incremental_vacuum(
+    store: Store, db: Path
+) -> None:
+    """A new database is at the latest user_version, in WAL mode with incremental auto_vacuum."""
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (2,)  # INCREMENTAL
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+    assert {"chain_state", "validator_state", "events", "counters"} <= tables
+
+
+def test_database_from_the_future_is_refused(db: Path) -> None:
+    """A database with a user_version above the latest known raises StoreError naming both
+    versions, and is left untouched."""
+    Store(db).close()
+    with raw(db) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
+    for read_only in (False, True):
+        with pytest.raises(
+            StoreError, match=f"schema version {SCHEMA_VERSION + 7} is newer than {SCHEMA_VERSION}"
+        ):
+            Store(db, read_only=read_only)
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 7,)
+
+
+def test_new_migrations_apply_in_order_and_keep_data(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening an older database applies the migrations it lacks, in order, keeping its data."""
+    with Store(db) as old:
+        old.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1")])
+    added = (
+        ("CREATE TABLE extra (n INTEGER)", "INSERT INTO extra VALUES (1)"),
+        ("INSERT INTO extra SELECT n + 1 FROM extra",),
+    )
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + added)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
+    with Store(db) as new:
+        assert new.counters(CHAIN).jails == 1
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 2,)
+        assert conn.execute("SELECT n FROM extra ORDER BY n").fetchall() == [(1,), (2,)]
+
+
+def test_a_failing_migration_is_rolled_back_whole(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration whose 2nd statement fails raises StoreError; its 1st statement and the
+    version bump are rolled back."""
+    Store(db).close()
+    broken = (("CREATE TABLE half (n INTEGER)", "CREATE TABLE half (n INTEGER)"),)
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + broken)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match="open failed: table half already exists"):
+        Store(db)
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert conn.execute("SELECT name FROM sqlite_schema WHERE name = 'half'").fetchone() is None
+
+
+def test_database_file_is_created_0600_in_a_new_directory(tmp_path: Path) -> None:
+    """With umask 0, a new database (and its WAL) is created mode 0600, parent dirs included."""
+    path = tmp_path / "a" / "b" / "q.db"
+    previous = os.umask(0)
+    try:
+        with Store(path) as created:
+            created.commit_poll(CHAIN, state(T0), [])
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert stat.S_IMODE(Path(f"{path}-wal").stat().st_mode) == 0o600
+    finally:
+        os.umask(previous)
+
+
+# --- durability --------------------------------------------------------------------------
+
+_COMMIT_FOREVER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+
+    from quorumwatch.jails import ChainState, EventKind, TrackedValidator, ValidatorEvent
+    from quorumwatch.store import Store
+
+    store = Store(Path(sys.argv[1]))
+    poll = 0
+    while True:
+        poll += 1
+        address = f"0x{poll:040x}"
+        v = TrackedValidator(address, "v", 2**70 + poll, False, True, None, float(poll))
+        event = ValidatorEvent(
+            f"kill9-{poll}", "c", address, "v", EventKind.JAILED, float(poll),
+            float(poll - 1), False, False, v.stake, None,
+        )
+        store.commit_poll("c", ChainState(float(poll), {address: v}), [event])
+        sys.stdout.write(f"{poll}\\n")
+        sys.stdout.flush()
+    """
+)
+
+
+def test_kill_9_loses_no_committed_poll_and_counts_none_twice(db: Path) -> None:
+    """After SIGKILL of a process committing polls in a loop: integrity_check is ok, and the
+    chain jail counter equals the jailed event rows and the last stored poll, which is at
+    least the last poll the process reported committed."""
+    target = 300
+    child = subprocess.Popen(
+        [sys.executable, "-c", _COMMIT_FOREVER, str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(6.0, child.kill)  # bounds the test if commits are slow
+    watchdog.start()
+    last = 0
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            last = int(line)
+            if last >= target:
+                break
+        child.send_signal(signal.SIGKILL)
+        rest, errors = child.communicate(timeout=5)
+    finally:
+        watchdog.cancel()
+        child.kill()
+        child.wait()
+    complete_lines = rest.split("\n")[:-1]  # a line cut by the kill is not a report
+    last = max([last, *map(int, complete_lines)])
+    assert child.returncode == -signal.SIGKILL
+    assert last >= target, f"child reported only {last} commits: {errors[-2000:]}"
+
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with Store(db) as reopened:
+        jails = reopened.counters("c").jails
+        rows = reopened.count_events("c", EventKind.JAILED, float("-inf"))
+        latest = reopened.load_state("c")
+        assert latest is not None
+        assert (
+            jails == rows == int(latest.observed_at) == len(reopened.counters("c").validator_jails)
+        )
+        assert jails >= last
+        assert len(latest.validators) == 1
+        assert latest.validators[f"0x{jails:040x}"].stake == 2**70 + jails
+
+
+# --- AsyncStore --------------------------------------------------------------------------
+
+
+async def test_async_store_runs_all_sqlite_on_one_worker_thread(db: Path) -> None:
+    """Every AsyncStore method works from the loop, and every SQL statement (open, migrate,
+    reads, writes, close) runs on one single thread that is not the event loop's thread."""
+    threads: set[int] = set()
+    statements = 0
+
+    def trace(_sql: str) -> None:
+        nonlocal statements
+        statements += 1
+        threads.add(threading.get_ident())
+
+    class TracedStore(Store):
+        def _connect(self) -> sqlite3.Connection:
+            conn = super()._connect()
+            conn.set_trace_callback(trace)
+            return conn
+
+    class TracedAsyncStore(AsyncStore):
+        store_class = TracedStore
+
+    store = await TracedAsyncStore.open(db)
+    async with store:
+        polls = [
+            store.commit_poll(
+                CHAIN, state(T0 + i, tracked(1)), [event(f"j{i}", observed_at=T0 + i)]
+            )
+            for i in range(20)
+        ]
+        assert await asyncio.gather(*polls) == [1] * 20
+        assert (await store.counters(CHAIN)).jails == 20
+        assert await store.count_events(CHAIN, EventKind.JAILED, T0 + 10) == 10
+        assert len(await store.events(CHAIN, since=T0 + 15, kinds={EventKind.JAILED})) == 5
+        assert await store.prune(T0 + 5) == 5
+        assert await store.chains() == [CHAIN]
+        loaded = await store.load_state(CHAIN)
+        assert loaded is not None
+        assert loaded.observed_at >= T0
+    await store.close()  # idempotent
+    with pytest.raises(StoreError, match="closed"):
+        await store.chains()
+
+    assert statements > 30
+    assert len(threads) == 1
+    assert threading.get_ident() not in threads
+
+    threads.clear()
+    reader = await TracedAsyncStore.open(db, read_only=True)
+    assert (await reader.counters(CHAIN)).jails == 20
+    await reader.close()
+    assert len(threads) == 1  # its own worker, again not the loop's thread
+    assert threading.get_ident() not in threads
+
+
+async def test_async_open_failure_raises_store_error(tmp_path: Path) -> None:
+    """AsyncStore.open on a missing database in read_only mode raises StoreError."""
+    with pytest.raises(StoreError, match="no such database file"):
+        await AsyncStore.open(tmp_path / "none.db", read_only=True)
