@@ -9,6 +9,7 @@ from typing import Any
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
+from quorumwatch.history import JailReport
 from quorumwatch.models import (
     Validator,
     ValidatorSet,
@@ -65,8 +66,10 @@ def report(
     endpoints_up: Sequence[bool] = (True, True),
     settings: ChainSettings | None = None,
     failures: tuple[str, ...] = (),
+    jails: JailReport | None = None,
 ) -> ChainReport:
-    """A report as a poll would publish it: analysed when `validators` is not None."""
+    """A report as a poll would publish it: analysed when `validators` is not None, with
+    the jail history `jails` (none by default)."""
     entity_map = MappingProxyType(dict(entity_of or {}))
     settings = settings or chain_settings(endpoints=len(endpoints_up))
     validator_set = (
@@ -94,4 +97,5 @@ def report(
             if validator_set
             else ()
         ),
+        jails=jails,
     )

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,3 +175,273 @@ def test_metrics_port_in_use_exits_3_naming_the_key() -> None:
     assert result.returncode == 3
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"quorumwatch: config error: metrics.listen 127.0.0.1:{port}:")
+
+
+# --- jails ------------------------------------------------------------------------------------
+
+JAILS_NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z, the CLI's clock in these tests
+DAY = 86400.0
+ALICE = "0x" + "ab" * 20
+BOB = f"0x{2:040x}"
+CAROL = f"0x{3:040x}"
+BOB_NAME = "Bob\nFAKE 0x0 evil\u202e"
+
+
+def _jails_config(tmp_path: Path, database: Path) -> str:
+    chains = "".join(
+        f'[[chains]]\nname = "{name}"\nkind = "hyperliquid"\n'
+        '[[chains.endpoints]]\nname = "public"\nurl = "https://api.hyperliquid.xyz"\n'
+        for name in ("hl", "other")
+    )
+    return _config(tmp_path, f"[storage]\npath = {json.dumps(str(database))}\n{chains}")
+
+
+def _event(chain: str, address: str, name: str, kind: str, at: float, **fields: Any) -> Any:
+    from quorumwatch.jails import EventKind, ValidatorEvent
+
+    return ValidatorEvent(
+        event_id=f"{chain}-{address}-{kind}-{at}",
+        chain=chain,
+        address=address,
+        name=name,
+        kind=EventKind(kind),
+        observed_at=at,
+        previous_observed_at=at - 30,
+        inferred=False,
+        after_gap=False,
+        stake=1000,
+        unjailable_after_ms=None,
+        **fields,
+    )
+
+
+@pytest.fixture
+def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A store written through Store.commit_poll, and the CLI's clock fixed at JAILS_NOW.
+
+    hl: Alice jailed 10 d and 2 d ago (1 h and 2 h), Bob (hostile name) jailed 1 h ago;
+    other: Carol jailed 30 min ago.
+    """
+    from quorumwatch.jails import ChainState
+    from quorumwatch.store import Store
+
+    for key in [k for k in os.environ if k.startswith("QUORUMWATCH_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setattr("time.time", lambda: JAILS_NOW)
+    database = tmp_path / "quorumwatch.db"
+    old, recent = JAILS_NOW - 10 * DAY, JAILS_NOW - 2 * DAY
+    with Store(database) as store:
+        store.commit_poll(
+            "hl",
+            ChainState(JAILS_NOW - 60, {}),
+            [
+                _event("hl", ALICE, "Alice", "jailed", old),
+                _event("hl", ALICE, "Alice", "unjailed", old + 3600, jail_seconds=3600.0),
+                _event("hl", ALICE, "Alice", "jailed", recent),
+                _event("hl", ALICE, "Alice", "unjailed", recent + 7200, jail_seconds=7200.0),
+                _event("hl", BOB, BOB_NAME, "jailed", JAILS_NOW - 3600),
+            ],
+        )
+        store.commit_poll(
+            "other",
+            ChainState(JAILS_NOW, {}),
+            [_event("other", CAROL, "Carol", "jailed", JAILS_NOW - 1800)],
+        )
+    return database
+
+
+def _run_jails(
+    tmp_path: Path, database: Path, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    code = cli.main(["jails", "--config", _jails_config(tmp_path, database), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_jails_json_summary_defaults_to_the_last_7_days(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`jails --format json` reports per validator over the last 7 days, every chain."""
+    code, out, err = _run_jails(tmp_path, jails_store, capsys, "--format", "json")
+    assert (code, err) == (0, "")
+    rows = json.loads(out)
+    assert [(r["chain"], r["validator"], r["jails"]) for r in rows] == [
+        ("hl", BOB, 1),
+        ("hl", ALICE, 1),
+        ("other", CAROL, 1),
+    ]
+    assert rows[0]["name"] == "Bob FAKE 0x0 evil"
+    assert rows[1]["median_seconds_to_unjail"] == 7200
+
+
+def test_jails_since_all_counts_everything(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--since all` includes the 10-day-old jail: Alice has 2 jails, 8 days apart."""
+    code, out, _ = _run_jails(tmp_path, jails_store, capsys, "--since", "all", "--format", "json")
+    assert code == 0
+    alice = next(r for r in json.loads(out) if r["validator"] == ALICE)
+    assert alice["jails"] == 2
+    assert alice["mean_seconds_between_jails"] == 8 * DAY
+    assert alice["median_seconds_to_unjail"] == 5400
+
+
+def test_jails_table_one_line_per_row(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table is the header and one line per validator, the hostile name on one line."""
+    from quorumwatch.jailreport import SUMMARY_COLUMNS
+
+    code, out, _ = _run_jails(tmp_path, jails_store, capsys, "--since", "all")
+    assert code == 0
+    lines = out.rstrip("\n").split("\n")
+    assert lines[0].split() == list(SUMMARY_COLUMNS)
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["hl", ALICE],
+        ["hl", BOB],
+        ["other", CAROL],
+    ]
+    assert "\u202e" not in out
+
+
+def test_jails_csv(tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--format csv` parses back with the csv module to the summary rows."""
+    import csv
+    import io
+
+    code, out, _ = _run_jails(tmp_path, jails_store, capsys, "--format", "csv", "--since", "all")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["validator"], r["jails"], r["name"]) for r in rows] == [
+        (ALICE, "2", "Alice"),
+        (BOB, "1", "Bob FAKE 0x0 evil"),
+        (CAROL, "1", "Carol"),
+    ]
+    assert rows[1]["median_seconds_to_unjail"] == ""
+
+
+def test_jails_events(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--events` lists the events in range in time order, as JSON or as a table."""
+    args = ("--events", "--since", "3d")
+    code, out, _ = _run_jails(tmp_path, jails_store, capsys, *args, "--format", "json")
+    assert code == 0
+    assert [(e["validator"], e["event"], e["jail_seconds"]) for e in json.loads(out)] == [
+        (ALICE, "jailed", None),
+        (ALICE, "unjailed", 7200),
+        (BOB, "jailed", None),
+        (CAROL, "jailed", None),
+    ]
+    code, out, _ = _run_jails(tmp_path, jails_store, capsys, *args)
+    assert code == 0
+    assert len(out.rstrip("\n").split("\n")) == 5
+
+
+def test_jails_validator_filter_is_case_insensitive(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--validator` in upper case selects only that (lower-case stored) validator's events."""
+    upper = "0x" + ALICE[2:].upper()
+    code, out, _ = _run_jails(
+        tmp_path, jails_store, capsys, "--validator", upper, "--events", "--since", "all",
+        "--format", "json",
+    )  # fmt: skip
+    assert code == 0
+    events = json.loads(out)
+    assert len(events) == 4
+    assert {e["validator"] for e in events} == {ALICE}
+
+
+def test_jails_chain_filter(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--chain other` reports only that chain; an unknown chain is a config error, exit 3."""
+    code, out, _ = _run_jails(
+        tmp_path, jails_store, capsys, "--chain", "other", "--since", "all", "--format", "json"
+    )
+    assert code == 0
+    assert [(r["chain"], r["validator"]) for r in json.loads(out)] == [("other", CAROL)]
+    code, out, err = _run_jails(tmp_path, jails_store, capsys, "--chain", "nope")
+    assert code == 3
+    assert out == ""
+    assert err.splitlines() == [
+        "quorumwatch: config error: --chain nope: no such chain in the configuration"
+    ]
+
+
+def test_jails_empty_range(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A range with no jail prints the header and `(no jail events in range)`."""
+    code, out, _ = _run_jails(tmp_path, jails_store, capsys, "--since", "1m")
+    assert code == 0
+    assert out.splitlines()[1:] == ["(no jail events in range)"]
+
+
+def test_jails_missing_store_exits_1_with_one_line(tmp_path: Path) -> None:
+    """`jails` with no database file exits 1 with one stderr line naming it, creating nothing."""
+    database = tmp_path / "absent.db"
+    result = _quorumwatch("jails", "--config", _jails_config(tmp_path, database))
+    assert result.returncode == 1
+    line = _one_stderr_line(result)
+    assert line.startswith("quorumwatch: ")
+    assert "absent.db" in line
+    assert result.stdout == ""
+    assert not database.exists()
+
+
+def test_jails_unreadable_store_exits_1_with_one_line(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A store that opens but fails to read (events table gone) exits 1 with one stderr line."""
+    import sqlite3
+
+    conn = sqlite3.connect(jails_store, isolation_level=None)
+    try:
+        conn.execute("DROP TABLE events")
+    finally:
+        conn.close()
+    code, out, err = _run_jails(tmp_path, jails_store, capsys)
+    assert code == 1
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("quorumwatch: ")
+    assert "read events failed" in err
+
+
+@pytest.mark.parametrize("since", ["7", "7x", "-1d", " 7d", ""])
+def test_jails_invalid_since_exits_3_naming_it(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str], since: str
+) -> None:
+    """An invalid `--since` exits 3 with one config-error line naming --since."""
+    code, out, err = _run_jails(tmp_path, jails_store, capsys, f"--since={since}")
+    assert code == 3
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert err.startswith("quorumwatch: config error: --since: ")
+
+
+def test_jails_reads_while_a_writer_holds_a_transaction(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With another connection inside BEGIN IMMEDIATE (an uncommitted jail written), `jails`
+    still answers, from the committed data only."""
+    import sqlite3
+
+    writer = sqlite3.connect(jails_store, isolation_level=None, timeout=0)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute(
+            "INSERT INTO events (event_id, chain, address, name, kind, observed_at,"
+            " previous_observed_at, inferred, after_gap, stake) VALUES"
+            " ('uncommitted', 'hl', ?, 'Dave', 'jailed', ?, ?, 0, 0, '1')",
+            (f"0x{4:040x}", JAILS_NOW - 60, JAILS_NOW - 90),
+        )
+        code, out, err = _run_jails(tmp_path, jails_store, capsys, "--format", "json")
+        assert writer.in_transaction
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert (code, err) == (0, "")
+    assert {r["validator"] for r in json.loads(out)} == {ALICE, BOB, CAROL}

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import subprocess
+from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.history import JailReport
+from quorumwatch.labels import safe_text
 from quorumwatch.monitor import ChainReport, ReportBoard
+from quorumwatch.store import JailCounters
 from tests.builders import chain_settings, report, validator
 from tests.tools import require_binary
 
@@ -281,6 +285,185 @@ def test_promtool_check_metrics_on_full_scrape() -> None:
         report(FOUNDATION_SET, entity_of=FOUNDATION),
         report(None, settings=chain_settings(name="down")),
     )
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    findings = {
+        line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()
+    }
+    assert findings == KNOWN_PROMTOOL_FINDINGS
+
+
+# --- jail history -----------------------------------------------------------------------------
+
+JAIL_NOW = 1_767_225_600.0
+V1 = f"0x{1:040x}"
+V11 = f"0x{11:040x}"  # jailed in FOUNDATION_SET
+HOSTILE_NAME = "evil\nname\u202e" + "x" * 1000
+# Unjail delays 30, 200, 4000 and 100000 s, cumulative per UNJAIL_DELAY_BUCKETS bound.
+DELAY_BUCKETS = {
+    "0.0": 0,
+    "60.0": 1,
+    "300.0": 2,
+    "900.0": 2,
+    "1800.0": 2,
+    "3600.0": 2,
+    "7200.0": 3,
+    "21600.0": 3,
+    "86400.0": 3,
+}
+
+
+def jail_report(*, storm: bool = True) -> JailReport:
+    """Five jails (V11 three, V1 two), V11 jailed for the last 600 s of JAIL_NOW."""
+    return JailReport(
+        counters=JailCounters(
+            jails=5,
+            validator_jails=MappingProxyType({V1: 2, V11: 3}),
+            unjail_delay_bucket_counts=tuple(DELAY_BUCKETS.values()),
+            unjail_delay_sum=104_230.0,
+            unjail_delay_count=4,
+        ),
+        windows=MappingProxyType({"1h": 1, "24h": 3, "7d": 5}),
+        storm=storm,
+        jailed_since=MappingProxyType({V11: JAIL_NOW - 600}),
+        names=MappingProxyType({V1: "validator 1", V11: HOSTILE_NAME}),
+    )
+
+
+def scrape_at(now: float, *reports: ChainReport) -> str:
+    """A scrape with the collector's clock fixed at `now`."""
+    board = ReportBoard()
+    for r in reports:
+        board.publish(r)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QuorumwatchCollector(board, clock=lambda: now))
+    return generate_latest(registry).decode()
+
+
+def identity(address: str, name: str, entity: str) -> dict[str, str]:
+    return {"chain": "hyperliquid", "validator": address, "name": name, "entity": entity}
+
+
+class TestJailMetrics:
+    def test_jail_metrics_from_a_jail_report(self) -> None:
+        """Counters (as `_total`), windows, current jail length from the injected clock, the
+        unjail delay histogram, jailed stake ratio and storm render under the contract names."""
+        text = scrape_at(
+            JAIL_NOW, report(FOUNDATION_SET, entity_of=FOUNDATION, jails=jail_report())
+        )
+        chain = {"chain": "hyperliquid"}
+        safe_name = safe_text(HOSTILE_NAME)
+        assert value(text, "quorumwatch_jail_events_total", **chain) == 5
+        per_validator = "quorumwatch_validator_jail_events_total"
+        assert value(text, per_validator, **identity(V11, safe_name, V11)) == 3
+        assert value(text, per_validator, **identity(V1, "validator 1", "Hyper Foundation")) == 2
+        for window, count in {"1h": 1, "24h": 3, "7d": 5}.items():
+            assert value(text, "quorumwatch_jail_events", **chain, window=window) == count
+        jailed_for = "quorumwatch_validator_jailed_seconds"
+        assert value(text, jailed_for, **identity(V11, safe_name, V11)) == 600
+        assert [dict(labels)["validator"] for n, labels in samples(text) if n == jailed_for] == [
+            V11
+        ]
+        assert value(text, "quorumwatch_jailed_stake_ratio", **chain) == 7 / 852
+        assert value(text, "quorumwatch_jail_storm", **chain) == 1
+        assert "# TYPE quorumwatch_jail_events_total counter" in text
+        assert "# TYPE quorumwatch_validator_jail_events_total counter" in text
+        assert "# TYPE quorumwatch_jail_events gauge" in text
+        assert "# TYPE quorumwatch_unjail_delay_seconds histogram" in text
+
+    def test_hostile_names_in_jail_labels(self) -> None:
+        """A hostile name in the jail report's names gives a one-line label of at most 64
+        characters, without the bidi override."""
+        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET, jails=jail_report()))
+        names_seen = {
+            dict(labels)["name"]
+            for name, labels in samples(text)
+            if name
+            in ("quorumwatch_validator_jail_events_total", "quorumwatch_validator_jailed_seconds")
+        }
+        assert names_seen == {"validator 1", safe_text(HOSTILE_NAME)}
+        assert all(len(n) <= 64 and "\n" not in n and "\u202e" not in n for n in names_seen)
+
+    def test_unjail_delay_histogram_is_cumulative(self) -> None:
+        """Histogram buckets are the counters' cumulative counts, non-decreasing by bound,
+        with +Inf equal to _count, and _sum the delay sum."""
+        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET, jails=jail_report()))
+        buckets = {
+            dict(labels)["le"]: v
+            for (name, labels), v in samples(text).items()
+            if name == "quorumwatch_unjail_delay_seconds_bucket"
+        }
+        assert buckets == {**DELAY_BUCKETS, "+Inf": 4}
+        ordered = [buckets[le] for le in sorted(buckets, key=float)]
+        assert ordered == sorted(ordered)
+        chain = {"chain": "hyperliquid"}
+        assert value(text, "quorumwatch_unjail_delay_seconds_count", **chain) == buckets["+Inf"]
+        assert value(text, "quorumwatch_unjail_delay_seconds_sum", **chain) == 104_230
+
+    def test_jailed_seconds_follows_the_collector_clock(self) -> None:
+        """The current jail's length is the collector's now minus the jail start, per scrape."""
+        r = report(FOUNDATION_SET, jails=jail_report())
+        labels = identity(V11, safe_text(HOSTILE_NAME), V11)
+        for elapsed in (600.0, 4200.5):
+            text = scrape_at(JAIL_NOW - 600 + elapsed, r)
+            assert value(text, "quorumwatch_validator_jailed_seconds", **labels) == elapsed
+
+    def test_down_chain_drops_jailed_seconds_and_ratio_keeps_counters(self) -> None:
+        """While the chain is down, current jail lengths and the jailed stake ratio are absent,
+        while counters, windows, histogram and storm are still exported."""
+        text = scrape_at(JAIL_NOW, report(None, jails=jail_report(storm=False)))
+        present = names(text)
+        assert "quorumwatch_validator_jailed_seconds" not in present
+        assert "quorumwatch_jailed_stake_ratio" not in present
+        chain = {"chain": "hyperliquid"}
+        assert value(text, "quorumwatch_jail_events_total", **chain) == 5
+        assert value(text, "quorumwatch_jail_events", **chain, window="7d") == 5
+        assert value(text, "quorumwatch_unjail_delay_seconds_count", **chain) == 4
+        assert value(text, "quorumwatch_jail_storm", **chain) == 0
+        assert (
+            value(
+                text,
+                "quorumwatch_validator_jail_events_total",
+                **identity(V1, "validator 1", V1),
+            )
+            == 2
+        )
+
+    def test_per_validator_jail_series_are_capped(self) -> None:
+        """max_validator_series keeps the most jailed validators' counters only."""
+        settings = chain_settings(max_validator_series=1)
+        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET, settings=settings, jails=jail_report()))
+        exported = [
+            dict(labels)["validator"]
+            for name, labels in samples(text)
+            if name == "quorumwatch_validator_jail_events_total"
+        ]
+        assert exported == [V11]
+        assert value(text, "quorumwatch_jail_events_total", chain="hyperliquid") == 5
+
+    def test_no_jail_report_no_jail_series(self) -> None:
+        """Without a jail report (no store), no jail history series is exported."""
+        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET))
+        assert not {
+            "quorumwatch_jail_events_total",
+            "quorumwatch_jail_events",
+            "quorumwatch_validator_jailed_seconds",
+            "quorumwatch_unjail_delay_seconds_count",
+            "quorumwatch_jail_storm",
+        } & names(text)
+
+
+def test_promtool_check_metrics_with_jail_metrics() -> None:
+    """promtool check metrics on a scrape with jail metrics (one chain up, one down) finds
+    nothing beyond the two documented contract-name lints."""
+    promtool = require_binary("promtool")
+    text = scrape_at(
+        JAIL_NOW,
+        report(FOUNDATION_SET, entity_of=FOUNDATION, jails=jail_report()),
+        report(None, settings=chain_settings(name="down"), jails=jail_report(storm=False)),
+    )
+    assert "quorumwatch_unjail_delay_seconds_bucket" in text
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )

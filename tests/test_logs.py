@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,12 +11,6 @@ import structlog
 from quorumwatch.logs import MAX_VALUE_LENGTH, configure_logging
 
 HOSTILE = 'evil\n{"event": "forged", "level": "critical"}\r\n\u202e' + "A" * 10_000
-
-
-@pytest.fixture(autouse=True)
-def _reset_structlog() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
 
 
 def _records(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

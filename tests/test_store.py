@@ -639,3 +639,253 @@ async def test_async_open_failure_raises_store_error(tmp_path: Path) -> None:
     """AsyncStore.open on a missing database in read_only mode raises StoreError."""
     with pytest.raises(StoreError, match="no such database file"):
         await AsyncStore.open(tmp_path / "none.db", read_only=True)
+
+
+# --- alert state and the outbox (schema 2) ------------------------------------------------
+
+import time  # noqa: E402
+
+from quorumwatch.alert_events import (  # noqa: E402
+    AlertEvent,
+    AlertState,
+    AlertStatus,
+    Severity,
+    fingerprint,
+)
+from quorumwatch.store import OutboxEntry  # noqa: E402
+
+
+def alert_state(
+    alert: str = "EntityCanHalt",
+    *,
+    chain: str = CHAIN,
+    entity: str = "e1",
+    firing: bool = True,
+    **fields: Any,
+) -> AlertState:
+    """An alert instance of `entity`; firing since T0 + 60 unless `firing` is False."""
+    labels = {"chain": chain, "entity": entity}
+    values: dict[str, Any] = {
+        "fingerprint": fingerprint(alert, labels),
+        "alert": alert,
+        "severity": Severity.CRITICAL,
+        "chain": chain,
+        "labels": labels,
+        "pending_since": T0,
+        "starts_at": T0 + 60 if firing else None,
+        "summary": f"{entity} can halt {chain}",
+        "description": "holds more than a third of the stake",
+        "value": 0.4,
+        "threshold": 1 / 3,
+    }
+    values.update(fields)
+    return AlertState(**values)
+
+
+def alert_event(
+    event_id: str,
+    alert: str = "EntityCanHalt",
+    *,
+    chain: str = CHAIN,
+    entity: str = "e1",
+    status: AlertStatus = AlertStatus.FIRING,
+) -> AlertEvent:
+    labels = {"chain": chain, "entity": entity}
+    return AlertEvent(
+        event_id=event_id,
+        fingerprint=fingerprint(alert, labels),
+        alert=alert,
+        status=status,
+        severity=Severity.CRITICAL,
+        chain=chain,
+        labels=labels,
+        summary=f"{entity} can halt {chain}",
+        description="d",
+        value=0.4,
+        threshold=1 / 3,
+        starts_at=T0 + 60,
+        ends_at=T0 + 120 if status is AlertStatus.RESOLVED else None,
+        observed_at=T0 + 120,
+    )
+
+
+def outbox_ids(store: Store) -> list[str]:
+    return [entry.event_id for entry in store.outbox_peek(1000)]
+
+
+def test_alert_state_round_trip_is_exact(store: Store) -> None:
+    """Committed alert states load back equal (pending and firing, None value and threshold,
+    non-ASCII labels), firing() returns only those with starts_at, chains stay apart, and a
+    new commit replaces the chain's states."""
+    pending = alert_state("ChainHalted", firing=False, value=None, threshold=None)
+    firing = alert_state(entity="Ünïcode \u202e name", pending_since=T0 + 0.125)
+    other = alert_state(chain="other")
+    store.commit_alerts(CHAIN, [firing, pending], [])
+    store.commit_alerts("other", [other], [])
+    assert store.load_alert_state(CHAIN) == [pending, firing]  # by alert, fingerprint
+    assert store.firing(CHAIN) == [firing]
+    assert store.load_alert_state("other") == [other]
+    assert store.load_alert_state("never") == []
+    assert store.firing("never") == []
+
+    store.commit_alerts(CHAIN, [pending], [])
+    assert store.load_alert_state(CHAIN) == [pending]
+    assert store.firing(CHAIN) == []
+    assert store.load_alert_state("other") == [other]
+
+
+def test_alert_state_and_outbox_survive_reopen(db: Path) -> None:
+    """Alert state, pending outbox rows and event counters read after close/reopen equal
+    those before."""
+    with Store(db) as first:
+        first.commit_alerts(CHAIN, [alert_state()], [alert_event("f1")])
+        before = (first.load_alert_state(CHAIN), first.outbox_peek(10), first.events_generated())
+    with Store(db) as second:
+        after = (second.load_alert_state(CHAIN), second.outbox_peek(10), second.events_generated())
+    assert after == before
+    assert before[2] == {("EntityCanHalt", AlertStatus.FIRING): 1}
+
+
+def test_commit_alerts_is_atomic(store: Store, db: Path) -> None:
+    """When the 2nd outbox insert fails, commit_alerts raises StoreError and leaves alert
+    state, outbox and event counters as before; an event or state of another chain raises
+    ValueError and writes nothing."""
+    store.commit_alerts(CHAIN, [alert_state(entity="e0")], [alert_event("first", entity="e0")])
+
+    def everything() -> tuple[object, ...]:
+        return (store.load_alert_state(CHAIN), store.outbox_peek(100), store.events_generated())
+
+    before = everything()
+    with raw(db) as conn:
+        conn.execute(
+            "CREATE TRIGGER boom BEFORE INSERT ON outbox WHEN NEW.event_id = 'boom'"
+            " BEGIN SELECT RAISE(ABORT, 'boom'); END"
+        )
+    with pytest.raises(StoreError, match="commit alerts of 'hyperliquid' failed: boom"):
+        store.commit_alerts(
+            CHAIN,
+            [alert_state(entity="e1"), alert_state(entity="e2")],
+            [alert_event("ok", entity="e1"), alert_event("boom", entity="e2")],
+        )
+    assert everything() == before
+
+    with pytest.raises(ValueError, match="not for chain 'hyperliquid'"):
+        store.commit_alerts(CHAIN, [alert_state(chain="other")], [])
+    with pytest.raises(ValueError, match="not for chain 'hyperliquid'"):
+        store.commit_alerts(CHAIN, [], [alert_event("x", chain="other")])
+    assert everything() == before
+
+
+def test_outbox_is_fifo_across_commits_and_delete_removes_one(store: Store) -> None:
+    """outbox_peek returns entries in commit order across chains and commits (limit
+    respected) with the event's JSON as payload; outbox_delete removes exactly one; an
+    event_id already pending is not appended or counted twice."""
+    first = [alert_event("a1"), alert_event("a2", "ChainHalted")]
+    store.commit_alerts(CHAIN, [], first)
+    store.commit_alerts("other", [], [alert_event("b1", chain="other")])
+    store.commit_alerts(CHAIN, [], [alert_event("a3", status=AlertStatus.RESOLVED)])
+    entries = store.outbox_peek(10)
+    assert [e.event_id for e in entries] == ["a1", "a2", "b1", "a3"]
+    assert [e.id for e in entries] == sorted(e.id for e in entries)
+    assert entries[1] == OutboxEntry(
+        id=entries[1].id,
+        chain=CHAIN,
+        event_id="a2",
+        alert="ChainHalted",
+        payload=first[1].to_json(),
+        created_at=entries[1].created_at,
+    )
+    assert [e.chain for e in entries] == [CHAIN, CHAIN, "other", CHAIN]
+    assert outbox_ids(store)[:2] == [e.event_id for e in store.outbox_peek(2)]
+
+    store.outbox_delete(entries[1].id)
+    assert outbox_ids(store) == ["a1", "b1", "a3"]
+    store.outbox_delete(entries[1].id)  # already gone: nothing else is touched
+    assert outbox_ids(store) == ["a1", "b1", "a3"]
+
+    store.commit_alerts(CHAIN, [], [alert_event("a1"), alert_event("a4")])
+    assert outbox_ids(store) == ["a1", "b1", "a3", "a4"]
+    assert store.events_generated()[("EntityCanHalt", AlertStatus.FIRING)] == 3  # a1 b1 a4
+    for entry in store.outbox_peek(100):
+        store.outbox_delete(entry.id)
+    assert store.outbox_peek(100) == []
+    store.commit_alerts(CHAIN, [], [alert_event("a5")])
+    later = store.outbox_peek(1)
+    assert later[0].id > entries[-1].id  # AUTOINCREMENT: ids never reused, FIFO holds
+
+
+def test_outbox_stats_and_events_generated(store: Store) -> None:
+    """outbox_stats gives the pending count and the oldest row's age (None when empty);
+    events_generated sums per (alert, status) over chains and is not reduced by deletes."""
+    assert store.outbox_stats(T0) == (0, None)
+    assert store.events_generated() == {}
+    before = time.time()
+    store.commit_alerts(CHAIN, [], [alert_event("a1"), alert_event("a2", "Alert_With_Underscore")])
+    store.commit_alerts("other", [], [alert_event("b1", chain="other")])
+    store.commit_alerts(
+        "other", [], [alert_event("b2", chain="other", status=AlertStatus.RESOLVED)]
+    )
+    after = time.time()
+    count, age = store.outbox_stats(after + 100)
+    assert count == 4
+    assert age is not None
+    assert 100 <= age <= 100 + (after - before)
+    assert store.outbox_stats(before - 50) == (4, 0.0)  # a clock step back is not negative
+
+    expected = {
+        ("Alert_With_Underscore", AlertStatus.FIRING): 1,
+        ("EntityCanHalt", AlertStatus.FIRING): 2,
+        ("EntityCanHalt", AlertStatus.RESOLVED): 1,
+    }
+    assert store.events_generated() == expected
+    for entry in store.outbox_peek(100):
+        store.outbox_delete(entry.id)
+    assert store.outbox_stats(after) == (0, None)
+    assert store.events_generated() == expected
+    assert store.alert_chains() == [CHAIN, "other"]
+    assert store.counters(CHAIN).jails == 0  # jail counters are not disturbed
+
+
+def test_migration_from_a_v1_database_keeps_its_data(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database created with only migration 1 opens at version 2 with its state, events
+    and counters unchanged, and the alert tables usable."""
+    with monkeypatch.context() as patched:
+        patched.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+        patched.setattr(store_module, "SCHEMA_VERSION", 1)
+        with Store(db) as old:
+            old.commit_poll(CHAIN, state(T0, tracked(1, jailed=True)), [event("j1")])
+            before = snapshot(old)
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
+        assert "outbox" not in tables
+    assert SCHEMA_VERSION == 2
+    with Store(db) as new:
+        assert snapshot(new) == before
+        assert new.load_alert_state(CHAIN) == []
+        assert new.outbox_stats(T0) == (0, None)
+        new.commit_alerts(CHAIN, [alert_state()], [alert_event("f1")])
+        assert outbox_ids(new) == ["f1"]
+        assert new.counters(CHAIN) == before[1]
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+
+
+async def test_async_store_alert_methods(db: Path) -> None:
+    """Every alert and outbox method of AsyncStore returns what the Store method returns."""
+    async with await AsyncStore.open(db) as store:
+        await store.commit_alerts(
+            CHAIN, [alert_state(), alert_state(entity="e2", firing=False)], [alert_event("f1")]
+        )
+        assert len(await store.load_alert_state(CHAIN)) == 2
+        assert await store.firing(CHAIN) == [alert_state()]
+        assert await store.alert_chains() == [CHAIN]
+        entries = await store.outbox_peek(10)
+        assert [e.event_id for e in entries] == ["f1"]
+        assert (await store.outbox_stats(time.time()))[0] == 1
+        assert await store.events_generated() == {("EntityCanHalt", AlertStatus.FIRING): 1}
+        await store.outbox_delete(entries[0].id)
+        assert await store.outbox_peek(10) == []

@@ -154,14 +154,11 @@ def _jails(args: argparse.Namespace) -> int:
     validator = args.validator.lower() if args.validator else None
     try:
         # Read-only: safe beside a running daemon, which writes through WAL.
-        store = Store(settings.storage.path, read_only=True)
-    except StoreError as exc:
+        with Store(settings.storage.path, read_only=True) as store:
+            events = {c: store.events(c, since=since, validator=validator) for c in chains}
+    except StoreError as exc:  # opening or reading (busy, corrupt): one line, never a traceback
         print(f"quorumwatch: {safe_text(str(exc), max_length=MAX_ERROR_LENGTH)}", file=sys.stderr)
         return 1
-    try:
-        events = {c: store.events(c, since=since, validator=validator) for c in chains}
-    finally:
-        store.close()
     if args.events:
         rows = jailreport.event_rows([e for chain_events in events.values() for e in chain_events])
         print(jailreport.render(rows, jailreport.EVENT_COLUMNS, args.format))

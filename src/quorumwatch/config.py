@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
 )
@@ -22,6 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from quorumwatch.alert_events import ALERT_NAMES
 from quorumwatch.labels import safe_text
 
 DEFAULT_METRICS_PORT = 9877
@@ -97,6 +99,28 @@ class JailStormSettings(_Strict):
     window_seconds: float = Field(default=3600.0, gt=0)
 
 
+class AlertSettings(_Strict):
+    """Thresholds and `for` durations of the daemon's alert rules for one chain."""
+
+    liveness_margin_min: float = Field(default=0.05, ge=0, le=1)
+    nakamoto_halt_min: int = Field(default=0, ge=0)  # 0: only alert when the coefficient falls
+    # Hysteresis: a firing share or margin alert resolves only this far back across its line.
+    hysteresis_ratio: float = Field(default=0.005, ge=0, le=0.1)
+    data_stale_seconds: float | None = Field(default=None, gt=0)  # default: 3 poll intervals
+    watched_validators: list[HexAddress] = Field(default_factory=list)
+    for_seconds: dict[str, float] = Field(default_factory=dict)  # per alert name
+
+    @field_validator("for_seconds")
+    @classmethod
+    def _known_alerts(cls, for_seconds: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(for_seconds) - ALERT_NAMES)
+        if unknown:
+            raise ValueError(f"unknown alerts {unknown}; known: {sorted(ALERT_NAMES)}")
+        if any(seconds < 0 for seconds in for_seconds.values()):
+            raise ValueError("durations must not be negative")
+        return for_seconds
+
+
 class ChainSettings(_Strict):
     name: LabelName
     kind: Literal["hyperliquid"]
@@ -108,12 +132,39 @@ class ChainSettings(_Strict):
     entities: list[EntitySettings] = Field(default_factory=list)
     policy: PolicySettings = PolicySettings()
     jail_storm: JailStormSettings = JailStormSettings()
+    alerts: AlertSettings = AlertSettings()
 
     @field_validator("endpoints")
     @classmethod
     def _unique_endpoints(cls, endpoints: list[EndpointSettings]) -> list[EndpointSettings]:
         _require_unique("endpoint", [e.name for e in endpoints])
         return endpoints
+
+
+class MqttSettings(_Strict):
+    """Alert events over MQTT (off unless `enabled`)."""
+
+    enabled: bool = False
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls: bool = False
+    ca_file: Path | None = None  # default: the system trust store
+    client_id: str = Field(default="quorumwatch", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    topic_prefix: str = Field(
+        default="quorumwatch", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+    )
+    keepalive_seconds: int = Field(default=60, ge=5)
+    reconnect_max_seconds: float = Field(default=30.0, gt=0)
+
+
+class AlertmanagerSettings(_Strict):
+    """Push alerts to Alertmanager's /api/v2/alerts (off unless `url` is set)."""
+
+    url: AnyHttpUrl | None = None
+    resend_interval_seconds: float = Field(default=60.0, ge=5, le=180)
+    timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -123,6 +174,8 @@ class Settings(BaseSettings):
 
     metrics: MetricsSettings = MetricsSettings()
     storage: StorageSettings = StorageSettings()
+    mqtt: MqttSettings = MqttSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     chains: list[ChainSettings] = Field(min_length=1)
 

@@ -14,10 +14,13 @@ import structlog
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from quorumwatch import __version__
+from quorumwatch.alerting import AlertListener, ChainAlerts
+from quorumwatch.alertmanager import AlertmanagerPusher
 from quorumwatch.config import ConfigError
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard, SinkStatus
+from quorumwatch.mqtt import MqttPublisher
 from quorumwatch.store import AsyncStore, StoreError
 
 if TYPE_CHECKING:
@@ -78,6 +81,7 @@ async def run_daemon(
     freeze_startup_heap()
     try:
         async with http_session() as session:
+            sinks = _Sinks(settings, store, session, clock)
             tasks = [
                 asyncio.create_task(
                     ChainMonitor(
@@ -87,11 +91,13 @@ async def run_daemon(
                         clock=clock,
                         store=store,
                         retention_days=settings.storage.retention_days,
+                        on_report=ChainAlerts(chain, store, sinks.listeners, clock=clock).evaluate,
                     ).run(),
                     name=f"poll:{chain.name}",
                 )
                 for chain in settings.chains
             ]
+            tasks += sinks.start(board)
             try:
                 await stop.wait()
             finally:
@@ -100,10 +106,74 @@ async def run_daemon(
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                await sinks.close()
     finally:
         await store.close()
         await runner.cleanup()
         log.info("stopped")
+
+
+class _Sinks:
+    """The configured alert sinks, their tasks, and the status they report to the board."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: AsyncStore,
+        session: aiohttp.ClientSession,
+        clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self.mqtt = (
+            MqttPublisher(settings.mqtt, store, version=__version__)
+            if settings.mqtt.enabled
+            else None
+        )
+        self.alertmanager = (
+            AlertmanagerPusher(settings.alertmanager, session, clock=clock)
+            if settings.alertmanager.url is not None
+            else None
+        )
+        self.listeners: list[AlertListener] = []
+        if self.mqtt is not None:
+            mqtt = self.mqtt
+            self.listeners.append(lambda chain, firing, resolved: mqtt.wake())
+        if self.alertmanager is not None:
+            self.listeners.append(self.alertmanager.update)
+
+    def start(self, board: ReportBoard) -> list[asyncio.Task[None]]:
+        tasks = [asyncio.create_task(self._report_status(board), name="sink-status")]
+        if self.mqtt is not None:
+            tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+        if self.alertmanager is not None:
+            tasks.append(asyncio.create_task(self.alertmanager.run(), name="alertmanager"))
+        return tasks
+
+    async def close(self) -> None:
+        if self.mqtt is not None:
+            await self.mqtt.close()  # says "offline" itself: a clean exit discards the Will
+
+    async def _report_status(self, board: ReportBoard) -> None:
+        """Sample outbox and sink state for the collector, which must not query SQLite."""
+        while True:
+            try:
+                pending, oldest = await self._store.outbox_stats(self._clock())
+                board.sinks = SinkStatus(
+                    outbox_events=pending,
+                    outbox_oldest_age_seconds=oldest,
+                    events_generated={
+                        (alert, str(status)): count
+                        for (alert, status), count in (await self._store.events_generated()).items()
+                    },
+                    mqtt_connected=self.mqtt.connected if self.mqtt is not None else None,
+                    alertmanager_failures=(
+                        self.alertmanager.failures if self.alertmanager is not None else None
+                    ),
+                )
+            except StoreError as exc:
+                log.warning("sink status not sampled", error=str(exc))
+            await asyncio.sleep(1.0)
 
 
 async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from quorumwatch.jails import EventKind, is_storm, jailed_in_window, track
+from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -49,6 +50,9 @@ class JailTracker:
         self._missed_poll = False
         self._last_prune = float("-inf")
         self._total_stake = 0
+        # Last known name of every validator seen, departed ones included: a validator that
+        # left keeps its `name` label instead of flapping to "".
+        self._names: dict[str, str] = {}
 
     def note_failed_poll(self) -> None:
         """A poll gave no valid snapshot: the next comparison crosses a gap."""
@@ -59,10 +63,7 @@ class JailTracker:
     ) -> JailReport:
         """Record the events since the last valid snapshot, then report the history."""
         chain = self._settings.name
-        if not self._loaded:
-            # After a restart, compare with what was persisted: not "everybody just joined".
-            self._state = await self._store.load_state(chain)
-            self._loaded = True
+        await self._load()
         previous = self._state
         gap = previous is not None and (
             self._missed_poll
@@ -76,6 +77,7 @@ class JailTracker:
         self._state = state
         self._missed_poll = False
         self._total_stake = total_stake
+        self._names.update((a, v.name) for a, v in state.validators.items())
         for event in events:
             log.info(
                 "validator event",
@@ -94,6 +96,9 @@ class JailTracker:
         """The history as of `now`, from the store: also valid while the chain is down."""
         chain = self._settings.name
         storm = self._settings.jail_storm
+        # Down since a restart: report with the persisted state (names, current jails, stake),
+        # not with none, so that labels do not change when the chain comes back.
+        await self._load()
         windows = {
             window: await self._store.count_events(chain, EventKind.JAILED, now - seconds)
             for window, seconds in JAIL_WINDOWS.items()
@@ -116,13 +121,32 @@ class JailTracker:
                     if v.jailed and v.jailed_since is not None
                 }
             ),
-            names=MappingProxyType({a: v.name for a, v in tracked.items()}),
+            names=MappingProxyType(dict(self._names)),
         )
 
+    async def _load(self) -> None:
+        """Load the persisted state once: after a restart, compare with what was persisted,
+        not "everybody just joined". Retried on the next call if the store fails."""
+        if self._loaded:
+            return
+        state = await self._store.load_state(self._settings.name)
+        self._state = state
+        self._loaded = True
+        if state is not None:
+            # The consensus stake as analysis computes it, until the next valid poll.
+            self._total_stake = sum(v.stake for v in state.validators.values() if v.active)
+            self._names.update((a, v.name) for a, v in state.validators.items())
+
     async def _prune(self, now: float) -> None:
+        """Housekeeping, attempted at most once an hour: a failure is logged and does not
+        fail the poll, whose events are already committed."""
         if now - self._last_prune < PRUNE_EVERY_SECONDS:
             return
         self._last_prune = now
-        deleted = await self._store.prune(now - self._retention_seconds)
+        try:
+            deleted = await self._store.prune(now - self._retention_seconds)
+        except StoreError as exc:
+            log.warning("pruning old events failed", error=str(exc))
+            return
         if deleted:
             log.info("pruned old events", deleted=deleted)

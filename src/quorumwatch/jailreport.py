@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -16,6 +17,8 @@ from quorumwatch.labels import safe_text
 
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Terminal columns a table cell may take (a name of 64 wide characters would take 128).
+MAX_CELL_WIDTH = 64
 SUMMARY_COLUMNS = (
     "chain",
     "validator",
@@ -92,13 +95,49 @@ def render(rows: list[dict[str, Any]], columns: Sequence[str], output_format: st
 
 
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Columns padded to the terminal width of their cells (wide characters count two,
+    combining marks none), so that every line's columns start at the same offsets."""
     cells = [[_cell(column, row[column]) for column in columns] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    widths = [
+        max([display_width(c), *(display_width(r[i]) for r in cells)])
+        for i, c in enumerate(columns)
+    ]
+    lines = [_line(columns, widths)] + [_line(r, widths) for r in cells]
     if not rows:
         lines.append("(no jail events in range)")
     return "\n".join(lines)
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    padded = (c + " " * (w - display_width(c)) for c, w in zip(cells, widths, strict=True))
+    return "  ".join(padded).rstrip()
+
+
+def display_width(text: str) -> int:
+    """Terminal columns `text` takes: East Asian wide and fullwidth characters two,
+    combining marks none (`text` is already free of control and format characters)."""
+    return sum(_char_width(char) for char in text)
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _fit(text: str, max_width: int = MAX_CELL_WIDTH) -> str:
+    """`text` capped at `max_width` terminal columns, with an ellipsis when cut."""
+    if display_width(text) <= max_width:
+        return text
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        width = _char_width(char)
+        if used + width > max_width - 1:  # room for the ellipsis
+            break
+        kept.append(char)
+        used += width
+    return "".join(kept).rstrip() + "…"
 
 
 def _cell(column: str, value: Any) -> str:
@@ -110,7 +149,8 @@ def _cell(column: str, value: Any) -> str:
         return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     if column.endswith("_seconds") or column.startswith(("mean_seconds", "median_seconds")):
         return _human_duration(float(value))
-    return str(value)
+    # Names are already one printable line (safe_text); cap their width in the terminal.
+    return _fit(safe_text(str(value)))
 
 
 def _human_duration(seconds: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -53,6 +53,7 @@ class ChainReport:
     totals: StatusTotals | None = None
     exported_validators: tuple[Validator, ...] = ()
     jails: JailReport | None = None
+    monitoring_since: float | None = None  # when this process began polling the chain
 
     @property
     def healthy_endpoints(self) -> int:
@@ -75,11 +76,23 @@ def _digest(validator_set: ValidatorSet, entity_of: Mapping[str, str], cap: int)
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SinkStatus:
+    """Delivery of alert events, sampled by the daemon for exposition."""
+
+    outbox_events: int
+    outbox_oldest_age_seconds: float | None
+    events_generated: Mapping[tuple[str, str], int]  # (alert, status) -> count
+    mqtt_connected: bool | None  # None: MQTT not enabled
+    alertmanager_failures: int | None  # None: Alertmanager not configured
+
+
 @dataclass(slots=True)
 class ReportBoard:
     """The latest report per chain; replaced whole, so a reader sees one consistent view."""
 
     reports: Mapping[str, ChainReport] = field(default_factory=dict)
+    sinks: SinkStatus | None = None
 
     def publish(self, report: ChainReport) -> None:
         self.reports = MappingProxyType({**self.reports, report.chain: report})
@@ -97,8 +110,10 @@ class ChainMonitor:
         clock: Callable[[], float] = time.time,
         store: AsyncStore | None = None,
         retention_days: int = 400,
+        on_report: Callable[[ChainReport], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings
+        self._on_report = on_report
         # Without a store (the --once probe) there is no jail history.
         self._jails = JailTracker(settings, store, retention_days) if store is not None else None
         self._board = board
@@ -115,11 +130,18 @@ class ChainMonitor:
         self._entity_of = MappingProxyType(dict(entity_map(settings.kind, settings.entities)))
         self._rejections: dict[str, int] = {}
         self._last_success_at: float | None = None
+        self._monitoring_since = clock()
 
     async def poll_once(self) -> ChainReport:
         # Every log line of this poll, the pool's and the source's included, names the chain.
         with structlog.contextvars.bound_contextvars(chain=self.settings.name):
-            return await self._poll()
+            report = await self._poll()
+            if self._on_report is not None:
+                try:
+                    await self._on_report(report)
+                except Exception:  # alerting must never stop monitoring
+                    log.exception("report handler failed")
+            return report
 
     async def _poll(self) -> ChainReport:
         started = time.monotonic()
@@ -204,6 +226,7 @@ class ChainMonitor:
             rejections=MappingProxyType(dict(self._rejections)),
             poll_duration_seconds=time.monotonic() - started,
             jails=jails,
+            monitoring_since=self._monitoring_since,
         )
         self._board.publish(report)
         return report

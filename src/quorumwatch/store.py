@@ -1,4 +1,5 @@
-"""Embedded store: the tracked validator state, jail events and counters, in SQLite.
+"""Embedded store: the tracked validator state, jail events, counters, alert state and the
+alert-event outbox, in SQLite.
 
 One database file at `[storage].path`, in WAL mode so that the `jails` CLI can read it while
 the daemon writes. Every write is one transaction; `synchronous=FULL` makes a committed poll
@@ -14,6 +15,11 @@ Values: stakes and `unjailableAfter` are Python ints of any size (the API does n
 them) and are stored as TEXT, converted back exactly; times are REAL seconds since the
 epoch; booleans 0/1.
 
+Alerts (schema 2): a chain's pending and firing alerts and the events of one evaluation are
+committed in one transaction, the events into `outbox`. The MQTT publisher drains the outbox
+in `id` order and deletes a row only after the broker acknowledged it: at-least-once, in order
+per chain, and nothing is lost or fired again across a restart.
+
 `Store` is synchronous and keeps one connection; `AsyncStore` runs every call on one
 dedicated worker thread so that blocking SQLite never runs on the event loop.
 """
@@ -22,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import os
 import sqlite3
 import stat
+import time
 import urllib.parse
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +42,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, ParamSpec, Self, TypeVar
 
+from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus, Severity
 from quorumwatch.jails import (
     UNJAIL_DELAY_BUCKETS,
     ChainState,
@@ -42,7 +51,15 @@ from quorumwatch.jails import (
     ValidatorEvent,
 )
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "AsyncStore", "JailCounters", "Store", "StoreError"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AsyncStore",
+    "JailCounters",
+    "OutboxEntry",
+    "Store",
+    "StoreError",
+]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -106,6 +123,37 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 2: alert state (pending and firing alerts, so a restart neither re-fires nor loses one)
+    # and the outbox of alert events not yet acknowledged by the MQTT broker. The count of
+    # events generated per (alert, status) lives in `counters` (chain level, `events_*`).
+    (
+        """
+        CREATE TABLE alert_state (
+            chain TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            alert TEXT NOT NULL,
+            severity TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            pending_since REAL NOT NULL,
+            starts_at REAL,
+            summary TEXT NOT NULL,
+            description TEXT NOT NULL,
+            value REAL,
+            threshold REAL,
+            PRIMARY KEY (chain, fingerprint)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            chain TEXT NOT NULL,
+            event_id TEXT NOT NULL UNIQUE,
+            topic_alert TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            payload TEXT NOT NULL
+        )
+        """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -119,6 +167,20 @@ def _bucket_name(bound: float) -> str:
     return f"unjail_delay_le_{bound:g}"
 
 
+_EVENTS_PREFIX = "events_"
+
+
+def _events_counter_name(alert: str, status: AlertStatus) -> str:
+    """`events_<alert>_<status>`; the status never contains `_`, so the name splits back."""
+    return f"{_EVENTS_PREFIX}{alert}_{status}"
+
+
+_ALERT_STATE_COLUMNS = (
+    "chain, fingerprint, alert, severity, labels, pending_since, starts_at, summary,"
+    " description, value, threshold"
+)
+
+
 _EVENT_COLUMNS = (
     "event_id, chain, address, name, kind, observed_at, previous_observed_at, inferred,"
     " after_gap, stake, unjailable_after_ms, jail_seconds, unjail_delay_seconds"
@@ -127,6 +189,18 @@ _EVENT_COLUMNS = (
 
 class StoreError(Exception):
     """A storage failure, in one line naming the database and what failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One alert event committed but not yet acknowledged by the MQTT broker."""
+
+    id: int  # increasing in commit order: FIFO, so order per chain is kept
+    chain: str
+    event_id: str
+    alert: str
+    payload: str  # AlertEvent.to_json()
+    created_at: float  # when it was committed, seconds since the epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +259,38 @@ def _event_from_row(row: Sequence[Any]) -> ValidatorEvent:
         unjailable_after_ms=_text_int(row[10]),
         jail_seconds=row[11],
         unjail_delay_seconds=row[12],
+    )
+
+
+def _alert_state_params(state: AlertState) -> tuple[object, ...]:
+    return (
+        state.chain,
+        state.fingerprint,
+        state.alert,
+        str(state.severity),
+        json.dumps(dict(state.labels), ensure_ascii=False, sort_keys=True),
+        state.pending_since,
+        state.starts_at,
+        state.summary,
+        state.description,
+        state.value,
+        state.threshold,
+    )
+
+
+def _alert_state_from_row(row: Sequence[Any]) -> AlertState:
+    return AlertState(
+        chain=row[0],
+        fingerprint=row[1],
+        alert=row[2],
+        severity=Severity(row[3]),
+        labels=json.loads(row[4]),
+        pending_since=row[5],
+        starts_at=row[6],
+        summary=row[7],
+        description=row[8],
+        value=row[9],
+        threshold=row[10],
     )
 
 
@@ -467,6 +573,81 @@ class Store:
             rows = self._db.execute("SELECT chain FROM chain_state ORDER BY chain").fetchall()
         return [chain for (chain,) in rows]
 
+    # --- alerts and the outbox: reads ---------------------------------------------------
+
+    def load_alert_state(self, chain: str) -> list[AlertState]:
+        """The chain's committed pending and firing alerts, ordered by alert, fingerprint."""
+        return self._alert_states(chain, firing_only=False)
+
+    def firing(self, chain: str) -> list[AlertState]:
+        """The chain's committed firing alerts (`starts_at` set), ordered by alert, fingerprint."""
+        return self._alert_states(chain, firing_only=True)
+
+    def _alert_states(self, chain: str, *, firing_only: bool) -> list[AlertState]:
+        where = " AND starts_at IS NOT NULL" if firing_only else ""
+        with self._errors(f"load alert state of {chain!r}"):
+            rows = self._db.execute(
+                f"SELECT {_ALERT_STATE_COLUMNS} FROM alert_state WHERE chain = ?{where}"
+                " ORDER BY alert, fingerprint",
+                (chain,),
+            ).fetchall()
+        return [_alert_state_from_row(row) for row in rows]
+
+    def alert_chains(self) -> list[str]:
+        """Chains that have alert state, pending events or ever generated an event, sorted."""
+        with self._errors("list alert chains"):
+            rows = self._db.execute(
+                "SELECT chain FROM alert_state UNION SELECT chain FROM outbox"
+                " UNION SELECT chain FROM counters WHERE address = ? AND name LIKE ? ESCAPE '!'"
+                " ORDER BY chain",
+                (_CHAIN, _EVENTS_PREFIX.replace("_", "!_") + "%"),
+            ).fetchall()
+        return [chain for (chain,) in rows]
+
+    def outbox_peek(self, limit: int) -> list[OutboxEntry]:
+        """The oldest `limit` events not yet acknowledged, in commit order (FIFO)."""
+        with self._errors("read the outbox"):
+            rows = self._db.execute(
+                "SELECT id, chain, event_id, topic_alert, payload, created_at FROM outbox"
+                " ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            OutboxEntry(
+                id=row[0],
+                chain=row[1],
+                event_id=row[2],
+                alert=row[3],
+                payload=row[4],
+                created_at=row[5],
+            )
+            for row in rows
+        ]
+
+    def outbox_stats(self, now: float) -> tuple[int, float | None]:
+        """(events pending, age in seconds of the oldest at `now`, None when empty)."""
+        with self._errors("read outbox statistics"):
+            count, oldest = self._db.execute(
+                "SELECT count(*), min(created_at) FROM outbox"
+            ).fetchone()
+        return int(count), None if oldest is None else max(0.0, now - oldest)
+
+    def events_generated(self) -> dict[tuple[str, AlertStatus], int]:
+        """Alert events ever committed per (alert, status), summed over chains; kept across
+        restarts and outbox deletes."""
+        with self._errors("read alert event counters"):
+            rows = self._db.execute(
+                "SELECT name, sum(value) FROM counters WHERE address = ? AND name LIKE ?"
+                " ESCAPE '!' GROUP BY name",
+                (_CHAIN, _EVENTS_PREFIX.replace("_", "!_") + "%"),
+            ).fetchall()
+        generated: dict[tuple[str, AlertStatus], int] = {}
+        for name, total in rows:
+            alert, _, status = name[len(_EVENTS_PREFIX) :].rpartition("_")
+            if alert and status in AlertStatus.__members__.values():
+                generated[alert, AlertStatus(status)] = int(total)
+        return dict(sorted(generated.items()))
+
     # --- writes -------------------------------------------------------------------------
 
     def commit_poll(self, chain: str, state: ChainState, events: Sequence[ValidatorEvent]) -> int:
@@ -544,6 +725,46 @@ class Store:
             with self._errors("vacuum after prune"):
                 self._db.executescript("PRAGMA incremental_vacuum;")
         return deleted
+
+    def commit_alerts(
+        self, chain: str, states: Sequence[AlertState], events: Sequence[AlertEvent]
+    ) -> None:
+        """In one transaction: the chain's alert state becomes exactly `states`, and each
+        event is appended to the outbox (its payload `to_json()`) and counted. An event already
+        in the outbox (same `event_id`) is skipped and not counted again."""
+        others = [s.fingerprint for s in states if s.chain != chain]
+        others += [e.event_id for e in events if e.chain != chain]
+        if others:
+            raise ValueError(f"alert {others[0]} is not for chain {chain!r}")
+        created_at = time.time()
+        with self._errors(f"commit alerts of {chain!r}"), self._transaction() as conn:
+            conn.execute("DELETE FROM alert_state WHERE chain = ?", (chain,))
+            conn.executemany(
+                f"INSERT INTO alert_state ({_ALERT_STATE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_alert_state_params(state) for state in states],
+            )
+            increments: dict[str, int] = {}
+            for event in events:
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO outbox (chain, event_id, topic_alert, created_at,"
+                    " payload) VALUES (?, ?, ?, ?, ?)",
+                    (chain, event.event_id, event.alert, created_at, event.to_json()),
+                )
+                if cursor.rowcount != 1:
+                    continue  # still pending: counted when it was appended
+                name = _events_counter_name(event.alert, event.status)
+                increments[name] = increments.get(name, 0) + 1
+            conn.executemany(
+                "INSERT INTO counters (chain, address, name, value) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chain, address, name) DO UPDATE SET value = value + excluded.value",
+                [(chain, _CHAIN, name, amount) for name, amount in increments.items()],
+            )
+
+    def outbox_delete(self, entry_id: int) -> None:
+        """Remove one event from the outbox, once the broker has acknowledged it."""
+        with self._errors("delete from the outbox"), self._transaction() as conn:
+            conn.execute("DELETE FROM outbox WHERE id = ?", (entry_id,))
 
 
 class AsyncStore:
@@ -635,3 +856,29 @@ class AsyncStore:
 
     async def chains(self) -> list[str]:
         return await self._call(self._store.chains)
+
+    async def load_alert_state(self, chain: str) -> list[AlertState]:
+        return await self._call(self._store.load_alert_state, chain)
+
+    async def firing(self, chain: str) -> list[AlertState]:
+        return await self._call(self._store.firing, chain)
+
+    async def alert_chains(self) -> list[str]:
+        return await self._call(self._store.alert_chains)
+
+    async def commit_alerts(
+        self, chain: str, states: Sequence[AlertState], events: Sequence[AlertEvent]
+    ) -> None:
+        await self._call(self._store.commit_alerts, chain, states, events)
+
+    async def outbox_peek(self, limit: int) -> list[OutboxEntry]:
+        return await self._call(self._store.outbox_peek, limit)
+
+    async def outbox_delete(self, entry_id: int) -> None:
+        await self._call(self._store.outbox_delete, entry_id)
+
+    async def outbox_stats(self, now: float) -> tuple[int, float | None]:
+        return await self._call(self._store.outbox_stats, now)
+
+    async def events_generated(self) -> dict[tuple[str, AlertStatus], int]:
+        return await self._call(self._store.events_generated)

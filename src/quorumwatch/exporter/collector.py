@@ -26,7 +26,7 @@ from quorumwatch.labels import safe_text
 from quorumwatch.models import ValidatorStatus
 
 if TYPE_CHECKING:
-    from quorumwatch.monitor import ChainReport, ReportBoard
+    from quorumwatch.monitor import ChainReport, ReportBoard, SinkStatus
 
 _CACHED = " Cached from the last poll."
 
@@ -51,6 +51,8 @@ class QuorumwatchCollector:
         yield from validator_metrics([r for r in reports if r.up])
         yield from endpoint_metrics(reports)
         yield from jail_metrics(reports, self._clock())
+        if self._board.sinks is not None:
+            yield from sink_metrics(self._board.sinks)
 
 
 def _build_info() -> Metric:
@@ -369,6 +371,42 @@ def jail_metrics(reports: Iterable[ChainReport], now: float) -> Iterator[Metric]
                     _identity(report, address, jails.names), max(0.0, now - since)
                 )
     yield from (total, per_validator, windows, jailed_for, delay, jailed_stake, storm)
+
+
+def sink_metrics(status: SinkStatus) -> Iterator[Metric]:
+    outbox = GaugeMetricFamily(
+        "quorumwatch_outbox_events", "Alert events committed but not yet acknowledged by MQTT."
+    )
+    outbox.add_metric([], status.outbox_events)
+    yield outbox
+    if status.outbox_oldest_age_seconds is not None:
+        oldest = GaugeMetricFamily(
+            "quorumwatch_outbox_oldest_event_age_seconds",
+            "Age of the oldest alert event waiting in the outbox.",
+        )
+        oldest.add_metric([], status.outbox_oldest_age_seconds)
+        yield oldest
+    events = CounterMetricFamily(
+        "quorumwatch_events",
+        "Alert events generated, by alert and status; kept across restarts.",
+        labels=["alert", "status"],
+    )
+    for (alert, event_status), count in sorted(status.events_generated.items()):
+        events.add_metric([alert, event_status], count)
+    yield events
+    if status.mqtt_connected is not None:
+        connected = GaugeMetricFamily(
+            "quorumwatch_mqtt_connected", "1 while connected to the MQTT broker."
+        )
+        connected.add_metric([], int(status.mqtt_connected))
+        yield connected
+    if status.alertmanager_failures is not None:
+        failures = CounterMetricFamily(
+            "quorumwatch_alertmanager_push_failures",
+            "Pushes to Alertmanager that failed since the daemon started.",
+        )
+        failures.add_metric([], status.alertmanager_failures)
+        yield failures
 
 
 def _identity(report: ChainReport, address: str, names: Mapping[str, str]) -> list[str]:

@@ -1,0 +1,78 @@
+"""Per-chain alert evaluation: rules on each report; state and events committed, then published."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus
+from quorumwatch.alerts import RuleMemory, advance, conditions
+
+if TYPE_CHECKING:
+    from quorumwatch.config import ChainSettings
+    from quorumwatch.monitor import ChainReport
+    from quorumwatch.store import AsyncStore
+
+log = structlog.get_logger(__name__)
+
+# Receives the chain's firing alerts and the events just committed to the outbox.
+AlertListener = Callable[[str, Sequence[AlertState], Sequence[AlertEvent]], None]
+
+
+class ChainAlerts:
+    """Owns one chain's alert state. After a restart it starts from the persisted state, so
+    nothing fires again and what resolved while the daemon was down resolves now."""
+
+    def __init__(
+        self,
+        settings: ChainSettings,
+        store: AsyncStore,
+        listeners: Sequence[AlertListener] = (),
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._listeners = listeners
+        self._clock = clock
+        self._states: dict[str, AlertState] | None = None
+        self._memory = RuleMemory()
+
+    async def evaluate(self, report: ChainReport) -> list[AlertEvent]:
+        """Judge the report, commit the new state and events together, then tell listeners."""
+        chain = self._settings.name
+        if self._states is None:
+            loaded = await self._store.load_alert_state(chain)
+            self._states = {s.fingerprint: s for s in loaded}
+        now = self._clock()
+        holding, judged, memory = conditions(
+            report, self._settings.alerts, self._states, self._memory, now
+        )
+        states, events = advance(
+            chain,
+            self._states.values(),
+            holding,
+            judged,
+            now,
+            for_seconds=self._settings.alerts.for_seconds,
+        )
+        if events or {s.fingerprint: s for s in states} != self._states:
+            # Committed before anything is published: the outbox makes delivery durable.
+            await self._store.commit_alerts(chain, states, events)
+        self._states = {s.fingerprint: s for s in states}
+        self._memory = memory
+        for event in events:
+            log.info(
+                "alert",
+                alert=event.alert,
+                status=str(event.status),
+                severity=str(event.severity),
+                fingerprint=event.fingerprint,
+            )
+        firing = [s for s in states if s.firing]
+        for listener in self._listeners:
+            listener(chain, firing, [e for e in events if e.status is AlertStatus.RESOLVED])
+        return events

@@ -1,0 +1,295 @@
+"""Alert events over MQTT (aiomqtt 2.x, MQTT 3.1.1), drained from the store's durable outbox.
+
+Topics, under `[mqtt].topic_prefix`:
+
+- `<prefix>/status`: retained `{"state":"online","version":"…"}` once connected. The Will
+  (retained, QoS 1) is `{"state":"offline"}`, and the publisher publishes the same itself before
+  a clean disconnect, because the broker discards the Will on a clean DISCONNECT.
+- `<prefix>/<chain>/alerts/<alert>`: each AlertEvent's `to_json()`, QoS 1, not retained.
+- `<prefix>/<chain>/firing`: retained JSON list of the chain's firing alerts, republished after
+  the chain's events whenever it changed since it was last published on this connection.
+
+Chain and alert names become topic segments only through `sanitise_segment` (lower-cased, so
+names differing only in case share a topic; payloads carry the exact names).
+
+Delivery is at least once, in order per chain: an event is committed to the outbox before it
+is published (see `store.py`), published at QoS 1, and its row is deleted only after the
+broker's PUBACK. A failure between PUBACK and delete, or a lost PUBACK, sends it again, so
+consumers dedupe on `event_id`. Each connection uses a fresh aiomqtt client, so paho's
+in-memory queue of a dead connection is dropped with it and the outbox alone re-sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiomqtt
+import structlog
+
+from quorumwatch.alert_events import AlertState, rfc3339
+from quorumwatch.store import StoreError
+
+if TYPE_CHECKING:
+    from quorumwatch.config import MqttSettings
+    from quorumwatch.store import AsyncStore
+
+__all__ = ["OFFLINE_PAYLOAD", "MqttPublisher", "firing_payload", "sanitise_segment"]
+
+log = structlog.get_logger(__name__)
+
+MAX_SEGMENT_LENGTH = 64
+_SEGMENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
+_DIGEST_LENGTH = 8
+
+OFFLINE_PAYLOAD = '{"state":"offline"}'
+IDLE_SECONDS = 1.0  # the outbox is checked at least this often without a wake()
+DRAIN_BATCH = 100
+OFFLINE_TIMEOUT_SECONDS = 2.0  # for the PUBACK of the offline status before disconnecting
+CLOSE_TIMEOUT_SECONDS = 10.0
+BACKOFF_BASE_SECONDS = 0.5
+
+
+def sanitise_segment(text: str) -> str:
+    """One safe MQTT topic level from a self-chosen name: lower-case ASCII `[a-z0-9_.-]`,
+    anything else (`+ # / $`, spaces, control and format characters, non-ASCII) as `_`;
+    never empty; at most 64 characters (a longer name is cut and ends in a digest of the
+    whole, so long names that share a beginning stay apart)."""
+    mapped = "".join(
+        char.lower() if char.isascii() and char.lower() in _SEGMENT_CHARS else "_" for char in text
+    )
+    if not mapped:
+        return "_"
+    if len(mapped) > MAX_SEGMENT_LENGTH:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        mapped = f"{mapped[: MAX_SEGMENT_LENGTH - _DIGEST_LENGTH - 1]}-{digest[:_DIGEST_LENGTH]}"
+    return mapped
+
+
+def _json(document: object) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def _firing_document(state: AlertState) -> dict[str, Any]:
+    return {
+        "fingerprint": state.fingerprint,
+        "alert": state.alert,
+        "severity": str(state.severity),
+        "chain": state.chain,
+        "labels": dict(state.labels),
+        "summary": state.summary,
+        "description": state.description,
+        "value": state.value,
+        "threshold": state.threshold,
+        "starts_at": None if state.starts_at is None else rfc3339(state.starts_at),
+    }
+
+
+def firing_payload(states: Sequence[AlertState]) -> str:
+    """The retained firing set: a JSON list of the firing alerts, by alert and fingerprint."""
+    firing = sorted((s for s in states if s.firing), key=lambda s: (s.alert, s.fingerprint))
+    return _json([_firing_document(state) for state in firing])
+
+
+class MqttPublisher:
+    """Publishes the outbox and firing sets; reconnects with backoff until closed or cancelled.
+
+    Run `run()` in its own task; call `wake()` after each `commit_alerts`, and `close()` on
+    shutdown. MQTT and store failures are logged and retried; anything else ends `run()`.
+    """
+
+    def __init__(self, settings: MqttSettings, store: AsyncStore, *, version: str) -> None:
+        self._settings = settings
+        self._store = store
+        self._version = version
+        self.status_topic = f"{settings.topic_prefix}/status"
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._connected = False
+        self._failures = 0
+        self._run_task: asyncio.Task[Any] | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while connected with the online status acknowledged (for the metric)."""
+        return self._connected
+
+    @property
+    def broker(self) -> str:
+        return f"{self._settings.host}:{self._settings.port}"
+
+    def alert_topic(self, chain: str, alert: str) -> str:
+        prefix = self._settings.topic_prefix
+        return f"{prefix}/{sanitise_segment(chain)}/alerts/{sanitise_segment(alert)}"
+
+    def firing_topic(self, chain: str) -> str:
+        return f"{self._settings.topic_prefix}/{sanitise_segment(chain)}/firing"
+
+    def wake(self) -> None:
+        """New events are in the outbox: publish them now rather than within a second."""
+        self._wake.set()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect after any failure; returns after `close()`."""
+        if self._run_task is not None:
+            raise RuntimeError("MqttPublisher.run() is already running")
+        task = asyncio.current_task()
+        self._run_task = task
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self._connection()
+                except (aiomqtt.MqttError, StoreError) as exc:
+                    if task is not None and task.cancelling():
+                        # A failed clean disconnect must not swallow a cancellation.
+                        raise asyncio.CancelledError from exc
+                    if self._stop.is_set():
+                        break
+                    delay = self._next_delay()
+                    log.warning(
+                        "mqtt publishing failed",
+                        broker=self.broker,
+                        error=f"{type(exc).__name__}: {exc}",
+                        retry_in_seconds=round(delay, 2),
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+        finally:
+            self._connected = False
+            self._run_task = None
+
+    async def close(self) -> None:
+        """Stop `run()`: the retained offline status is published if connected, then the
+        connection is closed cleanly. Final: a later `run()` returns at once."""
+        self._stop.set()
+        self._wake.set()
+        task = self._run_task
+        if task is None or task is asyncio.current_task():
+            return
+        done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_SECONDS)
+        if not done:  # stuck connecting: give up on a clean goodbye
+            task.cancel()
+            await asyncio.wait({task})
+
+    def _next_delay(self) -> float:
+        """Exponential backoff with jitter: half the step fixed, half random, capped."""
+        step: float = min(
+            self._settings.reconnect_max_seconds,
+            BACKOFF_BASE_SECONDS * 2.0 ** min(self._failures, 32),
+        )
+        self._failures += 1
+        return step / 2 + random.uniform(0, step / 2)
+
+    def _client(self) -> aiomqtt.Client:
+        """A new client for one connection (aiomqtt needs the running loop)."""
+        settings = self._settings
+        tls_params = None
+        if settings.tls:
+            ca_certs = None if settings.ca_file is None else str(settings.ca_file)
+            tls_params = aiomqtt.TLSParameters(ca_certs=ca_certs)  # None: system trust store
+        password = None if settings.password is None else settings.password.get_secret_value()
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=password,
+            identifier=settings.client_id,
+            keepalive=settings.keepalive_seconds,
+            will=aiomqtt.Will(self.status_topic, OFFLINE_PAYLOAD, qos=1, retain=True),
+            tls_params=tls_params,
+        )
+
+    # --- one connection -----------------------------------------------------------------
+
+    async def _connection(self) -> None:
+        """One connection, until close() (returns) or a failure (raises)."""
+        async with self._client() as client:
+            try:
+                await self._serve(client)
+            finally:
+                self._connected = False
+                await self._say_offline(client)
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        """Best effort: the Will is not sent after the clean DISCONNECT that follows."""
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.publish(
+                self.status_topic,
+                OFFLINE_PAYLOAD,
+                qos=1,
+                retain=True,
+                timeout=OFFLINE_TIMEOUT_SECONDS,
+            )
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """The publishing loop, raced against the loss of the connection."""
+        work = asyncio.create_task(self._work(client))
+        watch = asyncio.create_task(self._watch(client))
+        try:
+            done, _ = await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            work.cancel()
+            watch.cancel()
+            await asyncio.gather(work, watch, return_exceptions=True)
+        for task in (work, watch):
+            if task in done:
+                task.result()  # the failure, if any; `work` returns only when closing
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        """Raise MqttError when the connection is lost (nothing is subscribed, so no message
+        ever arrives: the iterator only ends by raising on disconnection)."""
+        async for _message in client.messages:
+            pass
+        raise aiomqtt.MqttError("message iteration ended")
+
+    async def _work(self, client: aiomqtt.Client) -> None:
+        online = _json({"state": "online", "version": self._version})
+        await client.publish(self.status_topic, online, qos=1, retain=True)
+        self._connected = True
+        self._failures = 0
+        log.info("mqtt connected", broker=self.broker, client_id=self._settings.client_id)
+        published: dict[str, str] = {}  # firing topic -> payload, on this connection
+        while not self._stop.is_set():
+            self._wake.clear()
+            await self._drain(client)
+            if not await self._publish_firing(client, published):
+                continue  # events were committed meanwhile: they go first
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_SECONDS)
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish the outbox in commit order; delete each row only after its PUBACK."""
+        while not self._stop.is_set():
+            entries = await self._store.outbox_peek(DRAIN_BATCH)
+            if not entries:
+                return
+            for entry in entries:
+                if self._stop.is_set():
+                    return
+                topic = self.alert_topic(entry.chain, entry.alert)
+                await client.publish(topic, entry.payload, qos=1, retain=False)
+                await self._store.outbox_delete(entry.id)
+
+    async def _publish_firing(self, client: aiomqtt.Client, published: dict[str, str]) -> bool:
+        """Publish each chain's firing set that changed; False (nothing published) when the
+        outbox is no longer empty, so that a chain's events precede its firing set."""
+        payloads: dict[str, str] = {}
+        for chain in await self._store.alert_chains():
+            payloads[self.firing_topic(chain)] = firing_payload(await self._store.firing(chain))
+        # State and events are committed together: if the sets read above include a change
+        # whose events were not published yet, those events are in the outbox now.
+        if await self._store.outbox_peek(1):
+            return False
+        for topic, payload in payloads.items():
+            if published.get(topic) != payload:
+                await client.publish(topic, payload, qos=1, retain=True)
+                published[topic] = payload
+        return True

@@ -1,0 +1,194 @@
+"""Alert event documents and fingerprints: the versioned contract that sinks carry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import replace
+
+import pytest
+
+from quorumwatch.alert_events import (
+    ALERT_NAMES,
+    ALWAYS_JUDGED,
+    NEEDS_SNAPSHOT,
+    SCHEMA,
+    AlertEvent,
+    AlertState,
+    AlertStatus,
+    Severity,
+    fingerprint,
+    rfc3339,
+)
+
+RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+FIELDS = {
+    "schema",
+    "event_id",
+    "fingerprint",
+    "alert",
+    "status",
+    "severity",
+    "chain",
+    "labels",
+    "summary",
+    "description",
+    "value",
+    "threshold",
+    "starts_at",
+    "ends_at",
+    "observed_at",
+}
+LABELS = {"chain": "hyperliquid", "entity": "whale"}
+FIRING = AlertEvent(
+    event_id="event-1",
+    fingerprint=fingerprint("EntityCanHalt", LABELS),
+    alert="EntityCanHalt",
+    status=AlertStatus.FIRING,
+    severity=Severity.WARNING,
+    chain="hyperliquid",
+    labels=LABELS,
+    summary="One entity can halt hyperliquid.",
+    description="Entity whale holds 40.00% of consensus stake on hyperliquid, at least 1/3.",
+    value=0.4,
+    threshold=1 / 3,
+    starts_at=T0 + 0.25,
+    ends_at=None,
+    observed_at=T0 + 0.25,
+)
+RESOLVED = replace(
+    FIRING,
+    event_id="event-2",
+    status=AlertStatus.RESOLVED,
+    ends_at=T0 + 90.5,
+    observed_at=T0 + 90.5,
+)
+
+
+def test_alert_names_are_the_catalogue() -> None:
+    """ALERT_NAMES is exactly the 11 catalogue names, split disjointly by NEEDS_SNAPSHOT."""
+    assert {
+        "EntityCanControl",
+        "EntityCanHalt",
+        "ChainHalted",
+        "LivenessMarginLow",
+        "NakamotoCoefficientDropped",
+        "ValidatorJailed",
+        "JailStorm",
+        "EndpointDown",
+        "AllEndpointsDown",
+        "SingleEndpoint",
+        "DataStale",
+    } == ALERT_NAMES
+    assert len(ALERT_NAMES) == 11
+    assert NEEDS_SNAPSHOT | ALWAYS_JUDGED == ALERT_NAMES
+    assert not NEEDS_SNAPSHOT & ALWAYS_JUDGED
+
+
+def test_fingerprint_ignores_label_order() -> None:
+    """The same labels in a different insertion order give the same fingerprint."""
+    assert fingerprint("EndpointDown", {"chain": "a", "endpoint": "ep0"}) == fingerprint(
+        "EndpointDown", {"endpoint": "ep0", "chain": "a"}
+    )
+
+
+def test_fingerprint_is_pinned() -> None:
+    """The fingerprint is sha256 of alert and sorted labels, first 16 hex digits, pinned."""
+    key = '["EntityCanHalt",[["chain","hyperliquid"],["entity","whale"]]]'
+    expected = hashlib.sha256(key.encode()).hexdigest()[:16]
+    assert fingerprint("EntityCanHalt", {"entity": "whale", "chain": "hyperliquid"}) == expected
+    assert expected == "23d83432f55a6e11"
+
+
+@pytest.mark.parametrize(
+    ("alert", "labels"),
+    [
+        ("EntityCanHalt", {"chain": "other", "entity": "whale"}),
+        ("EntityCanControl", {"chain": "hyperliquid", "entity": "whale"}),
+        ("EntityCanHalt", {"chain": "hyperliquid", "entity": "whale2"}),
+        ("EntityCanHalt", {"chain": "hyperliquid", "validator": "whale"}),
+    ],
+    ids=["chain", "alert", "value", "label-name"],
+)
+def test_fingerprint_distinct(alert: str, labels: dict[str, str]) -> None:
+    """Changing the chain, the alert, a label value or a label name changes the fingerprint."""
+    assert fingerprint(alert, labels) != fingerprint("EntityCanHalt", LABELS)
+
+
+def test_firing_event_document() -> None:
+    """Firing JSON: exactly the documented fields, schema v1, .mmmZ UTC times, ends_at null."""
+    document = json.loads(FIRING.to_json())
+    assert set(document) == FIELDS
+    assert document["schema"] == SCHEMA == "quorumwatch.alert/v1"
+    assert document == {
+        "schema": "quorumwatch.alert/v1",
+        "event_id": "event-1",
+        "fingerprint": "23d83432f55a6e11",
+        "alert": "EntityCanHalt",
+        "status": "firing",
+        "severity": "warning",
+        "chain": "hyperliquid",
+        "labels": {"chain": "hyperliquid", "entity": "whale"},
+        "summary": "One entity can halt hyperliquid.",
+        "description": FIRING.description,
+        "value": 0.4,
+        "threshold": 1 / 3,
+        "starts_at": "2026-01-01T00:00:00.250Z",
+        "ends_at": None,
+        "observed_at": "2026-01-01T00:00:00.250Z",
+    }
+
+
+def test_resolved_event_document() -> None:
+    """Resolved JSON: status resolved, firing's starts_at, ends_at = observed_at in .mmmZ UTC."""
+    document = json.loads(RESOLVED.to_json())
+    assert set(document) == FIELDS
+    assert document["status"] == "resolved"
+    assert document["starts_at"] == "2026-01-01T00:00:00.250Z"
+    assert document["ends_at"] == document["observed_at"] == "2026-01-01T00:01:30.500Z"
+    for key in ("starts_at", "ends_at", "observed_at"):
+        assert RFC3339_MS_UTC.match(document[key])
+
+
+def test_event_json_is_one_line_and_keeps_unicode() -> None:
+    """to_json is compact single-line JSON that keeps non-ASCII label values verbatim."""
+    event = replace(FIRING, labels={"chain": "hyperliquid", "entity": "Zürich ✓"})
+    text = event.to_json()
+    assert "\n" not in text
+    assert "Zürich ✓" in text
+    assert json.loads(text)["labels"]["entity"] == "Zürich ✓"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (T0, "2026-01-01T00:00:00.000Z"),
+        (T0 + 0.001, "2026-01-01T00:00:00.001Z"),
+        (T0 + 86399.999, "2026-01-01T23:59:59.999Z"),
+    ],
+)
+def test_rfc3339(timestamp: float, expected: str) -> None:
+    """rfc3339 renders a Unix time in UTC with exactly three fractional digits and Z."""
+    assert rfc3339(timestamp) == expected
+
+
+def test_state_firing_iff_started() -> None:
+    """An AlertState is firing exactly when starts_at is set; pending otherwise."""
+    pending = AlertState(
+        fingerprint=FIRING.fingerprint,
+        alert=FIRING.alert,
+        severity=FIRING.severity,
+        chain=FIRING.chain,
+        labels=LABELS,
+        pending_since=T0,
+        starts_at=None,
+        summary="",
+        description="",
+        value=None,
+        threshold=None,
+    )
+    assert not pending.firing
+    assert replace(pending, starts_at=T0 + 60).firing

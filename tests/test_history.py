@@ -1,0 +1,327 @@
+"""JailTracker over a real AsyncStore: baseline, restart, gaps, failed commits, retention, reports.
+
+Time is injected as `observed_at`/`now`: a tracker never reads a clock, so days run in
+milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quorumwatch.history import JAIL_WINDOWS, JailReport, JailTracker
+from quorumwatch.jails import ChainState, EventKind, ValidatorEvent
+from quorumwatch.models import Validator
+from quorumwatch.store import AsyncStore, Store, StoreError
+from tests.builders import chain_settings
+
+CHAIN = "hyperliquid"
+POLL = 30.0
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+DAY = 86400.0
+
+
+def addr(index: int) -> str:
+    return f"0x{index:040x}"
+
+
+def val(
+    index: int,
+    *,
+    stake: int = 1000,
+    jailed: bool = False,
+    unjailable_after_ms: int | None = None,
+) -> Validator:
+    return Validator(
+        address=addr(index),
+        name=f"validator {index}",
+        stake=stake,
+        in_consensus_set=True,
+        jailed=jailed,
+        unjailable_after_ms=unjailable_after_ms,
+    )
+
+
+def tracker(store: AsyncStore, *, retention_days: int = 400, **overrides: Any) -> JailTracker:
+    settings = chain_settings(poll_interval_seconds=POLL, **overrides)
+    return JailTracker(settings, store, retention_days)
+
+
+async def observe(t: JailTracker, validators: Sequence[Validator], at: float) -> JailReport:
+    total = sum(v.stake for v in validators if v.in_consensus_set)
+    return await t.observe(tuple(validators), total, at)
+
+
+def kinds(events: Sequence[ValidatorEvent]) -> list[tuple[str, EventKind, bool, bool]]:
+    return [(e.address, e.kind, e.inferred, e.after_gap) for e in events]
+
+
+class RecordingStore(AsyncStore):
+    """An AsyncStore whose next commit_poll can be made to fail, and that records calls."""
+
+    def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
+        super().__init__(store, executor)
+        self.fail_commits = 0
+        self.fail_prune = False
+        self.attempted: list[list[ValidatorEvent]] = []
+        self.pruned_before: list[float] = []
+
+    async def commit_poll(
+        self, chain: str, state: ChainState, events: Sequence[ValidatorEvent]
+    ) -> int:
+        self.attempted.append(list(events))
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise StoreError(f"{self.path}: commit poll of {chain!r} failed: disk I/O error")
+        return await super().commit_poll(chain, state, events)
+
+    async def prune(self, older_than: float) -> int:
+        self.pruned_before.append(older_than)
+        if self.fail_prune:
+            raise StoreError(f"{self.path}: prune events failed: database is locked")
+        return await super().prune(older_than)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "quorumwatch.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> AsyncIterator[RecordingStore]:
+    opened = await RecordingStore.open(db)
+    assert isinstance(opened, RecordingStore)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+# --- baseline and restart -------------------------------------------------------------------
+
+
+async def test_first_observe_without_persisted_state_is_a_baseline(store: RecordingStore) -> None:
+    """With nothing persisted, the first observe stores no event, counts no jail, and dates a
+    validator already jailed from that observation."""
+    report = await observe(tracker(store), [val(1), val(2, jailed=True)], T0)
+    assert await store.events() == []
+    assert report.counters.jails == 0
+    assert dict(report.windows) == dict.fromkeys(JAIL_WINDOWS, 0)
+    assert dict(report.jailed_since) == {addr(2): T0}
+    persisted = await store.load_state(CHAIN)
+    assert persisted is not None
+    assert persisted.observed_at == T0
+
+
+async def test_after_reopening_first_observe_compares_with_persisted_state(db: Path) -> None:
+    """A new tracker on a reopened store compares with the persisted state: only the real jail
+    is recorded, no `joined` event for validators already known."""
+    async with await AsyncStore.open(db) as first:
+        await observe(tracker(first), [val(1), val(2)], T0)
+    async with await AsyncStore.open(db) as reopened:
+        report = await observe(tracker(reopened), [val(1, jailed=True), val(2)], T0 + POLL)
+        events = await reopened.events(CHAIN)
+    assert kinds(events) == [(addr(1), EventKind.JAILED, False, False)]
+    assert events[0].previous_observed_at == T0
+    assert report.counters.jails == 1
+
+
+# --- gaps -----------------------------------------------------------------------------------
+
+
+async def test_failed_poll_marks_next_transition_after_gap_and_suppresses_inferred(
+    store: RecordingStore,
+) -> None:
+    """After note_failed_poll, the next transition is after_gap and a moved unjailableAfter
+    infers no cycle; the poll after that is gap-free again and does infer one."""
+    t = tracker(store)
+    await observe(t, [val(1), val(2)], T0)
+    t.note_failed_poll()
+    moved = val(2, unjailable_after_ms=int(T0 * 1000))
+    await observe(t, [val(1, jailed=True), moved], T0 + POLL)
+    assert kinds(await store.events(CHAIN)) == [(addr(1), EventKind.JAILED, False, True)]
+
+    moved_again = val(2, unjailable_after_ms=int(T0 * 1000) + 1)
+    await observe(t, [val(1, jailed=True), moved_again], T0 + 2 * POLL)
+    assert kinds(await store.events(CHAIN, since=T0 + 2 * POLL)) == [
+        (addr(2), EventKind.JAILED, True, False),
+        (addr(2), EventKind.UNJAILED, True, False),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "after_gap"),
+    [(2 * POLL, False), (2 * POLL + 0.001, True)],
+    ids=["exactly-2-intervals", "just-over-2-intervals"],
+)
+async def test_snapshot_more_than_two_intervals_later_is_a_gap(
+    store: RecordingStore, elapsed: float, after_gap: bool
+) -> None:
+    """A snapshot more than 2 poll intervals after the last crosses a gap; exactly 2 does not."""
+    t = tracker(store)
+    await observe(t, [val(1)], T0)
+    await observe(t, [val(1, jailed=True)], T0 + elapsed)
+    assert kinds(await store.events(CHAIN)) == [(addr(1), EventKind.JAILED, False, after_gap)]
+
+
+# --- store failures -------------------------------------------------------------------------
+
+
+async def test_failed_commit_does_not_advance_state_and_next_observe_rederives(
+    store: RecordingStore,
+) -> None:
+    """When commit_poll raises StoreError nothing is stored and the state stays put; the next
+    observe re-derives the same events (same ids), stored and counted exactly once."""
+    t = tracker(store)
+    await observe(t, [val(1)], T0)
+    store.fail_commits = 1
+    jailed = [val(1, jailed=True, unjailable_after_ms=int((T0 + 600) * 1000))]
+    with pytest.raises(StoreError):
+        await observe(t, jailed, T0 + POLL)
+    assert await store.events() == []
+    assert dict((await t.report(T0 + POLL)).jailed_since) == {}
+    persisted = await store.load_state(CHAIN)
+    assert persisted is not None
+    assert persisted.observed_at == T0
+
+    report = await observe(t, jailed, T0 + POLL)  # the same poll, retried
+    stored = await store.events(CHAIN)
+    assert [e.event_id for e in stored] == [e.event_id for e in store.attempted[1]]
+    assert stored == store.attempted[1]
+    assert kinds(stored) == [(addr(1), EventKind.JAILED, False, False)]
+    assert stored[0].previous_observed_at == T0
+    assert report.counters.jails == 1
+    assert dict(report.jailed_since) == {addr(1): T0 + POLL}
+
+    report = await observe(t, jailed, T0 + 2 * POLL)
+    assert len(await store.events(CHAIN)) == 1
+    assert report.counters.jails == 1
+
+
+async def test_failed_commit_then_later_poll_records_the_jail_once(store: RecordingStore) -> None:
+    """A jail whose poll failed to commit is recorded by the next poll, once, measured from the
+    last committed snapshot."""
+    t = tracker(store)
+    await observe(t, [val(1)], T0)
+    store.fail_commits = 1
+    with pytest.raises(StoreError):
+        await observe(t, [val(1, jailed=True)], T0 + POLL)
+    report = await observe(t, [val(1, jailed=True)], T0 + 2 * POLL)
+    stored = await store.events(CHAIN)
+    assert kinds(stored) == [(addr(1), EventKind.JAILED, False, False)]
+    assert stored[0].previous_observed_at == T0
+    assert report.counters.jails == 1
+    assert report.windows["1h"] == 1
+
+
+async def test_failed_prune_does_not_fail_the_poll(store: RecordingStore) -> None:
+    """A StoreError from pruning is logged, not raised: the poll's events stay committed and
+    its report is returned."""
+    t = tracker(store)
+    await observe(t, [val(1)], T0)
+    store.fail_prune = True
+    report = await observe(t, [val(1, jailed=True)], T0 + 3600)
+    assert report.counters.jails == 1
+    assert len(await store.events(CHAIN)) == 1
+
+
+# --- retention ------------------------------------------------------------------------------
+
+
+async def test_retention_prunes_old_events_but_keeps_counters_and_windows(
+    store: RecordingStore,
+) -> None:
+    """retention_days=7 over 10 simulated days: events older than 7 days are deleted, counters
+    keep all 20 jails and 20 unjail delays, and the 1h/24h/7d windows count 0/2/14."""
+    interval = 6 * 3600.0
+    t = JailTracker(chain_settings(poll_interval_seconds=interval), store, retention_days=7)
+    # Poll k at T0 + 6h·k, k = 0..40: validator 1 jailed at odd polls, free at even ones.
+    report = None
+    for k in range(41):
+        at = T0 + k * interval
+        jailed = k % 2 == 1
+        v1 = val(1, jailed=jailed, unjailable_after_ms=int((at + 600) * 1000) if jailed else None)
+        report = await observe(t, [v1, val(2)], at)
+    assert report is not None
+    now = T0 + 10 * DAY
+
+    stored = await store.events(CHAIN)
+    assert min(e.observed_at for e in stored) >= now - 7 * DAY
+    # Kept: polls 12..40 (observed at or after T0 + 3d): jails at 13..39, unjails at 12..40.
+    assert len(stored) == 14 + 15
+    assert report.counters.jails == 20
+    assert dict(report.counters.validator_jails) == {addr(1): 20}
+    assert report.counters.unjail_delay_count == 20
+    assert report.counters.unjail_delay_sum == 20 * (interval - 600)
+    # Windows from polls 40 back: 1h none, 24h the jails at 37 and 39, 7d those at 13..39.
+    assert dict(report.windows) == {"1h": 0, "24h": 2, "7d": 14}
+
+
+async def test_prune_runs_at_most_once_an_hour(store: RecordingStore) -> None:
+    """Polls every 20 minutes for 2 hours prune at 0, 60 and 120 minutes only, each time
+    before now minus the retention."""
+    t = JailTracker(chain_settings(poll_interval_seconds=1200), store, retention_days=7)
+    for minute in range(0, 121, 20):
+        await observe(t, [val(1)], T0 + minute * 60)
+    assert store.pruned_before == [T0 + m * 60 - 7 * DAY for m in (0, 60, 120)]
+
+
+# --- reports --------------------------------------------------------------------------------
+
+
+async def test_report_while_down_decays_windows_with_now(store: RecordingStore) -> None:
+    """After note_failed_poll, report(now) still works: the jail counts in each window until
+    exactly its length has passed (start inclusive), then drops out; counters and the current
+    jail stay."""
+    t = tracker(store)
+    await observe(t, [val(1), val(2)], T0)
+    jailed_at = T0 + POLL
+    await observe(t, [val(1, jailed=True), val(2)], jailed_at)
+    t.note_failed_poll()
+    expected = {
+        jailed_at + 60: {"1h": 1, "24h": 1, "7d": 1},
+        jailed_at + 3600: {"1h": 1, "24h": 1, "7d": 1},
+        jailed_at + 3601: {"1h": 0, "24h": 1, "7d": 1},
+        jailed_at + DAY + 1: {"1h": 0, "24h": 0, "7d": 1},
+        jailed_at + 7 * DAY + 1: {"1h": 0, "24h": 0, "7d": 0},
+    }
+    for now, windows in expected.items():
+        report = await t.report(now)
+        assert dict(report.windows) == windows, now
+        assert report.counters.jails == 1
+        assert dict(report.jailed_since) == {addr(1): jailed_at}
+
+
+async def test_report_after_restart_while_down_uses_persisted_state(db: Path) -> None:
+    """A tracker restarted while the chain is down reports from the persisted state: current
+    jails, names, and the storm judged against the persisted consensus stake."""
+    storm = {"min_validators": 10, "min_stake_ratio": 0.5, "window_seconds": 3600.0}
+    validators = [val(1, stake=600), val(2, stake=400, jailed=False)]
+    async with await AsyncStore.open(db) as first:
+        t = tracker(first, jail_storm=storm)
+        await observe(t, validators, T0)
+        up = await observe(t, [val(1, stake=600, jailed=True), validators[1]], T0 + POLL)
+    assert up.storm
+    async with await AsyncStore.open(db) as reopened:
+        t = tracker(reopened, jail_storm=storm)
+        t.note_failed_poll()
+        down = await t.report(T0 + 2 * POLL)
+    assert down.storm
+    assert dict(down.jailed_since) == {addr(1): T0 + POLL}
+    assert down.names[addr(1)] == "validator 1"
+    assert down.counters.jails == 1
+
+
+async def test_departed_validator_keeps_its_name(store: RecordingStore) -> None:
+    """A jailed validator that leaves the set keeps its last known name in the report."""
+    t = tracker(store)
+    await observe(t, [val(1), val(2)], T0)
+    await observe(t, [val(1, jailed=True), val(2)], T0 + POLL)
+    report = await observe(t, [val(2)], T0 + 2 * POLL)
+    assert dict(report.counters.validator_jails) == {addr(1): 1}
+    assert report.names[addr(1)] == "validator 1"
+    assert dict(report.jailed_since) == {}

@@ -1,0 +1,808 @@
+"""MQTT publishing against a real Mosquitto started by the tests: topic sanitising, QoS 1
+events, retained status with a Will, retained firing sets, deleting outbox rows only after the
+PUBACK, a broker outage, TLS with a password, and no password in any log."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import inspect
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from quorumwatch.alert_events import (
+    AlertEvent,
+    AlertState,
+    AlertStatus,
+    Severity,
+    fingerprint,
+    rfc3339,
+)
+from quorumwatch.config import MqttSettings
+from quorumwatch.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
+from quorumwatch.store import AsyncStore
+from tests.tools import free_port, require_binary
+
+PREFIX = "qwtest"
+VERSION = "9.9.9-test"
+CHAIN = "hyperliquid"
+T0 = 1_750_000_000.0
+PASSWORD = "pw-Zq8#kV/ü-never-logged"
+ALERTS = f"{PREFIX}/+/alerts/#"
+STATUS = f"{PREFIX}/status"
+WAIT_SECONDS = 10.0
+
+
+# --- a real Mosquitto ------------------------------------------------------------------------
+
+
+def mosquitto_binary() -> str:
+    """mosquitto lives in /usr/sbin, which is often not on a non-root PATH."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    return shutil.which("mosquitto", path=search) or require_binary("mosquitto")
+
+
+@dataclass
+class Broker:
+    """One Mosquitto on 127.0.0.1:`port`; stop() and start() again keep the port."""
+
+    binary: str
+    directory: Path
+    port: int
+    settings: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "mosquitto.log"
+
+    def start(self) -> None:
+        config = self.directory / "mosquitto.conf"
+        lines = [
+            f"user {getpass.getuser()}",  # as root, keep root: no switch to user mosquitto
+            f"listener {self.port} 127.0.0.1",
+            *(line.replace("{dir}", str(self.directory)) for line in self.settings),
+        ]
+        if not any(line.startswith("allow_anonymous") for line in lines):
+            lines.append("allow_anonymous true")
+        if not any(line.startswith("persistence ") for line in lines):
+            lines.append("persistence false")
+        config.write_text("\n".join(lines) + "\n")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 5
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mosquitto did not listen: {self.log.read_text()[-2000:]}")
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is answered (no PUBACK)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+BrokerFactory = Callable[..., Broker]
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
+    binary = mosquitto_binary()
+    brokers: list[Broker] = []
+
+    def make(*settings: str) -> Broker:
+        """A started broker with extra config lines; `{dir}` is its own directory."""
+        directory = tmp_path / f"broker{len(brokers)}"
+        directory.mkdir()
+        broker = Broker(binary, directory, free_port(), list(settings))
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        if broker.process is not None:
+            broker.resume()  # a stopped process ignores SIGTERM until continued
+        broker.stop()
+
+
+@pytest.fixture
+def broker(broker_factory: BrokerFactory) -> Broker:
+    return broker_factory()
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[AsyncStore]:
+    async with await AsyncStore.open(tmp_path / "quorumwatch.db") as opened:
+        yield opened
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def settings(port: int, **overrides: Any) -> MqttSettings:
+    values: dict[str, Any] = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": port,
+        "client_id": f"qw-test-{uuid.uuid4().hex[:12]}",
+        "topic_prefix": PREFIX,
+        "reconnect_max_seconds": 0.5,
+    }
+    values.update(overrides)
+    return MqttSettings(**values)
+
+
+def alert_state(
+    alert: str = "EntityCanHalt", *, chain: str = CHAIN, entity: str = "e1", firing: bool = True
+) -> AlertState:
+    labels = {"chain": chain, "entity": entity}
+    return AlertState(
+        fingerprint=fingerprint(alert, labels),
+        alert=alert,
+        severity=Severity.CRITICAL,
+        chain=chain,
+        labels=labels,
+        pending_since=T0,
+        starts_at=T0 + 60 if firing else None,
+        summary=f"{entity} can halt {chain}",
+        description="holds more than a third of the stake",
+        value=0.4,
+        threshold=1 / 3,
+    )
+
+
+def alert_event(
+    event_id: str,
+    alert: str = "EntityCanHalt",
+    *,
+    chain: str = CHAIN,
+    entity: str = "e1",
+    status: AlertStatus = AlertStatus.FIRING,
+) -> AlertEvent:
+    labels = {"chain": chain, "entity": entity}
+    return AlertEvent(
+        event_id=event_id,
+        fingerprint=fingerprint(alert, labels),
+        alert=alert,
+        status=status,
+        severity=Severity.CRITICAL,
+        chain=chain,
+        labels=labels,
+        summary=f"{entity} can halt {chain}",
+        description="holds more than a third of the stake",
+        value=0.4,
+        threshold=1 / 3,
+        starts_at=T0 + 60,
+        ends_at=T0 + 120 if status is AlertStatus.RESOLVED else None,
+        observed_at=T0 + 120,
+    )
+
+
+async def eventually(
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    what: str,
+    within: float = WAIT_SECONDS,
+) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: str
+    qos: int
+    retain: bool
+
+    @property
+    def document(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass
+class Subscriber:
+    messages: list[Received] = field(default_factory=list)
+
+    def on(self, topic: str) -> list[Received]:
+        return [m for m in self.messages if m.topic == topic]
+
+    def event_ids(self) -> list[str]:
+        return [m.document["event_id"] for m in self.messages if "/alerts/" in m.topic]
+
+    async def wait(self, check: Callable[[Subscriber], bool], what: str) -> None:
+        await eventually(lambda: check(self), what)
+
+
+@asynccontextmanager
+async def subscribed(port: int, *topics: str, **client: Any) -> AsyncIterator[Subscriber]:
+    """A real aiomqtt client subscribed at QoS 1 to `topics`, in order, collecting messages."""
+    subscriber = Subscriber()
+    async with aiomqtt.Client("127.0.0.1", port, **client) as mqtt:
+
+        async def collect() -> None:
+            async for message in mqtt.messages:
+                assert isinstance(message.payload, bytes)
+                subscriber.messages.append(
+                    Received(
+                        message.topic.value,
+                        message.payload.decode(),
+                        message.qos,
+                        message.retain,
+                    )
+                )
+
+        collector = asyncio.create_task(collect())
+        try:
+            for topic in topics:
+                await mqtt.subscribe(topic, qos=1)
+            yield subscriber
+        finally:
+            collector.cancel()
+            await asyncio.gather(collector, return_exceptions=True)
+
+
+@asynccontextmanager
+async def running(publisher: MqttPublisher) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(publisher.run())
+    try:
+        yield task
+    finally:
+        await publisher.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def connected(publisher: MqttPublisher) -> None:
+    await eventually(lambda: publisher.connected, "the publisher to connect")
+
+
+# --- topic segments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "segment"),
+    [
+        ("a/b", "a_b"),
+        ("+", "_"),
+        ("#", "_"),
+        ("$SYS", "_sys"),
+        ("new\nline", "new_line"),
+        ("bidi\u202eevil\u2066", "bidi_evil_"),
+        ("zero\u200bwidth\x00nul", "zero_width_nul"),
+        ("Ünïcode", "_n_code"),
+        ("", "_"),
+        ("EntityCanHalt", "entitycanhalt"),
+        ("hyper-liquid_1.2", "hyper-liquid_1.2"),
+    ],
+)
+def test_sanitise_segment_maps_hostile_names(name: str, segment: str) -> None:
+    """Each hostile name maps to the exact expected segment: `+ # / $`, control, format and
+    non-ASCII characters become `_`, ASCII is lower-cased, and the empty name becomes `_`."""
+    assert sanitise_segment(name) == segment
+
+
+def test_sanitise_segment_caps_10_kb_names_at_64_and_keeps_them_apart() -> None:
+    """A 10 kB name becomes 64 allowed characters; two 10 kB names differing only at the end
+    give different segments; the result is deterministic."""
+    first = "x/" * 5000
+    second = first[:-1] + "!"
+    assert len(sanitise_segment(first)) == 64
+    assert re.fullmatch(r"[a-z0-9_.-]{64}", sanitise_segment(first))
+    assert sanitise_segment(first) != sanitise_segment(second)
+    assert sanitise_segment(first) == sanitise_segment("x/" * 5000)
+
+
+@given(st.text())
+def test_sanitise_segment_is_always_a_safe_level(name: str) -> None:
+    """For any text, the segment is 1-64 characters of [a-z0-9_.-] (so no wildcard,
+    separator, `$` prefix or control character) and sanitising it again changes nothing."""
+    segment = sanitise_segment(name)
+    assert re.fullmatch(r"[a-z0-9_.-]{1,64}", segment)
+    assert sanitise_segment(segment) == segment
+
+
+# --- publishing against a real broker --------------------------------------------------------
+
+
+async def test_events_are_published_at_qos1_not_retained_as_event_json(
+    broker: Broker, store: AsyncStore
+) -> None:
+    """Each committed event arrives once on <prefix>/<sanitised chain>/alerts/<sanitised
+    alert> at QoS 1 with its to_json() payload, is not retained for a later subscriber, and
+    leaves the outbox empty."""
+    events = [
+        alert_event("e1"),
+        alert_event("e2", "ChainHalted"),
+        alert_event("e3", chain="evil/chain#+"),
+    ]
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    async with subscribed(broker.port, ALERTS) as live, running(publisher):
+        await store.commit_alerts(CHAIN, [], events[:2])
+        await store.commit_alerts("evil/chain#+", [], events[2:])
+        publisher.wake()
+        await live.wait(lambda s: len(s.event_ids()) >= 3, "three events")
+        await asyncio.sleep(0.2)  # room for a wrong duplicate to show up
+    assert [(m.topic, m.qos, m.payload) for m in live.messages] == [
+        (f"{PREFIX}/hyperliquid/alerts/entitycanhalt", 1, events[0].to_json()),
+        (f"{PREFIX}/hyperliquid/alerts/chainhalted", 1, events[1].to_json()),
+        (f"{PREFIX}/evil_chain__/alerts/entitycanhalt", 1, events[2].to_json()),
+    ]
+    assert await store.outbox_stats(time.time()) == (0, None)
+    # Subscribed to the alerts first, then to the retained status: once the status arrives,
+    # any retained alert would have arrived before it.
+    async with subscribed(broker.port, ALERTS, STATUS) as later:
+        await later.wait(lambda s: bool(s.on(STATUS)), "the retained status")
+    assert [m.topic for m in later.messages] == [STATUS]
+
+
+@pytest.mark.parametrize("shutdown", ["close", "cancel"])
+async def test_status_is_retained_online_then_offline_on_clean_shutdown(
+    broker: Broker, store: AsyncStore, shutdown: str
+) -> None:
+    """A subscriber arriving after the connect gets the retained status {"state":"online",
+    "version":...}; after close() or cancelling run(), a live subscriber receives
+    {"state":"offline"}, which is also what stays retained, and connected is false."""
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    task = asyncio.create_task(publisher.run())
+    try:
+        await connected(publisher)
+        async with subscribed(broker.port, STATUS) as live:
+            await live.wait(lambda s: bool(s.messages), "the retained status")
+            first = live.messages[0]
+            assert first.retain
+            assert first.qos == 1
+            assert first.document == {"state": "online", "version": VERSION}
+            if shutdown == "close":
+                await publisher.close()
+                await asyncio.wait_for(task, WAIT_SECONDS)
+            else:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            assert task.done()
+            assert not publisher.connected
+            await live.wait(lambda s: len(s.messages) == 2, "the offline status")
+            assert live.messages[1].payload == OFFLINE_PAYLOAD
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    async with subscribed(broker.port, STATUS) as later:
+        await later.wait(lambda s: bool(s.messages), "the retained status")
+    assert (later.messages[0].payload, later.messages[0].retain) == (OFFLINE_PAYLOAD, True)
+
+
+_PUBLISHER_PROCESS = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    from pathlib import Path
+
+    from quorumwatch.config import MqttSettings
+    from quorumwatch.mqtt import MqttPublisher
+    from quorumwatch.store import AsyncStore
+
+    async def main() -> None:
+        store = await AsyncStore.open(Path(sys.argv[1]))
+        settings = MqttSettings(
+            enabled=True, host="127.0.0.1", port=int(sys.argv[2]), client_id=sys.argv[3],
+            topic_prefix=sys.argv[4],
+        )
+        await MqttPublisher(settings, store, version="killed").run()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_will_offline_is_delivered_when_the_publisher_process_is_killed(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """After SIGKILL of a process running the publisher (no DISCONNECT is sent), the broker
+    delivers the Will: a live subscriber receives {"state":"offline"} after the online
+    status, and it stays retained."""
+    args = [str(tmp_path / "child.db"), str(broker.port), f"qw-kill-{uuid.uuid4().hex[:8]}"]
+    async with subscribed(broker.port, STATUS) as live:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PUBLISHER_PROCESS, *args, PREFIX
+        )
+        try:
+            await live.wait(
+                lambda s: any(m.document.get("state") == "online" for m in s.messages),
+                "the child's online status",
+            )
+            child.send_signal(signal.SIGKILL)
+            assert await asyncio.wait_for(child.wait(), WAIT_SECONDS) == -signal.SIGKILL
+            await live.wait(lambda s: s.messages[-1].payload == OFFLINE_PAYLOAD, "the Will")
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+    assert [m.document for m in live.messages] == [
+        {"state": "online", "version": "killed"},
+        {"state": "offline"},
+    ]
+    async with subscribed(broker.port, STATUS) as later:
+        await later.wait(lambda s: bool(s.messages), "the retained status")
+    assert (later.messages[0].payload, later.messages[0].retain) == (OFFLINE_PAYLOAD, True)
+
+
+async def test_firing_set_is_retained_after_the_events_and_only_republished_on_change(
+    broker: Broker, store: AsyncStore
+) -> None:
+    """<prefix>/<chain>/firing carries the retained JSON list of firing alerts; it is
+    published after the chain's events, not again when only pending state changed, and
+    becomes [] (retained) after the resolving event; a new connection publishes it again."""
+    firing_topic = f"{PREFIX}/{CHAIN}/firing"
+    other_topic = f"{PREFIX}/other/firing"
+    firing = alert_state()
+    await store.commit_alerts(CHAIN, [firing], [alert_event("f1")])
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    async with subscribed(broker.port, ALERTS, f"{PREFIX}/+/firing") as live:
+        async with running(publisher):
+            await live.wait(lambda s: bool(s.on(firing_topic)), "the firing set")
+            assert [m.topic for m in live.messages] == [
+                f"{PREFIX}/{CHAIN}/alerts/entitycanhalt",
+                firing_topic,
+            ]
+            assert live.on(firing_topic)[0].document == [
+                {
+                    "fingerprint": firing.fingerprint,
+                    "alert": "EntityCanHalt",
+                    "severity": "critical",
+                    "chain": CHAIN,
+                    "labels": {"chain": CHAIN, "entity": "e1"},
+                    "summary": "e1 can halt hyperliquid",
+                    "description": "holds more than a third of the stake",
+                    "value": 0.4,
+                    "threshold": 1 / 3,
+                    "starts_at": rfc3339(T0 + 60),
+                }
+            ]
+
+            # Only pending state changes here; the other chain's set arriving shows that the
+            # publisher has been through its loop after this commit.
+            await store.commit_alerts(CHAIN, [firing, alert_state(entity="e2", firing=False)], [])
+            await store.commit_alerts(
+                "other", [alert_state(chain="other")], [alert_event("o1", chain="other")]
+            )
+            publisher.wake()
+            await live.wait(lambda s: bool(s.on(other_topic)), "the other chain's set")
+            assert len(live.on(firing_topic)) == 1
+
+            resolved = alert_event("r1", status=AlertStatus.RESOLVED)
+            await store.commit_alerts(CHAIN, [], [resolved])
+            publisher.wake()
+            await live.wait(lambda s: len(s.on(firing_topic)) == 2, "the emptied firing set")
+            topics = [m.topic for m in live.messages]
+            assert topics.index(firing_topic, 2) > live.event_ids().index("r1")
+            assert live.on(firing_topic)[1].payload == "[]"
+
+        async with subscribed(broker.port, firing_topic) as later:
+            await later.wait(lambda s: bool(s.messages), "the retained firing set")
+        assert (later.messages[0].payload, later.messages[0].retain) == ("[]", True)
+
+        again = MqttPublisher(settings(broker.port), store, version=VERSION)
+        async with running(again):
+            await live.wait(lambda s: len(s.on(firing_topic)) == 3, "the set on reconnect")
+        assert live.on(firing_topic)[2].payload == "[]"
+        assert len(live.on(other_topic)) == 2
+
+
+async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
+    broker: Broker, store: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the broker is frozen (SIGSTOP) after the publisher sent an event, the event's
+    outbox row stays and no subscriber has it; once the broker continues and acknowledges,
+    the row is deleted and the event is delivered."""
+    sent: list[str] = []
+    real_publish = aiomqtt.Client.publish
+
+    async def recording_publish(self: aiomqtt.Client, topic: str, *args: Any, **kw: Any) -> None:
+        sent.append(topic)
+        await real_publish(self, topic, *args, **kw)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", recording_publish)
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    async with subscribed(broker.port, ALERTS) as live, running(publisher):
+        await connected(publisher)
+        broker.pause()
+        try:
+            await store.commit_alerts(CHAIN, [alert_state()], [alert_event("acked-late")])
+            publisher.wake()
+            topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
+            await eventually(lambda: topic in sent, "the publish to be sent")
+            await asyncio.sleep(0.5)
+            assert [e.event_id for e in await store.outbox_peek(10)] == ["acked-late"]
+            assert publisher.connected
+        finally:
+            broker.resume()
+
+        async def outbox_empty() -> bool:
+            return await store.outbox_stats(time.time()) == (0, None)
+
+        await eventually(outbox_empty, "the row to be deleted after the PUBACK")
+        await live.wait(lambda s: s.event_ids() == ["acked-late"], "the event")
+
+
+async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
+    broker_factory: BrokerFactory, store: AsyncStore
+) -> None:
+    """With the broker stopped, committed events stay in the outbox and connected is false;
+    after the broker restarts on the same port, the outbox empties and a persistent
+    subscriber receives every event_id, in commit order per chain after dedupe on event_id."""
+    broker = broker_factory("persistence true", "persistence_location {dir}/")
+    subscriber = {"identifier": f"qw-sub-{uuid.uuid4().hex[:8]}", "clean_session": False}
+    async with subscribed(broker.port, ALERTS, **subscriber):
+        pass  # the session and its QoS 1 subscription outlive the connection
+
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    async with running(publisher):
+        await connected(publisher)
+        await broker.astop()
+        await eventually(lambda: not publisher.connected, "the publisher to notice")
+
+        expected: dict[str, list[str]] = {"chain-a": [], "chain-b": []}
+        for n in range(12):
+            chain = ("chain-a", "chain-b")[n % 2]
+            events = [alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)]
+            await store.commit_alerts(chain, [], events)
+            expected[chain] += [e.event_id for e in events]
+            publisher.wake()
+            await asyncio.sleep(0.05)
+        count, age = await store.outbox_stats(time.time())
+        assert count == 24
+        assert age is not None
+        assert not publisher.connected
+        await asyncio.sleep(1.0)  # the rest of a short outage
+
+        await broker.astart()
+
+        async def outbox_empty() -> bool:
+            return await store.outbox_stats(time.time()) == (0, None)
+
+        await eventually(outbox_empty, "the outbox to drain after the outage", 15)
+        assert publisher.connected
+
+    every = {event_id for ids in expected.values() for event_id in ids}
+    async with subscribed(broker.port, **subscriber) as live:
+        await live.wait(lambda s: set(s.event_ids()) >= every, "every event")
+    first_seen = list(dict.fromkeys(live.event_ids()))  # dedupe on event_id
+    assert sorted(first_seen) == sorted(every)
+    for chain, ids in expected.items():
+        assert [i for i in first_seen if i.startswith(chain)] == ids
+
+
+async def test_close_while_the_broker_is_unreachable_ends_run_promptly(
+    store: AsyncStore,
+) -> None:
+    """With nothing listening, run() keeps retrying (connected stays false, events stay in
+    the outbox); close() ends it within a second, and a later run() returns at once."""
+    publisher = MqttPublisher(settings(free_port()), store, version=VERSION)
+    await store.commit_alerts(CHAIN, [], [alert_event("kept")])
+    with capture_logs() as logs:
+        task = asyncio.create_task(publisher.run())
+        await eventually(lambda: len(logs) >= 2, "two failed attempts")
+        assert not publisher.connected
+        started = time.monotonic()
+        await publisher.close()
+        assert task.done()
+        assert time.monotonic() - started < 1.0
+        await asyncio.wait_for(publisher.run(), 1.0)
+    assert {entry["event"] for entry in logs} == {"mqtt publishing failed"}
+    assert [e.event_id for e in await store.outbox_peek(10)] == ["kept"]
+
+
+# --- credentials and TLS ---------------------------------------------------------------------
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1: (ca, cert, key)."""
+    openssl = require_binary("openssl")
+    ca_key, ca, key, csr, cert = (
+        directory / name for name in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+    )
+    commands = [
+        [
+            *(openssl, "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2"),
+            *("-subj", "/CN=quorumwatch test CA"),
+            *("-addext", "basicConstraints=critical,CA:TRUE"),
+            *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+        ],
+        [openssl, "req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
+        [
+            *(openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key),
+            *("-CAcreateserial", "-out", cert, "-days", "2", "-extfile", extensions),
+        ],
+    ]
+    for command in commands:
+        subprocess.run([str(part) for part in command], check=True, capture_output=True)
+    return ca, cert, key
+
+
+@dataclass(frozen=True)
+class Secure:
+    broker: Broker
+    ca: Path
+
+
+@pytest.fixture
+def secure(broker_factory: BrokerFactory, tmp_path: Path) -> Secure:
+    """A TLS-only broker (certificate for 127.0.0.1) that requires user quorumwatch's
+    PASSWORD, from a password file made by mosquitto_passwd."""
+    passwd = require_binary("mosquitto_passwd")
+    password_file = tmp_path / "passwords"
+    subprocess.run([passwd, "-b", "-c", str(password_file), "quorumwatch", PASSWORD], check=True)
+    ca, cert, key = make_certificates(tmp_path)
+    broker = broker_factory(
+        f"cafile {ca}",
+        f"certfile {cert}",
+        f"keyfile {key}",
+        "allow_anonymous false",
+        f"password_file {password_file}",
+    )
+    return Secure(broker, ca)
+
+
+async def test_tls_and_password_reach_the_broker_and_the_password_is_never_logged(
+    secure: Secure, store: AsyncStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Against a TLS-only broker requiring a password: the publisher with the CA file and
+    the right password delivers an event; with a wrong password, or without the CA, it stays
+    disconnected and logs the failure; no log record (structlog or stdlib, DEBUG included)
+    contains either password."""
+    broker, ca = secure.broker, secure.ca
+    tls = {"tls": True, "ca_file": ca, "username": "quorumwatch"}
+    wrong = "wrong-" + PASSWORD[::-1]
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="mqtt")  # aiomqtt's (and paho's) logger
+    with capture_logs() as logs:
+        good = MqttPublisher(
+            settings(broker.port, password=SecretStr(PASSWORD), **tls), store, version=VERSION
+        )
+        subscriber = {
+            "username": "quorumwatch",
+            "password": PASSWORD,
+            "tls_params": aiomqtt.TLSParameters(ca_certs=str(ca)),
+        }
+        async with subscribed(broker.port, ALERTS, **subscriber) as live, running(good):
+            await store.commit_alerts(CHAIN, [], [alert_event("over-tls")])
+            good.wake()
+            await live.wait(lambda s: s.event_ids() == ["over-tls"], "the event over TLS")
+
+        refused = MqttPublisher(
+            settings(broker.port, password=SecretStr(wrong), **tls), store, version=VERSION
+        )
+        untrusted = MqttPublisher(
+            settings(broker.port, password=SecretStr(PASSWORD), tls=True, username="quorumwatch"),
+            store,
+            version=VERSION,
+        )
+        async with running(refused), running(untrusted):
+            await eventually(
+                lambda: sum(e["event"] == "mqtt publishing failed" for e in logs) >= 4,
+                "failed connection attempts",
+            )
+            assert not refused.connected
+            assert not untrusted.connected
+
+    errors = [e["error"] for e in logs if e["event"] == "mqtt publishing failed"]
+    assert any("MqttConnectError" in error and "Not authorized" in error for error in errors)
+    assert any("CERTIFICATE_VERIFY_FAILED" in error for error in errors)
+    texts = [repr(entry) for entry in logs] + [caplog.text]
+    for text in texts:
+        assert PASSWORD not in text
+        assert wrong not in text
+    assert "Sending CONNECT" in caplog.text  # paho's DEBUG records were captured
+
+
+async def test_client_receives_the_settings_as_aiomqtt_arguments(
+    store: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiomqtt.Client is built with host, port, username, the SecretStr's value, client_id
+    as identifier, keepalive, a retained QoS 1 offline Will on <prefix>/status and TLS
+    parameters (the system trust store without ca_file; none without tls)."""
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+    class Refused:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            calls.append((args, kwargs))
+
+        async def __aenter__(self) -> Refused:
+            raise aiomqtt.MqttError("refused by the test")
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(aiomqtt, "Client", Refused)
+    for overrides in (
+        {"tls": True, "username": "u", "password": SecretStr(PASSWORD), "keepalive_seconds": 15},
+        {"tls": False},
+    ):
+        publisher = MqttPublisher(
+            settings(1883, host="mqtt.example", client_id="qw-1", **overrides),
+            store,
+            version=VERSION,
+        )
+        with capture_logs() as logs:
+            async with running(publisher):
+                await eventually(lambda: bool(logs), "a failed attempt")
+        assert PASSWORD not in repr(logs)
+    (args, kwargs), (plain_args, plain) = calls[0], calls[-1]
+    assert args == ("mqtt.example", 1883)
+    assert kwargs == {
+        "username": "u",
+        "password": PASSWORD,
+        "identifier": "qw-1",
+        "keepalive": 15,
+        "will": aiomqtt.Will(f"{PREFIX}/status", OFFLINE_PAYLOAD, qos=1, retain=True),
+        "tls_params": aiomqtt.TLSParameters(ca_certs=None),
+    }
+    assert plain_args == ("mqtt.example", 1883)
+    assert plain["tls_params"] is None
+    assert plain["username"] is None
+    assert plain["password"] is None
