@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from quorumwatch.alert_events import AlertEvent, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
@@ -98,4 +99,35 @@ def report(
             else ()
         ),
         jails=jails,
+    )
+
+
+ALERT_T0 = 1_750_000_000.0
+
+
+def alert_event(
+    event_id: str,
+    alert: str = "EntityCanHalt",
+    *,
+    chain: str = "hyperliquid",
+    entity: str = "e1",
+    status: AlertStatus = AlertStatus.FIRING,
+) -> AlertEvent:
+    """An EntityCanHalt-style event that fired at ALERT_T0 + 60 (resolved at + 120)."""
+    labels = {"chain": chain, "entity": entity}
+    return AlertEvent(
+        event_id=event_id,
+        fingerprint=fingerprint(alert, labels),
+        alert=alert,
+        status=status,
+        severity=Severity.CRITICAL,
+        chain=chain,
+        labels=labels,
+        summary=f"{entity} can halt {chain}",
+        description="holds more than a third of the stake",
+        value=0.4,
+        threshold=1 / 3,
+        starts_at=ALERT_T0 + 60,
+        ends_at=ALERT_T0 + 120 if status is AlertStatus.RESOLVED else None,
+        observed_at=ALERT_T0 + 120,
     )

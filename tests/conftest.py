@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
+
+from tests.services import AM_CONFIG, Broker, BrokerFactory, mosquitto_binary
+from tests.tools import free_port, require_binary
 
 
 @pytest.fixture(autouse=True)
@@ -17,3 +25,74 @@ def _default_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
+    binary = mosquitto_binary()
+    brokers: list[Broker] = []
+
+    def make(*settings: str) -> Broker:
+        """A started broker with extra config lines; `{dir}` is its own directory."""
+        directory = tmp_path / f"broker{len(brokers)}"
+        directory.mkdir()
+        broker = Broker(binary, directory, free_port(), list(settings))
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        if broker.process is not None:
+            broker.resume()  # a stopped process ignores SIGTERM until continued
+        broker.stop()
+
+
+@pytest.fixture
+def am_config(tmp_path: Path) -> Path:
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(AM_CONFIG)
+    return path
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path, am_config: Path) -> Iterator[str]:
+    """A real Alertmanager on a free loopback port, clustering off; yields its base URL."""
+    binary = require_binary("prometheus-alertmanager")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "alertmanager.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={am_config}",
+                f"--storage.path={tmp_path / 'am-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"alertmanager exited: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"alertmanager not ready: {log_path.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,14 +25,6 @@ from quorumwatch.config import AlertmanagerSettings
 from tests.tools import free_port, require_binary
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
-AM_CONFIG = """\
-global:
-  resolve_timeout: 5m
-route:
-  receiver: "null"
-receivers:
-  - name: "null"
-"""
 
 
 def _state(
@@ -344,59 +334,6 @@ async def test_run_pushes_promptly_after_a_change(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-
-
-# --- a real Alertmanager -----------------------------------------------------------------
-
-
-@pytest.fixture
-def am_config(tmp_path: Path) -> Path:
-    path = tmp_path / "alertmanager.yml"
-    path.write_text(AM_CONFIG)
-    return path
-
-
-@pytest.fixture
-def alertmanager(tmp_path: Path, am_config: Path) -> Iterator[str]:
-    """A real Alertmanager on a free loopback port, clustering off; yields its base URL."""
-    binary = require_binary("prometheus-alertmanager")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "alertmanager.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={am_config}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"alertmanager exited: {log_path.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"alertmanager not ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_amtool_accepts_the_test_config(am_config: Path) -> None:

@@ -5,23 +5,17 @@ PUBACK, a broker outage, TLS with a password, and no password in any log."""
 from __future__ import annotations
 
 import asyncio
-import getpass
-import inspect
-import json
 import logging
-import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +27,6 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from quorumwatch.alert_events import (
-    AlertEvent,
     AlertState,
     AlertStatus,
     Severity,
@@ -43,6 +36,8 @@ from quorumwatch.alert_events import (
 from quorumwatch.config import MqttSettings
 from quorumwatch.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
 from quorumwatch.store import AsyncStore
+from tests.builders import alert_event
+from tests.services import WAIT_SECONDS, Broker, BrokerFactory, eventually, subscribed
 from tests.tools import free_port, require_binary
 
 PREFIX = "qwtest"
@@ -52,109 +47,6 @@ T0 = 1_750_000_000.0
 PASSWORD = "pw-Zq8#kV/ü-never-logged"
 ALERTS = f"{PREFIX}/+/alerts/#"
 STATUS = f"{PREFIX}/status"
-WAIT_SECONDS = 10.0
-
-
-# --- a real Mosquitto ------------------------------------------------------------------------
-
-
-def mosquitto_binary() -> str:
-    """mosquitto lives in /usr/sbin, which is often not on a non-root PATH."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
-    return shutil.which("mosquitto", path=search) or require_binary("mosquitto")
-
-
-@dataclass
-class Broker:
-    """One Mosquitto on 127.0.0.1:`port`; stop() and start() again keep the port."""
-
-    binary: str
-    directory: Path
-    port: int
-    settings: list[str] = field(default_factory=list)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log(self) -> Path:
-        return self.directory / "mosquitto.log"
-
-    def start(self) -> None:
-        config = self.directory / "mosquitto.conf"
-        lines = [
-            f"user {getpass.getuser()}",  # as root, keep root: no switch to user mosquitto
-            f"listener {self.port} 127.0.0.1",
-            *(line.replace("{dir}", str(self.directory)) for line in self.settings),
-        ]
-        if not any(line.startswith("allow_anonymous") for line in lines):
-            lines.append("allow_anonymous true")
-        if not any(line.startswith("persistence ") for line in lines):
-            lines.append("persistence false")
-        config.write_text("\n".join(lines) + "\n")
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + 5
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mosquitto did not listen: {self.log.read_text()[-2000:]}")
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def pause(self) -> None:
-        """SIGSTOP: connections stay open but nothing is answered (no PUBACK)."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-    async def astart(self) -> None:
-        await asyncio.to_thread(self.start)
-
-    async def astop(self) -> None:
-        await asyncio.to_thread(self.stop)
-
-
-BrokerFactory = Callable[..., Broker]
-
-
-@pytest.fixture
-def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
-    binary = mosquitto_binary()
-    brokers: list[Broker] = []
-
-    def make(*settings: str) -> Broker:
-        """A started broker with extra config lines; `{dir}` is its own directory."""
-        directory = tmp_path / f"broker{len(brokers)}"
-        directory.mkdir()
-        broker = Broker(binary, directory, free_port(), list(settings))
-        brokers.append(broker)
-        broker.start()
-        return broker
-
-    yield make
-    for broker in brokers:
-        if broker.process is not None:
-            broker.resume()  # a stopped process ignores SIGTERM until continued
-        broker.stop()
 
 
 @pytest.fixture
@@ -201,104 +93,6 @@ def alert_state(
         value=0.4,
         threshold=1 / 3,
     )
-
-
-def alert_event(
-    event_id: str,
-    alert: str = "EntityCanHalt",
-    *,
-    chain: str = CHAIN,
-    entity: str = "e1",
-    status: AlertStatus = AlertStatus.FIRING,
-) -> AlertEvent:
-    labels = {"chain": chain, "entity": entity}
-    return AlertEvent(
-        event_id=event_id,
-        fingerprint=fingerprint(alert, labels),
-        alert=alert,
-        status=status,
-        severity=Severity.CRITICAL,
-        chain=chain,
-        labels=labels,
-        summary=f"{entity} can halt {chain}",
-        description="holds more than a third of the stake",
-        value=0.4,
-        threshold=1 / 3,
-        starts_at=T0 + 60,
-        ends_at=T0 + 120 if status is AlertStatus.RESOLVED else None,
-        observed_at=T0 + 120,
-    )
-
-
-async def eventually(
-    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
-    what: str,
-    within: float = WAIT_SECONDS,
-) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@dataclass
-class Received:
-    topic: str
-    payload: str
-    qos: int
-    retain: bool
-
-    @property
-    def document(self) -> Any:
-        return json.loads(self.payload)
-
-
-@dataclass
-class Subscriber:
-    messages: list[Received] = field(default_factory=list)
-
-    def on(self, topic: str) -> list[Received]:
-        return [m for m in self.messages if m.topic == topic]
-
-    def event_ids(self) -> list[str]:
-        return [m.document["event_id"] for m in self.messages if "/alerts/" in m.topic]
-
-    async def wait(self, check: Callable[[Subscriber], bool], what: str) -> None:
-        await eventually(lambda: check(self), what)
-
-
-@asynccontextmanager
-async def subscribed(port: int, *topics: str, **client: Any) -> AsyncIterator[Subscriber]:
-    """A real aiomqtt client subscribed at QoS 1 to `topics`, in order, collecting messages."""
-    subscriber = Subscriber()
-    async with aiomqtt.Client("127.0.0.1", port, **client) as mqtt:
-
-        async def collect() -> None:
-            async for message in mqtt.messages:
-                assert isinstance(message.payload, bytes)
-                subscriber.messages.append(
-                    Received(
-                        message.topic.value,
-                        message.payload.decode(),
-                        message.qos,
-                        message.retain,
-                    )
-                )
-
-        collector = asyncio.create_task(collect())
-        try:
-            for topic in topics:
-                await mqtt.subscribe(topic, qos=1)
-            yield subscriber
-        finally:
-            collector.cancel()
-            await asyncio.gather(collector, return_exceptions=True)
 
 
 @asynccontextmanager

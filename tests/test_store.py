@@ -31,6 +31,7 @@ from quorumwatch.jails import (
     ValidatorEvent,
 )
 from quorumwatch.store import SCHEMA_VERSION, AsyncStore, JailCounters, Store, StoreError
+from tests.builders import alert_event
 
 CHAIN = "hyperliquid"
 T0 = 1_750_000_000.0
@@ -646,7 +647,6 @@ async def test_async_open_failure_raises_store_error(tmp_path: Path) -> None:
 import time  # noqa: E402
 
 from quorumwatch.alert_events import (  # noqa: E402
-    AlertEvent,
     AlertState,
     AlertStatus,
     Severity,
@@ -680,33 +680,6 @@ def alert_state(
     }
     values.update(fields)
     return AlertState(**values)
-
-
-def alert_event(
-    event_id: str,
-    alert: str = "EntityCanHalt",
-    *,
-    chain: str = CHAIN,
-    entity: str = "e1",
-    status: AlertStatus = AlertStatus.FIRING,
-) -> AlertEvent:
-    labels = {"chain": chain, "entity": entity}
-    return AlertEvent(
-        event_id=event_id,
-        fingerprint=fingerprint(alert, labels),
-        alert=alert,
-        status=status,
-        severity=Severity.CRITICAL,
-        chain=chain,
-        labels=labels,
-        summary=f"{entity} can halt {chain}",
-        description="d",
-        value=0.4,
-        threshold=1 / 3,
-        starts_at=T0 + 60,
-        ends_at=T0 + 120 if status is AlertStatus.RESOLVED else None,
-        observed_at=T0 + 120,
-    )
 
 
 def outbox_ids(store: Store) -> list[str]:

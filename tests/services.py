@@ -1,0 +1,187 @@
+"""Real components for tests, started on free loopback ports: Mosquitto and Alertmanager,
+plus an MQTT subscriber that collects what it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import inspect
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+
+from tests.tools import require_binary
+
+WAIT_SECONDS = 10.0
+AM_CONFIG = """\
+global:
+  resolve_timeout: 5m
+route:
+  receiver: "null"
+receivers:
+  - name: "null"
+"""
+
+
+# --- a real Mosquitto ------------------------------------------------------------------------
+
+
+def mosquitto_binary() -> str:
+    """mosquitto lives in /usr/sbin, which is often not on a non-root PATH."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+    return shutil.which("mosquitto", path=search) or require_binary("mosquitto")
+
+
+@dataclass
+class Broker:
+    """One Mosquitto on 127.0.0.1:`port`; stop() and start() again keep the port."""
+
+    binary: str
+    directory: Path
+    port: int
+    settings: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "mosquitto.log"
+
+    def start(self) -> None:
+        config = self.directory / "mosquitto.conf"
+        lines = [
+            f"user {getpass.getuser()}",  # as root, keep root: no switch to user mosquitto
+            f"listener {self.port} 127.0.0.1",
+            *(line.replace("{dir}", str(self.directory)) for line in self.settings),
+        ]
+        if not any(line.startswith("allow_anonymous") for line in lines):
+            lines.append("allow_anonymous true")
+        if not any(line.startswith("persistence ") for line in lines):
+            lines.append("persistence false")
+        config.write_text("\n".join(lines) + "\n")
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 5
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mosquitto did not listen: {self.log.read_text()[-2000:]}")
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is answered (no PUBACK)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+BrokerFactory = Callable[..., Broker]
+
+
+async def eventually(
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    what: str,
+    within: float = WAIT_SECONDS,
+) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: str
+    qos: int
+    retain: bool
+
+    @property
+    def document(self) -> Any:
+        return json.loads(self.payload)
+
+
+@dataclass
+class Subscriber:
+    messages: list[Received] = field(default_factory=list)
+
+    def on(self, topic: str) -> list[Received]:
+        return [m for m in self.messages if m.topic == topic]
+
+    def event_ids(self) -> list[str]:
+        return [m.document["event_id"] for m in self.messages if "/alerts/" in m.topic]
+
+    async def wait(self, check: Callable[[Subscriber], bool], what: str) -> None:
+        await eventually(lambda: check(self), what)
+
+
+@asynccontextmanager
+async def subscribed(port: int, *topics: str, **client: Any) -> AsyncIterator[Subscriber]:
+    """A real aiomqtt client subscribed at QoS 1 to `topics`, in order, collecting messages."""
+    subscriber = Subscriber()
+    async with aiomqtt.Client("127.0.0.1", port, **client) as mqtt:
+
+        async def collect() -> None:
+            async for message in mqtt.messages:
+                assert isinstance(message.payload, bytes)
+                subscriber.messages.append(
+                    Received(
+                        message.topic.value,
+                        message.payload.decode(),
+                        message.qos,
+                        message.retain,
+                    )
+                )
+
+        collector = asyncio.create_task(collect())
+        try:
+            for topic in topics:
+                await mqtt.subscribe(topic, qos=1)
+            yield subscriber
+        finally:
+            collector.cancel()
+            await asyncio.gather(collector, return_exceptions=True)
