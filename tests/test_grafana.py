@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -13,13 +14,27 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.history import JailReport
+from quorumwatch.jails import UNJAIL_DELAY_BUCKETS
 from quorumwatch.monitor import ReportBoard
+from quorumwatch.store import JailCounters
 from tests.builders import chain_settings, report, validator
+from tests.tools import require_binary
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
 DASHBOARD_FILES = sorted(DASHBOARDS_DIR.glob("*.json"))
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 GRID_COLUMNS = 24
+EXPECTED_UIDS = {"quorumwatch-decentralization", "quorumwatch-jailing", "quorumwatch-api"}
+SCHEMA_VERSION = 39
+# Grafana's built-in variables a query may use, with a value to render it for promtool.
+BUILTIN_VARIABLES = {
+    "__rate_interval": "1m",
+    "__interval": "30s",
+    "__range": "1h",
+    "__range_s": "3600",
+    "__range_ms": "3600000",
+}
 
 METRIC = re.compile(r"\b(quorumwatch_[A-Za-z0-9_]+)\b(\s*\{([^}]*)\})?")
 MATCHER_LABEL = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)\s*\"")
@@ -27,6 +42,11 @@ LABEL_VALUES = re.compile(r"label_values\(\s*([A-Za-z_:][A-Za-z0-9_:]*)[^,]*,\s*
 LEGEND_LABEL = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 RATE_CALL = re.compile(r"\b(?:rate|irate|increase)\s*\(")
 RANGE_SELECTOR = re.compile(r"\[([^\]]*)\]")
+LABEL_VALUES_QUERY = re.compile(r"label_values\(\s*(.+?)\s*,\s*\w+\s*\)")
+# $name, ${name}, ${name:format} and the deprecated [[name]].
+TEMPLATE_REF = re.compile(
+    r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)|\[\[([A-Za-z_][A-Za-z0-9_]*)\]\]"
+)
 
 Json = dict[str, Any]
 
@@ -70,6 +90,36 @@ def metric_matchers(expr: str) -> Iterator[tuple[str, set[str]]]:
         yield metric, {label}
 
 
+def template_refs(expr: str) -> set[str]:
+    """Names of the template variables an expression refers to."""
+    return {next(g for g in m.groups() if g) for m in TEMPLATE_REF.finditer(expr)}
+
+
+def variable_default(variable: Json) -> str:
+    """The value a variable renders to by default: its current value, else its first option."""
+    current = variable.get("current") or {}
+    if isinstance(current, dict) and current.get("value") not in (None, ""):
+        return str(current["value"])
+    if variable.get("type") in ("custom", "constant"):
+        return variable_query(variable).split(",")[0].strip()
+    return str(variable.get("name"))  # a query variable: any label value will do for syntax
+
+
+def render(expr: str, dashboard: Json) -> str:
+    """The expression as Prometheus would receive it with every variable at its default."""
+    values = {
+        **BUILTIN_VARIABLES,
+        **{str(v["name"]): variable_default(v) for v in variables(dashboard)},
+    }
+    return TEMPLATE_REF.sub(lambda m: values[next(g for g in m.groups() if g)], expr)
+
+
+def as_promql(expr: str) -> str:
+    """The PromQL in an expr: label_values(selector, label) queries the selector."""
+    match = LABEL_VALUES_QUERY.fullmatch(expr.strip())
+    return match.group(1) if match else expr
+
+
 def rate_windows_use_rate_interval(expr: str) -> bool:
     if not RATE_CALL.search(expr):
         return True
@@ -78,7 +128,8 @@ def rate_windows_use_rate_interval(expr: str) -> bool:
 
 @pytest.fixture(scope="module")
 def exported() -> dict[str, set[str]]:
-    """Sample name → label names, from a real scrape of an analysed chain and a down one."""
+    """Sample name → label names, from a real scrape of an analysed chain with jail history
+    (so every jail series exists) and a down one."""
     validators = [
         *(validator(i, 160) for i in range(1, 4)),
         validator(4, 90, name="solo"),
@@ -86,8 +137,23 @@ def exported() -> dict[str, set[str]]:
         validator(6, 10, active=False),
     ]
     entity_of = {f"0x{i:040x}": "Big Operator" for i in range(1, 4)}
+    jailed, solo = f"0x{5:040x}", f"0x{4:040x}"
+    delays = (1, 1, 1, 1, 2, 2, 2, 2, 2)  # cumulative, one per UNJAIL_DELAY_BUCKETS bound
+    jails = JailReport(
+        counters=JailCounters(
+            jails=3,
+            validator_jails={jailed: 2, solo: 1},
+            unjail_delay_bucket_counts=delays[: len(UNJAIL_DELAY_BUCKETS)],
+            unjail_delay_sum=3700.0,
+            unjail_delay_count=2,
+        ),
+        windows={"1h": 1, "24h": 2, "7d": 3},
+        storm=False,
+        jailed_since={jailed: 400.0},
+        names={jailed: "validator 5", solo: "solo"},
+    )
     board = ReportBoard()
-    board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False)))
+    board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False), jails=jails))
     board.publish(report(None, settings=chain_settings(name="down")))  # rejection counters
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QuorumwatchCollector(board))
@@ -210,3 +276,93 @@ def test_legends_use_exported_labels(dashboard: Json, exported: dict[str, set[st
             for metric, _ in metric_matchers(str(target["expr"])):
                 carried = exported.get(metric, set())
                 assert wanted <= carried, (target["expr"], sorted(wanted - carried))
+
+
+def test_expected_dashboards() -> None:
+    """The committed dashboards are exactly the three expected uids, with unique titles."""
+    dashboards = [load(path) for path in DASHBOARD_FILES]
+    uids = [d.get("uid") for d in dashboards]
+    assert sorted(str(uid) for uid in uids) == sorted(EXPECTED_UIDS)
+    titles = [d.get("title") for d in dashboards]
+    assert len(set(titles)) == len(titles), titles  # unique within the provisioned folder
+
+
+def test_schema_version_and_panel_ids(dashboard: Json) -> None:
+    """Every dashboard has the house schemaVersion, a null id and unique panel ids."""
+    assert dashboard.get("schemaVersion") == SCHEMA_VERSION
+    assert dashboard.get("id") is None
+    ids = [p.get("id") for p in all_panels(dashboard.get("panels", []))]
+    assert all(isinstance(i, int) for i in ids), ids
+    assert len(set(ids)) == len(ids), ids
+
+
+def test_chain_variable_from_label_values(dashboard: Json) -> None:
+    """A `chain` query variable takes its values from label_values(quorumwatch_*, chain)."""
+    by_name = {v.get("name"): v for v in variables(dashboard)}
+    chain = by_name.get("chain", {})
+    assert chain.get("type") == "query"
+    assert re.fullmatch(r"label_values\(quorumwatch_\w+,\s*chain\)", variable_query(chain))
+
+
+def test_template_references_defined(dashboard: Json) -> None:
+    """Every $var in an expr is a variable of the dashboard or a Grafana built-in."""
+    names = {str(v.get("name")) for v in variables(dashboard)}
+    assert len(names) == len(variables(dashboard))
+    for expr in exprs(dashboard):
+        unknown = template_refs(expr) - names - BUILTIN_VARIABLES.keys()
+        assert not unknown, (expr, sorted(unknown))
+
+
+def test_custom_variables_default_to_an_option(dashboard: Json) -> None:
+    """A custom variable (such as `slo`) defaults to one of its own options."""
+    for variable in variables(dashboard):
+        if variable.get("type") != "custom":
+            continue
+        options = [o.strip() for o in variable_query(variable).split(",")]
+        assert variable_default(variable) in options, variable.get("name")
+        listed = [str(o.get("value")) for o in variable.get("options", [])]
+        assert not listed or listed == options, variable.get("name")
+
+
+def test_slo_variable() -> None:
+    """The API dashboard has an `slo` custom variable defaulting to 0.99, used in its queries."""
+    api = load(DASHBOARDS_DIR / "quorumwatch-api.json")
+    slo = {v.get("name"): v for v in variables(api)}["slo"]
+    assert slo.get("type") in ("custom", "constant")
+    assert variable_default(slo) == "0.99"
+    options = [float(o) for o in variable_query(slo).split(",")]
+    assert all(0 < o < 1 for o in options), options
+    assert any("slo" in template_refs(expr) for expr in exprs(api))
+
+
+def test_tables_join_instant_queries(dashboard: Json) -> None:
+    """A table with several queries runs them as instant table queries and merges them."""
+    for panel in data_panels(dashboard):
+        targets = panel.get("targets", [])
+        if panel.get("type") != "table" or len(targets) < 2:
+            continue
+        for target in targets:
+            assert target.get("instant") is True, (panel.get("title"), target["refId"])
+            assert target.get("format") == "table", (panel.get("title"), target["refId"])
+        ids = [t.get("id") for t in panel.get("transformations", [])]
+        assert {"merge", "joinByField"} & set(ids), panel.get("title")
+
+
+def test_exprs_parse_with_promtool(tmp_path: Path) -> None:
+    """Every expr, rendered with default variable values, is valid PromQL to promtool."""
+    promtool = require_binary("promtool")
+    rules = [
+        {
+            "record": f"dashboard:{path.stem.replace('-', '_')}:{i}",
+            "expr": render(as_promql(expr), board),
+        }
+        for path in DASHBOARD_FILES
+        for board in [load(path)]
+        for i, expr in enumerate(exprs(board))
+    ]
+    rule_file = tmp_path / "dashboard-exprs.yml"
+    rule_file.write_text(json.dumps({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rule_file)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
