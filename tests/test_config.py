@@ -160,7 +160,7 @@ def test_wrong_type_names_the_key(tmp_path: Path) -> None:
 
 def test_invalid_kind_names_the_key(tmp_path: Path) -> None:
     """An unsupported chain kind is reported against chains.0.kind and names the valid kind."""
-    message = _error(tmp_path, MINIMAL.replace('kind = "hyperliquid"', 'kind = "cosmos"'))
+    message = _error(tmp_path, MINIMAL.replace('kind = "hyperliquid"', 'kind = "ethereum"'))
     assert message.startswith("chains.0.kind: ")
     assert "hyperliquid" in message
 
@@ -273,3 +273,16 @@ def test_example_config_loads() -> None:
     assert hyperliquid
     urls = [str(e.url).rstrip("/") for c in hyperliquid for e in c.endpoints]
     assert "https://api.hyperliquid.xyz" in urls
+
+
+def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
+    """Uncommenting config.example.toml's extra chains gives a valid four-kind config."""
+    text = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
+    head, extra = text.split("# --- More chains", 1)
+    uncommented = "\n".join(
+        line[2:] if line.startswith("# ") else line for line in extra.splitlines()[1:]
+    )
+    path = tmp_path / "all.toml"
+    path.write_text(head + uncommented)
+    settings = load_settings(path)
+    assert [c.kind for c in settings.chains] == ["hyperliquid", "cosmos", "solana", "generic"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from quorumwatch.config import EntitySettings
-from quorumwatch.entities import builtin_entities, entity_map
+from quorumwatch.entities import builtin_entities, entity_map, validator_key
 
 FOUNDATION = {
     "0x5ac99df645f3414876c816caa18b2d234024b487",
@@ -89,3 +89,18 @@ def test_unknown_kind_has_an_empty_builtin_map() -> None:
     assert builtin_entities("") == {}
     merged = entity_map("cosmos", [EntitySettings(name="Acme", validators=[OPERATOR])])
     assert merged == {OPERATOR: "Acme"}
+
+
+def test_non_hex_ids_match_exactly_and_hex_ids_ignore_case() -> None:
+    """A base58 vote account keeps its case in the map; a 0x address is lower-cased."""
+    vote = "3ZT31jkAGhUaw8jsy4bTknwBMP8i4Eueh52By4zXcsVw"
+    configured = [
+        EntitySettings(name="Pool", validators=[vote]),
+        EntitySettings(name="Hex", validators=["0xABCDEF0000000000000000000000000000000001"]),
+    ]
+    mapping = entity_map("solana", configured)
+    assert mapping[vote] == "Pool"
+    assert vote.lower() not in mapping
+    assert mapping["0xabcdef0000000000000000000000000000000001"] == "Hex"
+    assert validator_key("0xABCD") == "0xabcd"
+    assert validator_key(vote) == vote

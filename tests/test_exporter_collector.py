@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from types import MappingProxyType
 
@@ -471,3 +472,17 @@ def test_promtool_check_metrics_with_jail_metrics() -> None:
         line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()
     }
     assert findings == KNOWN_PROMTOOL_FINDINGS
+
+
+def test_jail_risk_ratio_is_exported_only_where_known() -> None:
+    """A validator with a jail risk gets quorumwatch_validator_jail_risk_ratio; others none."""
+    risky = dataclasses.replace(validator(1, 10), jail_risk_ratio=0.25)
+    text = scrape(report([risky, validator(2, 10)]))
+    labels = {"chain": "hyperliquid", "validator": risky.address, "name": "validator 1"}
+    assert (
+        value(text, "quorumwatch_validator_jail_risk_ratio", **labels, entity=risky.address) == 0.25
+    )
+    risks = [
+        labels for name, labels in samples(text) if name == "quorumwatch_validator_jail_risk_ratio"
+    ]
+    assert len(risks) == 1

@@ -12,7 +12,7 @@ import pytest
 import structlog
 
 from quorumwatch.analysis import Grouping, Threshold
-from quorumwatch.chains.hyperliquid.source import FetchResult, HyperliquidSource
+from quorumwatch.chains.base import FetchResult, Source
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
@@ -247,7 +247,7 @@ async def test_run_keeps_polling_after_a_crashed_poll(
     board = RecordingBoard()
     async with _simulator([{"validators": VALIDATORS}], clock) as sim:
         monitor = _monitor(sim, session, board, clock, poll_interval=0.01)
-        source: HyperliquidSource = monitor._source
+        source: Source = monitor._source
         real_fetch = source.fetch
         calls = 0
 

@@ -131,7 +131,7 @@ class TestJson:
             "entity": {"halt": 1, "majority": 1, "control": 1},
         }
         assert chain["largest_entity"] == {"name": "Hyper Foundation", "stake_ratio": 0.815}
-        assert chain["validators"] == {"online": 10, "jailed": 0, "inactive": 0}
+        assert chain["validators"] == {"online": 10, "jailed": 0, "delinquent": 0, "inactive": 0}
         assert chain["endpoints"] == [
             {"name": "ep0", "up": True, "latency_seconds": 0.2},
             {"name": "ep1", "up": True, "latency_seconds": 0.2},

@@ -26,6 +26,7 @@ from quorumwatch.alert_events import (
     fingerprint,
 )
 from quorumwatch.analysis import Grouping, Threshold
+from quorumwatch.entities import validator_key
 from quorumwatch.labels import safe_text
 
 if TYPE_CHECKING:
@@ -248,7 +249,7 @@ def _nakamoto_dropped(
 
 def _jails(report: ChainReport, settings: AlertSettings) -> list[Condition]:
     found = []
-    watched = {address.lower() for address in settings.watched_validators}
+    watched = {validator_key(address) for address in settings.watched_validators}
     if report.validator_set is not None:
         for v in report.validator_set.validators:
             if not v.jailed:
@@ -257,7 +258,7 @@ def _jails(report: ChainReport, settings: AlertSettings) -> list[Condition]:
             found.append(
                 Condition(
                     "ValidatorJailed",
-                    Severity.WARNING if v.address.lower() in watched else Severity.INFO,
+                    Severity.WARNING if validator_key(v.address) in watched else Severity.INFO,
                     _labels(report, validator=v.address, entity=entity),
                     summary=f"A validator is jailed on {report.chain}.",
                     description=f"Validator {safe_text(v.name)} ({v.address}) is jailed.",

@@ -22,6 +22,7 @@ TOP_N: tuple[int, ...] = (3, 5, 10)
 
 _IN_CONSENSUS = operator.attrgetter("in_consensus_set")
 _JAILED = operator.attrgetter("jailed")
+_DELINQUENT = operator.attrgetter("delinquent")
 _STAKE = operator.attrgetter("stake")
 _ADDRESS = operator.attrgetter("address")
 
@@ -264,15 +265,17 @@ def analyse(validators: Sequence[Validator], entity_of: Mapping[str, str]) -> Ch
     total = exact_sum(stakes)
     if total <= 0:
         raise AnalysisError("no positive stake in the consensus set")
-    jailed = list(itertools.compress(consensus, map(_JAILED, consensus)))
-    jailed_stakes = list(map(_STAKE, jailed))
-    offline = exact_sum(jailed_stakes)
+    # Offline: jailed, or delinquent (in the set, not voting); both stay in the denominator.
+    offline_flags = map(operator.or_, map(_JAILED, consensus), map(_DELINQUENT, consensus))
+    offline_validators = list(itertools.compress(consensus, offline_flags))
+    offline_stakes = list(map(_STAKE, offline_validators))
+    offline = exact_sum(offline_stakes)
 
     by_validator = _Ranking(stakes, total)
-    online_by_validator = _skip_once(by_validator.descending(), jailed_stakes)
+    online_by_validator = _skip_once(by_validator.descending(), offline_stakes)
 
     entity_total, entity_online, unattributed = _aggregate_entities(
-        consensus, stakes, jailed, entity_of
+        consensus, stakes, offline_validators, entity_of
     )
     by_entity = _Ranking(list(entity_total.values()), total)
     online_by_entity = sorted(entity_online.values(), reverse=True)
@@ -305,7 +308,7 @@ def _skip_once(weights_desc: Iterable[int], skipped: list[int]) -> Iterator[int]
 def _aggregate_entities(
     consensus: list[Validator],
     stakes: list[int],
-    jailed: list[Validator],
+    offline: list[Validator],
     entity_of: Mapping[str, str],
 ) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
     """Per-entity consensus stake, per-entity online stake, and each unmapped validator's stake."""
@@ -326,7 +329,7 @@ def _aggregate_entities(
     for entity, stake in zip(entities, stakes, strict=True):
         entity_total[entity] = get(entity, 0) + stake
     entity_online = dict(entity_total)
-    for v in jailed:
+    for v in offline:
         entity_online[entity_of.get(v.address, v.address)] -= v.stake
     return entity_total, {e: s for e, s in entity_online.items() if s > 0}, unattributed
 

@@ -14,6 +14,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -31,7 +32,9 @@ DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 
 # Names that become Prometheus label values, MQTT topic segments and log fields.
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-HexAddress = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{40}$")]
+# A validator's machine identity: a 0x address (Hyperliquid), a valoper (Cosmos), a base58
+# vote account (Solana) or a generic id. Only 0x addresses are case-insensitive.
+ValidatorId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
 
 
 class ConfigError(Exception):
@@ -71,13 +74,15 @@ class StorageSettings(_Strict):
 
 class EndpointSettings(_Strict):
     name: LabelName
-    url: AnyHttpUrl
+    url: AnyHttpUrl | None = None  # hyperliquid, solana, generic
+    lcd: AnyHttpUrl | None = None  # cosmos: the REST gateway
+    rpc: AnyHttpUrl | None = None  # cosmos: CometBFT RPC
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
 class EntitySettings(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=128)]
-    validators: list[HexAddress] = Field(min_length=1)
+    validators: list[ValidatorId] = Field(min_length=1)
 
 
 class PolicySettings(_Strict):
@@ -107,7 +112,7 @@ class AlertSettings(_Strict):
     # Hysteresis: a firing share or margin alert resolves only this far back across its line.
     hysteresis_ratio: float = Field(default=0.005, ge=0, le=0.1)
     data_stale_seconds: float | None = Field(default=None, gt=0)  # default: 3 poll intervals
-    watched_validators: list[HexAddress] = Field(default_factory=list)
+    watched_validators: list[ValidatorId] = Field(default_factory=list)
     for_seconds: dict[str, float] = Field(default_factory=dict)  # per alert name
 
     @field_validator("for_seconds")
@@ -121,9 +126,41 @@ class AlertSettings(_Strict):
         return for_seconds
 
 
+class CosmosSettings(_Strict):
+    """Cosmos SDK / CometBFT specifics."""
+
+    chain_id: str = Field(min_length=1)  # an RPC node on another network is rejected
+    token_exponent: int = Field(default=6, ge=0, le=30)  # display decimals of the bond denom
+    power_reduction: int = Field(default=10**6, ge=1)  # base-denom tokens per unit of power
+    group_by_identity: bool = False  # entities from description.identity (a claim: opt-in)
+
+
+class GenericSettings(_Strict):
+    """Any HTTP JSON endpoint: where the validator list and its fields are (dotted paths)."""
+
+    method: Literal["GET", "POST"] = "GET"
+    path: str = Field(default="/", pattern=r"^/")
+    body: dict[str, object] | None = None  # JSON body for POST
+    list_path: str = ""  # "" when the answer is the list itself, e.g. "result.validators"
+    id_field: str = Field(min_length=1)
+    name_field: str | None = None
+    stake_field: str = Field(min_length=1)  # an integer, or a string of one
+    jailed_field: str | None = None  # a boolean; absent: nobody is jailed
+    active_field: str | None = None  # a boolean; absent: everybody is active
+    token_decimals: int = Field(default=0, ge=0, le=30)
+
+
+URL_ROLES: dict[str, tuple[str, ...]] = {
+    "hyperliquid": ("url",),
+    "solana": ("url",),
+    "generic": ("url",),
+    "cosmos": ("lcd", "rpc"),
+}
+
+
 class ChainSettings(_Strict):
     name: LabelName
-    kind: Literal["hyperliquid"]
+    kind: Literal["hyperliquid", "cosmos", "solana", "generic"]
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     max_clock_skew_seconds: float = Field(default=60.0, gt=0)
     max_validator_series: int = Field(default=1000, ge=0)
@@ -133,6 +170,25 @@ class ChainSettings(_Strict):
     policy: PolicySettings = PolicySettings()
     jail_storm: JailStormSettings = JailStormSettings()
     alerts: AlertSettings = AlertSettings()
+    cosmos: CosmosSettings | None = None
+    generic: GenericSettings | None = None
+
+    @model_validator(mode="after")
+    def _kind_requirements(self) -> ChainSettings:
+        roles = URL_ROLES[self.kind]
+        for index, endpoint in enumerate(self.endpoints):
+            for role in ("url", "lcd", "rpc"):
+                present = getattr(endpoint, role) is not None
+                if present != (role in roles):
+                    need = " and ".join(roles)
+                    raise ValueError(
+                        f"endpoints.{index}.{role}: kind {self.kind} endpoints take {need}"
+                    )
+        if (self.kind == "cosmos") != (self.cosmos is not None):
+            raise ValueError("cosmos: the [chains.cosmos] section goes with kind cosmos only")
+        if (self.kind == "generic") != (self.generic is not None):
+            raise ValueError("generic: the [chains.generic] section goes with kind generic only")
+        return self
 
     @field_validator("endpoints")
     @classmethod

@@ -83,7 +83,12 @@ class Endpoint:
     def __init__(self, settings: EndpointSettings) -> None:
         self.settings = settings
         self.name = settings.name
-        self.base_url = str(settings.url).rstrip("/")
+        # Base URLs by role: `url` for most kinds; `lcd` and `rpc` for Cosmos SDK chains.
+        self.base_urls = {
+            role: str(value).rstrip("/")
+            for role in ("url", "lcd", "rpc")
+            if (value := getattr(settings, role)) is not None
+        }
         self.up = False
         self.cooldown_until = 0.0
         self.clock_skew_seconds: float | None = None
@@ -156,12 +161,36 @@ class EndpointPool:
     async def post_json(
         self, endpoint: Endpoint, path: str, payload: Any, decode: Callable[[bytes], T]
     ) -> Answer[T]:
-        """POST `payload` to the endpoint's `path` and decode the body with `decode`."""
+        """POST `payload` as JSON to the endpoint's `path` and decode the body with `decode`."""
+        return await self._request(endpoint, "POST", "url", path, decode, json=payload)
+
+    async def get_json(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        decode: Callable[[bytes], T],
+        *,
+        base: str = "url",
+        params: Mapping[str, str] | None = None,
+    ) -> Answer[T]:
+        """GET `path` (query `params` URL-escaped) from the endpoint's `base` URL; decode it."""
+        return await self._request(endpoint, "GET", base, path, decode, params=params)
+
+    async def _request(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        base: str,
+        path: str,
+        decode: Callable[[bytes], T],
+        **options: Any,
+    ) -> Answer[T]:
         started = self._monotonic()
         timeout = endpoint.settings.timeout_seconds
         try:
             async with asyncio.timeout(timeout):
-                body, status, retry_after = await self._post(endpoint, path, payload)
+                url = endpoint.base_urls[base] + path
+                body, status, retry_after = await self._send(method, url, options)
                 outcome = _classify_status(status)
                 if outcome is not Outcome.OK:
                     if outcome is Outcome.HTTP_429:
@@ -179,10 +208,10 @@ class EndpointPool:
             return self._finish(endpoint, Outcome.CONNECT_ERROR, started, error=type(exc).__name__)
         return self._finish(endpoint, Outcome.OK, started, value=value)
 
-    async def _post(self, endpoint: Endpoint, path: str, payload: Any) -> tuple[bytes, int, str]:
-        async with self._session.post(
-            endpoint.base_url + path, json=payload, allow_redirects=False
-        ) as response:
+    async def _send(
+        self, method: str, url: str, options: Mapping[str, Any]
+    ) -> tuple[bytes, int, str]:
+        async with self._session.request(method, url, allow_redirects=False, **options) as response:
             retry_after = response.headers.get("Retry-After", "")
             if _classify_status(response.status) is not Outcome.OK:
                 # The body of a refusal is never used: a large error page must not turn

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
+def validator_key(identity: str) -> str:
+    """How a validator id is matched: 0x addresses case-insensitively (sources lower-case
+    them), every other id (base58, bech32, generic) exactly."""
+    return identity.lower() if identity[:2].lower() == "0x" else identity
+
+
 def builtin_entities(kind: str) -> dict[str, str]:
     """The address → entity map shipped for a chain kind (empty if none is shipped)."""
     if not kind.isidentifier():  # a kind names a package: never a path to traverse
@@ -25,7 +31,7 @@ def builtin_entities(kind: str) -> dict[str, str]:
         return {}
     document = json.loads(data.read_text(encoding="utf-8"))
     return {
-        address.lower(): entity["name"]
+        validator_key(address): entity["name"]
         for entity in document["entities"]
         for address in entity["validators"]
     }
@@ -38,7 +44,7 @@ def entity_map(kind: str, configured: Sequence[EntitySettings]) -> Mapping[str, 
     from_config: dict[str, str] = {}
     for entity in configured:
         for address in entity.validators:
-            key = address.lower()
+            key = validator_key(address)
             earlier = from_config.get(key)
             if earlier is not None and earlier != entity.name:
                 log.warning(

@@ -17,6 +17,7 @@ class ValidatorStatus(enum.StrEnum):
 
     ONLINE = "online"
     JAILED = "jailed"
+    DELINQUENT = "delinquent"  # in the consensus set but not voting (Solana)
     INACTIVE = "inactive"
 
 
@@ -32,18 +33,22 @@ class Validator:
     signer: str = ""
     unjailable_after_ms: int | None = None
     uptime_ratio: Mapping[str, float] = field(default_factory=lambda: NO_UPTIME)
+    delinquent: bool = False
+    jail_risk_ratio: float | None = None  # missed blocks over the number that jails (Cosmos)
 
     @property
     def status(self) -> ValidatorStatus:
         if self.jailed:
             return ValidatorStatus.JAILED
+        if self.delinquent and self.in_consensus_set:
+            return ValidatorStatus.DELINQUENT
         if self.in_consensus_set:
             return ValidatorStatus.ONLINE
         return ValidatorStatus.INACTIVE
 
     @property
     def online(self) -> bool:
-        return self.in_consensus_set and not self.jailed
+        return self.in_consensus_set and not self.jailed and not self.delinquent
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
-from quorumwatch.chains.hyperliquid.source import HyperliquidSource
+from quorumwatch.chains import make_source
 from quorumwatch.endpoints import EndpointPool, EndpointView
 from quorumwatch.entities import entity_map
 from quorumwatch.history import JailReport, JailTracker
@@ -124,9 +124,7 @@ class ChainMonitor:
             max_response_bytes=settings.max_response_bytes,
             clock=clock,
         )
-        self._source = HyperliquidSource(
-            self._pool, max_clock_skew_seconds=settings.max_clock_skew_seconds, clock=clock
-        )
+        self._source = make_source(settings, self._pool, clock)
         self._entity_of = MappingProxyType(dict(entity_map(settings.kind, settings.entities)))
         self._rejections: dict[str, int] = {}
         self._last_success_at: float | None = None

@@ -232,6 +232,12 @@ def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         "Uptime the chain reports for the validator over a window." + _CACHED,
         labels=[*identity, "window"],
     )
+    jail_risk = GaugeMetricFamily(
+        "quorumwatch_validator_jail_risk_ratio",
+        "Missed blocks in the signing window over the number that gets a validator jailed "
+        "(Cosmos); 1 means it is about to be jailed." + _CACHED,
+        labels=identity,
+    )
     omitted = GaugeMetricFamily(
         "quorumwatch_validator_series_omitted",
         "Validators left out of per-validator series by max_validator_series.",
@@ -248,9 +254,11 @@ def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
             labels = [report.chain, v.address, safe_text(v.name), safe_text(entity)]
             share.add_metric(labels, v.stake / total if v.in_consensus_set else 0.0)
             jailed.add_metric(labels, int(v.jailed))
+            if v.jail_risk_ratio is not None:
+                jail_risk.add_metric(labels, v.jail_risk_ratio)
             for window, ratio in sorted(v.uptime_ratio.items()):
                 uptime.add_metric([*labels, window], ratio)
-    yield from (share, jailed, uptime, omitted)
+    yield from (share, jailed, uptime, jail_risk, omitted)
 
 
 def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from quorumwatch.chains.base import FetchResult
 from quorumwatch.chains.hyperliquid.parse import (
     TOKEN_DECIMALS,
     parse_exchange_status,
@@ -23,15 +23,6 @@ STATUS_REQUEST = {"type": "exchangeStatus"}
 VALIDATORS_REQUEST = {"type": "validatorSummaries"}
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class FetchResult:
-    """A complete validator set, or why none could be had this poll."""
-
-    validator_set: ValidatorSet | None
-    failures: tuple[str, ...] = ()
-    rejection_reasons: tuple[str, ...] = ()
 
 
 class HyperliquidSource:

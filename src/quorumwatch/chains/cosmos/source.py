@@ -1,0 +1,268 @@
+"""Cosmos source: staking and slashing over the LCD, voting power over CometBFT RPC.
+
+One fetch reads everything from one endpoint (its LCD and RPC pair) and fails closed:
+a failing page, a short or inconsistent page walk, an RPC validator the LCD does not
+know, a node on another network or still catching up each reject the endpoint, and
+the next one is tried.
+
+`group_by_identity` is not applied: entities come from the configuration only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+import structlog
+
+from quorumwatch.chains.base import FetchResult
+from quorumwatch.chains.cosmos import bech32
+from quorumwatch.chains.cosmos.parse import (
+    LcdValidator,
+    NodeStatus,
+    Page,
+    RpcValidator,
+    SigningInfo,
+    SlashingParams,
+    parse_lcd_validators,
+    parse_pool,
+    parse_rpc_validators,
+    parse_signing_infos,
+    parse_slashing_params,
+    parse_status,
+)
+from quorumwatch.endpoints import DataError, Endpoint, EndpointPool, Outcome
+from quorumwatch.models import Validator, ValidatorSet
+
+if TYPE_CHECKING:
+    from quorumwatch.config import ChainSettings
+
+T = TypeVar("T")
+
+STATUS_PATH = "/status"
+RPC_VALIDATORS_PATH = "/validators"
+VALIDATORS_PATH = "/cosmos/staking/v1beta1/validators"
+POOL_PATH = "/cosmos/staking/v1beta1/pool"
+SIGNING_INFOS_PATH = "/cosmos/slashing/v1beta1/signing_infos"
+SLASHING_PARAMS_PATH = "/cosmos/slashing/v1beta1/params"
+LCD_PAGE_LIMIT = 100  # gateways may cap it lower: the walk follows next_key regardless
+RPC_PER_PAGE = 100  # the CometBFT maximum
+MAX_PAGES = 1000
+
+log = structlog.get_logger(__name__)
+
+
+class _RejectedError(Exception):
+    """This endpoint cannot give a complete set; `reason` is set for a data rejection."""
+
+    def __init__(self, description: str, reason: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.reason = reason
+
+
+def display_decimals(token_exponent: int, power_reduction: int) -> int:
+    """Display decimals of a stake in voting power: exponent − log10(power_reduction)."""
+    digits = len(str(power_reduction)) - 1
+    if power_reduction != 10**digits or digits > token_exponent:
+        raise ValueError("cosmos.power_reduction must be a power of ten ≤ 10**token_exponent")
+    return token_exponent - digits
+
+
+class CosmosSource:
+    """The validator set of a Cosmos SDK chain, weighted by CometBFT voting power."""
+
+    def __init__(
+        self,
+        pool: EndpointPool,
+        settings: ChainSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if settings.cosmos is None:
+            raise ValueError("a cosmos chain needs its [chains.cosmos] section")
+        self._pool = pool
+        self._cosmos = settings.cosmos
+        self._max_block_age = settings.max_clock_skew_seconds
+        self._clock = clock
+        self._decimals = display_decimals(
+            settings.cosmos.token_exponent, settings.cosmos.power_reduction
+        )
+
+    async def fetch(self) -> FetchResult:
+        candidates = self._pool.available()
+        failures = [
+            f"{e.name}: waiting out Retry-After"
+            for e in self._pool.endpoints
+            if e not in candidates
+        ]
+        rejections: list[str] = []
+        for endpoint in candidates:
+            try:
+                validators = await self._fetch_from(endpoint)
+            except _RejectedError as exc:
+                failures.append(f"{endpoint.name}: {exc.description}")
+                log.warning("endpoint rejected", endpoint=endpoint.name, problem=exc.description)
+                if exc.reason is not None:
+                    rejections.append(exc.reason)
+                continue
+            validator_set = ValidatorSet(
+                validators=validators,
+                token_decimals=self._decimals,
+                endpoint=endpoint.name,
+                fetched_at=self._clock(),
+            )
+            return FetchResult(validator_set, tuple(failures), tuple(rejections))
+        return FetchResult(None, tuple(failures), tuple(rejections))
+
+    async def _get(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        decode: Callable[[bytes], T],
+        *,
+        base: str,
+        params: Mapping[str, str] | None = None,
+    ) -> T:
+        answer = await self._pool.get_json(endpoint, path, decode, base=base, params=params)
+        if answer.outcome is Outcome.OK and answer.value is not None:
+            return answer.value
+        detail = f" ({answer.error})" if answer.error else ""
+        reason = answer.data_error.reason if answer.data_error is not None else None
+        raise _RejectedError(f"{path}: {answer.outcome}{detail}", reason)
+
+    async def _fetch_from(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+        status = await self._get(endpoint, STATUS_PATH, parse_status, base="rpc")
+        self._check_status(status)
+        consensus = await self._consensus_set(endpoint, status.height)
+        lcd = await self._walk(endpoint, VALIDATORS_PATH, parse_lcd_validators)
+        bonded = await self._get(endpoint, POOL_PATH, parse_pool, base="lcd")
+        params = await self._get(endpoint, SLASHING_PARAMS_PATH, parse_slashing_params, base="lcd")
+        infos = await self._walk(endpoint, SIGNING_INFOS_PATH, parse_signing_infos)
+        try:
+            return join(
+                lcd,
+                consensus,
+                infos=infos,
+                params=params,
+                bonded_tokens=bonded,
+                power_reduction=self._cosmos.power_reduction,
+            )
+        except DataError as exc:
+            raise _RejectedError(f"{exc}", exc.reason) from None
+
+    def _check_status(self, status: NodeStatus) -> None:
+        if status.network != self._cosmos.chain_id:
+            raise _RejectedError("/status: node on another network", "wrong_chain")
+        if status.catching_up:
+            raise _RejectedError("/status: node is catching up", "catching_up")
+        age = self._clock() - status.latest_block_time
+        if age > self._max_block_age:
+            raise _RejectedError(f"/status: latest block is {age:.0f}s old", "stale_block")
+
+    async def _consensus_set(self, endpoint: Endpoint, height: int) -> list[RpcValidator]:
+        """The whole CometBFT set at `height`, page by page until Σcount = total."""
+        validators: list[RpcValidator] = []
+        total: int | None = None
+        for page in range(1, MAX_PAGES + 1):
+            params = {"height": str(height), "page": str(page), "per_page": str(RPC_PER_PAGE)}
+            answer = await self._get(
+                endpoint, RPC_VALIDATORS_PATH, parse_rpc_validators, base="rpc", params=params
+            )
+            if total is None:
+                total = answer.total
+            if answer.total != total or answer.block_height != height:
+                raise _RejectedError("/validators: the set changed", "incomplete_set")
+            validators.extend(answer.validators)
+            if len(validators) > total or (answer.count == 0 and len(validators) < total):
+                raise _RejectedError("/validators: Σcount differs from total", "incomplete_set")
+            if len(validators) == total:
+                if not validators:
+                    raise _RejectedError("/validators: empty consensus set", "empty_set")
+                return validators
+        raise _RejectedError("/validators: too many pages", "pagination_loop")
+
+    async def _walk(
+        self, endpoint: Endpoint, path: str, decode: Callable[[bytes], Page[T]]
+    ) -> list[T]:
+        """Every item of an LCD list, following `next_key` (URL-escaped by the client)."""
+        items: list[T] = []
+        params = {"pagination.limit": str(LCD_PAGE_LIMIT), "pagination.count_total": "true"}
+        seen: set[str] = set()
+        expected: int | None = None
+        for _ in range(MAX_PAGES):
+            page = await self._get(endpoint, path, decode, base="lcd", params=params)
+            if expected is None:
+                expected = page.total or None  # only the first page counts the total
+            items.extend(page.items)
+            if page.next_key is None:
+                if expected is not None and len(items) != expected:
+                    raise _RejectedError(f"{path}: short of pagination.total", "incomplete_set")
+                return items
+            if page.next_key in seen:
+                raise _RejectedError(f"{path}: next_key repeats", "pagination_loop")
+            seen.add(page.next_key)
+            params = {"pagination.limit": str(LCD_PAGE_LIMIT), "pagination.key": page.next_key}
+        raise _RejectedError(f"{path}: too many pages", "pagination_loop")
+
+
+def join(
+    lcd: list[LcdValidator],
+    consensus: list[RpcValidator],
+    *,
+    infos: list[SigningInfo],
+    params: SlashingParams,
+    bonded_tokens: int,
+    power_reduction: int,
+) -> tuple[Validator, ...]:
+    """Validators from the LCD list, weighted by the RPC set, with signing info joined.
+
+    Raises DataError when the lists disagree: any of them may be truncated or stale.
+    """
+    if not lcd:
+        raise DataError("empty_set", "staking validators: none")
+    power_by_address: dict[str, RpcValidator] = {}
+    for validator in consensus:
+        if validator.address in power_by_address:
+            raise DataError("duplicate_validator", "consensus set: an address appears twice")
+        power_by_address[validator.address] = validator
+    info_by_valcons: dict[str, SigningInfo] = {}
+    for signing_info in infos:
+        if signing_info.address in info_by_valcons:
+            raise DataError("duplicate_validator", "signing infos: an address appears twice")
+        info_by_valcons[signing_info.address] = signing_info
+    bonded_sum = sum(v.tokens for v in lcd if v.status == "BOND_STATUS_BONDED")
+    if bonded_sum != bonded_tokens:
+        raise DataError("pool_mismatch", "bonded tokens differ from the pool's")
+    max_missed = params.max_missed
+    seen: set[str] = set()
+    matched = 0
+    out = []
+    for index, row in enumerate(lcd):
+        if row.operator_address in seen:
+            raise DataError("duplicate_validator", f"validators[{index}] appears twice")
+        seen.add(row.operator_address)
+        address = row.key.address()
+        hrp = row.operator_address.partition("1")[0].removesuffix("valoper") + "valcons"
+        valcons = bech32.encode(hrp, address)
+        rpc = power_by_address.get(address.hex().upper())
+        if rpc is not None:
+            if rpc.key != row.key:
+                raise DataError("unmatched_validator", f"validators[{index}]: key differs")
+            matched += 1
+        info = info_by_valcons.get(valcons)
+        out.append(
+            Validator(
+                address=row.operator_address,
+                name=row.moniker,
+                stake=rpc.voting_power if rpc is not None else row.tokens // power_reduction,
+                in_consensus_set=rpc is not None,
+                jailed=row.jailed or (info is not None and info.tombstoned),
+                signer=valcons,
+                jail_risk_ratio=info.missed_blocks / max_missed if info is not None else None,
+            )
+        )
+    if matched != len(power_by_address):
+        raise DataError("unmatched_validator", "a consensus validator is not in the LCD list")
+    return tuple(out)

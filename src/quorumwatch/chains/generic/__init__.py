@@ -1,0 +1,1 @@
+"""Generic chain kind: any HTTP JSON endpoint, located by configured dotted paths."""

@@ -1,0 +1,157 @@
+"""Strict decoding of a configured JSON answer into validators, for `kind = "generic"`.
+
+The validator list and each validator's fields are located by dotted paths from the
+configuration; a segment indexes an array when it is a decimal integer (`result.0.set`).
+Every rejection carries a bounded `reason` and a detail naming the item and the configured
+path, never the offending value: values are attacker-chosen and may be huge.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from quorumwatch.endpoints import DataError
+from quorumwatch.models import Validator
+
+if TYPE_CHECKING:
+    from quorumwatch.config import GenericSettings
+
+MAX_STAKE = 2**128
+MAX_ID_CHARS = 256  # an id becomes a metric label: anything longer is corrupt data
+_MAX_STAKE_DIGITS = len(str(MAX_STAKE))
+
+REJECTION_REASONS = (
+    "malformed_json",
+    "not_a_list",
+    "empty_set",
+    "missing_field",
+    "wrong_type",
+    "duplicate_validator",
+    "negative_stake",
+    "absurd_stake",
+    "zero_stake",
+    "too_large",
+)
+
+_INDEX = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "²"
+_DIGITS = re.compile(r"[0-9]+")
+
+Path = tuple[str, ...]
+
+
+def split_path(path: str) -> Path:
+    """The segments of a dotted path; "" is the empty path (the value itself)."""
+    return tuple(path.split(".")) if path else ()
+
+
+def resolve(value: Any, path: Path, where: str) -> Any:
+    """The value at `path` within `value`; DataError when absent (or null) or not traversable."""
+    for depth, segment in enumerate(path):
+        here = ".".join(path[: depth + 1])
+        if isinstance(value, dict):
+            if segment not in value:
+                raise DataError("missing_field", f"{where}{here}")
+            value = value[segment]
+        elif isinstance(value, list):
+            if not _INDEX.fullmatch(segment):
+                raise DataError("wrong_type", f"{where}{here}: an array, indexed by name")
+            index = int(segment) if len(segment) <= 18 else len(value)
+            if index >= len(value):
+                raise DataError("missing_field", f"{where}{here}")
+            value = value[index]
+        else:
+            raise DataError("wrong_type", f"{where}{here}: expected an object or array above")
+        if value is None:
+            raise DataError("missing_field", f"{where}{here}")
+    return value
+
+
+def decode_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise DataError("malformed_json", type(exc).__name__) from None
+
+
+def parse_generic(body: bytes, settings: GenericSettings) -> tuple[Validator, ...]:
+    """Validators from an answer located by `settings`; raises DataError on anything off."""
+    document = decode_json(body)
+    items = resolve(document, split_path(settings.list_path), "")
+    if not isinstance(items, list):
+        raise DataError("not_a_list", f"{settings.list_path or '(answer)'}: expected an array")
+    if not items:
+        raise DataError("empty_set", f"{settings.list_path or '(answer)'}: no validators")
+    fields = _Fields(settings)
+    validators = tuple(fields.parse(index, item) for index, item in enumerate(items))
+    seen: set[str] = set()
+    for index, validator in enumerate(validators):
+        if validator.address in seen:
+            raise DataError("duplicate_validator", f"[{index}].{settings.id_field} appears twice")
+        seen.add(validator.address)
+    if not any(v.stake for v in validators if v.in_consensus_set):
+        raise DataError("zero_stake", "the active set holds no stake")
+    return validators
+
+
+class _Fields:
+    """The configured field paths, split once per answer."""
+
+    def __init__(self, settings: GenericSettings) -> None:
+        self.id = split_path(settings.id_field)
+        self.name = split_path(settings.name_field) if settings.name_field else None
+        self.stake = split_path(settings.stake_field)
+        self.jailed = split_path(settings.jailed_field) if settings.jailed_field else None
+        self.active = split_path(settings.active_field) if settings.active_field else None
+
+    def parse(self, index: int, item: Any) -> Validator:
+        where = f"[{index}]."
+        address = resolve(item, self.id, where)
+        if type(address) is not str or not 0 < len(address) <= MAX_ID_CHARS:
+            raise DataError(
+                "wrong_type", f"{where}{_dotted(self.id)}: expected 1..{MAX_ID_CHARS} characters"
+            )
+        name = address
+        if self.name is not None:
+            name = resolve(item, self.name, where)
+            if type(name) is not str:
+                raise DataError("wrong_type", f"{where}{_dotted(self.name)}: expected a string")
+        return Validator(
+            address=address,
+            name=name,
+            stake=_stake(resolve(item, self.stake, where), f"{where}{_dotted(self.stake)}"),
+            in_consensus_set=_flag(item, self.active, where, default=True),
+            jailed=_flag(item, self.jailed, where, default=False),
+        )
+
+
+def _dotted(path: Path) -> str:
+    return ".".join(path)
+
+
+def _flag(item: Any, path: Path | None, where: str, *, default: bool) -> bool:
+    if path is None:
+        return default
+    value = resolve(item, path, where)
+    if type(value) is not bool:  # exact: 1 is not a bool
+        raise DataError("wrong_type", f"{where}{_dotted(path)}: expected a boolean")
+    return value
+
+
+def _stake(value: Any, where: str) -> int:
+    """A JSON integer, or a string of ASCII digits: never a float, exponent or sign."""
+    if type(value) is int:
+        stake = value
+    elif type(value) is str and _DIGITS.fullmatch(value):
+        digits = value.lstrip("0")
+        if len(digits) > _MAX_STAKE_DIGITS:  # checked before int(): no huge conversions
+            raise DataError("absurd_stake", f"{where} exceeds 2**128")
+        stake = int(digits or "0")
+    else:
+        raise DataError("wrong_type", f"{where}: expected an integer or a string of digits")
+    if stake < 0:
+        raise DataError("negative_stake", f"{where} is negative")
+    if stake > MAX_STAKE:
+        raise DataError("absurd_stake", f"{where} exceeds 2**128")
+    return stake

@@ -1,0 +1,1 @@
+"""Solana: the vote-account set from JSON-RPC `getVoteAccounts`, checked with `getEpochInfo`."""

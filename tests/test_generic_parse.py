@@ -1,0 +1,260 @@
+"""Strict decoding of configured JSON answers for `kind = "generic"`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quorumwatch.chains.generic.parse import MAX_STAKE, REJECTION_REASONS, parse_generic
+from quorumwatch.config import GenericSettings
+from quorumwatch.endpoints import DataError
+from quorumwatch.models import ValidatorStatus
+
+FLAT = GenericSettings(
+    list_path="validators",
+    id_field="id",
+    name_field="name",
+    stake_field="stake",
+    jailed_field="jailed",
+    active_field="active",
+)
+
+
+def _row(**changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": "v1", "name": "One", "stake": 10, "jailed": False, "active": True}
+    row.update(changes)
+    return row
+
+
+def _flat(*rows: Any) -> bytes:
+    return json.dumps({"validators": list(rows)}).encode()
+
+
+def _rejection(body: bytes, config: GenericSettings = FLAT) -> DataError:
+    with pytest.raises(DataError) as caught:
+        parse_generic(body, config)
+    assert caught.value.reason in REJECTION_REASONS
+    return caught.value
+
+
+def test_flat_rows_parse_into_validators() -> None:
+    """Id, name, stake, jailed and active are read from each row; statuses follow the flags."""
+    body = _flat(_row(), _row(id="v2", name="Two", stake=0, active=False, jailed=True))
+    one, two = parse_generic(body, FLAT)
+    assert (one.address, one.name, one.stake, one.status) == ("v1", "One", 10, "online")
+    assert (two.address, two.name, two.stake, two.status) == ("v2", "Two", 0, "jailed")
+    assert two.in_consensus_set is False
+
+
+def test_nested_paths_with_list_index() -> None:
+    """`result.0.validators` indexes an array; item fields are dotted paths within each item."""
+    config = GenericSettings(
+        list_path="result.0.validators",
+        id_field="info.operator",
+        name_field="info.description.moniker",
+        stake_field="tokens.0.amount",
+        jailed_field="status.jailed",
+        active_field="status.bonded",
+    )
+    item = {
+        "info": {"operator": "valoper1", "description": {"moniker": "M"}},
+        "tokens": [{"amount": "123"}, {"amount": "7"}],
+        "status": {"jailed": True, "bonded": True},
+    }
+    body = json.dumps({"result": [{"validators": [item]}, {"validators": []}]}).encode()
+    (validator,) = parse_generic(body, config)
+    assert validator.address == "valoper1"
+    assert validator.name == "M"
+    assert validator.stake == 123
+    assert validator.jailed is True
+    assert validator.status is ValidatorStatus.JAILED
+
+
+def test_root_list_and_defaults_without_optional_fields() -> None:
+    """list_path "" takes the answer as the list; no flags: active, not jailed; name = id."""
+    config = GenericSettings(id_field="0", stake_field="1")
+    (validator,) = parse_generic(b'[["a", 5]]', config)
+    assert (validator.address, validator.name, validator.stake) == ("a", "a", 5)
+    assert validator.in_consensus_set is True
+    assert validator.jailed is False
+
+
+def test_string_stakes_beyond_2_53_are_exact() -> None:
+    """Digit-string and JSON-integer stakes above 2**53 survive exactly, up to 2**128."""
+    big = 2**53 + 1
+    body = _flat(
+        _row(stake=str(big)), _row(id="v2", stake=big), _row(id="v3", stake=str(MAX_STAKE))
+    )
+    assert [v.stake for v in parse_generic(body, FLAT)] == [big, big, MAX_STAKE]
+
+
+def test_leading_zero_string_stake_is_its_value() -> None:
+    """A digit string with leading zeros ("007") is the integer 7; "0" is zero."""
+    body = _flat(_row(stake="007"), _row(id="v2", stake="0"))
+    assert [v.stake for v in parse_generic(body, FLAT)] == [7, 0]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{", "malformed_json"),
+        (b"[1, 2", "malformed_json"),
+        (b'{"other": []}', "missing_field"),
+        (b'{"validators": null}', "missing_field"),
+        (b'{"validators": {}}', "not_a_list"),
+        (b'{"validators": "[]"}', "not_a_list"),
+        (b"[]", "wrong_type"),
+        (b'"validators"', "wrong_type"),
+        (b'{"validators": []}', "empty_set"),
+    ],
+)
+def test_list_path_rejections(body: bytes, reason: str) -> None:
+    """A missing, null, unreachable, non-array or empty validator list is rejected, by reason."""
+    assert _rejection(body).reason == reason
+
+
+def test_list_index_rejections() -> None:
+    """An out-of-range index is missing_field; a name into an array, or a scalar, wrong_type."""
+    config = GenericSettings(list_path="result.1", id_field="id", stake_field="stake")
+    assert _rejection(b'{"result": [[]]}', config).reason == "missing_field"
+    huge = GenericSettings(list_path="result." + "9" * 40, id_field="id", stake_field="stake")
+    assert _rejection(b'{"result": [[]]}', huge).reason == "missing_field"
+    assert _rejection(b'{"result": {"1": []}}', config).reason == "empty_set"
+    named = GenericSettings(list_path="result.x", id_field="id", stake_field="stake")
+    assert _rejection(b'{"result": [[]]}', named).reason == "wrong_type"
+    assert _rejection(b'{"result": 3}', named).reason == "wrong_type"
+
+
+@pytest.mark.parametrize("field", ["id", "name", "stake", "jailed", "active"])
+def test_missing_or_null_field_is_missing_field(field: str) -> None:
+    """Each configured field, absent or null in an item, is missing_field naming item and path."""
+    absent = _row()
+    del absent[field]
+    error = _rejection(_flat(_row(id="v0"), absent))
+    assert (error.reason, error.detail) == ("missing_field", f"[1].{field}")
+    assert _rejection(_flat(_row(**{field: None}))).reason == "missing_field"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"id": 1}, "wrong_type"),
+        ({"id": ""}, "wrong_type"),
+        ({"id": "x" * 257}, "wrong_type"),
+        ({"id": ["v1"]}, "wrong_type"),
+        ({"name": 5}, "wrong_type"),
+        ({"stake": 1.0}, "wrong_type"),
+        ({"stake": 1e3}, "wrong_type"),
+        ({"stake": "1e3"}, "wrong_type"),
+        ({"stake": "1.0"}, "wrong_type"),
+        ({"stake": "-1"}, "wrong_type"),
+        ({"stake": "+1"}, "wrong_type"),
+        ({"stake": " 1"}, "wrong_type"),
+        ({"stake": ""}, "wrong_type"),
+        ({"stake": "١٢"}, "wrong_type"),  # Arabic-Indic digits: not ASCII
+        ({"stake": "²"}, "wrong_type"),
+        ({"stake": True}, "wrong_type"),
+        ({"stake": [1]}, "wrong_type"),
+        ({"stake": -1}, "negative_stake"),
+        ({"stake": MAX_STAKE + 1}, "absurd_stake"),
+        ({"stake": str(MAX_STAKE + 1)}, "absurd_stake"),
+        ({"stake": "9" * 5000}, "absurd_stake"),
+        ({"jailed": 0}, "wrong_type"),
+        ({"jailed": "false"}, "wrong_type"),
+        ({"active": 1}, "wrong_type"),
+    ],
+)
+def test_field_value_rejections(changes: dict[str, Any], reason: str) -> None:
+    """Wrong types and out-of-range stakes are rejected, with no value in the detail."""
+    error = _rejection(_flat(_row(**changes)))
+    assert error.reason == reason
+    (field,) = changes
+    assert error.detail.startswith(f"[0].{field}")
+    assert len(error.detail) < 100
+
+
+def test_item_that_is_not_an_object_is_wrong_type() -> None:
+    """A scalar item cannot hold the configured fields: wrong_type."""
+    assert _rejection(_flat(_row(), 5)).reason == "wrong_type"
+
+
+def test_duplicate_ids_are_rejected() -> None:
+    """Two items with the same id are duplicate_validator, naming the second item."""
+    error = _rejection(_flat(_row(), _row(name="Other")))
+    assert (error.reason, error.detail) == ("duplicate_validator", "[1].id appears twice")
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [_row(stake=0)],
+        [_row(stake="0"), _row(id="v2", stake=0)],
+        [_row(stake=0), _row(id="v2", stake=5, active=False)],
+    ],
+)
+def test_no_active_stake_is_zero_stake(rows: list[dict[str, Any]]) -> None:
+    """Without positive stake among active validators the set is zero_stake."""
+    assert _rejection(_flat(*rows)).reason == "zero_stake"
+
+
+def test_jailed_active_stake_still_counts_as_active_stake() -> None:
+    """A jailed but active validator's stake is in the active set: not zero_stake."""
+    (validator,) = parse_generic(_flat(_row(jailed=True)), FLAT)
+    assert validator.status is ValidatorStatus.JAILED
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**130), max_value=2**130)
+    | st.floats(allow_nan=False)
+    | st.sampled_from(["v1", "v2", "", "0", "12", "-3", "1e3", str(2**129), "x"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["validators", "id", "name", "stake", "jailed", "active", "0"]),
+            children,
+            max_size=7,
+        )
+    ),
+    max_leaves=40,
+)
+
+
+def _outcome(body: bytes, config: GenericSettings) -> str:
+    """ "ok" for a non-empty tuple of validators, else the DataError reason."""
+    try:
+        validators = parse_generic(body, config)
+    except DataError as exc:
+        return exc.reason
+    return "ok" if isinstance(validators, tuple) and validators else "unexpected result"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    _JSON,
+    st.sampled_from(
+        [
+            FLAT,
+            GenericSettings(id_field="0", stake_field="1"),
+            GenericSettings(list_path="validators.0", id_field="id", stake_field="stake.0"),
+        ]
+    ),
+)
+def test_random_json_gives_validators_or_data_error(document: Any, config: GenericSettings) -> None:
+    """Any JSON value gives validators or a DataError with a known reason, never anything else."""
+    assert _outcome(json.dumps(document).encode(), config) in {"ok", *REJECTION_REASONS}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={"stake": _JSON, "active": _JSON}), max_size=3))
+def test_random_field_values_in_valid_rows_give_validators_or_data_error(
+    overrides: list[dict[str, Any]],
+) -> None:
+    """Random stake/active values in otherwise valid rows give validators or a DataError."""
+    rows = [_row(id=f"v{index}", **changes) for index, changes in enumerate(overrides)]
+    assert _outcome(_flat(*rows), FLAT) in {"ok", *REJECTION_REASONS}

@@ -1,0 +1,230 @@
+"""Strict parsing of Solana JSON-RPC answers: golden cases, every rejection reason, fuzzing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from quorumwatch.chains.solana.parse import (
+    MAX_U64,
+    REJECTION_REASONS,
+    parse_epoch_info,
+    parse_vote_accounts,
+)
+from quorumwatch.endpoints import DataError
+from quorumwatch.models import Validator, ValidatorStatus
+
+VOTE = "3ZT31jkAGhUaw8jsy4bTknwBMP8i4Eueh52By4zXcsVw"
+NODE = "B97CCUW3AEZFGy6uUg6zUdnNYvnVq5VG8PUtb2HayTDD"
+# The reference example (chain-apis.md §5), verbatim.
+REFERENCE = (
+    b'{"jsonrpc":"2.0","result":{"current":[{"commission":0,"epochVoteAccount":true,'
+    b'"epochCredits":[[1,64,0],[2,192,64]],"nodePubkey":"B97CCUW3AEZFGy6uUg6zUdnNYvnVq5VG8PUtb2HayTDD",'
+    b'"lastVote":147,"activatedStake":42,"votePubkey":"3ZT31jkAGhUaw8jsy4bTknwBMP8i4Eueh52By4zXcsVw"}],'
+    b'"delinquent":[]},"id":1}'
+)
+EPOCH_REFERENCE = (
+    b'{"jsonrpc":"2.0","result":{"absoluteSlot":166598,"blockHeight":166500,"epoch":27,'
+    b'"slotIndex":2790,"slotsInEpoch":8192,"transactionCount":22661093},"id":1}'
+)
+
+
+def _key(n: int) -> str:
+    """A distinct valid 44-character base58 key."""
+    return f"{n:0>8}".replace("0", "z") + "1" * 36
+
+
+def _row(n: int, **changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "commission": 5,
+        "epochVoteAccount": True,
+        "epochCredits": [[1, 64, 0]],
+        "nodePubkey": _key(1000 + n),
+        "lastVote": 1000,
+        "activatedStake": 10**9,
+        "votePubkey": _key(n),
+        "rootSlot": 968,
+    }
+    row.update(changes)
+    return {k: v for k, v in row.items() if v is not ...}
+
+
+def _body(current: list[Any], delinquent: list[Any] | None = None) -> bytes:
+    result = {"current": current, "delinquent": delinquent or []}
+    return json.dumps({"jsonrpc": "2.0", "result": result, "id": 1}).encode()
+
+
+def _reason(body: bytes) -> str:
+    with pytest.raises(DataError) as caught:
+        parse_vote_accounts(body)
+    return caught.value.reason
+
+
+def test_reference_example_parses_to_one_online_validator() -> None:
+    """The documented example gives one validator: vote key as address, identity as name and
+    signer, 42 lamports, in the set, online, not delinquent, not jailed."""
+    assert parse_vote_accounts(REFERENCE) == (
+        Validator(
+            address=VOTE,
+            name=NODE,
+            stake=42,
+            in_consensus_set=True,
+            jailed=False,
+            signer=NODE,
+            delinquent=False,
+        ),
+    )
+    assert parse_vote_accounts(REFERENCE)[0].status is ValidatorStatus.ONLINE
+
+
+def test_delinquent_and_unstaked_accounts_are_classified() -> None:
+    """A delinquent staked account is delinquent, a zero-stake one inactive, u64 max exact."""
+    body = _body(
+        [_row(1, activatedStake=MAX_U64), _row(2, activatedStake=0, rootSlot=None)],
+        [_row(3, activatedStake=7), _row(4, activatedStake=0, epochCredits=...)],
+    )
+    validators = parse_vote_accounts(body)
+    assert [v.stake for v in validators] == [MAX_U64, 0, 7, 0]
+    assert [v.status for v in validators] == [
+        ValidatorStatus.ONLINE,
+        ValidatorStatus.INACTIVE,
+        ValidatorStatus.DELINQUENT,
+        ValidatorStatus.INACTIVE,
+    ]
+    assert [v.delinquent for v in validators] == [False, False, True, True]
+
+
+def test_epoch_info_reference_gives_the_epoch() -> None:
+    """The documented getEpochInfo example gives epoch 27."""
+    assert parse_epoch_info(EPOCH_REFERENCE) == 27
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "malformed_json"),
+        (b'{"jsonrpc":"2.0","error":{"code":-32601,"message":"x"},"id":1}', "rpc_error"),
+        (b"[]", "wrong_type"),
+        (b'{"jsonrpc":"1.0","result":{"current":[],"delinquent":[]},"id":1}', "wrong_type"),
+        (b'{"jsonrpc":"2.0","id":1}', "missing_field"),
+        (b'{"jsonrpc":"2.0","result":[],"id":1}', "wrong_type"),
+        (b'{"jsonrpc":"2.0","result":{"current":[]},"id":1}', "missing_field"),
+        (b'{"jsonrpc":"2.0","result":{"current":{},"delinquent":[]},"id":1}', "wrong_type"),
+        (_body([]), "empty_set"),
+        (_body([_row(1, activatedStake=0)], [_row(2, activatedStake=0)]), "zero_stake"),
+        (_body([_row(1)], [_row(1)]), "duplicate_validator"),
+        (_body([_row(1), _row(1, nodePubkey=_key(9))]), "duplicate_validator"),
+        (_body([_row(1, votePubkey="0x" + "a" * 40)]), "invalid_address"),
+        (_body([_row(1, nodePubkey="short")]), "invalid_address"),
+        (_body([_row(1, votePubkey="O" * 44)]), "invalid_address"),
+        (_body([_row(1, votePubkey=12)]), "wrong_type"),
+        (_body([_row(1, votePubkey=...)]), "missing_field"),
+        (_body([_row(1, activatedStake=...)]), "missing_field"),
+        (_body([_row(1, activatedStake=-1)]), "negative_stake"),
+        (_body([_row(1, activatedStake=MAX_U64 + 1)]), "absurd_stake"),
+        (_body([_row(1, activatedStake="1")]), "wrong_type"),
+        (_body([_row(1, activatedStake=1.0)]), "wrong_type"),
+        (_body([_row(1, activatedStake=True)]), "wrong_type"),
+        (_body([_row(1, commission=101)]), "wrong_type"),
+        (_body([_row(1, commission=-1)]), "wrong_type"),
+        (_body([_row(1, epochVoteAccount=1)]), "wrong_type"),
+        (_body([_row(1, lastVote=-1)]), "wrong_type"),
+        (_body([_row(1, lastVote=...)]), "missing_field"),
+        (_body([_row(1, rootSlot="5")]), "wrong_type"),
+        (_body([_row(1, epochCredits=[[1, 2]])]), "wrong_type"),
+        (_body(["row"]), "wrong_type"),
+    ],
+)
+def test_vote_accounts_rejections(body: bytes, reason: str) -> None:
+    """Each malformed getVoteAccounts answer raises DataError with exactly `reason`."""
+    assert _reason(body) == reason
+
+
+def test_rejection_detail_never_contains_the_value() -> None:
+    """A rejected value (a huge stake) appears nowhere in the DataError message."""
+    huge = 10**30 + 123_456_789
+    with pytest.raises(DataError) as caught:
+        parse_vote_accounts(_body([_row(1, activatedStake=huge)]))
+    assert str(huge) not in str(caught.value)
+    assert "current[0].activatedStake" in caught.value.detail
+
+
+def _epoch(**changes: Any) -> bytes:
+    result: dict[str, Any] = {
+        "absoluteSlot": 166598,
+        "blockHeight": 166500,
+        "epoch": 27,
+        "slotIndex": 2790,
+        "slotsInEpoch": 8192,
+        "transactionCount": 22661093,
+    }
+    result.update(changes)
+    result = {k: v for k, v in result.items() if v is not ...}
+    return json.dumps({"jsonrpc": "2.0", "result": result, "id": 1}).encode()
+
+
+def test_epoch_info_accepts_null_transaction_count() -> None:
+    """transactionCount null (nodes without history) still gives the epoch."""
+    assert parse_epoch_info(_epoch(transactionCount=None)) == 27
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "malformed_json"),
+        (b'{"jsonrpc":"2.0","error":{"code":-32005,"message":"behind"},"id":1}', "rpc_error"),
+        (_epoch(epoch=...), "missing_field"),
+        (_epoch(epoch=-1), "wrong_type"),
+        (_epoch(absoluteSlot="1"), "wrong_type"),
+        (_epoch(slotIndex=8192), "wrong_type"),
+        (_epoch(slotsInEpoch=0, slotIndex=0), "wrong_type"),
+        (_epoch(absoluteSlot=5), "wrong_type"),
+        (_epoch(transactionCount=1.5), "wrong_type"),
+    ],
+)
+def test_epoch_info_rejections(body: bytes, reason: str) -> None:
+    """Each malformed getEpochInfo answer raises DataError with exactly `reason`."""
+    with pytest.raises(DataError) as caught:
+        parse_epoch_info(body)
+    assert caught.value.reason == reason
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _outcome(body: bytes) -> str:
+    try:
+        validators = parse_vote_accounts(body)
+    except DataError as exc:
+        return exc.reason
+    return "ok" if isinstance(validators, tuple) and validators else "unexpected result"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_JSON)
+def test_random_json_either_parses_or_raises_data_error(document: Any) -> None:
+    """Any JSON value gives validators or a DataError with a known reason, never anything else."""
+    assert _outcome(json.dumps(document).encode()) in {"ok", *REJECTION_REASONS}
+
+
+_FIELDS = ("activatedStake", "commission", "epochVoteAccount", "lastVote", "rootSlot", "votePubkey")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(_FIELDS), _JSON, max_size=3), max_size=3))
+def test_random_field_values_in_valid_rows_parse_or_raise_data_error(
+    overrides: list[dict[str, Any]],
+) -> None:
+    """Random field values in otherwise valid rows give validators or a known DataError."""
+    rows = [_row(index + 1, **changes) for index, changes in enumerate(overrides)]
+    assert _outcome(_body(rows[:2], rows[2:])) in {"ok", *REJECTION_REASONS}
