@@ -1,12 +1,18 @@
-"""What every chain source provides: one complete validator set per fetch, or why not."""
+"""What every chain source provides, and the ordered failover they all share."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from quorumwatch.endpoints import Outcome
+from quorumwatch.models import Validator, ValidatorSet
 
 if TYPE_CHECKING:
-    from quorumwatch.models import ValidatorSet
+    from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,3 +28,54 @@ class Source(Protocol):
     async def fetch(self) -> FetchResult:
         """A complete set through the endpoint pool (failover included); never a partial one."""
         ...
+
+
+class EndpointRejectedError(Exception):
+    """This endpoint cannot give a complete, current set; `reason` is set for a data rejection."""
+
+    def __init__(self, description: str, reason: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.reason = reason
+
+
+def value_of(answer: Answer[T], what: str = "") -> T:
+    """The answer's value, or EndpointRejectedError describing the outcome (and its data error)."""
+    if answer.outcome is Outcome.OK and answer.value is not None:
+        return answer.value
+    detail = f" ({answer.error})" if answer.error else ""
+    prefix = f"{what}: " if what else ""
+    reason = answer.data_error.reason if answer.data_error is not None else None
+    raise EndpointRejectedError(f"{prefix}{answer.outcome}{detail}", reason)
+
+
+async def first_valid_set(
+    pool: EndpointPool,
+    attempt: Callable[[Endpoint], Awaitable[tuple[Validator, ...]]],
+    *,
+    token_decimals: int,
+    clock: Callable[[], float],
+    candidates: Sequence[Endpoint] | None = None,
+) -> FetchResult:
+    """Try endpoints in configured order (those waiting out a Retry-After skipped) until one
+    `attempt` returns a complete set; report every failure and rejection reason on the way."""
+    available = pool.available() if candidates is None else list(candidates)
+    failures = [f"{e.name}: waiting out Retry-After" for e in pool.endpoints if e not in available]
+    rejections: list[str] = []
+    for endpoint in available:
+        try:
+            validators = await attempt(endpoint)
+        except EndpointRejectedError as exc:
+            failures.append(f"{endpoint.name}: {exc.description}")
+            if exc.reason is not None:
+                rejections.append(exc.reason)
+            continue
+        validator_set = ValidatorSet(validators, token_decimals, endpoint.name, clock())
+        return FetchResult(validator_set, tuple(failures), tuple(rejections))
+    return FetchResult(None, tuple(failures), tuple(rejections))
+
+
+def describe(answer: Answer[Any]) -> str:
+    """An answer's outcome for a failure message, e.g. `timeout (no answer in 10s)`."""
+    detail = f" ({answer.error})" if answer.error else ""
+    return f"{answer.outcome}{detail}"

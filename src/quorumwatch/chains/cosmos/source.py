@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
-from quorumwatch.chains.base import FetchResult
+from quorumwatch.chains.base import (
+    EndpointRejectedError,
+    FetchResult,
+    first_valid_set,
+    value_of,
+)
 from quorumwatch.chains.cosmos import bech32
 from quorumwatch.chains.cosmos.parse import (
     LcdValidator,
@@ -32,8 +37,8 @@ from quorumwatch.chains.cosmos.parse import (
     parse_slashing_params,
     parse_status,
 )
-from quorumwatch.endpoints import DataError, Endpoint, EndpointPool, Outcome
-from quorumwatch.models import Validator, ValidatorSet
+from quorumwatch.endpoints import DataError, Endpoint, EndpointPool
+from quorumwatch.models import Validator
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -51,15 +56,6 @@ RPC_PER_PAGE = 100  # the CometBFT maximum
 MAX_PAGES = 1000
 
 log = structlog.get_logger(__name__)
-
-
-class _RejectedError(Exception):
-    """This endpoint cannot give a complete set; `reason` is set for a data rejection."""
-
-    def __init__(self, description: str, reason: str | None = None) -> None:
-        super().__init__(description)
-        self.description = description
-        self.reason = reason
 
 
 def display_decimals(token_exponent: int, power_reduction: int) -> int:
@@ -91,30 +87,16 @@ class CosmosSource:
         )
 
     async def fetch(self) -> FetchResult:
-        candidates = self._pool.available()
-        failures = [
-            f"{e.name}: waiting out Retry-After"
-            for e in self._pool.endpoints
-            if e not in candidates
-        ]
-        rejections: list[str] = []
-        for endpoint in candidates:
-            try:
-                validators = await self._fetch_from(endpoint)
-            except _RejectedError as exc:
-                failures.append(f"{endpoint.name}: {exc.description}")
-                log.warning("endpoint rejected", endpoint=endpoint.name, problem=exc.description)
-                if exc.reason is not None:
-                    rejections.append(exc.reason)
-                continue
-            validator_set = ValidatorSet(
-                validators=validators,
-                token_decimals=self._decimals,
-                endpoint=endpoint.name,
-                fetched_at=self._clock(),
-            )
-            return FetchResult(validator_set, tuple(failures), tuple(rejections))
-        return FetchResult(None, tuple(failures), tuple(rejections))
+        return await first_valid_set(
+            self._pool, self._attempt, token_decimals=self._decimals, clock=self._clock
+        )
+
+    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+        try:
+            return await self._fetch_from(endpoint)
+        except EndpointRejectedError as exc:
+            log.warning("endpoint rejected", endpoint=endpoint.name, problem=exc.description)
+            raise
 
     async def _get(
         self,
@@ -126,11 +108,7 @@ class CosmosSource:
         params: Mapping[str, str] | None = None,
     ) -> T:
         answer = await self._pool.get_json(endpoint, path, decode, base=base, params=params)
-        if answer.outcome is Outcome.OK and answer.value is not None:
-            return answer.value
-        detail = f" ({answer.error})" if answer.error else ""
-        reason = answer.data_error.reason if answer.data_error is not None else None
-        raise _RejectedError(f"{path}: {answer.outcome}{detail}", reason)
+        return value_of(answer, path)
 
     async def _fetch_from(self, endpoint: Endpoint) -> tuple[Validator, ...]:
         status = await self._get(endpoint, STATUS_PATH, parse_status, base="rpc")
@@ -150,16 +128,16 @@ class CosmosSource:
                 power_reduction=self._cosmos.power_reduction,
             )
         except DataError as exc:
-            raise _RejectedError(f"{exc}", exc.reason) from None
+            raise EndpointRejectedError(f"{exc}", exc.reason) from None
 
     def _check_status(self, status: NodeStatus) -> None:
         if status.network != self._cosmos.chain_id:
-            raise _RejectedError("/status: node on another network", "wrong_chain")
+            raise EndpointRejectedError("/status: node on another network", "wrong_chain")
         if status.catching_up:
-            raise _RejectedError("/status: node is catching up", "catching_up")
+            raise EndpointRejectedError("/status: node is catching up", "catching_up")
         age = self._clock() - status.latest_block_time
         if age > self._max_block_age:
-            raise _RejectedError(f"/status: latest block is {age:.0f}s old", "stale_block")
+            raise EndpointRejectedError(f"/status: latest block is {age:.0f}s old", "stale_block")
 
     async def _consensus_set(self, endpoint: Endpoint, height: int) -> list[RpcValidator]:
         """The whole CometBFT set at `height`, page by page until Σcount = total."""
@@ -173,15 +151,17 @@ class CosmosSource:
             if total is None:
                 total = answer.total
             if answer.total != total or answer.block_height != height:
-                raise _RejectedError("/validators: the set changed", "incomplete_set")
+                raise EndpointRejectedError("/validators: the set changed", "incomplete_set")
             validators.extend(answer.validators)
             if len(validators) > total or (answer.count == 0 and len(validators) < total):
-                raise _RejectedError("/validators: Σcount differs from total", "incomplete_set")
+                raise EndpointRejectedError(
+                    "/validators: Σcount differs from total", "incomplete_set"
+                )
             if len(validators) == total:
                 if not validators:
-                    raise _RejectedError("/validators: empty consensus set", "empty_set")
+                    raise EndpointRejectedError("/validators: empty consensus set", "empty_set")
                 return validators
-        raise _RejectedError("/validators: too many pages", "pagination_loop")
+        raise EndpointRejectedError("/validators: too many pages", "pagination_loop")
 
     async def _walk(
         self, endpoint: Endpoint, path: str, decode: Callable[[bytes], Page[T]]
@@ -198,13 +178,15 @@ class CosmosSource:
             items.extend(page.items)
             if page.next_key is None:
                 if expected is not None and len(items) != expected:
-                    raise _RejectedError(f"{path}: short of pagination.total", "incomplete_set")
+                    raise EndpointRejectedError(
+                        f"{path}: short of pagination.total", "incomplete_set"
+                    )
                 return items
             if page.next_key in seen:
-                raise _RejectedError(f"{path}: next_key repeats", "pagination_loop")
+                raise EndpointRejectedError(f"{path}: next_key repeats", "pagination_loop")
             seen.add(page.next_key)
             params = {"pagination.limit": str(LCD_PAGE_LIMIT), "pagination.key": page.next_key}
-        raise _RejectedError(f"{path}: too many pages", "pagination_loop")
+        raise EndpointRejectedError(f"{path}: too many pages", "pagination_loop")
 
 
 def join(

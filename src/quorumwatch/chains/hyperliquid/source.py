@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
 import structlog
 
-from quorumwatch.chains.base import FetchResult
+from quorumwatch.chains.base import (
+    EndpointRejectedError,
+    FetchResult,
+    describe,
+    first_valid_set,
+    value_of,
+)
 from quorumwatch.chains.hyperliquid.parse import (
     TOKEN_DECIMALS,
     parse_exchange_status,
     parse_validator_summaries,
 )
-from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Outcome
-from quorumwatch.models import ValidatorSet
+from quorumwatch.endpoints import Endpoint, EndpointPool, Outcome
+from quorumwatch.models import Validator
 
 INFO_PATH = "/info"
 STATUS_REQUEST = {"type": "exchangeStatus"}
@@ -46,35 +51,28 @@ class HyperliquidSource:
 
     async def fetch(self) -> FetchResult:
         candidates = self._pool.available()
-        failures = [
-            f"{e.name}: waiting out Retry-After"
-            for e in self._pool.endpoints
-            if e not in candidates
-        ]
-        statuses = await asyncio.gather(*(self._probe(e) for e in candidates))
-        rejections: list[str] = []
-        for endpoint, problem in zip(candidates, statuses, strict=True):
-            if problem:
-                failures.append(f"{endpoint.name}: {problem}")
-                continue
-            answer = await self._pool.post_json(
-                endpoint, INFO_PATH, VALIDATORS_REQUEST, parse_validator_summaries
+        problems = dict(
+            zip(
+                candidates, await asyncio.gather(*(self._probe(e) for e in candidates)), strict=True
             )
-            if answer.outcome is Outcome.OK and answer.value is not None:
-                return FetchResult(
-                    ValidatorSet(
-                        validators=answer.value,
-                        token_decimals=TOKEN_DECIMALS,
-                        endpoint=endpoint.name,
-                        fetched_at=self._clock(),
-                    ),
-                    tuple(failures),
-                    tuple(rejections),
+        )
+
+        async def attempt(endpoint: Endpoint) -> tuple[Validator, ...]:
+            if problems[endpoint]:
+                raise EndpointRejectedError(problems[endpoint])
+            return value_of(
+                await self._pool.post_json(
+                    endpoint, INFO_PATH, VALIDATORS_REQUEST, parse_validator_summaries
                 )
-            failures.append(f"{endpoint.name}: {_describe(answer)}")
-            if answer.data_error is not None:
-                rejections.append(answer.data_error.reason)
-        return FetchResult(None, tuple(failures), tuple(rejections))
+            )
+
+        return await first_valid_set(
+            self._pool,
+            attempt,
+            token_decimals=TOKEN_DECIMALS,
+            clock=self._clock,
+            candidates=candidates,
+        )
 
     async def _probe(self, endpoint: Endpoint) -> str:
         """Empty when the endpoint answers with a current clock, else what is wrong."""
@@ -82,7 +80,7 @@ class HyperliquidSource:
             endpoint, INFO_PATH, STATUS_REQUEST, parse_exchange_status
         )
         if answer.outcome is not Outcome.OK or answer.value is None:
-            return _describe(answer)
+            return describe(answer)
         skew = answer.value - self._clock()
         endpoint.clock_skew_seconds = skew
         if abs(skew) > self._max_skew:
@@ -90,8 +88,3 @@ class HyperliquidSource:
             log.warning("endpoint clock skewed", endpoint=endpoint.name, skew_seconds=skew)
             return f"stale: clock off by {skew:.0f}s"
         return ""
-
-
-def _describe(answer: Answer[Any]) -> str:
-    detail = f" ({answer.error})" if answer.error else ""
-    return f"{answer.outcome}{detail}"

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from quorumwatch.chains.base import FetchResult
+from quorumwatch.chains.base import (
+    EndpointRejectedError,
+    FetchResult,
+    first_valid_set,
+    value_of,
+)
 from quorumwatch.chains.solana.parse import TOKEN_DECIMALS, parse_epoch_info, parse_vote_accounts
-from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Outcome
-from quorumwatch.models import ValidatorSet
+from quorumwatch.endpoints import Endpoint, EndpointPool
+from quorumwatch.models import Validator
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -56,56 +61,26 @@ class SolanaSource:
         self._latest_epoch: int | None = None  # the highest epoch any endpoint reported
 
     async def fetch(self) -> FetchResult:
-        candidates = self._pool.available()
-        failures = [
-            f"{e.name}: waiting out Retry-After"
-            for e in self._pool.endpoints
-            if e not in candidates
-        ]
-        rejections: list[str] = []
-        for endpoint in candidates:
-            problem = await self._probe(endpoint, rejections)
-            if problem:
-                failures.append(f"{endpoint.name}: {problem}")
-                continue
-            answer = await self._pool.post_json(
+        return await first_valid_set(
+            self._pool, self._attempt, token_decimals=TOKEN_DECIMALS, clock=self._clock
+        )
+
+    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+        await self._check_epoch(endpoint)
+        return value_of(
+            await self._pool.post_json(
                 endpoint, RPC_PATH, VOTE_ACCOUNTS_REQUEST, parse_vote_accounts
             )
-            if answer.outcome is Outcome.OK and answer.value is not None:
-                return FetchResult(
-                    ValidatorSet(
-                        validators=answer.value,
-                        token_decimals=TOKEN_DECIMALS,
-                        endpoint=endpoint.name,
-                        fetched_at=self._clock(),
-                    ),
-                    tuple(failures),
-                    tuple(rejections),
-                )
-            failures.append(f"{endpoint.name}: {_describe(answer)}")
-            if answer.data_error is not None:
-                rejections.append(answer.data_error.reason)
-        return FetchResult(None, tuple(failures), tuple(rejections))
-
-    async def _probe(self, endpoint: Endpoint, rejections: list[str]) -> str:
-        """Empty when the endpoint reports a current epoch, else what is wrong."""
-        answer = await self._pool.post_json(
-            endpoint, RPC_PATH, EPOCH_INFO_REQUEST, parse_epoch_info
         )
-        if answer.outcome is not Outcome.OK or answer.value is None:
-            if answer.data_error is not None:
-                rejections.append(answer.data_error.reason)
-            return _describe(answer)
-        epoch = answer.value
+
+    async def _check_epoch(self, endpoint: Endpoint) -> None:
+        """Reject an endpoint that fails getEpochInfo or reports an epoch already passed."""
+        epoch = value_of(
+            await self._pool.post_json(endpoint, RPC_PATH, EPOCH_INFO_REQUEST, parse_epoch_info)
+        )
         latest = self._latest_epoch
         if latest is not None and epoch < latest:
             endpoint.up = False
             log.warning("endpoint behind", endpoint=endpoint.name, epoch=epoch, latest=latest)
-            return f"stale: epoch {epoch} behind {latest}"
+            raise EndpointRejectedError(f"stale: epoch {epoch} behind {latest}")
         self._latest_epoch = epoch
-        return ""
-
-
-def _describe(answer: Answer[Any]) -> str:
-    detail = f" ({answer.error})" if answer.error else ""
-    return f"{answer.outcome}{detail}"
