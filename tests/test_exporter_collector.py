@@ -486,3 +486,10 @@ def test_jail_risk_ratio_is_exported_only_where_known() -> None:
         labels for name, labels in samples(text) if name == "quorumwatch_validator_jail_risk_ratio"
     ]
     assert len(risks) == 1
+
+
+def test_endpoints_disagree_is_exported_only_after_a_comparison() -> None:
+    """quorumwatch_endpoints_disagree is present (0/1) only when a comparison was made."""
+    compared = dataclasses.replace(report(FOUNDATION_SET), endpoints_disagree=True)
+    assert value(scrape(compared), "quorumwatch_endpoints_disagree", chain="hyperliquid") == 1
+    assert "quorumwatch_endpoints_disagree" not in names(scrape(report(FOUNDATION_SET)))

@@ -165,6 +165,8 @@ class ChainSettings(_Strict):
     max_clock_skew_seconds: float = Field(default=60.0, gt=0)
     max_validator_series: int = Field(default=1000, ge=0)
     max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Also read the set from a second endpoint and report whether they disagree (2x requests).
+    compare_endpoints: bool = False
     endpoints: list[EndpointSettings] = Field(min_length=1)
     entities: list[EntitySettings] = Field(default_factory=list)
     policy: PolicySettings = PolicySettings()

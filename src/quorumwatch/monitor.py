@@ -54,6 +54,7 @@ class ChainReport:
     exported_validators: tuple[Validator, ...] = ()
     jails: JailReport | None = None
     monitoring_since: float | None = None  # when this process began polling the chain
+    endpoints_disagree: bool | None = None  # None: no second set at the same height this poll
 
     @property
     def healthy_endpoints(self) -> int:
@@ -129,6 +130,7 @@ class ChainMonitor:
         self._rejections: dict[str, int] = {}
         self._last_success_at: float | None = None
         self._monitoring_since = clock()
+        self._endpoints_disagree: bool | None = None
 
     async def poll_once(self) -> ChainReport:
         # Every log line of this poll, the pool's and the source's included, names the chain.
@@ -144,6 +146,7 @@ class ChainMonitor:
     async def _poll(self) -> ChainReport:
         started = time.monotonic()
         result = await self._source.fetch()
+        self._endpoints_disagree = result.endpoints_disagree
         validator_set = result.validator_set
         failures = list(result.failures)
         for reason in result.rejection_reasons:
@@ -225,6 +228,7 @@ class ChainMonitor:
             poll_duration_seconds=time.monotonic() - started,
             jails=jails,
             monitoring_since=self._monitoring_since,
+            endpoints_disagree=self._endpoints_disagree,
         )
         self._board.publish(report)
         return report

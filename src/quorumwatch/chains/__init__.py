@@ -20,7 +20,10 @@ def make_source(
         from quorumwatch.chains.hyperliquid.source import HyperliquidSource
 
         return HyperliquidSource(
-            pool, max_clock_skew_seconds=settings.max_clock_skew_seconds, clock=clock
+            pool,
+            max_clock_skew_seconds=settings.max_clock_skew_seconds,
+            clock=clock,
+            compare=settings.compare_endpoints,
         )
     if settings.kind == "solana":
         from quorumwatch.chains.solana.source import SolanaSource

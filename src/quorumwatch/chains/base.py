@@ -22,6 +22,16 @@ class FetchResult:
     validator_set: ValidatorSet | None
     failures: tuple[str, ...] = ()
     rejection_reasons: tuple[str, ...] = ()
+    # Whether a second endpoint's set at the same height differed; None when not compared.
+    endpoints_disagree: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionedSet:
+    """A set read at a known block height or epoch: only sets at one version are compared."""
+
+    validators: tuple[Validator, ...]
+    version: int
 
 
 class Source(Protocol):
@@ -51,28 +61,50 @@ def value_of(answer: Answer[T], what: str = "") -> T:
 
 async def first_valid_set(
     pool: EndpointPool,
-    attempt: Callable[[Endpoint], Awaitable[tuple[Validator, ...]]],
+    attempt: Callable[[Endpoint], Awaitable[tuple[Validator, ...] | VersionedSet]],
     *,
     token_decimals: int,
     clock: Callable[[], float],
     candidates: Sequence[Endpoint] | None = None,
+    compare: bool = False,
 ) -> FetchResult:
     """Try endpoints in configured order (those waiting out a Retry-After skipped) until one
-    `attempt` returns a complete set; report every failure and rejection reason on the way."""
+    `attempt` returns a complete set; report every failure and rejection reason on the way.
+
+    With `compare`, go on to the next endpoint that answers and report whether its set, at
+    the same height or epoch, differs: a lagging or wrong API.
+    """
     available = pool.available() if candidates is None else list(candidates)
     failures = [f"{e.name}: waiting out Retry-After" for e in pool.endpoints if e not in available]
     rejections: list[str] = []
+    found: list[tuple[Endpoint, tuple[Validator, ...], int | None]] = []
     for endpoint in available:
         try:
-            validators = await attempt(endpoint)
+            got = await attempt(endpoint)
         except EndpointRejectedError as exc:
             failures.append(f"{endpoint.name}: {exc.description}")
             if exc.reason is not None:
                 rejections.append(exc.reason)
             continue
-        validator_set = ValidatorSet(validators, token_decimals, endpoint.name, clock())
-        return FetchResult(validator_set, tuple(failures), tuple(rejections))
-    return FetchResult(None, tuple(failures), tuple(rejections))
+        if isinstance(got, VersionedSet):
+            found.append((endpoint, got.validators, got.version))
+        else:
+            found.append((endpoint, got, None))
+        if not compare or len(found) == 2:
+            break
+    if not found:
+        return FetchResult(None, tuple(failures), tuple(rejections))
+    endpoint, validators, version = found[0]
+    disagree = None
+    if len(found) == 2 and found[1][2] == version:
+        disagree = _comparable(validators) != _comparable(found[1][1])
+    validator_set = ValidatorSet(validators, token_decimals, endpoint.name, clock())
+    return FetchResult(validator_set, tuple(failures), tuple(rejections), disagree)
+
+
+def _comparable(validators: Sequence[Validator]) -> frozenset[tuple[str, int, bool, bool]]:
+    # Delinquency is left out: it changes from slot to slot, not between agreeing nodes.
+    return frozenset((v.address, v.stake, v.in_consensus_set, v.jailed) for v in validators)
 
 
 def describe(answer: Answer[Any]) -> str:

@@ -288,6 +288,11 @@ def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         "Endpoint clock (exchangeStatus time) minus local clock at the last probe.",
         labels=by_endpoint,
     )
+    disagree = GaugeMetricFamily(
+        "quorumwatch_endpoints_disagree",
+        "1 if two endpoints gave different sets at the same height (compare_endpoints).",
+        labels=["chain"],
+    )
     healthy = GaugeMetricFamily(
         "quorumwatch_endpoints_healthy",
         "Endpoints up; 1 means a single point of failure.",
@@ -295,6 +300,8 @@ def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
     )
     for report in reports:
         healthy.add_metric([report.chain], report.healthy_endpoints)
+        if report.endpoints_disagree is not None:
+            disagree.add_metric([report.chain], int(report.endpoints_disagree))
         for e in report.endpoints:
             labels = [report.chain, e.name]
             up.add_metric(labels, int(e.up))
@@ -311,7 +318,7 @@ def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
                     availability.add_metric([*labels, window], ratio)
             if e.clock_skew_seconds is not None:
                 skew.add_metric(labels, e.clock_skew_seconds)
-    yield from (up, requests, duration, availability, skew, healthy)
+    yield from (up, requests, duration, availability, skew, healthy, disagree)
 
 
 def jail_metrics(reports: Iterable[ChainReport], now: float) -> Iterator[Metric]:

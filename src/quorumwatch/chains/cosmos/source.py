@@ -19,6 +19,7 @@ import structlog
 from quorumwatch.chains.base import (
     EndpointRejectedError,
     FetchResult,
+    VersionedSet,
     first_valid_set,
     value_of,
 )
@@ -81,6 +82,7 @@ class CosmosSource:
         self._pool = pool
         self._cosmos = settings.cosmos
         self._max_block_age = settings.max_clock_skew_seconds
+        self._compare = settings.compare_endpoints
         self._clock = clock
         self._decimals = display_decimals(
             settings.cosmos.token_exponent, settings.cosmos.power_reduction
@@ -88,10 +90,14 @@ class CosmosSource:
 
     async def fetch(self) -> FetchResult:
         return await first_valid_set(
-            self._pool, self._attempt, token_decimals=self._decimals, clock=self._clock
+            self._pool,
+            self._attempt,
+            token_decimals=self._decimals,
+            clock=self._clock,
+            compare=self._compare,
         )
 
-    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+    async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
         try:
             return await self._fetch_from(endpoint)
         except EndpointRejectedError as exc:
@@ -110,7 +116,7 @@ class CosmosSource:
         answer = await self._pool.get_json(endpoint, path, decode, base=base, params=params)
         return value_of(answer, path)
 
-    async def _fetch_from(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+    async def _fetch_from(self, endpoint: Endpoint) -> VersionedSet:
         status = await self._get(endpoint, STATUS_PATH, parse_status, base="rpc")
         self._check_status(status)
         consensus = await self._consensus_set(endpoint, status.height)
@@ -119,7 +125,7 @@ class CosmosSource:
         params = await self._get(endpoint, SLASHING_PARAMS_PATH, parse_slashing_params, base="lcd")
         infos = await self._walk(endpoint, SIGNING_INFOS_PATH, parse_signing_infos)
         try:
-            return join(
+            validators = join(
                 lcd,
                 consensus,
                 infos=infos,
@@ -127,6 +133,7 @@ class CosmosSource:
                 bonded_tokens=bonded,
                 power_reduction=self._cosmos.power_reduction,
             )
+            return VersionedSet(validators, status.height)
         except DataError as exc:
             raise EndpointRejectedError(f"{exc}", exc.reason) from None
 

@@ -38,6 +38,7 @@ class GenericSource:
             raise ValueError("kind generic needs a [chains.generic] section")
         self._pool = pool
         self._settings: GenericSettings = settings.generic
+        self._compare = settings.compare_endpoints
         self._decode = functools.partial(parse_generic, settings=settings.generic)
         self._clock = clock
 
@@ -47,6 +48,7 @@ class GenericSource:
             self._attempt,
             token_decimals=self._settings.token_decimals,
             clock=self._clock,
+            compare=self._compare,
         )
 
     async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:

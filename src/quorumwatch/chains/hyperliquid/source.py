@@ -44,8 +44,10 @@ class HyperliquidSource:
         *,
         max_clock_skew_seconds: float,
         clock: Callable[[], float] = time.time,
+        compare: bool = False,
     ) -> None:
         self._pool = pool
+        self._compare = compare
         self._max_skew = max_clock_skew_seconds
         self._clock = clock
 
@@ -72,6 +74,7 @@ class HyperliquidSource:
             token_decimals=TOKEN_DECIMALS,
             clock=self._clock,
             candidates=candidates,
+            compare=self._compare,
         )
 
     async def _probe(self, endpoint: Endpoint) -> str:

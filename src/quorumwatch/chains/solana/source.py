@@ -17,12 +17,12 @@ import structlog
 from quorumwatch.chains.base import (
     EndpointRejectedError,
     FetchResult,
+    VersionedSet,
     first_valid_set,
     value_of,
 )
 from quorumwatch.chains.solana.parse import TOKEN_DECIMALS, parse_epoch_info, parse_vote_accounts
 from quorumwatch.endpoints import Endpoint, EndpointPool
-from quorumwatch.models import Validator
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -62,18 +62,23 @@ class SolanaSource:
 
     async def fetch(self) -> FetchResult:
         return await first_valid_set(
-            self._pool, self._attempt, token_decimals=TOKEN_DECIMALS, clock=self._clock
+            self._pool,
+            self._attempt,
+            token_decimals=TOKEN_DECIMALS,
+            clock=self._clock,
+            compare=self._settings.compare_endpoints,
         )
 
-    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
-        await self._check_epoch(endpoint)
-        return value_of(
+    async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
+        epoch = await self._check_epoch(endpoint)
+        validators = value_of(
             await self._pool.post_json(
                 endpoint, RPC_PATH, VOTE_ACCOUNTS_REQUEST, parse_vote_accounts
             )
         )
+        return VersionedSet(validators, epoch)
 
-    async def _check_epoch(self, endpoint: Endpoint) -> None:
+    async def _check_epoch(self, endpoint: Endpoint) -> int:
         """Reject an endpoint that fails getEpochInfo or reports an epoch already passed."""
         epoch = value_of(
             await self._pool.post_json(endpoint, RPC_PATH, EPOCH_INFO_REQUEST, parse_epoch_info)
@@ -84,3 +89,4 @@ class SolanaSource:
             log.warning("endpoint behind", endpoint=endpoint.name, epoch=epoch, latest=latest)
             raise EndpointRejectedError(f"stale: epoch {epoch} behind {latest}")
         self._latest_epoch = epoch
+        return epoch

@@ -1,0 +1,115 @@
+"""The ordered failover every source shares, and endpoint comparison."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import aiohttp
+import pytest
+
+from quorumwatch.chains.base import (
+    EndpointRejectedError,
+    VersionedSet,
+    first_valid_set,
+    value_of,
+)
+from quorumwatch.config import EndpointSettings
+from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Outcome
+from quorumwatch.models import Validator
+from tests.builders import validator
+
+SET_A = (validator(1, 60), validator(2, 40))
+SET_B = (validator(1, 60), validator(2, 41))
+
+
+def pool(count: int) -> EndpointPool:
+    endpoints = [
+        EndpointSettings(name=f"ep{i}", url=f"http://127.0.0.1:{10000 + i}") for i in range(count)
+    ]
+    # first_valid_set only orders and names endpoints: no request goes through the session.
+    return EndpointPool(endpoints, cast(aiohttp.ClientSession, None), max_response_bytes=1)
+
+
+def answers(
+    *results: tuple[Validator, ...] | VersionedSet | EndpointRejectedError,
+) -> dict[str, tuple[Validator, ...] | VersionedSet | EndpointRejectedError]:
+    return {f"ep{i}": result for i, result in enumerate(results)}
+
+
+async def fetch(
+    results: dict[str, tuple[Validator, ...] | VersionedSet | EndpointRejectedError],
+    *,
+    compare: bool = False,
+) -> tuple[object, ...]:
+    tried: list[str] = []
+
+    async def attempt(endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
+        tried.append(endpoint.name)
+        result = results[endpoint.name]
+        if isinstance(result, EndpointRejectedError):
+            raise result
+        return result
+
+    outcome = await first_valid_set(
+        pool(len(results)), attempt, token_decimals=8, clock=lambda: 5.0, compare=compare
+    )
+    served = outcome.validator_set.endpoint if outcome.validator_set else None
+    return served, outcome.endpoints_disagree, tuple(tried), outcome.rejection_reasons
+
+
+async def test_first_valid_endpoint_serves_and_later_ones_are_not_asked() -> None:
+    """Without comparison the first endpoint that answers serves, and no other is asked."""
+    served, disagree, tried, _ = await fetch(
+        answers(EndpointRejectedError("down", "malformed_json"), SET_A, SET_B)
+    )
+    assert (served, disagree, tried) == ("ep1", None, ("ep0", "ep1"))
+
+
+async def test_rejections_are_reported_and_none_served_when_all_fail() -> None:
+    """When every endpoint is rejected, no set is served and each reason is reported."""
+    served, _, _, reasons = await fetch(
+        answers(EndpointRejectedError("a", "empty_set"), EndpointRejectedError("b"))
+    )
+    assert served is None
+    assert reasons == ("empty_set",)
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [(SET_A, False), (SET_B, True)],
+)
+async def test_comparison_reports_disagreement(
+    second: tuple[Validator, ...], expected: bool
+) -> None:
+    """With comparison, the first set is served and a differing second set is flagged."""
+    served, disagree, tried, _ = await fetch(answers(SET_A, second), compare=True)
+    assert (served, disagree, tried) == ("ep0", expected, ("ep0", "ep1"))
+
+
+async def test_sets_at_different_heights_are_not_compared() -> None:
+    """Sets read at different heights (or epochs) give no verdict, even if they differ."""
+    _, disagree, _, _ = await fetch(
+        answers(VersionedSet(SET_A, 100), VersionedSet(SET_B, 101)), compare=True
+    )
+    assert disagree is None
+    _, disagree, _, _ = await fetch(
+        answers(VersionedSet(SET_A, 100), VersionedSet(SET_B, 100)), compare=True
+    )
+    assert disagree is True
+
+
+async def test_no_second_answer_gives_no_verdict_and_keeps_the_first() -> None:
+    """If no second endpoint answers, the first set is still served, with no verdict."""
+    served, disagree, _, _ = await fetch(
+        answers(SET_A, EndpointRejectedError("timeout")), compare=True
+    )
+    assert (served, disagree) == ("ep0", None)
+
+
+def test_value_of_raises_with_the_outcome_and_data_reason() -> None:
+    """value_of returns an ok value, and otherwise raises naming the outcome and path."""
+    assert value_of(Answer("ep0", Outcome.OK, 0.1, value=3)) == 3
+    with pytest.raises(EndpointRejectedError) as raised:
+        value_of(Answer("ep0", Outcome.HTTP_5XX, 0.1, error="HTTP 503"), "/status")
+    assert raised.value.description == "/status: http_5xx (HTTP 503)"
+    assert raised.value.reason is None
