@@ -35,6 +35,7 @@ class Validator:
     uptime_ratio: Mapping[str, float] = field(default_factory=lambda: NO_UPTIME)
     delinquent: bool = False
     jail_risk_ratio: float | None = None  # missed blocks over the number that jails (Cosmos)
+    entity_hint: str | None = None  # a self-declared operator identity (Cosmos): a claim
 
     @property
     def status(self) -> ValidatorStatus:

@@ -16,6 +16,7 @@ from quorumwatch.chains import make_source
 from quorumwatch.endpoints import EndpointPool, EndpointView
 from quorumwatch.entities import entity_map
 from quorumwatch.history import JailReport, JailTracker
+from quorumwatch.labels import safe_text
 from quorumwatch.models import (
     StatusTotals,
     Validator,
@@ -151,13 +152,15 @@ class ChainMonitor:
         failures = list(result.failures)
         for reason in result.rejection_reasons:
             self._rejections[reason] = self._rejections.get(reason, 0) + 1
+        entity_of: Mapping[str, str] = self._entity_of
         if validator_set is not None:
+            entity_of = self._entities_for(validator_set)
             try:
                 # Large sets take tens of milliseconds to analyse: keep the loop responsive.
                 digest = await asyncio.to_thread(
                     _digest,
                     validator_set,
-                    self._entity_of,
+                    entity_of,
                     self.settings.max_validator_series,
                 )
             except AnalysisError as exc:
@@ -168,13 +171,32 @@ class ChainMonitor:
                 now = self._clock()
                 jails = await self._observe_jails(validator_set, digest, now)
                 return self._publish(
-                    started, now, failures, validator_set=validator_set, digest=digest, jails=jails
+                    started,
+                    now,
+                    failures,
+                    validator_set=validator_set,
+                    digest=digest,
+                    jails=jails,
+                    entity_of=entity_of,
                 )
         log.warning("poll failed: no valid validator set", failures=failures)
         now = self._clock()
         return self._publish(
             started, now, failures, jails=await self._observe_jails(None, None, now)
         )
+
+    def _entities_for(self, validator_set: ValidatorSet) -> Mapping[str, str]:
+        """The entity map for this set: with `group_by_identity`, validators declaring the same
+        identity are one entity, unless the configured or built-in map says otherwise."""
+        cosmos = self.settings.cosmos
+        if cosmos is None or not cosmos.group_by_identity:
+            return self._entity_of
+        declared = {
+            v.address: f"identity:{safe_text(v.entity_hint)}"
+            for v in validator_set.validators
+            if v.entity_hint
+        }
+        return MappingProxyType({**declared, **self._entity_of})
 
     async def _observe_jails(
         self, validator_set: ValidatorSet | None, digest: _Digest | None, now: float
@@ -206,6 +228,7 @@ class ChainMonitor:
         validator_set: ValidatorSet | None = None,
         digest: _Digest | None = None,
         jails: JailReport | None = None,
+        entity_of: Mapping[str, str] | None = None,
     ) -> ChainReport:
         """Publish a report; without both a set and its digest, the chain is down."""
         up = validator_set is not None and digest is not None
@@ -220,7 +243,7 @@ class ChainMonitor:
             analysis=digest.analysis if digest and up else None,
             totals=digest.totals if digest and up else None,
             exported_validators=digest.exported_validators if digest and up else (),
-            entity_of=self._entity_of,
+            entity_of=entity_of if entity_of is not None else self._entity_of,
             failures=tuple(failures),
             last_success_at=self._last_success_at,
             endpoints=self._pool.views(),

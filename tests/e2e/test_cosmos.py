@@ -29,7 +29,11 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield client
 
 
-async def _poll(session: aiohttp.ClientSession, *sims: RunningCosmosSimulator) -> ChainReport:
+async def _poll(
+    session: aiohttp.ClientSession,
+    *sims: RunningCosmosSimulator,
+    group_by_identity: bool = False,
+) -> ChainReport:
     settings = ChainSettings(
         name="cosmoshub",
         kind="cosmos",
@@ -37,7 +41,7 @@ async def _poll(session: aiohttp.ClientSession, *sims: RunningCosmosSimulator) -
             EndpointSettings(name=f"ep{i}", lcd=s.base_url, rpc=s.base_url, timeout_seconds=5)
             for i, s in enumerate(sims)
         ],
-        cosmos=CosmosSettings(chain_id="cosmoshub-4"),
+        cosmos=CosmosSettings(chain_id="cosmoshub-4", group_by_identity=group_by_identity),
     )
     return await ChainMonitor(settings, session, ReportBoard()).poll_once()
 
@@ -145,3 +149,22 @@ async def test_failover_to_the_second_endpoint(session: aiohttp.ClientSession) -
     assert report.validator_set is not None
     assert report.validator_set.endpoint == "ep1"
     assert report.rejections == {"wrong_chain": 1}
+
+
+async def test_group_by_identity_merges_validators_declaring_one_identity(
+    session: aiohttp.ClientSession,
+) -> None:
+    """With group_by_identity, entity coefficients are over power summed per declared identity."""
+    async with await start_cosmos_simulator() as sim:
+        report = await _poll(session, sim, group_by_identity=True)
+    assert report.analysis is not None
+    per_identity: dict[str, int] = {}
+    for v in sim.validators:
+        if v.status == BONDED:
+            per_identity[v.identity] = per_identity.get(v.identity, 0) + v.voting_power
+    entity = report.analysis.groupings[Grouping.ENTITY]
+    assert entity.holders == len(per_identity)
+    for threshold in Threshold:
+        assert entity.nakamoto[threshold] == _nakamoto(list(per_identity.values()), threshold)
+    names = {e.name for e in report.analysis.entities}
+    assert names == {f"identity:{identity}" for identity in per_identity}

@@ -250,6 +250,7 @@ def join(
                 jailed=row.jailed or (info is not None and info.tombstoned),
                 signer=valcons,
                 jail_risk_ratio=info.missed_blocks / max_missed if info is not None else None,
+                entity_hint=row.identity or None,
             )
         )
     if matched != len(power_by_address):
