@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -445,3 +446,21 @@ def test_jails_reads_while_a_writer_holds_a_transaction(
         writer.close()
     assert (code, err) == (0, "")
     assert {r["validator"] for r in json.loads(out)} == {ALICE, BOB, CAROL}
+
+
+@pytest.mark.parametrize(("kind", "path", "marker"), [("cosmos", "/status", "cosmoshub-4")])
+def test_simulate_serves_other_kinds(kind: str, path: str, marker: str) -> None:
+    """`simulate --kind cosmos` announces its URL and serves that chain's API there."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "quorumwatch", "simulate", "--kind", kind],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split(" at ")[1].strip()
+            with urllib.request.urlopen(url + path, timeout=5) as response:
+                assert marker in response.read().decode()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)

@@ -56,8 +56,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=["text", "json"], default="text", help="--once output")
     run.add_argument("--chain", help="--once: only this chain")
 
-    simulate = commands.add_parser("simulate", help="serve a simulated Hyperliquid API")
-    simulate.add_argument("--scenario", default=DEMO_SCENARIO, help="bundled name or file")
+    simulate = commands.add_parser("simulate", help="serve a simulated chain API")
+    simulate.add_argument(
+        "--kind",
+        choices=["hyperliquid", "cosmos", "solana"],
+        default="hyperliquid",
+        help="the API to serve; cosmos (180 validators, paginated LCD and RPC) and solana "
+        "(1,500 vote accounts) serve synthetic sets of realistic size",
+    )
+    simulate.add_argument(
+        "--scenario", default=DEMO_SCENARIO, help="hyperliquid: bundled name or file"
+    )
     simulate.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (0: any port)")
 
     jails = commands.add_parser("jails", help="jail history from the store")
@@ -86,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run_daemon(load_settings(args.config))
         if args.command == "simulate":
-            return _simulate(args.scenario, args.listen)
+            return _simulate(args.kind, args.scenario, args.listen)
         if args.command == "jails":
             return _jails(args)
         return _demo(args)
@@ -168,21 +177,32 @@ def _jails(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(scenario_name: str, listen: str) -> int:
+def _simulate(kind: str, scenario_name: str, listen: str) -> int:
     from quorumwatch.config import MetricsSettings
     from quorumwatch.simulator import start_simulator
+    from quorumwatch.simulator.cosmos import start_cosmos_simulator
+    from quorumwatch.simulator.solana import start_solana_simulator
 
     try:
-        scenario = _load_scenario(scenario_name)
         host, port = MetricsSettings(listen=listen).host_port
     except ValidationError as exc:  # multi-line by default: describe it in one line
         raise ConfigError(describe_validation_error(exc)) from None
+    scenario = _load_scenario(scenario_name) if kind == "hyperliquid" else None
 
     async def serve() -> None:
         stop = _stop_on_signals()
-        async with await start_simulator(scenario, host, port) as simulator:
-            print(f"simulating {scenario.name}: POST {simulator.base_url}/info", flush=True)
-            await stop.wait()
+        if scenario is not None:
+            async with await start_simulator(scenario, host, port) as simulator:
+                print(f"simulating {scenario.name}: POST {simulator.base_url}/info", flush=True)
+                await stop.wait()
+        elif kind == "cosmos":
+            async with await start_cosmos_simulator(host=host, port=port) as cosmos:
+                print(f"simulating cosmos: lcd and rpc at {cosmos.base_url}", flush=True)
+                await stop.wait()
+        else:
+            async with await start_solana_simulator(host=host, port=port) as solana:
+                print(f"simulating solana: JSON-RPC at {solana.base_url}", flush=True)
+                await stop.wait()
 
     asyncio.run(serve())
     return 0
