@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,6 +24,7 @@ from pydantic_settings import (
     SettingsError,
     TomlConfigSettingsSource,
 )
+from yarl import URL
 
 from quorumwatch.alert_events import ALERT_NAMES
 from quorumwatch.labels import safe_text
@@ -54,6 +56,19 @@ def _parse_listen(value: str) -> tuple[str, int]:
 
 class MetricsSettings(_Strict):
     listen: str = DEFAULT_LISTEN
+    # Off by default; both of a pair or neither.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _pairs(self) -> MetricsSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if (self.basic_auth_username is None) != (self.basic_auth_password is None):
+            raise ValueError("basic_auth_username and basic_auth_password go together")
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -78,6 +93,22 @@ class EndpointSettings(_Strict):
     lcd: AnyHttpUrl | None = None  # cosmos: the REST gateway
     rpc: AnyHttpUrl | None = None  # cosmos: CometBFT RPC
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Sent with every request, e.g. an API key; never logged or exported.
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # URLs may carry credentials (userinfo, query): a repr shows only where they point.
+        for name, value in super().__repr_args__():
+            if name in ("url", "lcd", "rpc") and value is not None:
+                yield name, redact_url(str(value))
+            else:
+                yield name, value
+
+
+def redact_url(url: str) -> str:
+    """`url` without userinfo, query or fragment: safe for logs and reprs."""
+    parsed = URL(url)
+    return str(parsed.with_user(None).with_password(None).with_query(None).with_fragment(None))
 
 
 class EntitySettings(_Strict):

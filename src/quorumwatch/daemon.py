@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ssl
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -27,6 +28,25 @@ if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings, Settings
 
 log = structlog.get_logger(__name__)
+
+
+def _metrics_tls(settings: Settings) -> ssl.SSLContext | None:
+    metrics = settings.metrics
+    if metrics.tls_cert_file is None or metrics.tls_key_file is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(metrics.tls_cert_file, metrics.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"metrics.tls_cert_file/tls_key_file: {exc}") from None
+    return context
+
+
+def _metrics_credentials(settings: Settings) -> tuple[str, str] | None:
+    metrics = settings.metrics
+    if metrics.basic_auth_username is None or metrics.basic_auth_password is None:
+        return None
+    return metrics.basic_auth_username, metrics.basic_auth_password.get_secret_value()
 
 
 def freeze_startup_heap() -> None:
@@ -67,7 +87,13 @@ async def run_daemon(
     board = ReportBoard()
     host, port = settings.metrics.host_port
     try:
-        runner, bound_port = await start_metrics_server(build_registry(board), host, port)
+        runner, bound_port = await start_metrics_server(
+            build_registry(board),
+            host,
+            port,
+            ssl_context=_metrics_tls(settings),
+            credentials=_metrics_credentials(settings),
+        )
     except OSError as exc:
         raise ConfigError(f"metrics.listen {settings.metrics.listen}: {exc.strerror}") from None
     log.info("serving metrics", listen=f"{host}:{bound_port}", chains=len(settings.chains))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiohttp
 import structlog
+from yarl import URL
 
 from quorumwatch.availability import AvailabilityWindows
 
@@ -84,10 +85,17 @@ class Endpoint:
         self.settings = settings
         self.name = settings.name
         # Base URLs by role: `url` for most kinds; `lcd` and `rpc` for Cosmos SDK chains.
-        self.base_urls = {
-            role: str(value).rstrip("/")
-            for role in ("url", "lcd", "rpc")
-            if (value := getattr(settings, role)) is not None
+        # A query string (an API key, say) is kept apart and sent with every request.
+        self.base_urls: dict[str, str] = {}
+        self.base_queries: dict[str, dict[str, str]] = {}
+        for role in ("url", "lcd", "rpc"):
+            value = getattr(settings, role)
+            if value is not None:
+                url = URL(str(value))
+                self.base_urls[role] = str(url.with_query(None).with_fragment(None)).rstrip("/")
+                self.base_queries[role] = dict(url.query)
+        self.headers = {
+            name: secret.get_secret_value() for name, secret in settings.headers.items()
         }
         self.up = False
         self.cooldown_until = 0.0
@@ -190,6 +198,10 @@ class EndpointPool:
         try:
             async with asyncio.timeout(timeout):
                 url = endpoint.base_urls[base] + path
+                params = {**endpoint.base_queries[base], **(options.pop("params", None) or {})}
+                options = {**options, "headers": endpoint.headers}
+                if params:
+                    options["params"] = params
                 body, status, retry_after = await self._send(method, url, options)
                 outcome = _classify_status(status)
                 if outcome is not Outcome.OK:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hmac
+import ssl
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 _LANDING = (
@@ -13,7 +19,32 @@ _LANDING = (
 )
 
 
-def metrics_app(registry: CollectorRegistry) -> web.Application:
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def basic_auth(username: str, password: str) -> Middleware:
+    """Middleware requiring HTTP basic auth; credentials compared in constant time."""
+    expected = f"{username}:{password}".encode()
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        try:
+            given = base64.b64decode(encoded, validate=True) if scheme.lower() == "basic" else b""
+        except (binascii.Error, ValueError):
+            given = b""
+        if not hmac.compare_digest(given, expected):
+            return web.Response(
+                status=401, headers={"WWW-Authenticate": 'Basic realm="quorumwatch"'}
+            )
+        return await handler(request)
+
+    return check
+
+
+def metrics_app(
+    registry: CollectorRegistry, *, credentials: tuple[str, str] | None = None
+) -> web.Application:
     async def metrics(_: web.Request) -> web.Response:
         # Always the text format 0.0.4, never OpenMetrics: there a counter's family drops
         # `_total`, and quorumwatch_jail_events_total would collide with the contract gauge
@@ -25,19 +56,24 @@ def metrics_app(registry: CollectorRegistry) -> web.Application:
     async def landing(_: web.Request) -> web.Response:
         return web.Response(text=_LANDING, content_type="text/html")
 
-    app = web.Application()
+    app = web.Application(middlewares=[basic_auth(*credentials)] if credentials else [])
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
     return app
 
 
 async def start_metrics_server(
-    registry: CollectorRegistry, host: str, port: int
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    credentials: tuple[str, str] | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve metrics on host:port (port 0 picks a free one); returns the runner and port."""
-    runner = web.AppRunner(metrics_app(registry), access_log=None)
+    runner = web.AppRunner(metrics_app(registry, credentials=credentials), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound_port: int = runner.addresses[0][1]
     return runner, bound_port

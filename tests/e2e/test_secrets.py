@@ -1,0 +1,102 @@
+"""Secrets never leave: endpoint credentials and the MQTT password stay out of every output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+
+from quorumwatch.alert_events import ALERT_NAMES
+from quorumwatch.alerts import RuleMemory, advance, conditions
+from quorumwatch.config import AlertSettings, ChainSettings, load_settings
+from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.logs import configure_logging
+from quorumwatch.monitor import ChainMonitor, ReportBoard
+from quorumwatch.probe import judge, render_json, render_text
+from quorumwatch.simulator import load_scenario, render_validator_summaries
+
+SECRETS = ("userinfo-Pw-1", "query-Key-2", "header-Token-3", "mqtt-Pw-4")
+
+
+async def test_endpoint_credentials_are_sent_but_never_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Userinfo, query and header credentials reach the API, yet no log line, metric, probe
+    output, alert event or config dump contains any of them, failing or not."""
+    seen: list[dict[str, Any]] = []
+    rows = render_validator_summaries(load_scenario("healthy").steps[0])
+
+    async def info(request: web.Request) -> web.Response:
+        seen.append({"query": dict(request.query), "headers": dict(request.headers)})
+        if (await request.json())["type"] == "exchangeStatus":
+            return web.json_response({"time": 0, "specialStatuses": None})
+        return web.json_response(rows)
+
+    app = web.Application()
+    app.router.add_post("/info", info)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    configure_logging("debug", json_lines=True)
+    try:
+        settings = ChainSettings.model_validate(
+            {
+                "name": "hl",
+                "kind": "hyperliquid",
+                "max_clock_skew_seconds": 10**10,
+                "endpoints": [
+                    {
+                        "name": "keyed",
+                        "url": f"http://user:{SECRETS[0]}@127.0.0.1:{port}/?api_key={SECRETS[1]}",
+                        "headers": {"X-Api-Token": SECRETS[2]},
+                    },
+                    {
+                        "name": "dead",
+                        "url": f"http://user:{SECRETS[0]}@127.0.0.1:9/?k={SECRETS[1]}",
+                    },
+                ],
+            }
+        )
+        board = ReportBoard()
+        async with aiohttp.ClientSession() as session:
+            report = await ChainMonitor(settings, session, board).poll_once()
+    finally:
+        await runner.cleanup()
+
+    assert report.up, report.failures
+    assert seen[0]["query"] == {"api_key": SECRETS[1]}
+    assert seen[0]["headers"]["X-Api-Token"] == SECRETS[2]
+    assert seen[0]["headers"]["Authorization"].startswith("Basic ")
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QuorumwatchCollector(board))
+    holding, judged, _ = conditions(report, AlertSettings(), {}, RuleMemory(), report.polled_at)
+    fire_now = dict.fromkeys(ALERT_NAMES, 0.0)
+    _, events = advance("hl", [], holding, judged, report.polled_at, for_seconds=fire_now)
+    config_path = tmp_path / "c.toml"
+    config_path.write_text(
+        f'[mqtt]\nenabled = true\nusername = "qw"\npassword = "{SECRETS[3]}"\n'
+        '[[chains]]\nname = "hl"\nkind = "hyperliquid"\n'
+        '[[chains.endpoints]]\nname = "e"\nurl = "http://127.0.0.1:9"\n'
+    )
+    outputs = [
+        capsys.readouterr().err,
+        generate_latest(registry).decode(),
+        render_text([judge(report)]),
+        render_json([judge(report)]),
+        json.dumps([e.to_document() for e in events]),
+        repr(load_settings(config_path)),
+        repr(settings),
+        " ".join(report.failures),
+    ]
+    assert events
+    for output in outputs:
+        for secret in SECRETS:
+            assert secret not in output
