@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from quorumwatch.endpoints import Outcome
+from quorumwatch.endpoints import DataError, Outcome
 from quorumwatch.models import Validator, ValidatorSet
 
 if TYPE_CHECKING:
@@ -105,6 +105,20 @@ async def first_valid_set(
 def _comparable(validators: Sequence[Validator]) -> frozenset[tuple[str, int, bool, bool]]:
     # Delinquency is left out: it changes from slot to slot, not between agreeing nodes.
     return frozenset((v.address, v.stake, v.in_consensus_set, v.jailed) for v in validators)
+
+
+def check_set(validators: Sequence[Validator], id_paths: Sequence[str]) -> None:
+    """Reject a set that lists a validator twice or holds no consensus stake.
+
+    `id_paths[i]` says where validator i's id was read, for the error detail.
+    """
+    seen: set[str] = set()
+    for validator, path in zip(validators, id_paths, strict=True):
+        if validator.address in seen:
+            raise DataError("duplicate_validator", f"{path} appears twice")
+        seen.add(validator.address)
+    if not any(v.stake for v in validators if v.in_consensus_set):
+        raise DataError("zero_stake", "the consensus set holds no stake")
 
 
 def describe(answer: Answer[Any]) -> str:

@@ -12,6 +12,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from quorumwatch.chains.base import check_set
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import Validator
 
@@ -85,13 +86,7 @@ def parse_generic(body: bytes, settings: GenericSettings) -> tuple[Validator, ..
         raise DataError("empty_set", f"{settings.list_path or '(answer)'}: no validators")
     fields = _Fields(settings)
     validators = tuple(fields.parse(index, item) for index, item in enumerate(items))
-    seen: set[str] = set()
-    for index, validator in enumerate(validators):
-        if validator.address in seen:
-            raise DataError("duplicate_validator", f"[{index}].{settings.id_field} appears twice")
-        seen.add(validator.address)
-    if not any(v.stake for v in validators if v.in_consensus_set):
-        raise DataError("zero_stake", "the active set holds no stake")
+    check_set(validators, [f"[{index}].{settings.id_field}" for index in range(len(validators))])
     return validators
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
+from quorumwatch.chains.base import check_set
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import NO_UPTIME, Validator
 
@@ -70,13 +71,7 @@ def parse_validator_summaries(body: bytes) -> tuple[Validator, ...]:
     if not document:
         raise DataError("empty_set", "validatorSummaries: no validators")
     validators = tuple(_parse_row(index, row) for index, row in enumerate(document))
-    seen: set[str] = set()
-    for index, validator in enumerate(validators):
-        if validator.address in seen:
-            raise DataError("duplicate_validator", f"[{index}].validator appears twice")
-        seen.add(validator.address)
-    if not any(v.stake for v in validators if v.in_consensus_set):
-        raise DataError("zero_stake", "the active set holds no stake")
+    check_set(validators, [f"[{index}].validator" for index in range(len(validators))])
     return validators
 
 

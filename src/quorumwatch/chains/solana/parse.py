@@ -14,6 +14,7 @@ import json
 import re
 from typing import Any
 
+from quorumwatch.chains.base import check_set
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import Validator
 
@@ -67,7 +68,7 @@ def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
     if not isinstance(result, dict):
         raise DataError("wrong_type", "getVoteAccounts.result: expected an object")
     validators: list[Validator] = []
-    seen: set[str] = set()
+    id_paths: list[str] = []
     for list_name in _LISTS:
         rows = result.get(list_name)
         if rows is None:
@@ -76,15 +77,11 @@ def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
             raise DataError("wrong_type", f"result.{list_name}: expected an array")
         for index, row in enumerate(rows):
             where = f"{list_name}[{index}]"
-            validator = _parse_account(row, where, delinquent=list_name == "delinquent")
-            if validator.address in seen:
-                raise DataError("duplicate_validator", f"{where}.votePubkey appears twice")
-            seen.add(validator.address)
-            validators.append(validator)
+            validators.append(_parse_account(row, where, delinquent=list_name == "delinquent"))
+            id_paths.append(f"{where}.votePubkey")
     if not validators:
         raise DataError("empty_set", "getVoteAccounts: no vote accounts")
-    if not any(v.stake for v in validators):
-        raise DataError("zero_stake", "no vote account holds activated stake")
+    check_set(validators, id_paths)
     return tuple(validators)
 
 
