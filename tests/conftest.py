@@ -13,7 +13,7 @@ import pytest
 import structlog
 
 from tests.services import AM_CONFIG, Broker, BrokerFactory, mosquitto_binary
-from tests.tools import free_port, require_binary
+from tests.tools import free_port, require_binary, stop_process
 
 
 @pytest.fixture(autouse=True)
@@ -90,9 +90,4 @@ def alertmanager(tmp_path: Path, am_config: Path) -> Iterator[str]:
             time.sleep(0.05)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -22,7 +22,7 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from tests.tools import require_binary
+from tests.tools import require_binary, stop_process
 
 WAIT_SECONDS = 10.0
 AM_CONFIG = """\
@@ -88,14 +88,8 @@ class Broker:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process)
 
     def pause(self) -> None:
         """SIGSTOP: connections stay open but nothing is answered (no PUBACK)."""

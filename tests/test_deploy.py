@@ -34,7 +34,7 @@ from quorumwatch.monitor import ReportBoard
 from quorumwatch.store import JailCounters
 from tests.builders import chain_settings, report, validator
 from tests.services import mosquitto_binary
-from tests.tools import free_port, require_binary
+from tests.tools import free_port, require_binary, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -511,18 +511,9 @@ def start_mosquitto(config: Path, port: int) -> subprocess.Popen[bytes]:
             return process
         except OSError:
             if time.monotonic() > deadline:
-                stop(process)
+                stop_process(process, timeout=10)
                 pytest.fail(f"mosquitto did not listen: {log.read_text()[-2000:]}")
             time.sleep(0.02)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 async def test_mosquitto_conf_requires_a_password_and_persists(tmp_path: Path) -> None:
@@ -546,7 +537,7 @@ async def test_mosquitto_conf_requires_a_password_and_persists(tmp_path: Path) -
         ) as client:
             await client.publish("quorumwatch/status", '{"state":"online"}', qos=1, retain=True)
     finally:
-        await asyncio.to_thread(stop, process)
+        await asyncio.to_thread(stop_process, process, 10)
     assert (tmp_path / "mosquitto.db").is_file(), config.with_suffix(".log").read_text()
 
 
