@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.models import ValidatorStatus
 from quorumwatch.monitor import ChainMonitor, ReportBoard
+from quorumwatch.simulator.generic import RunningGenericSimulator, start_generic_simulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -53,37 +53,18 @@ MADE_UP_CHAIN = {
 }
 
 
-class MadeUpChain:
-    """The made-up chain's API: `GET /api/validators` answers with `document`."""
-
-    def __init__(self) -> None:
-        self.document: Any = MADE_UP_CHAIN
-        self.requests = 0
-
-    async def validators(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        return web.json_response(self.document)
-
-
 @pytest.fixture
-async def chain_url() -> AsyncIterator[tuple[MadeUpChain, str]]:
-    chain = MadeUpChain()
-    app = web.Application()
-    app.router.add_get("/api/validators", chain.validators)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield chain, f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
+async def chain() -> AsyncIterator[RunningGenericSimulator]:
+    """The made-up chain's API: `GET /api/validators` answers with `document`."""
+    async with await start_generic_simulator(MADE_UP_CHAIN, path="/api/validators") as sim:
+        yield sim
 
 
-async def test_generic_chain_monitored_end_to_end(chain_url: tuple[MadeUpChain, str]) -> None:
+async def test_generic_chain_monitored_end_to_end(chain: RunningGenericSimulator) -> None:
     """Nakamoto 1/2/3 (halt/majority/control), online 80 of 100 units and per-validator statuses,
     as computed by hand; an invalid answer then takes the chain down with its reason counted,
     and the next valid answer brings it back."""
-    chain, url = chain_url
+    url = chain.base_url
     settings = ChainSettings(
         name="madeup",
         kind="generic",

@@ -4,7 +4,8 @@ The set is generated from a seed: `validators` bonded (the CometBFT set), `jaile
 jailed (unbonding, out of the set; the first one tombstoned) and `unbonded` unbonded.
 LCD lists page by `page_limit` with standard-base64 `next_key`s holding `+`, `/` and
 `=`, and every walk ends with an empty last page. Tests read `validators` for a hand
-computation, flip `faults`, and inspect `requests` for what the client asked.
+computation, flip `faults`, and inspect `requests` for what the client asked (the last
+`REQUEST_LOG_LENGTH` requests: a long-running `simulate` must not grow without bound).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import base64
 import hashlib
 import random
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
 from quorumwatch.chains.cosmos import bech32
+from quorumwatch.simulator.serving import LoopbackServer
 
 BONDED = "BOND_STATUS_BONDED"
 UNBONDING = "BOND_STATUS_UNBONDING"
@@ -30,6 +33,7 @@ SIGNED_BLOCKS_WINDOW = 10_000
 MIN_SIGNED_PER_WINDOW = "0.050000000000000000"
 MAX_MISSED = 9_500  # 10000 − ceil(0.05 × 10000)
 HEIGHT = 1_000_000
+REQUEST_LOG_LENGTH = 10_000
 _KEY_PREFIX = b"\xfb\xff\xbf"  # base64 "+/+/": every next_key holds "+", "/" and "="
 _CODEC_TYPES = {
     "ed25519": "/cosmos.crypto.ed25519.PubKey",
@@ -135,7 +139,9 @@ def page_key(offset: int) -> str:
     return base64.b64encode(_KEY_PREFIX + offset.to_bytes(2, "big")).decode()
 
 
-class _CosmosApp:
+class RunningCosmosSimulator(LoopbackServer):
+    """A Cosmos node serving both LCD and RPC on `base_url`; see `start_cosmos_simulator`."""
+
     def __init__(
         self,
         validators: tuple[SimValidator, ...],
@@ -143,11 +149,12 @@ class _CosmosApp:
         page_limit: int,
         clock: Callable[[], float],
     ) -> None:
+        super().__init__()
         self.validators = validators
         self.faults = faults
         self.page_limit = page_limit
         self.clock = clock
-        self.requests: list[SimRequest] = []
+        self.requests: deque[SimRequest] = deque(maxlen=REQUEST_LOG_LENGTH)
         self.app = web.Application()
         self.app.router.add_get("/status", self.status)
         self.app.router.add_get("/validators", self.rpc_validators)
@@ -328,32 +335,6 @@ def _rpc_error(message: str) -> web.Response:
     )
 
 
-@dataclass
-class RunningCosmosSimulator:
-    """A Cosmos simulator on `base_url` (both LCD and RPC); close it or use `async with`."""
-
-    host: str
-    port: int
-    validators: tuple[SimValidator, ...]
-    faults: CosmosFaults
-    requests: list[SimRequest]
-    _runner: web.AppRunner = field(repr=False)
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    async def close(self) -> None:
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-
 async def start_cosmos_simulator(
     *,
     validators: int = 180,
@@ -370,13 +351,8 @@ async def start_cosmos_simulator(
     generated = generate_validators(
         validators=validators, jailed=jailed, unbonded=unbonded, seed=seed
     )
-    app = _CosmosApp(generated, CosmosFaults(chain_id=chain_id), page_limit, clock)
-    runner = web.AppRunner(app.app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    bound_port: int = runner.addresses[0][1]
-    return RunningCosmosSimulator(host, bound_port, generated, app.faults, app.requests, runner)
+    simulator = RunningCosmosSimulator(
+        generated, CosmosFaults(chain_id=chain_id), page_limit, clock
+    )
+    await simulator.serve(simulator.app, host, port)
+    return simulator

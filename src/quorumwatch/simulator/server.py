@@ -7,11 +7,9 @@ else gets its 422). Tests steer the timeline through ``GET /_sim/state``, ``POST
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import time
-from typing import TYPE_CHECKING, Self, assert_never
+from typing import TYPE_CHECKING, assert_never
 
 from aiohttp import web
 
@@ -24,6 +22,7 @@ from quorumwatch.simulator.scenario import (
     TimeoutFault,
     render_validator_summaries,
 )
+from quorumwatch.simulator.serving import LoopbackServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -38,8 +37,6 @@ if TYPE_CHECKING:
 
 DESERIALIZE_ERROR = "Failed to deserialize the JSON body into the target type"
 _REQUEST_TYPES: tuple[RequestType, ...] = ("validatorSummaries", "exchangeStatus")
-# Pauses end as soon as close() starts, so this only bounds a handler stuck elsewhere.
-_SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 
 class _Timeline:
@@ -82,11 +79,17 @@ class _Timeline:
         }
 
 
-class _SimulatorApp:
+class RunningSimulator(LoopbackServer):
+    """The Hyperliquid info API playing a scenario; see `start_simulator`."""
+
     def __init__(self, scenario: Scenario, clock: Callable[[], float]) -> None:
+        super().__init__()
         self.timeline = _Timeline(scenario)
         self._clock = clock
-        self._closing = asyncio.Event()
+
+    @property
+    def step_index(self) -> int:
+        return self.timeline.step_index
 
     def build(self) -> web.Application:
         app = web.Application()
@@ -95,9 +98,6 @@ class _SimulatorApp:
         app.router.add_post("/_sim/step", self._step)
         app.router.add_post("/_sim/goto", self._goto)
         return app
-
-    def begin_closing(self) -> None:
-        self._closing.set()
 
     async def _info(self, request: web.Request) -> web.Response:
         request_type = await _request_type(request)
@@ -121,12 +121,12 @@ class _SimulatorApp:
     async def _faulted(self, fault: Fault, payload: list[JsonObject] | JsonObject) -> web.Response:
         match fault:
             case LatencyFault(seconds=seconds):
-                await self._pause(seconds)
+                await self.pause(seconds)
                 return web.json_response(payload)
             case HttpStatusFault():
                 return _status_response(fault)
             case TimeoutFault(seconds=seconds):
-                await self._pause(seconds)
+                await self.pause(seconds)
                 # What CloudFront sends when the origin never answers.
                 return web.Response(status=504, text="Gateway Timeout")
             case MalformedJsonFault():
@@ -138,11 +138,6 @@ class _SimulatorApp:
             case RawFault(body=body):
                 return web.json_response(body)
         assert_never(fault)
-
-    async def _pause(self, seconds: float) -> None:
-        # Wakes early on close so a hanging request never holds up or outlives shutdown.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def _state(self, request: web.Request) -> web.Response:
         return web.json_response(self.timeline.state())
@@ -178,39 +173,6 @@ def _status_response(fault: HttpStatusFault) -> web.Response:
     )
 
 
-class RunningSimulator:
-    """A simulator listening on `base_url`; close it, or use it as an async context manager."""
-
-    def __init__(self, app: _SimulatorApp, runner: web.AppRunner, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._app = app
-        self._runner = runner
-        self._closed = False
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
-
-    @property
-    def step_index(self) -> int:
-        return self._app.timeline.step_index
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._app.begin_closing()
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-
 async def start_simulator(
     scenario: Scenario,
     host: str = "127.0.0.1",
@@ -219,13 +181,6 @@ async def start_simulator(
     clock: Callable[[], float] = time.time,
 ) -> RunningSimulator:
     """Serve `scenario` on host:port (0 picks a free port) until the result is closed."""
-    app = _SimulatorApp(scenario, clock)
-    runner = web.AppRunner(app.build(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError:
-        await runner.cleanup()
-        raise
-    bound_port: int = runner.addresses[0][1]
-    return RunningSimulator(app, runner, host, bound_port)
+    simulator = RunningSimulator(scenario, clock)
+    await simulator.serve(simulator.build(), host, port)
+    return simulator

@@ -1,7 +1,7 @@
 """A loopback aiohttp server that plays a Solana JSON-RPC node.
 
-``POST /`` answers ``getVoteAccounts`` and ``getEpochInfo`` in the shapes of the real node
-(other methods get JSON-RPC error -32601, an unparsable body -32700). Without explicit
+``POST /`` answers ``getVoteAccounts``, ``getEpochInfo`` and ``getBlockTime`` in the shapes of
+the real node (other methods get JSON-RPC error -32601, an unparsable body -32700). Without explicit
 accounts it serves a deterministic synthetic set of mainnet size: heavy-tailed (Pareto)
 stakes, a few unstaked accounts, and some delinquent ones. Tests replace the set with
 `set_accounts` and inject per-method faults with `set_fault`.
@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
+
+from quorumwatch.simulator.serving import LoopbackServer
 
 LAMPORTS_PER_SOL = 10**9
 SLOTS_PER_EPOCH = 432_000
 DELINQUENT_SLOT_DISTANCE = 128
 FIRST_SLOT = 700 * SLOTS_PER_EPOCH + 1_234
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-_SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 
 def base58(data: bytes) -> str:
@@ -73,22 +75,16 @@ def synthetic_accounts(
     return accounts
 
 
-class RunningSolanaSimulator:
-    """A simulator listening on `base_url`; close it, or use it as an async context manager."""
+class RunningSolanaSimulator(LoopbackServer):
+    """A Solana JSON-RPC node; see `start_solana_simulator`."""
 
-    def __init__(self, accounts: Sequence[VoteAccountSpec], host: str) -> None:
-        self.host = host
-        self.port = 0
+    def __init__(self, accounts: Sequence[VoteAccountSpec], clock: Callable[[], float]) -> None:
+        super().__init__()
         self.slot = FIRST_SLOT  # advances by one per request; tests may set it
         self.requests: dict[str, int] = {}
         self._accounts = tuple(accounts)
         self._faults: dict[str, tuple[int, bytes | None]] = {}
-        self._runner: web.AppRunner | None = None
-
-    @property
-    def base_url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        self._clock = clock
 
     @property
     def accounts(self) -> tuple[VoteAccountSpec, ...]:
@@ -132,6 +128,11 @@ class RunningSolanaSimulator:
             return _rpc_result(call_id, self._vote_accounts(keep_unstaked_delinquents=keep))
         if method == "getEpochInfo":
             return _rpc_result(call_id, self._epoch_info())
+        if method == "getBlockTime":
+            if not isinstance(params, list) or not params or type(params[0]) is not int:
+                return _rpc_error(call_id, -32602, "Invalid params: expected a slot")
+            # Every slot asked about is the newest one: it was produced just now.
+            return _rpc_result(call_id, int(self._clock()))
         return _rpc_error(call_id, -32601, "Method not found")
 
     def _vote_accounts(self, *, keep_unstaked_delinquents: bool) -> dict[str, Any]:
@@ -166,30 +167,6 @@ class RunningSolanaSimulator:
             "transactionCount": 3 * self.slot,
         }
 
-    async def start(self, port: int) -> None:
-        runner = web.AppRunner(
-            self.build(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_SECONDS
-        )
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, port).start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.port = runner.addresses[0][1]
-
-    async def close(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
 
 def _rpc_result(call_id: Any, result: Any) -> web.Response:
     return web.json_response({"jsonrpc": "2.0", "result": result, "id": call_id})
@@ -208,10 +185,11 @@ async def start_solana_simulator(
     seed: int = 1,
     host: str = "127.0.0.1",
     port: int = 0,
+    clock: Callable[[], float] = time.time,
 ) -> RunningSolanaSimulator:
     """Serve `accounts` (default: `synthetic_accounts(count, delinquent, seed)`) on host:port."""
     if accounts is None:
         accounts = synthetic_accounts(count, delinquent, seed)
-    simulator = RunningSolanaSimulator(accounts, host)
-    await simulator.start(port)
+    simulator = RunningSolanaSimulator(accounts, clock)
+    await simulator.serve(simulator.build(), host, port)
     return simulator
