@@ -10,7 +10,9 @@ import pytest
 from quorumwatch.chains.base import (
     EndpointRejectedError,
     VersionedSet,
+    check_clock,
     first_valid_set,
+    received_text,
     value_of,
 )
 from quorumwatch.config import EndpointSettings
@@ -113,3 +115,49 @@ def test_value_of_raises_with_the_outcome_and_data_reason() -> None:
         value_of(Answer("ep0", Outcome.HTTP_5XX, 0.1, error="HTTP 503"), "/status")
     assert raised.value.description == "/status: http_5xx (HTTP 503)"
     assert raised.value.reason is None
+
+
+async def test_an_endpoint_whose_set_is_rejected_is_marked_down() -> None:
+    """An endpoint whose requests all succeeded but whose set was rejected is down after."""
+    endpoints = pool(2)
+    for endpoint in endpoints.endpoints:
+        endpoint.up = True  # as after successful requests
+
+    async def attempt(endpoint: Endpoint) -> tuple[Validator, ...]:
+        if endpoint.name == "ep0":
+            raise EndpointRejectedError("the lists disagree", "pool_mismatch")
+        return SET_A
+
+    result = await first_valid_set(endpoints, attempt, token_decimals=8, clock=lambda: 5.0)
+    assert result.validator_set is not None
+    assert [e.up for e in endpoints.endpoints] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("skew", "reason"), [(-61.0, "stale_block"), (61.0, "future_block")], ids=["past", "future"]
+)
+def test_check_clock_rejects_answers_dated_too_far_either_way(skew: float, reason: str) -> None:
+    """An answer dated beyond max_skew from now, past or future, is rejected; skew is kept."""
+    endpoint = pool(1).endpoints[0]
+    endpoint.up = True
+    with pytest.raises(EndpointRejectedError) as caught:
+        check_clock(endpoint, 1000.0 + skew, now=1000.0, max_skew=60.0, subject="block")
+    assert caught.value.reason == reason
+    assert endpoint.up is False
+    assert endpoint.clock_skew_seconds == skew
+
+
+def test_check_clock_accepts_answers_within_the_skew() -> None:
+    """An answer dated exactly max_skew away is accepted and its skew kept."""
+    endpoint = pool(1).endpoints[0]
+    endpoint.up = True
+    check_clock(endpoint, 940.0, now=1000.0, max_skew=60.0, subject="data")
+    assert endpoint.up is True
+    assert endpoint.clock_skew_seconds == -60.0
+
+
+def test_received_text_replaces_only_lone_surrogates() -> None:
+    """Lone surrogates become U+FFFD; every other character, emoji included, is kept."""
+    assert received_text("a\ud800b\udfffc") == "a\ufffdb\ufffdc"
+    assert received_text("ok 🚀 \x1b[31m\u202e") == "ok 🚀 \x1b[31m\u202e"
+    assert received_text("a\ud800b").encode() == "a\ufffdb".encode()

@@ -9,9 +9,18 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from quorumwatch.chains.cosmos.parse import (
+    BOND_STATUSES,
+    LCD_KEY_TYPES,
     REJECTION_REASONS,
+    RPC_KEY_TYPES,
+    NodeStatus,
+    Page,
+    RpcPage,
+    SlashingParams,
     parse_lcd_validators,
     parse_pool,
     parse_rpc_validators,
@@ -167,6 +176,11 @@ REJECTIONS: list[tuple[str, Parser, bytes]] = [
     ("missing_field", parse_status, _with(STATUS, "result.sync_info.catching_up", DELETE)),
     ("wrong_type", parse_status, _with(STATUS, "result.sync_info.catching_up", "false")),
     ("wrong_type", parse_status, _with(STATUS, "result.sync_info.latest_block_time", "yesterday")),
+    (
+        "wrong_type",
+        parse_status,
+        _with(STATUS, "result.sync_info.latest_block_time", "2019-08-01T11:52:22.١٢Z"),
+    ),
     ("invalid_number", parse_status, _with(STATUS, "result.sync_info.latest_block_height", "-1")),
     ("wrong_type", parse_status, _with(STATUS, "result.sync_info.latest_block_height", 5)),
     (
@@ -223,6 +237,11 @@ REJECTIONS: list[tuple[str, Parser, bytes]] = [
     ),
     ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "validators.0.status", "BONDED")),
     ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "pagination.next_key", 7)),
+    ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "pagination.next_key", "a\nb")),
+    ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "pagination.next_key", "k\ud800")),
+    ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "pagination.next_key", "k" * 1025)),
+    ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "validators.0.description", "")),
+    ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "validators.0.description", [])),
     ("missing_field", parse_lcd_validators, _with(LCD_VALIDATORS, "pagination", DELETE)),
     ("wrong_type", parse_lcd_validators, _with(LCD_VALIDATORS, "validators", {})),
     (
@@ -263,6 +282,27 @@ def test_rejections_carry_a_bounded_reason_without_the_value(
         assert secret not in caught.value.detail
 
 
+def test_hostile_moniker_is_kept_but_lone_surrogates_become_replacement_characters() -> None:
+    """Hostile monikers pass through as they are, but each lone surrogate becomes U+FFFD."""
+    hostile = "evil\n\x1b[31m\u202e" + "x" * 10_000
+    body = _with(LCD_VALIDATORS, "validators.0.description", {"moniker": hostile + "\ud800"})
+    (validator,) = parse_lcd_validators(body).items
+    assert validator.moniker == hostile + "\ufffd"
+    body = _with(LCD_VALIDATORS, "validators.0.description", {"identity": "\udfff\U0001f600"})
+    (validator,) = parse_lcd_validators(body).items
+    assert (validator.moniker, validator.identity) == ("", "\ufffd\U0001f600")
+
+
+def test_absent_or_null_description_gives_empty_names() -> None:
+    """A validator without a description, or with a null one, has an empty moniker and identity."""
+    for body in (
+        _with(LCD_VALIDATORS, "validators.0.description", DELETE),
+        _with(LCD_VALIDATORS, "validators.0.description", None),
+    ):
+        (validator,) = parse_lcd_validators(body).items
+        assert (validator.moniker, validator.identity) == ("", "")
+
+
 def test_huge_value_is_not_echoed() -> None:
     """A megabyte-long moniker type error names the field, not the value."""
     body = _with(LCD_VALIDATORS, "validators.0.jailed", "x" * 1_000_000)
@@ -270,3 +310,146 @@ def test_huge_value_is_not_echoed() -> None:
         parse_lcd_validators(body)
     assert caught.value.reason == "wrong_type"
     assert len(str(caught.value)) < 200
+
+
+# --- fuzzing ----------------------------------------------------------------------------------
+
+# A DataError names the document and field, never the value: its detail stays this short.
+MAX_DETAIL_CHARS = 200
+POOL: dict[str, Any] = {"pool": {"bonded_tokens": "15783637712645", "not_bonded_tokens": "0"}}
+
+
+def _keys(document: Any) -> set[str]:
+    """Every object key anywhere in `document`."""
+    if isinstance(document, dict):
+        return set(document) | {k for value in document.values() for k in _keys(value)}
+    if isinstance(document, list):
+        return {k for value in document for k in _keys(value)}
+    return set()
+
+
+# Each parser, its well-formed example, and the type a success returns.
+FUZZED: list[tuple[Parser, dict[str, Any], type]] = [
+    (parse_status, STATUS, NodeStatus),
+    (parse_rpc_validators, RPC_VALIDATORS, RpcPage),
+    (parse_lcd_validators, LCD_VALIDATORS, Page),
+    (parse_pool, POOL, int),
+    (parse_signing_infos, SIGNING_INFOS, Page),
+    (parse_slashing_params, SLASHING_PARAMS, SlashingParams),
+]
+FUZZ_IDS = [parser.__name__ for parser, _, _ in FUZZED]
+RESULT_TYPES = [(parser, expected) for parser, _, expected in FUZZED]
+FIELD_NAMES = sorted(
+    {"jsonrpc", "id", "error", "result", "x"}
+    | {key for _, document, _ in FUZZED for key in _keys(document)}
+)
+# Values near each field's edge: numbers as odd strings, keys and addresses valid or nearly,
+# times that are impossible or written in non-ASCII digits, and long or non-ASCII text.
+EDGE_STRINGS = [
+    *("", "0", "1", "17", "-1", "+1", " 1", "1 ", "1e9", "0x10", "1.5", "0.05", "1.0"),
+    *("NaN", "Infinity", "-0", "١٢", "²", "9" * 80, "9" * 81, "0." + "0" * 17 + "1"),
+    *("1" + "0" * 40 + ".5", str(2**63 - 1), str(2**63), str(2**256), str(2**256 + 1)),
+    *(VECTOR_KEY, VECTOR_KEY[:-1], "AAAA", "not base64!", "A" * 44, "Ag" + "A" * 42),
+    *(VECTOR_HEX, VECTOR_HEX.lower(), "0" * 40, VECTOR_VALCONS, VALOPER, VALOPER.upper()),
+    *("cosmos1" + "q" * 38, "a1qqqqqq", "1qqqqqqq", "valoper1qqqqqqqqqqqq"),
+    *(*RPC_KEY_TYPES, *LCD_KEY_TYPES, *BOND_STATUSES, "tendermint/PubKeySr25519"),
+    *("2019-08-01T11:52:22.818762194Z", "1970-01-01T00:00:00Z", "0000-01-01T00:00:00Z"),
+    *("9999-12-31T23:59:59.999999999Z", "2019-02-30T00:00:00Z", "2019-08-01T25:00:00Z"),
+    *("2019-08-01T11:52:22.١٢Z", "٢٠١٩-08-01T11:52:22Z", "2019-08-01T11:52:22+01:00"),
+    *("cosmoshub-4", "FONDBFkE4tEEf7yxWWKOD49jC2NK", "+/+/", "k" * 1025, "\ud800", "\x00\n"),
+]
+_LEAF = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(EDGE_STRINGS)
+)
+_JSON = st.recursive(
+    _LEAF,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELD_NAMES) | st.text(max_size=4), children, max_size=6)
+    ),
+    max_leaves=30,
+)
+# Fragments that make nesting, escapes and numbers more likely than uniform bytes would.
+_SYNTAX = (b"{", b"}", b"[", b"]", b":", b",", b'"', b"\\", b"\\u", b"d800", b" ", b"-")
+_SCALARS = (b"null", b"true", b"0", b"1e999", b"9" * 5000, b"NaN", b"\xff", b"\xc3", b"\x00")
+_NAMES = (b'"result"', b'"validators"', b'"pagination"', b'"params"', b'"pool"', b'"info"')
+_TOKENS = st.sampled_from([*_SYNTAX, *_SCALARS, *_NAMES, b"\xef\xbb\xbf"])
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, template: Any) -> Any:
+    """`template` with each member kept, dropped, replaced by random JSON, or mutated inside."""
+    if isinstance(template, dict):
+        result = {}
+        for key, value in template.items():
+            choice = draw(st.sampled_from(["keep", "keep", "mutate", "mutate", "drop", "replace"]))
+            if choice == "keep":
+                result[key] = value
+            elif choice == "mutate":
+                result[key] = draw(_mutated(value))
+            elif choice == "replace":
+                result[key] = draw(_JSON)
+        return result
+    if isinstance(template, list):
+        items = [draw(_mutated(item)) for item in template]
+        return draw(st.sampled_from([items, items * 2, [], [*items, draw(_JSON)]]))
+    return draw(st.just(template) | st.sampled_from(EDGE_STRINGS) | _LEAF)
+
+
+def _outcome(parser: Parser, expected: type, body: bytes) -> str:
+    """ "ok" for a result of the parser's type, else the DataError reason (detail bounded);
+    any other exception escapes and fails the test."""
+    try:
+        result = parser(body)
+    except DataError as exc:
+        if len(exc.detail) >= MAX_DETAIL_CHARS:
+            return f"unbounded detail for {exc.reason}"
+        return exc.reason
+    return "ok" if isinstance(result, expected) else "unexpected result"
+
+
+_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.mark.parametrize(("parser", "expected"), RESULT_TYPES, ids=FUZZ_IDS)
+@_FUZZ
+@given(document=_JSON)
+def test_random_json_parses_or_raises_data_error(
+    parser: Parser, expected: type, document: Any
+) -> None:
+    """Any JSON value gives the parser's result or a DataError with a listed, bounded reason."""
+    assert _outcome(parser, expected, json.dumps(document).encode()) in {"ok", *REJECTION_REASONS}
+
+
+@pytest.mark.parametrize(("parser", "expected"), RESULT_TYPES, ids=FUZZ_IDS)
+@_FUZZ
+@given(body=st.binary(max_size=200) | st.lists(_TOKENS, max_size=40).map(b"".join))
+def test_random_bytes_parse_or_raise_data_error(
+    parser: Parser, expected: type, body: bytes
+) -> None:
+    """Any byte string (bad UTF-8, lone surrogates, huge numbers) gives a result or DataError."""
+    assert _outcome(parser, expected, body) in {"ok", *REJECTION_REASONS}
+
+
+@pytest.mark.parametrize(("parser", "template", "expected"), FUZZED, ids=FUZZ_IDS)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_plausible_documents_parse_or_raise_data_error(
+    parser: Parser, template: dict[str, Any], expected: type, data: st.DataObject
+) -> None:
+    """The example with members dropped, replaced or mutated gives a result or a DataError."""
+    document = data.draw(_mutated(template))
+    assert _outcome(parser, expected, json.dumps(document).encode()) in {"ok", *REJECTION_REASONS}
+
+
+@pytest.mark.parametrize("parser", [parser for parser, _ in RESULT_TYPES], ids=FUZZ_IDS)
+def test_deep_nesting_is_malformed_json(parser: Parser) -> None:
+    """100,000 nested arrays are malformed_json, not a RecursionError."""
+    with pytest.raises(DataError) as caught:
+        parser(b"[" * 100_000 + b"]" * 100_000)
+    assert caught.value.reason == "malformed_json"

@@ -111,6 +111,7 @@ async def test_a_failing_signing_info_page_fails_the_whole_fetch(
         ("chain_id", "theta-testnet-001", "wrong_chain"),
         ("catching_up", True, "catching_up"),
         ("block_age_seconds", 600.0, "stale_block"),
+        ("block_age_seconds", -600.0, "future_block"),
         ("rpc_total_offset", 1, ""),  # the node refuses the page past the end: http_5xx
         ("rpc_total_offset", -1, "incomplete_set"),
         ("pool_offset", 1, "pool_mismatch"),
@@ -123,7 +124,8 @@ async def test_fail_closed_checks_reject_and_fail_over(
     value: object,
     reason: str,
 ) -> None:
-    """Wrong chain, catching up, stale block, Σcount ≠ total, pool mismatch: next one serves."""
+    """Wrong chain, catching up, stale or future block, Σcount ≠ total, pool mismatch: next one
+    serves."""
     async with await start_cosmos_simulator(validators=60, jailed=3, unbonded=7) as good:
         setattr(sim.faults, fault, value)
         result = await _fetch(session, sim, good)

@@ -44,7 +44,7 @@ def _rejection(body: bytes, config: GenericSettings = FLAT) -> DataError:
 def test_flat_rows_parse_into_validators() -> None:
     """Id, name, stake, jailed and active are read from each row; statuses follow the flags."""
     body = _flat(_row(), _row(id="v2", name="Two", stake=0, active=False, jailed=True))
-    one, two = parse_generic(body, FLAT)
+    one, two = parse_generic(body, FLAT).validators
     assert (one.address, one.name, one.stake, one.status) == ("v1", "One", 10, "online")
     assert (two.address, two.name, two.stake, two.status) == ("v2", "Two", 0, "jailed")
     assert two.in_consensus_set is False
@@ -66,7 +66,7 @@ def test_nested_paths_with_list_index() -> None:
         "status": {"jailed": True, "bonded": True},
     }
     body = json.dumps({"result": [{"validators": [item]}, {"validators": []}]}).encode()
-    (validator,) = parse_generic(body, config)
+    (validator,) = parse_generic(body, config).validators
     assert validator.address == "valoper1"
     assert validator.name == "M"
     assert validator.stake == 123
@@ -77,7 +77,7 @@ def test_nested_paths_with_list_index() -> None:
 def test_root_list_and_defaults_without_optional_fields() -> None:
     """list_path "" takes the answer as the list; no flags: active, not jailed; name = id."""
     config = GenericSettings(id_field="0", stake_field="1")
-    (validator,) = parse_generic(b'[["a", 5]]', config)
+    (validator,) = parse_generic(b'[["a", 5]]', config).validators
     assert (validator.address, validator.name, validator.stake) == ("a", "a", 5)
     assert validator.in_consensus_set is True
     assert validator.jailed is False
@@ -89,13 +89,13 @@ def test_string_stakes_beyond_2_53_are_exact() -> None:
     body = _flat(
         _row(stake=str(big)), _row(id="v2", stake=big), _row(id="v3", stake=str(MAX_STAKE))
     )
-    assert [v.stake for v in parse_generic(body, FLAT)] == [big, big, MAX_STAKE]
+    assert [v.stake for v in parse_generic(body, FLAT).validators] == [big, big, MAX_STAKE]
 
 
 def test_leading_zero_string_stake_is_its_value() -> None:
     """A digit string with leading zeros ("007") is the integer 7; "0" is zero."""
     body = _flat(_row(stake="007"), _row(id="v2", stake="0"))
-    assert [v.stake for v in parse_generic(body, FLAT)] == [7, 0]
+    assert [v.stake for v in parse_generic(body, FLAT).validators] == [7, 0]
 
 
 @pytest.mark.parametrize(
@@ -203,7 +203,7 @@ def test_no_active_stake_is_zero_stake(rows: list[dict[str, Any]]) -> None:
 
 def test_jailed_active_stake_still_counts_as_active_stake() -> None:
     """A jailed but active validator's stake is in the active set: not zero_stake."""
-    (validator,) = parse_generic(_flat(_row(jailed=True)), FLAT)
+    (validator,) = parse_generic(_flat(_row(jailed=True)), FLAT).validators
     assert validator.status is ValidatorStatus.JAILED
 
 
@@ -228,7 +228,7 @@ _JSON = st.recursive(
 def _outcome(body: bytes, config: GenericSettings) -> str:
     """ "ok" for a non-empty tuple of validators, else the DataError reason."""
     try:
-        validators = parse_generic(body, config)
+        validators = parse_generic(body, config).validators
     except DataError as exc:
         return exc.reason
     return "ok" if isinstance(validators, tuple) and validators else "unexpected result"
@@ -258,3 +258,75 @@ def test_random_field_values_in_valid_rows_give_validators_or_data_error(
     """Random stake/active values in otherwise valid rows give validators or a DataError."""
     rows = [_row(id=f"v{index}", **changes) for index, changes in enumerate(overrides)]
     assert _outcome(_flat(*rows), FLAT) in {"ok", *REJECTION_REASONS}
+
+
+def test_deep_nesting_is_malformed_json() -> None:
+    """100,000 nested arrays are malformed_json, not a RecursionError."""
+    assert _rejection(b"[" * 100_000 + b"]" * 100_000).reason == "malformed_json"
+
+
+TIMED = FLAT.model_copy(update={"time_field": "meta.time"})
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (1_750_000_000, "s", 1_750_000_000.0),
+        (1_750_000_000.5, "s", 1_750_000_000.5),
+        (1_750_000_000_250, "ms", 1_750_000_000.25),
+        ("2025-06-15T15:06:40Z", "s", 1_750_000_000.0),
+        ("2025-06-15T17:06:40.123456789+02:00", "s", 1_750_000_000.123456),
+    ],
+    ids=["seconds", "fraction", "milliseconds", "rfc3339_utc", "rfc3339_offset_nanos"],
+)
+def test_time_field_gives_the_answer_time_in_unix_seconds(
+    value: Any, unit: str, expected: float
+) -> None:
+    """`time_field` is read as Unix seconds, milliseconds or an RFC 3339 time with an offset."""
+    config = TIMED.model_copy(update={"time_unit": unit})
+    body = json.dumps({"validators": [_row()], "meta": {"time": value}}).encode()
+    assert parse_generic(body, config).observed_at == pytest.approx(expected, abs=1e-6)
+
+
+def test_without_time_field_the_answer_has_no_time() -> None:
+    """Without `time_field` no time is read, even when the answer carries one."""
+    body = json.dumps({"validators": [_row()], "meta": {"time": 1}}).encode()
+    assert parse_generic(body, FLAT).observed_at is None
+
+
+@pytest.mark.parametrize(
+    ("meta", "reason"),
+    [
+        ({}, "missing_field"),
+        ({"time": None}, "missing_field"),
+        ({"time": True}, "wrong_type"),
+        ({"time": -1}, "wrong_type"),
+        ({"time": 2**64}, "wrong_type"),
+        ({"time": "2025-06-15T15:06:40"}, "wrong_type"),  # no offset: whose local time?
+        ({"time": "yesterday"}, "wrong_type"),
+        ({"time": "9" * 10_000}, "wrong_type"),
+    ],
+    ids=["absent", "null", "bool", "negative", "huge", "naive", "words", "10k_digits"],
+)
+def test_bad_time_field_is_rejected(meta: dict[str, Any], reason: str) -> None:
+    """A configured time that is absent, naive or implausible rejects the answer."""
+    body = json.dumps({"validators": [_row()], "meta": meta}).encode()
+    assert _rejection(body, TIMED).reason == reason
+
+
+@pytest.mark.parametrize(
+    "bad_id",
+    ["v\n1", "v\x1b1", "v\u202e1", "v\u200b1", "v 1", "v\ud8001", "v\u20281"],
+    ids=["newline", "escape", "bidi", "zero_width", "space", "surrogate", "line_separator"],
+)
+def test_unprintable_id_is_rejected(bad_id: str) -> None:
+    """An id (a label as is) with a control, format, surrogate or space character is rejected."""
+    assert _rejection(_flat(_row(id=bad_id))).reason == "wrong_type"
+
+
+def test_lone_surrogate_in_a_name_becomes_a_replacement_character() -> None:
+    """A name sent as the JSON escape \\ud800 is kept, with U+FFFD in place of the surrogate."""
+    body = _flat(_row(name="a\ud800b"))  # json.dumps escapes the surrogate as \ud800
+    assert b"\\ud800" in body
+    (validator,) = parse_generic(body, FLAT).validators
+    assert validator.name == "a\ufffdb"

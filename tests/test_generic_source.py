@@ -242,3 +242,27 @@ def test_source_requires_generic_section(session: aiohttp.ClientSession) -> None
     pool = EndpointPool(settings.endpoints, session, max_response_bytes=1024)
     with pytest.raises(ValueError, match="generic"):
         GenericSource(pool, settings)
+
+
+@pytest.mark.parametrize(
+    ("offset", "reason"), [(-3600, "stale_data"), (3600, "future_data")], ids=["past", "future"]
+)
+async def test_answer_dated_far_from_the_clock_fails_over(
+    serve: Callable[[], Awaitable[Chain]],
+    session: aiohttp.ClientSession,
+    offset: float,
+    reason: str,
+) -> None:
+    """With `time_field`, an answer dated an hour off (either way) is rejected and b serves."""
+    a, b = await serve(), await serve()
+    a.body = json.dumps({**DOCUMENT, "time": WALL + offset}).encode()
+    b.body = json.dumps({**DOCUMENT, "time": WALL - 5}).encode()
+    source, pool = _source(session, a.base_url, b.base_url, time_field="time")
+    result = await source.fetch()
+    assert result.validator_set is not None
+    assert result.validator_set.endpoint == "b"
+    assert result.rejection_reasons == (reason,)
+    views = {view.name: view for view in pool.views()}
+    assert views["a"].up is False
+    assert views["a"].clock_skew_seconds == offset
+    assert views["b"].clock_skew_seconds == -5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from quorumwatch.chains.solana.parse import (
     MAX_U64,
     REJECTION_REASONS,
+    BlockTime,
+    parse_block_time,
     parse_epoch_info,
     parse_vote_accounts,
 )
@@ -99,8 +102,9 @@ def test_delinquent_and_unstaked_accounts_are_classified() -> None:
 
 
 def test_epoch_info_reference_gives_the_epoch() -> None:
-    """The documented getEpochInfo example gives epoch 27."""
-    assert parse_epoch_info(EPOCH_REFERENCE) == 27
+    """The documented getEpochInfo example gives epoch 27 at absolute slot 166598."""
+    info = parse_epoch_info(EPOCH_REFERENCE)
+    assert (info.epoch, info.absolute_slot) == (27, 166598)
 
 
 @pytest.mark.parametrize(
@@ -169,7 +173,7 @@ def _epoch(**changes: Any) -> bytes:
 
 def test_epoch_info_accepts_null_transaction_count() -> None:
     """transactionCount null (nodes without history) still gives the epoch."""
-    assert parse_epoch_info(_epoch(transactionCount=None)) == 27
+    assert parse_epoch_info(_epoch(transactionCount=None)).epoch == 27
 
 
 @pytest.mark.parametrize(
@@ -228,3 +232,57 @@ def test_random_field_values_in_valid_rows_parse_or_raise_data_error(
     """Random field values in otherwise valid rows give validators or a known DataError."""
     rows = [_row(index + 1, **changes) for index, changes in enumerate(overrides)]
     assert _outcome(_body(rows[:2], rows[2:])) in {"ok", *REJECTION_REASONS}
+
+
+def _rpc(**fields: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": 1, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (_rpc(result=1_574_721_591), BlockTime(1_574_721_591)),  # the documented example
+        (_rpc(result=None), BlockTime(None)),
+        (
+            _rpc(error={"code": -32004, "message": "Block not available for slot 5"}),
+            BlockTime(None),
+        ),
+        (_rpc(error={"code": -32007, "message": "Slot 5 was skipped"}), BlockTime(None)),
+        (
+            _rpc(error={"code": -32009, "message": "Slot 5 was skipped, or missing"}),
+            BlockTime(None),
+        ),
+    ],
+    ids=["seconds", "null", "not_available", "skipped", "skipped_long_term"],
+)
+def test_block_time_is_seconds_or_unknown(body: bytes, expected: BlockTime) -> None:
+    """getBlockTime gives Unix seconds, or no time for a null, unavailable or skipped slot."""
+    assert parse_block_time(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html>", "malformed_json"),
+        (_rpc(error={"code": -32603, "message": "Internal error"}), "rpc_error"),
+        (_rpc(result="1574721591"), "wrong_type"),
+        (_rpc(result=-1), "wrong_type"),
+        (_rpc(result=2**64), "wrong_type"),
+        (_rpc(result=1.5), "wrong_type"),
+        (json.dumps([1]).encode(), "wrong_type"),
+    ],
+    ids=["html", "internal_error", "string", "negative", "huge", "float", "array"],
+)
+def test_block_time_rejections(body: bytes, reason: str) -> None:
+    """A broken getBlockTime answer is a DataError with its reason, never a time."""
+    with pytest.raises(DataError) as caught:
+        parse_block_time(body)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("parser", [parse_vote_accounts, parse_epoch_info, parse_block_time])
+def test_deep_nesting_is_malformed_json(parser: Callable[[bytes], object]) -> None:
+    """100,000 nested arrays are malformed_json, not a RecursionError."""
+    with pytest.raises(DataError) as caught:
+        parser(b"[" * 100_000 + b"]" * 100_000)
+    assert caught.value.reason == "malformed_json"

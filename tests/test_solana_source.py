@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -50,7 +51,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 async def _simulators(count: int) -> AsyncIterator[list[RunningSolanaSimulator]]:
     async with contextlib.AsyncExitStack() as stack:
         sims = [
-            await stack.enter_async_context(await start_solana_simulator(ACCOUNTS))
+            await stack.enter_async_context(
+                await start_solana_simulator(ACCOUNTS, clock=lambda: WALL)
+            )
             for _ in range(count)
         ]
         yield sims
@@ -89,7 +92,7 @@ async def test_set_is_fetched_and_classified(session: aiohttp.ClientSession) -> 
         (_key(13), _key(23), 0, ValidatorStatus.INACTIVE),
         (_key(12), _key(22), 3 * 10**18, ValidatorStatus.DELINQUENT),
     ]
-    assert sim.requests == {"getEpochInfo": 1, "getVoteAccounts": 1}
+    assert sim.requests == {"getEpochInfo": 1, "getBlockTime": 1, "getVoteAccounts": 1}
     assert pool.endpoints[0].up is True
 
 
@@ -167,3 +170,38 @@ async def test_endpoint_behind_an_epoch_already_seen_is_stale(
     assert second.failures[0].startswith("ep0: stale: epoch")
     assert lagging.requests["getVoteAccounts"] == 1  # only the faulted one
     assert pool.endpoints[0].up is False
+
+
+@pytest.mark.parametrize(
+    ("offset", "reason"), [(-3600, "stale_block"), (3600, "future_block")], ids=["past", "future"]
+)
+async def test_block_time_far_from_the_clock_rejects_the_endpoint(
+    session: aiohttp.ClientSession, offset: int, reason: str
+) -> None:
+    """A newest block dated an hour off (either way) rejects ep0 unread; ep1 serves the set."""
+    async with _simulators(2) as (skewed, healthy):
+        body = {"jsonrpc": "2.0", "result": int(WALL) + offset, "id": 1}
+        skewed.set_fault("getBlockTime", body=json.dumps(body).encode())
+        source, pool = _source(session, skewed, healthy)
+        result = await source.fetch()
+    assert result.validator_set is not None
+    assert result.validator_set.endpoint == "ep1"
+    assert result.rejection_reasons == (reason,)
+    assert "getVoteAccounts" not in skewed.requests
+    assert pool.endpoints[0].up is False
+    assert pool.endpoints[0].clock_skew_seconds == offset
+
+
+async def test_skipped_slot_has_no_time_and_the_endpoint_is_used(
+    session: aiohttp.ClientSession,
+) -> None:
+    """getBlockTime error -32007 (slot skipped) leaves freshness to the epoch: ep0 serves."""
+    async with _simulators(1) as (sim,):
+        error = {"code": -32007, "message": "Slot 5 was skipped"}
+        body = {"jsonrpc": "2.0", "error": error, "id": 1}
+        sim.set_fault("getBlockTime", body=json.dumps(body).encode())
+        source, pool = _source(session, sim)
+        result = await source.fetch()
+    assert result.validator_set is not None
+    assert result.validator_set.endpoint == "ep0"
+    assert pool.endpoints[0].clock_skew_seconds is None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -92,7 +92,12 @@ class EndpointSettings(_Strict):
     url: AnyHttpUrl | None = None  # hyperliquid, solana, generic
     lcd: AnyHttpUrl | None = None  # cosmos: the REST gateway
     rpc: AnyHttpUrl | None = None  # cosmos: CometBFT RPC
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # total: connect to last byte
+    # Sharper limits inside the total: a dead host fails fast, and a stalled answer fails
+    # once no byte has come for read_timeout_seconds. Not checked against timeout_seconds,
+    # which caps the request either way.
+    connect_timeout_seconds: float = Field(default=5.0, gt=0, le=300)  # TCP and TLS handshake
+    read_timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # wait for the next bytes
     # Sent with every request, e.g. an API key; never logged or exported.
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
@@ -179,6 +184,27 @@ class GenericSettings(_Strict):
     jailed_field: str | None = None  # a boolean; absent: nobody is jailed
     active_field: str | None = None  # a boolean; absent: everybody is active
     token_decimals: int = Field(default=0, ge=0, le=30)
+    # Where the answer says when it was current, from the answer's root (e.g. "data.time"):
+    # Unix time in `time_unit`, or an RFC 3339 string with an offset. Then an answer dated
+    # more than max_clock_skew_seconds from our clock, either way, is rejected as stale.
+    time_field: str | None = Field(default=None, min_length=1)
+    time_unit: Literal["s", "ms"] = "s"
+
+
+# The answer size limit of a kind when max_response_bytes is not set: a few times the
+# largest real answer, so a growing set fits while a runaway or hostile answer is cut off
+# before it fills memory.
+MAX_RESPONSE_BYTES_BY_KIND: Mapping[str, int] = {
+    # validatorSummaries for the ~30-200 validators of the set is well under 1 MiB.
+    "hyperliquid": 4 * 1024 * 1024,
+    # The answer is read a page at a time, and a page holds at most 100-200 validators.
+    "cosmos": 8 * 1024 * 1024,
+    # getVoteAccounts is one answer for the whole cluster: on mainnet ~1,500 accounts, each
+    # with its epochCredits history, make a few MB.
+    "solana": 32 * 1024 * 1024,
+    # An unknown API: the generous limit every kind had before.
+    "generic": 16 * 1024 * 1024,
+}
 
 
 URL_ROLES: dict[str, tuple[str, ...]] = {
@@ -195,7 +221,9 @@ class ChainSettings(_Strict):
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     max_clock_skew_seconds: float = Field(default=60.0, gt=0)
     max_validator_series: int = Field(default=1000, ge=0)
-    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Unset (or null): the kind's default from MAX_RESPONSE_BYTES_BY_KIND, filled in by
+    # _kind_response_limit, so every reader of the field sees the effective limit.
+    max_response_bytes: int = Field(default=MAX_RESPONSE_BYTES_BY_KIND["generic"], gt=0)
     # Also read the set from a second endpoint and report whether they disagree (2x requests).
     compare_endpoints: bool = False
     endpoints: list[EndpointSettings] = Field(min_length=1)
@@ -205,6 +233,18 @@ class ChainSettings(_Strict):
     alerts: AlertSettings = AlertSettings()
     cosmos: CosmosSettings | None = None
     generic: GenericSettings | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_response_limit(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("max_response_bytes") is not None:
+            return data
+        data = {key: value for key, value in data.items() if key != "max_response_bytes"}
+        kind = data.get("kind")
+        if isinstance(kind, str) and kind in MAX_RESPONSE_BYTES_BY_KIND:
+            data["max_response_bytes"] = MAX_RESPONSE_BYTES_BY_KIND[kind]
+        # else: the kind is invalid and reported as such; the field's default stands in.
+        return data
 
     @model_validator(mode="after")
     def _kind_requirements(self) -> ChainSettings:
@@ -246,6 +286,12 @@ class MqttSettings(_Strict):
     )
     keepalive_seconds: int = Field(default=60, ge=5)
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # On SIGTERM, how long the publisher may spend sending what is pending in the outbox; the
+    # default leaves room for the rest of the shutdown within 5 s. Unsent events stay durable.
+    shutdown_flush_seconds: float = Field(default=2.0, ge=0)
+    # The outbox bound (it grows while the broker is unreachable): beyond it, the oldest
+    # pending events are dropped and counted. Applies even with MQTT disabled.
+    max_outbox_events: int = Field(default=100_000, ge=100)
 
 
 class AlertmanagerSettings(_Strict):

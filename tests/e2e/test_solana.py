@@ -51,7 +51,7 @@ async def test_seven_accounts_match_hand_computation() -> None:
     """On 7 accounts (2 delinquent, 1 unstaked): per-validator Nakamoto halt 1, majority 2,
     control 3; 4 online / 2 delinquent / 1 inactive; margin (3·online − 2·T)/(3·T); halt
     distance 1 — all worked out by hand with integers below."""
-    async with await start_solana_simulator(SEVEN) as sim:
+    async with await start_solana_simulator(SEVEN, clock=lambda: WALL) as sim:
         report = await _poll(sim)
     assert report.up is True
     analysis = report.analysis
@@ -118,7 +118,7 @@ def _naive_nakamoto(stakes: list[int], total: int) -> dict[Threshold, int]:
 async def test_synthetic_mainnet_size_set_matches_naive_computation() -> None:
     """On the 1,500-account synthetic set, Nakamoto per validator, totals, delinquent counts and
     the margin equal a naive sorted-loop computation over the served accounts."""
-    async with await start_solana_simulator() as sim:
+    async with await start_solana_simulator(clock=lambda: WALL) as sim:
         served = [a for a in sim.accounts if a.activated_stake or not a.delinquent]
         report = await _poll(sim)
     assert len(sim.accounts) == 1500

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+
+import structlog
 
 from quorumwatch.endpoints import DataError, Outcome
 from quorumwatch.models import Validator, ValidatorSet
@@ -13,6 +16,10 @@ if TYPE_CHECKING:
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +89,7 @@ async def first_valid_set(
         try:
             got = await attempt(endpoint)
         except EndpointRejectedError as exc:
+            endpoint.up = False  # even when each request succeeded, what it served is unusable
             failures.append(f"{endpoint.name}: {exc.description}")
             if exc.reason is not None:
                 rejections.append(exc.reason)
@@ -107,6 +115,12 @@ def _comparable(validators: Sequence[Validator]) -> frozenset[tuple[str, int, bo
     return frozenset((v.address, v.stake, v.in_consensus_set, v.jailed) for v in validators)
 
 
+def received_text(value: str) -> str:
+    """A self-chosen name kept as received, but for lone surrogates (JSON allows "\\ud800"),
+    which become U+FFFD: one validator's name must not make the whole set unstorable."""
+    return _LONE_SURROGATE.sub("\ufffd", value)
+
+
 def check_set(validators: Sequence[Validator], id_paths: Sequence[str]) -> None:
     """Reject a set that lists a validator twice or holds no consensus stake.
 
@@ -119,6 +133,33 @@ def check_set(validators: Sequence[Validator], id_paths: Sequence[str]) -> None:
         seen.add(validator.address)
     if not any(v.stake for v in validators if v.in_consensus_set):
         raise DataError("zero_stake", "the consensus set holds no stake")
+
+
+def check_clock(
+    endpoint: Endpoint,
+    observed_at: float,
+    *,
+    now: float,
+    max_skew: float,
+    subject: Literal["block", "clock", "data"],
+) -> None:
+    """Reject an endpoint whose answer is dated too far from our clock, either way.
+
+    A past date means a lagging or cached view; a future one, a clock that cannot be
+    trusted. Rejection reasons: `stale_<subject>` and `future_<subject>`. The skew is kept on
+    the endpoint for export either way.
+    """
+    skew = observed_at - now
+    endpoint.clock_skew_seconds = skew
+    if abs(skew) <= max_skew:
+        return
+    endpoint.up = False  # its requests succeeded, but what it serves is not current
+    log.warning("endpoint clock skewed", endpoint=endpoint.name, skew_seconds=round(skew))
+    if skew < 0:
+        raise EndpointRejectedError(f"stale: {subject} is {-skew:.0f}s old", f"stale_{subject}")
+    raise EndpointRejectedError(
+        f"stale: {subject} is {skew:.0f}s in the future", f"future_{subject}"
+    )
 
 
 def describe(answer: Answer[Any]) -> str:

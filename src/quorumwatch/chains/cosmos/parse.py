@@ -16,6 +16,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
+from quorumwatch.chains.base import received_text
 from quorumwatch.chains.cosmos import bech32
 from quorumwatch.endpoints import DataError
 
@@ -24,6 +25,10 @@ T = TypeVar("T")
 # 2**256 base units is far beyond any supply, 18-decimal denoms included.
 MAX_AMOUNT = 2**256
 MAX_HEIGHT = 2**63 - 1
+# Beyond these a stake is corrupt, never real: CometBFT caps the total voting power at
+# MaxInt64 / 8, and 2**128 base units exceed any supply (as for every other kind).
+MAX_VOTING_POWER = (2**63 - 1) // 8
+MAX_STAKE_TOKENS = 2**128
 MAX_NEXT_KEY_CHARS = 1024
 
 REJECTION_REASONS = (
@@ -40,11 +45,13 @@ REJECTION_REASONS = (
     "wrong_chain",
     "catching_up",
     "stale_block",
+    "future_block",
     "incomplete_set",
     "pagination_loop",
     "unmatched_validator",
     "pool_mismatch",
     "empty_set",
+    "absurd_stake",
 )
 
 # Consensus key types by their LCD `@type` and their CometBFT RPC `type`.
@@ -62,7 +69,11 @@ BOND_STATUSES = ("BOND_STATUS_BONDED", "BOND_STATUS_UNBONDING", "BOND_STATUS_UNB
 _UINT = re.compile(r"[0-9]{1,80}")
 _DEC = re.compile(r"[0-9]{1,40}(\.[0-9]{1,18})?")
 _HEX20 = re.compile(r"[0-9A-F]{40}")
-_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d{1,9})?Z")
+# [0-9], not \d: \d also matches non-ASCII digits ("١٢"), which float() would then accept.
+_TIMESTAMP = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9})?Z")
+# A page key is echoed into the next request's URL: printable ASCII only, as base64 is.
+_NEXT_KEY = re.compile(rf"[!-~]{{1,{MAX_NEXT_KEY_CHARS}}}")
+# JSON may escape a lone UTF-16 surrogate ("\\ud800"); no UTF-8 store or sink can encode one.
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +211,17 @@ def _bool(row: dict[str, Any], field: str, where: str) -> bool:
 
 def _uint(row: dict[str, Any], field: str, where: str, bound: int = MAX_AMOUNT) -> int:
     value = _str(row, field, where)
-    if not _UINT.fullmatch(value) or int(value) > bound:
+    # The length check comes first: int() of thousands of digits is slow, then refused.
+    if not _UINT.fullmatch(value) or len(value.lstrip("0")) > len(str(bound)) or int(value) > bound:
         raise DataError("invalid_number", f"{where}.{field}: expected a bounded integer string")
     return int(value)
+
+
+def _stake_tokens(row: dict[str, Any], where: str) -> int:
+    tokens = _uint(row, "tokens", where)
+    if tokens > MAX_STAKE_TOKENS:
+        raise DataError("absurd_stake", f"{where}.tokens: exceeds 2**128")
+    return tokens
 
 
 def _dec(row: dict[str, Any], field: str, where: str) -> Decimal:
@@ -238,9 +257,9 @@ def _next_key(document: dict[str, Any], what: str) -> tuple[str | None, int | No
     pagination = _object(document, "pagination", what)
     next_key = pagination.get("next_key")
     if next_key is not None and (
-        not isinstance(next_key, str) or len(next_key) > MAX_NEXT_KEY_CHARS
+        not isinstance(next_key, str) or (next_key and not _NEXT_KEY.fullmatch(next_key))
     ):
-        raise DataError("wrong_type", f"{what}.pagination.next_key: expected a short string")
+        raise DataError("wrong_type", f"{what}.pagination.next_key: expected short printable ASCII")
     total = None
     if pagination.get("total") is not None:
         total = _uint(pagination, "total", f"{what}.pagination", MAX_HEIGHT)
@@ -282,6 +301,8 @@ def parse_rpc_validators(body: bytes) -> RpcPage:
         power = _uint(row, "voting_power", where)
         if power == 0:
             raise DataError("invalid_number", f"{where}.voting_power: zero in the active set")
+        if power > MAX_VOTING_POWER:
+            raise DataError("absurd_stake", f"{where}.voting_power: beyond CometBFT's maximum")
         validators.append(RpcValidator(address, key, power))
     count = _uint(result, "count", "validators", MAX_HEIGHT)
     if count != len(validators):
@@ -322,8 +343,10 @@ def _lcd_validator(index: int, row: Any) -> LcdValidator:
     status = _str(row, "status", where)
     if status not in BOND_STATUSES:
         raise DataError("wrong_type", f"{where}.status: unknown bond status")
-    description = row.get("description") or {}
-    if not isinstance(description, dict):
+    description = row.get("description")
+    if description is None:
+        description = {}
+    elif not isinstance(description, dict):
         raise DataError("wrong_type", f"{where}.description: expected an object")
     moniker = description.get("moniker", "")
     identity = description.get("identity", "")
@@ -334,9 +357,9 @@ def _lcd_validator(index: int, row: Any) -> LcdValidator:
         key=key,
         jailed=_bool(row, "jailed", where),
         status=status,
-        tokens=_uint(row, "tokens", where),
-        moniker=moniker,
-        identity=identity,
+        tokens=_stake_tokens(row, where),
+        moniker=received_text(moniker),
+        identity=received_text(identity),
     )
 
 

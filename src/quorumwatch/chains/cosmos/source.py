@@ -20,6 +20,7 @@ from quorumwatch.chains.base import (
     EndpointRejectedError,
     FetchResult,
     VersionedSet,
+    check_clock,
     first_valid_set,
     value_of,
 )
@@ -118,7 +119,7 @@ class CosmosSource:
 
     async def _fetch_from(self, endpoint: Endpoint) -> VersionedSet:
         status = await self._get(endpoint, STATUS_PATH, parse_status, base="rpc")
-        self._check_status(status)
+        self._check_status(endpoint, status)
         consensus = await self._consensus_set(endpoint, status.height)
         lcd = await self._walk(endpoint, VALIDATORS_PATH, parse_lcd_validators)
         bonded = await self._get(endpoint, POOL_PATH, parse_pool, base="lcd")
@@ -137,14 +138,18 @@ class CosmosSource:
         except DataError as exc:
             raise EndpointRejectedError(f"{exc}", exc.reason) from None
 
-    def _check_status(self, status: NodeStatus) -> None:
+    def _check_status(self, endpoint: Endpoint, status: NodeStatus) -> None:
         if status.network != self._cosmos.chain_id:
             raise EndpointRejectedError("/status: node on another network", "wrong_chain")
         if status.catching_up:
             raise EndpointRejectedError("/status: node is catching up", "catching_up")
-        age = self._clock() - status.latest_block_time
-        if age > self._max_block_age:
-            raise EndpointRejectedError(f"/status: latest block is {age:.0f}s old", "stale_block")
+        check_clock(
+            endpoint,
+            status.latest_block_time,
+            now=self._clock(),
+            max_skew=self._max_block_age,
+            subject="block",
+        )
 
     async def _consensus_set(self, endpoint: Endpoint, height: int) -> list[RpcValidator]:
         """The whole CometBFT set at `height`, page by page until Σcount = total."""
@@ -186,7 +191,7 @@ class CosmosSource:
             if page.next_key is None:
                 if expected is not None and len(items) != expected:
                     raise EndpointRejectedError(
-                        f"{path}: short of pagination.total", "incomplete_set"
+                        f"{path}: {len(items)} items, pagination.total {expected}", "incomplete_set"
                     )
                 return items
             if page.next_key in seen:
@@ -221,19 +226,20 @@ def join(
         if signing_info.address in info_by_valcons:
             raise DataError("duplicate_validator", "signing infos: an address appears twice")
         info_by_valcons[signing_info.address] = signing_info
-    bonded_sum = sum(v.tokens for v in lcd if v.status == "BOND_STATUS_BONDED")
-    if bonded_sum != bonded_tokens:
-        raise DataError("pool_mismatch", "bonded tokens differ from the pool's")
-    max_missed = params.max_missed
     seen: set[str] = set()
-    matched = 0
-    out = []
     for index, row in enumerate(lcd):
         if row.operator_address in seen:
             raise DataError("duplicate_validator", f"validators[{index}] appears twice")
         seen.add(row.operator_address)
+    bonded_sum = sum(v.tokens for v in lcd if v.status == "BOND_STATUS_BONDED")
+    if bonded_sum != bonded_tokens:
+        raise DataError("pool_mismatch", "bonded tokens differ from the pool's")
+    max_missed = params.max_missed
+    matched = 0
+    out = []
+    for index, row in enumerate(lcd):
         address = row.key.address()
-        hrp = row.operator_address.partition("1")[0].removesuffix("valoper") + "valcons"
+        hrp = row.operator_address.rpartition("1")[0].removesuffix("valoper") + "valcons"
         valcons = bech32.encode(hrp, address)
         rpc = power_by_address.get(address.hex().upper())
         if rpc is not None:

@@ -9,10 +9,14 @@ path, never the offending value: values are attacker-chosen and may be huge.
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from quorumwatch.chains.base import check_set
+from quorumwatch.chains.base import check_set, received_text
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import Validator
 
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
 
 MAX_STAKE = 2**128
 MAX_ID_CHARS = 256  # an id becomes a metric label: anything longer is corrupt data
+MAX_UNIX_SECONDS = 2**40  # year 36812: beyond it a timestamp is garbage, not a date
+_MAX_TIME_CHARS = 64
 _MAX_STAKE_DIGITS = len(str(MAX_STAKE))
 
 REJECTION_REASONS = (
@@ -76,9 +82,26 @@ def decode_json(body: bytes) -> Any:
         raise DataError("malformed_json", type(exc).__name__) from None
 
 
-def parse_generic(body: bytes, settings: GenericSettings) -> tuple[Validator, ...]:
-    """Validators from an answer located by `settings`; raises DataError on anything off."""
+@dataclass(frozen=True, slots=True)
+class GenericAnswer:
+    validators: tuple[Validator, ...]
+    observed_at: float | None  # Unix seconds, when `time_field` is configured
+
+
+def parse_generic(body: bytes, settings: GenericSettings) -> GenericAnswer:
+    """Validators (and the answer's time) located by `settings`; DataError on anything off."""
     document = decode_json(body)
+    observed_at = None
+    if settings.time_field is not None:
+        observed_at = _unix_seconds(
+            resolve(document, split_path(settings.time_field), ""),
+            settings.time_field,
+            settings.time_unit,
+        )
+    return GenericAnswer(_validators(document, settings), observed_at)
+
+
+def _validators(document: Any, settings: GenericSettings) -> tuple[Validator, ...]:
     items = resolve(document, split_path(settings.list_path), "")
     if not isinstance(items, list):
         raise DataError("not_a_list", f"{settings.list_path or '(answer)'}: expected an array")
@@ -107,11 +130,14 @@ class _Fields:
             raise DataError(
                 "wrong_type", f"{where}{_dotted(self.id)}: expected 1..{MAX_ID_CHARS} characters"
             )
+        if not _printable_id(address):
+            raise DataError("wrong_type", f"{where}{_dotted(self.id)}: unprintable characters")
         name = address
         if self.name is not None:
             name = resolve(item, self.name, where)
             if type(name) is not str:
                 raise DataError("wrong_type", f"{where}{_dotted(self.name)}: expected a string")
+            name = received_text(name)
         return Validator(
             address=address,
             name=name,
@@ -119,6 +145,14 @@ class _Fields:
             in_consensus_set=_flag(item, self.active, where, default=True),
             jailed=_flag(item, self.jailed, where, default=False),
         )
+
+
+def _printable_id(address: str) -> bool:
+    """An id is a metric label and a key as is: no control, format (bidi, zero-width),
+    surrogate, separator or whitespace character, which would need rewriting to be shown."""
+    return all(
+        not char.isspace() and unicodedata.category(char)[0] not in ("C", "Z") for char in address
+    )
 
 
 def _dotted(path: Path) -> str:
@@ -150,3 +184,20 @@ def _stake(value: Any, where: str) -> int:
     if stake > MAX_STAKE:
         raise DataError("absurd_stake", f"{where} exceeds 2**128")
     return stake
+
+
+def _unix_seconds(value: Any, where: str, unit: str) -> float:
+    """Unix time as a JSON number in `unit`, or an RFC 3339 string with an offset."""
+    if type(value) in (int, float):
+        seconds = value / 1000 if unit == "ms" else value
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_UNIX_SECONDS:
+            raise DataError("wrong_type", f"{where}: not a plausible Unix time")
+        return float(seconds)
+    if type(value) is str and len(value) <= _MAX_TIME_CHARS:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.timestamp()
+    raise DataError("wrong_type", f"{where}: expected Unix time or an RFC 3339 time with offset")

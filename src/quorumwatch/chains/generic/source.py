@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from quorumwatch.chains.base import (
     FetchResult,
+    check_clock,
     first_valid_set,
     value_of,
 )
-from quorumwatch.chains.generic.parse import parse_generic
+from quorumwatch.chains.generic.parse import GenericAnswer, parse_generic
 from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
 from quorumwatch.models import Validator
 
@@ -39,6 +40,7 @@ class GenericSource:
         self._pool = pool
         self._settings: GenericSettings = settings.generic
         self._compare = settings.compare_endpoints
+        self._max_skew = settings.max_clock_skew_seconds
         self._decode = functools.partial(parse_generic, settings=settings.generic)
         self._clock = clock
 
@@ -52,9 +54,18 @@ class GenericSource:
         )
 
     async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
-        return value_of(await self._request(endpoint))
+        answer = value_of(await self._request(endpoint))
+        if answer.observed_at is not None:
+            check_clock(
+                endpoint,
+                answer.observed_at,
+                now=self._clock(),
+                max_skew=self._max_skew,
+                subject="data",
+            )
+        return answer.validators
 
-    async def _request(self, endpoint: Endpoint) -> Answer[tuple[Validator, ...]]:
+    async def _request(self, endpoint: Endpoint) -> Answer[GenericAnswer]:
         settings = self._settings
         if settings.method == "POST":
             return await self._pool.post_json(endpoint, settings.path, settings.body, self._decode)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from quorumwatch.chains.base import check_set
+from quorumwatch.chains.base import check_set, received_text
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import NO_UPTIME, Validator
 
@@ -92,7 +92,7 @@ def _parse_row(index: int, row: Any) -> Validator:
         raise DataError("wrong_type", f"{where}.unjailableAfter: expected an integer or null")
     return Validator(
         address=address,
-        name=_typed(row, "name", str, where),
+        name=received_text(_typed(row, "name", str, where)),
         stake=stake,
         in_consensus_set=_typed(row, "isActive", bool, where),
         jailed=_typed(row, "isJailed", bool, where),

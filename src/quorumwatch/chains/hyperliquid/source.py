@@ -6,12 +6,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import structlog
-
 from quorumwatch.chains.base import (
     EndpointRejectedError,
     FetchResult,
-    describe,
+    check_clock,
     first_valid_set,
     value_of,
 )
@@ -20,14 +18,12 @@ from quorumwatch.chains.hyperliquid.parse import (
     parse_exchange_status,
     parse_validator_summaries,
 )
-from quorumwatch.endpoints import Endpoint, EndpointPool, Outcome
+from quorumwatch.endpoints import Endpoint, EndpointPool
 from quorumwatch.models import Validator
 
 INFO_PATH = "/info"
 STATUS_REQUEST = {"type": "exchangeStatus"}
 VALIDATORS_REQUEST = {"type": "validatorSummaries"}
-
-log = structlog.get_logger(__name__)
 
 
 class HyperliquidSource:
@@ -60,8 +56,9 @@ class HyperliquidSource:
         )
 
         async def attempt(endpoint: Endpoint) -> tuple[Validator, ...]:
-            if problems[endpoint]:
-                raise EndpointRejectedError(problems[endpoint])
+            problem = problems[endpoint]
+            if problem is not None:
+                raise problem
             return value_of(
                 await self._pool.post_json(
                     endpoint, INFO_PATH, VALIDATORS_REQUEST, parse_validator_summaries
@@ -77,17 +74,16 @@ class HyperliquidSource:
             compare=self._compare,
         )
 
-    async def _probe(self, endpoint: Endpoint) -> str:
-        """Empty when the endpoint answers with a current clock, else what is wrong."""
+    async def _probe(self, endpoint: Endpoint) -> EndpointRejectedError | None:
+        """None when the endpoint answers with a current clock, else why it is not used."""
         answer = await self._pool.post_json(
             endpoint, INFO_PATH, STATUS_REQUEST, parse_exchange_status
         )
-        if answer.outcome is not Outcome.OK or answer.value is None:
-            return describe(answer)
-        skew = answer.value - self._clock()
-        endpoint.clock_skew_seconds = skew
-        if abs(skew) > self._max_skew:
-            endpoint.up = False
-            log.warning("endpoint clock skewed", endpoint=endpoint.name, skew_seconds=skew)
-            return f"stale: clock off by {skew:.0f}s"
-        return ""
+        try:
+            node_time = value_of(answer)
+            check_clock(
+                endpoint, node_time, now=self._clock(), max_skew=self._max_skew, subject="clock"
+            )
+        except EndpointRejectedError as exc:
+            return exc
+        return None

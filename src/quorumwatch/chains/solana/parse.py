@@ -1,4 +1,4 @@
-"""Strict decoding of Solana JSON-RPC answers (`getVoteAccounts`, `getEpochInfo`).
+"""Strict decoding of Solana JSON-RPC answers (`getVoteAccounts`, `getEpochInfo`, `getBlockTime`).
 
 Every rejection carries a bounded `reason` (a metric label) and a detail naming the list,
 row and field, never the offending value: values are attacker-chosen and may be huge.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from quorumwatch.chains.base import check_set
@@ -20,6 +21,7 @@ from quorumwatch.models import Validator
 
 TOKEN_DECIMALS = 9  # lamports per SOL: 10**9
 MAX_U64 = 2**64 - 1
+MAX_UNIX_SECONDS = 2**40  # year 36812: beyond it a timestamp is garbage, not a date
 
 REJECTION_REASONS = (
     "malformed_json",
@@ -39,6 +41,22 @@ REJECTION_REASONS = (
 _PUBKEY = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
 _LISTS = ("current", "delinquent")
 _EPOCH_FIELDS = ("absoluteSlot", "blockHeight", "epoch", "slotIndex", "slotsInEpoch")
+# getBlockTime errors that say "no time for this slot", not "broken node": block not
+# available, slot skipped, slot skipped or missing in long-term storage.
+_NO_BLOCK_TIME_CODES = frozenset({-32004, -32007, -32009})
+
+
+@dataclass(frozen=True, slots=True)
+class EpochInfo:
+    epoch: int
+    absolute_slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockTime:
+    """A slot's estimated production time (Unix seconds); None when the node has none."""
+
+    seconds: int | None
 
 
 def decode_json(body: bytes) -> Any:
@@ -85,8 +103,8 @@ def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
     return tuple(validators)
 
 
-def parse_epoch_info(body: bytes) -> int:
-    """The current epoch from a `getEpochInfo` answer, after checking every slot field."""
+def parse_epoch_info(body: bytes) -> EpochInfo:
+    """The current epoch and slot from a `getEpochInfo` answer, after checking every field."""
     result = rpc_result(body, "getEpochInfo")
     if not isinstance(result, dict):
         raise DataError("wrong_type", "getEpochInfo.result: expected an object")
@@ -98,7 +116,24 @@ def parse_epoch_info(body: bytes) -> int:
         raise DataError("wrong_type", "getEpochInfo.slotIndex: outside the epoch")
     if values["slotIndex"] > values["absoluteSlot"]:
         raise DataError("wrong_type", "getEpochInfo.slotIndex: beyond absoluteSlot")
-    return values["epoch"]
+    return EpochInfo(values["epoch"], values["absoluteSlot"])
+
+
+def parse_block_time(body: bytes) -> BlockTime:
+    """A `getBlockTime` answer: Unix seconds, or none for a skipped or unavailable slot."""
+    document = decode_json(body)
+    if isinstance(document, dict) and isinstance(document.get("error"), dict):
+        if document["error"].get("code") in _NO_BLOCK_TIME_CODES:
+            return BlockTime(None)
+        raise DataError("rpc_error", "getBlockTime: the node answered with a JSON-RPC error")
+    if not isinstance(document, dict) or document.get("jsonrpc") != "2.0":
+        raise DataError("wrong_type", "getBlockTime: expected a JSON-RPC 2.0 object")
+    result = document.get("result")
+    if result is None:
+        return BlockTime(None)
+    if not _is_int(result) or not 0 <= result <= MAX_UNIX_SECONDS:
+        raise DataError("wrong_type", "getBlockTime.result: expected Unix seconds or null")
+    return BlockTime(result)
 
 
 def _parse_account(row: Any, where: str, *, delinquent: bool) -> Validator:

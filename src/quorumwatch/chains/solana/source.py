@@ -1,9 +1,9 @@
 """Solana source: the vote-account set over JSON-RPC, through the endpoint pool.
 
-Endpoints are tried in configured order. On each, `getEpochInfo` comes first: a cheap
-freshness probe, so the large `getVoteAccounts` answer is only fetched from a node that
-answers and is not behind an epoch already seen; a failure of either fails the endpoint
-and the next one is tried.
+Endpoints are tried in configured order. On each, `getEpochInfo` and `getBlockTime` of
+its slot come first: cheap freshness probes, so the large `getVoteAccounts` answer is only
+fetched from a node that answers, is not behind an epoch already seen, and whose newest
+block is dated near our clock; any failure fails the endpoint and the next one is tried.
 """
 
 from __future__ import annotations
@@ -18,10 +18,17 @@ from quorumwatch.chains.base import (
     EndpointRejectedError,
     FetchResult,
     VersionedSet,
+    check_clock,
     first_valid_set,
     value_of,
 )
-from quorumwatch.chains.solana.parse import TOKEN_DECIMALS, parse_epoch_info, parse_vote_accounts
+from quorumwatch.chains.solana.parse import (
+    TOKEN_DECIMALS,
+    EpochInfo,
+    parse_block_time,
+    parse_epoch_info,
+    parse_vote_accounts,
+)
 from quorumwatch.endpoints import Endpoint, EndpointPool
 
 if TYPE_CHECKING:
@@ -70,23 +77,42 @@ class SolanaSource:
         )
 
     async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
-        epoch = await self._check_epoch(endpoint)
+        info = await self._check_epoch(endpoint)
+        await self._check_block_time(endpoint, info.absolute_slot)
         validators = value_of(
             await self._pool.post_json(
                 endpoint, RPC_PATH, VOTE_ACCOUNTS_REQUEST, parse_vote_accounts
             )
         )
-        return VersionedSet(validators, epoch)
+        return VersionedSet(validators, info.epoch)
 
-    async def _check_epoch(self, endpoint: Endpoint) -> int:
+    async def _check_epoch(self, endpoint: Endpoint) -> EpochInfo:
         """Reject an endpoint that fails getEpochInfo or reports an epoch already passed."""
-        epoch = value_of(
+        info = value_of(
             await self._pool.post_json(endpoint, RPC_PATH, EPOCH_INFO_REQUEST, parse_epoch_info)
         )
         latest = self._latest_epoch
-        if latest is not None and epoch < latest:
+        if latest is not None and info.epoch < latest:
             endpoint.up = False
-            log.warning("endpoint behind", endpoint=endpoint.name, epoch=epoch, latest=latest)
-            raise EndpointRejectedError(f"stale: epoch {epoch} behind {latest}")
-        self._latest_epoch = epoch
-        return epoch
+            log.warning("endpoint behind", endpoint=endpoint.name, epoch=info.epoch, latest=latest)
+            raise EndpointRejectedError(f"stale: epoch {info.epoch} behind {latest}")
+        self._latest_epoch = info.epoch
+        return info
+
+    async def _check_block_time(self, endpoint: Endpoint, slot: int) -> None:
+        """Reject an endpoint whose newest block is dated far from our clock, either way."""
+        request = {"jsonrpc": "2.0", "id": 1, "method": "getBlockTime", "params": [slot]}
+        block_time = value_of(
+            await self._pool.post_json(endpoint, RPC_PATH, request, parse_block_time)
+        )
+        if block_time.seconds is None:
+            # A skipped slot has no time; the epoch check above still guards freshness.
+            endpoint.clock_skew_seconds = None
+            return
+        check_clock(
+            endpoint,
+            block_time.seconds,
+            now=self._clock(),
+            max_skew=self._settings.max_clock_skew_seconds,
+            subject="block",
+        )
