@@ -22,6 +22,8 @@ from typing import Any
 import aiomqtt
 import pytest
 
+from quorumwatch.config import Settings
+from quorumwatch.daemon import run_daemon
 from tests.tools import require_binary, stop_process
 
 WAIT_SECONDS = 10.0
@@ -179,3 +181,17 @@ async def subscribed(port: int, *topics: str, **client: Any) -> AsyncIterator[Su
         finally:
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
+
+
+@asynccontextmanager
+async def running_daemon(settings: Settings, *, stop_within: float = 10.0) -> AsyncIterator[str]:
+    """The daemon in this event loop; yields its /metrics URL, then stops it (within
+    `stop_within` seconds, or the test fails)."""
+    stop = asyncio.Event()
+    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_daemon(settings, stop, on_listening=port.set_result))
+    try:
+        yield f"http://127.0.0.1:{await asyncio.wait_for(port, 5)}/metrics"
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, stop_within)

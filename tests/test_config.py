@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,3 +287,87 @@ def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
     path.write_text(head + uncommented)
     settings = load_settings(path)
     assert [c.kind for c in settings.chains] == ["hyperliquid", "cosmos", "solana", "generic"]
+
+
+# --- request limits ----------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+CHAIN_OF_KIND: dict[str, dict[str, Any]] = {
+    "hyperliquid": {"endpoints": [{"name": "e", "url": "http://x"}]},
+    "cosmos": {
+        "endpoints": [{"name": "e", "lcd": "http://x", "rpc": "http://y"}],
+        "cosmos": {"chain_id": "cosmoshub-4"},
+    },
+    "solana": {"endpoints": [{"name": "e", "url": "http://x"}]},
+    "generic": {
+        "endpoints": [{"name": "e", "url": "http://x"}],
+        "generic": {"id_field": "id", "stake_field": "stake"},
+    },
+}
+
+
+def _chain(kind: str, **keys: Any) -> dict[str, Any]:
+    return {"name": "c", "kind": kind, **CHAIN_OF_KIND[kind], **keys}
+
+
+def test_endpoint_timeouts_default(tmp_path: Path) -> None:
+    """Unset, an endpoint connects within 5 s, waits 10 s for bytes, and 10 s in total."""
+    [endpoint] = _load(tmp_path, MINIMAL).chains[0].endpoints
+    assert endpoint.connect_timeout_seconds == 5.0
+    assert endpoint.read_timeout_seconds == 10.0
+    assert endpoint.timeout_seconds == 10.0
+
+
+def test_endpoint_timeouts_load_as_written(tmp_path: Path) -> None:
+    """connect and read timeouts load as written, a read limit above the total included."""
+    text = MINIMAL + "connect_timeout_seconds = 2.5\nread_timeout_seconds = 30\n"
+    [endpoint] = _load(tmp_path, text).chains[0].endpoints
+    assert endpoint.connect_timeout_seconds == 2.5
+    assert endpoint.read_timeout_seconds == 30.0
+    assert endpoint.timeout_seconds == 10.0
+
+
+@pytest.mark.parametrize("key", ["connect_timeout_seconds", "read_timeout_seconds"])
+@pytest.mark.parametrize("value", ["0", "-1", "301", '"slow"'])
+def test_invalid_endpoint_timeout_names_the_key(tmp_path: Path, key: str, value: str) -> None:
+    """A connect or read timeout that is not a number in (0, 300] is rejected by its key."""
+    message = _error(tmp_path, MINIMAL + f"{key} = {value}\n")
+    assert message.startswith(f"chains.0.endpoints.0.{key}: ")
+
+
+@pytest.mark.parametrize(
+    ("kind", "limit"),
+    [("hyperliquid", 4 * MIB), ("cosmos", 8 * MIB), ("solana", 32 * MIB), ("generic", 16 * MIB)],
+)
+def test_max_response_bytes_defaults_by_kind(kind: str, limit: int) -> None:
+    """Unset or null, max_response_bytes is the kind's own default."""
+    unset = load_settings(None, chains=[_chain(kind)])
+    null = load_settings(None, chains=[_chain(kind, max_response_bytes=None)])
+    assert unset.chains[0].max_response_bytes == limit
+    assert null.chains[0].max_response_bytes == limit
+
+
+def test_max_response_bytes_as_written_beats_the_kind_default(tmp_path: Path) -> None:
+    """A max_response_bytes in the file is the limit, whatever the kind's default."""
+    text = MINIMAL.replace(
+        'kind = "hyperliquid"', 'kind = "hyperliquid"\nmax_response_bytes = 1000'
+    )
+    assert _load(tmp_path, text).chains[0].max_response_bytes == 1000
+
+
+@pytest.mark.parametrize("value", ["0", '"big"'])
+def test_invalid_max_response_bytes_names_the_key(tmp_path: Path, value: str) -> None:
+    """A max_response_bytes that is not a positive integer is rejected by its key."""
+    text = MINIMAL.replace(
+        'kind = "hyperliquid"', f'kind = "hyperliquid"\nmax_response_bytes = {value}'
+    )
+    assert _error(tmp_path, text).startswith("chains.0.max_response_bytes: ")
+
+
+def test_invalid_kind_is_the_only_error_with_a_null_size_limit() -> None:
+    """An unknown kind with max_response_bytes null reports the kind alone, nothing else."""
+    chain = _chain("hyperliquid", max_response_bytes=None) | {"kind": "ethereum"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, chains=[chain])
+    assert str(caught.value).startswith("chains.0.kind: ")
+    assert ";" not in str(caught.value)

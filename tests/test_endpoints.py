@@ -5,10 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
+import ssl
+import subprocess
+import sys
+import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -17,6 +23,7 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from quorumwatch.config import EndpointSettings
+from quorumwatch.daemon import http_session
 from quorumwatch.endpoints import (
     LATENCY_BUCKETS,
     MAX_RETRY_AFTER_SECONDS,
@@ -25,9 +32,11 @@ from quorumwatch.endpoints import (
     Outcome,
     parse_retry_after,
 )
+from tests.builders import chain_settings
+from tests.tools import require_binary
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 WALL = 1_750_000_000.0  # injected wall clock: the HTTP-date Retry-After is relative to it
 BIG_BODY = b"x" * 1000
@@ -107,6 +116,8 @@ def _app(hits: Counter[str], release: asyncio.Event) -> web.Application:
                     await stream.write(b"y" * 50)
                 await stream.write_eof()
                 return stream
+            case "/sized" | "/sized-chunked":
+                return await _sized(request, int(request.query["bytes"]))
             case "/large-ok":
                 return web.json_response(["v" * 100] * 20_000)  # about 2 MB
             case "/redirect":
@@ -118,20 +129,41 @@ def _app(hits: Counter[str], release: asyncio.Event) -> web.Application:
     return app
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
+async def _sized(request: web.Request, size: int) -> web.StreamResponse:
+    """`size` bytes, with a Content-Length (/sized) or chunked without one (/sized-chunked)."""
+    if request.path == "/sized":
+        return web.Response(body=b"z" * size, content_type="application/json")
+    stream = web.StreamResponse()
+    stream.enable_chunked_encoding()
+    await stream.prepare(request)
+    for start in range(0, size, 64 * 1024):
+        await stream.write(b"z" * min(64 * 1024, size - start))
+    await stream.write_eof()
+    return stream
+
+
+@contextlib.asynccontextmanager
+async def _serving(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Server]:
+    """The test app on a free loopback port, over TLS when given a server context."""
     hits: Counter[str] = Counter()
     release = asyncio.Event()
     runner = web.AppRunner(_app(hits, release), access_log=None, shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     port = runner.addresses[0][1]
+    scheme = "http" if ssl_context is None else "https"
     try:
-        yield Server(f"http://127.0.0.1:{port}", hits)
+        yield Server(f"{scheme}://127.0.0.1:{port}", hits)
     finally:
         release.set()
         await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    async with _serving() as running:
+        yield running
 
 
 @pytest.fixture
@@ -144,12 +176,20 @@ def _pool(
     session: aiohttp.ClientSession,
     *urls: str,
     timeout: float = 5.0,
+    connect_timeout: float = 5.0,
+    read_timeout: float = 10.0,
     max_response_bytes: int = 16 * 1024 * 1024,
     clock: Callable[[], float] | None = None,
     monotonic: Callable[[], float] | None = None,
 ) -> EndpointPool:
     endpoints = [
-        EndpointSettings(name=f"e{index}", url=url, timeout_seconds=timeout)
+        EndpointSettings(
+            name=f"e{index}",
+            url=url,
+            timeout_seconds=timeout,
+            connect_timeout_seconds=connect_timeout,
+            read_timeout_seconds=read_timeout,
+        )
         for index, url in enumerate(urls)
     ]
     return EndpointPool(
@@ -459,3 +499,252 @@ async def test_view_is_an_immutable_snapshot(
         old.requests[Outcome.OK] = 5  # type: ignore[index]
     with pytest.raises(TypeError):
         old.availability["5m"] = 1.0  # type: ignore[index]
+
+
+# --- limits: endpoints that misbehave below HTTP ----------------------------------------------
+
+DRIP_SECONDS = 0.2
+
+
+@dataclass
+class RawServer:
+    """What a raw loopback server saw: its URL and the connections clients opened and closed."""
+
+    base_url: str = ""
+    open_connections: int = 0
+    peak_connections: int = 0
+    lifetimes: list[float] = field(default_factory=list)  # seconds, per closed connection
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while none is open
+
+
+@contextlib.asynccontextmanager
+async def raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[RawServer]:
+    """Run `handler` for each connection to a free loopback port, counting connections."""
+    state = RawServer()
+    state.idle.set()
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted = time.monotonic()
+        state.open_connections += 1
+        state.peak_connections = max(state.peak_connections, state.open_connections)
+        state.idle.clear()
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: the point of these tests
+        finally:
+            writer.close()
+            handlers.discard(task)
+            state.lifetimes.append(time.monotonic() - accepted)
+            state.open_connections -= 1
+            if state.open_connections == 0:
+                state.idle.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield state
+    finally:
+        server.close()
+        for task in list(handlers):  # Python 3.11's wait_closed does not wait for them
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request and never sends a byte back, until the client leaves."""
+    await reader.read()
+
+
+async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Sends a 200's headers, then one byte of a never-ending body every DRIP_SECONDS."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+    client_gone = asyncio.ensure_future(reader.read())  # completes at the client's EOF
+    try:
+        while not client_gone.done():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.wait({client_gone}, timeout=DRIP_SECONDS)  # the drip's pace
+    finally:
+        client_gone.cancel()
+
+
+@contextlib.contextmanager
+def full_backlog_listener() -> Iterator[str]:
+    """A listening socket with backlog 0 and one connection queued, never accepted: its
+    accept queue is full, so Linux drops further SYNs and a connect hangs."""
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued.connect(listener.getsockname())
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_no_connection_is_a_connect_timeout(session: aiohttp.ClientSession) -> None:
+    """A connect that never completes is timeout, says so, and ends at connect_timeout_seconds
+    well before the total deadline."""
+    with full_backlog_listener() as url:
+        pool = _pool(session, url, timeout=5.0, connect_timeout=0.3, monotonic=time.monotonic)
+        answer = await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
+    assert answer.outcome is Outcome.TIMEOUT
+    assert answer.error == "no connection in 0.3s"
+    assert 0.25 <= answer.latency_seconds < 2.0
+    assert pool.views()[0].requests[Outcome.TIMEOUT] == 1
+
+
+async def test_no_headers_is_a_read_timeout(session: aiohttp.ClientSession) -> None:
+    """A server that accepts but never answers is timeout after read_timeout_seconds, well
+    before the total deadline, with a message naming the read limit."""
+    async with raw_server(silent) as server:
+        pool = _pool(
+            session, server.base_url, timeout=5.0, read_timeout=0.3, monotonic=time.monotonic
+        )
+        answer = await pool.post_json(pool.endpoints[0], "/info", {}, _decode)
+    assert answer.outcome is Outcome.TIMEOUT
+    assert answer.error == "no bytes for 0.3s"
+    assert 0.25 <= answer.latency_seconds < 2.0
+
+
+async def test_slowloris_ends_at_the_total_deadline(session: aiohttp.ClientSession) -> None:
+    """A body dripping a byte every 0.2 s (never idle for read_timeout_seconds) is timeout at
+    the total deadline, and the client closes the connection then."""
+    async with raw_server(slowloris) as server:
+        pool = _pool(session, server.base_url, timeout=1.0, monotonic=time.monotonic)
+        answer = await pool.post_json(pool.endpoints[0], "/info", {}, _decode)
+        await asyncio.wait_for(server.idle.wait(), 5)
+    assert answer.outcome is Outcome.TIMEOUT
+    assert answer.error == "no answer in 1.0s"
+    assert 0.95 <= answer.latency_seconds < 1.5
+    assert len(server.lifetimes) == 1
+    assert server.lifetimes[0] < 1.5
+
+
+async def test_slowloris_over_the_size_limit_stops_reading(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A dripping body is cut off as too_large as soon as it passes max_response_bytes (3),
+    long before the total deadline, and its connection is closed."""
+    decoded: list[bytes] = []
+    async with raw_server(slowloris) as server:
+        pool = _pool(
+            session,
+            server.base_url,
+            timeout=10.0,
+            max_response_bytes=3,
+            monotonic=time.monotonic,
+        )
+        answer = await pool.post_json(pool.endpoints[0], "/info", {}, decoded.append)
+        await asyncio.wait_for(server.idle.wait(), 5)
+    assert answer.outcome is Outcome.INVALID_PAYLOAD
+    assert answer.data_error is not None
+    assert answer.data_error.reason == "too_large"
+    assert answer.latency_seconds < 3.0  # four bytes at 0.2 s each, not the 10 s deadline
+    assert decoded == []
+    assert server.peak_connections == 1
+
+
+@pytest.mark.parametrize("path", ["/sized", "/sized-chunked"])
+@pytest.mark.parametrize(
+    ("extra_bytes", "outcome"), [(0, Outcome.OK), (1, Outcome.INVALID_PAYLOAD)]
+)
+async def test_hyperliquid_default_limit_is_4_mib(
+    server: Server,
+    session: aiohttp.ClientSession,
+    path: str,
+    extra_bytes: int,
+    outcome: Outcome,
+) -> None:
+    """With max_response_bytes unset, a Hyperliquid chain reads a 4 MiB answer and rejects one
+    byte more as too_large, with or without Content-Length."""
+    limit = chain_settings(endpoints=1).max_response_bytes
+    pool = _pool(session, server.base_url, max_response_bytes=limit)
+    size = 4 * 1024 * 1024 + extra_bytes
+    answer = await pool.post_json(pool.endpoints[0], f"{path}?bytes={size}", {}, bytes)
+    assert answer.outcome is outcome
+    if outcome is Outcome.OK:
+        assert answer.value is not None
+        assert len(answer.value) == size
+    else:
+        assert answer.data_error is not None
+        assert answer.data_error.reason == "too_large"
+
+
+# --- TLS -----------------------------------------------------------------------------------------
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key, and that key: PEM files in `directory`."""
+    openssl = require_binary("openssl")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+async def test_untrusted_certificate_is_connect_error(tmp_path: Path) -> None:
+    """Through the daemon's session, an https endpoint whose certificate is not trusted is
+    connect_error: no request reaches it and nothing is decoded."""
+    cert, key = self_signed_certificate(tmp_path)
+    decoded: list[bytes] = []
+    async with _serving(server_tls(cert, key)) as tls, http_session() as session:
+        pool = _pool(session, tls.base_url)
+        answer = await pool.post_json(pool.endpoints[0], "/ok", {}, decoded.append)
+    assert answer.outcome is Outcome.CONNECT_ERROR
+    assert answer.error == "ClientConnectorCertificateError"
+    assert decoded == []
+    assert tls.hits["/ok"] == 0
+
+
+TRUSTING_CLIENT = """
+import asyncio, sys
+from quorumwatch.config import EndpointSettings
+from quorumwatch.daemon import http_session
+from quorumwatch.endpoints import EndpointPool
+
+async def main() -> None:
+    async with http_session() as session:
+        endpoint = EndpointSettings(name="e0", url=sys.argv[1])
+        pool = EndpointPool([endpoint], session, max_response_bytes=1024)
+        answer = await pool.post_json(pool.endpoints[0], "/ok", {}, bytes)
+        print(answer.outcome, answer.error)
+
+asyncio.run(main())
+"""
+
+
+async def test_ssl_cert_file_trusts_a_private_ca(tmp_path: Path) -> None:
+    """With SSL_CERT_FILE naming the certificate, the daemon's session reads the same https
+    endpoint ok (in a child process, so the variable stays out of this one)."""
+    cert, key = self_signed_certificate(tmp_path)
+    async with _serving(server_tls(cert, key)) as tls:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            TRUSTING_CLIENT,
+            tls.base_url,
+            env={**os.environ, "SSL_CERT_FILE": str(cert)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(child.communicate(), 60)
+    assert child.returncode == 0, stderr.decode()
+    assert stdout.decode().strip() == "ok"
+    assert tls.hits["/ok"] == 1

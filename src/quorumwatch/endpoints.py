@@ -194,12 +194,18 @@ class EndpointPool:
         **options: Any,
     ) -> Answer[T]:
         started = self._monotonic()
-        timeout = endpoint.settings.timeout_seconds
+        settings = endpoint.settings
         try:
-            async with asyncio.timeout(timeout):
+            # The total deadline covers everything, decoding included; aiohttp enforces
+            # the connect and read limits inside it (they raise its own TimeoutErrors).
+            async with asyncio.timeout(settings.timeout_seconds):
                 url = endpoint.base_urls[base] + path
                 params = {**endpoint.base_queries[base], **(options.pop("params", None) or {})}
-                options = {**options, "headers": endpoint.headers}
+                options = {
+                    **options,
+                    "headers": endpoint.headers,
+                    "timeout": _socket_limits(settings),
+                }
                 if params:
                     options["params"] = params
                 body, status, retry_after = await self._send(method, url, options)
@@ -209,8 +215,8 @@ class EndpointPool:
                         self._cool_down(endpoint, retry_after)
                     return self._finish(endpoint, outcome, started, error=f"HTTP {status}")
                 value = await asyncio.to_thread(decode, body)
-        except TimeoutError:
-            error = f"no answer in {timeout}s"
+        except TimeoutError as exc:  # before OSError: aiohttp's timeouts are both
+            error = _describe_timeout(exc, settings)
             return self._finish(endpoint, Outcome.TIMEOUT, started, error=error)
         except DataError as exc:
             return self._finish(
@@ -266,6 +272,25 @@ class EndpointPool:
         if outcome is not Outcome.OK:
             log.warning("request failed", endpoint=endpoint.name, outcome=str(outcome), error=error)
         return Answer(endpoint.name, outcome, latency, value, error, data_error)
+
+
+def _socket_limits(settings: EndpointSettings) -> aiohttp.ClientTimeout:
+    # total=None: asyncio.timeout in _request is the one total deadline. A per-request
+    # ClientTimeout replaces the session's, so the session default plays no part.
+    return aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=settings.connect_timeout_seconds,
+        sock_read=settings.read_timeout_seconds,
+    )
+
+
+def _describe_timeout(exc: TimeoutError, settings: EndpointSettings) -> str:
+    """Which limit ran out: the connect, the read (between bytes) or the total deadline."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no connection in {settings.connect_timeout_seconds}s"
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # SocketTimeoutError: sock_read ran out
+        return f"no bytes for {settings.read_timeout_seconds}s"
+    return f"no answer in {settings.timeout_seconds}s"
 
 
 def _classify_status(status: int) -> Outcome:
