@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -22,6 +24,8 @@ from quorumwatch.alertmanager import (
     alert_payload,
 )
 from quorumwatch.config import AlertmanagerSettings
+from quorumwatch.daemon import http_session
+from tests.test_endpoints import self_signed_certificate, server_tls
 from tests.tools import free_port, require_binary
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -95,6 +99,13 @@ class Recorder:
 
 @pytest.fixture
 async def recorder() -> AsyncIterator[Recorder]:
+    async with _recording() as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def _recording(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[Recorder]:
+    """A Recorder on a free loopback port, over TLS when given a server context."""
     box: list[Recorder] = []
 
     async def handle(request: web.Request) -> web.Response:
@@ -109,9 +120,10 @@ async def recorder() -> AsyncIterator[Recorder]:
     app.router.add_post("/api/v2/alerts", handle)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
-    box.append(Recorder(f"http://127.0.0.1:{runner.addresses[0][1]}"))
+    scheme = "http" if ssl_context is None else "https"
+    box.append(Recorder(f"{scheme}://127.0.0.1:{runner.addresses[0][1]}"))
     try:
         yield box[0]
     finally:
@@ -316,6 +328,21 @@ async def test_unreachable_alertmanager_logs_without_credentials(
     assert "quorum:" not in repr(logs)
 
 
+async def test_untrusted_certificate_fails_and_sends_nothing(tmp_path: Path) -> None:
+    """Through the daemon's session, an https Alertmanager whose certificate is not trusted
+    counts a failure, logs the certificate error, and never receives a push."""
+    cert, key = self_signed_certificate(tmp_path)
+    async with _recording(server_tls(cert, key)) as tls, http_session() as session:
+        pusher = _pusher(tls.url, session)
+        pusher.update("hyperliquid", [_state()], [])
+        with structlog.testing.capture_logs() as logs:
+            assert not await pusher.push_once()
+    assert pusher.failures == 1
+    assert pusher.last_success_at is None
+    assert "ClientConnectorCertificateError" in logs[0]["error"]
+    assert tls.bodies == []
+
+
 async def test_run_pushes_promptly_after_a_change(
     recorder: Recorder, session: aiohttp.ClientSession
 ) -> None:
@@ -399,3 +426,56 @@ async def test_real_alertmanager_receives_firing_and_resolved_alerts(
     assert not [a for a in active if a["labels"].get("alertname") == "EntityCanHalt"]
     assert pusher.last_success_at is not None
     assert pusher.failures == 0
+
+
+async def test_flush_pushes_an_unpushed_resolution_once_and_nothing_when_up_to_date(
+    recorder: Recorder, session: aiohttp.ClientSession
+) -> None:
+    """flush() after the push loop stopped sends one push carrying a resolution no push
+    delivered yet; a second flush sends nothing; both report success."""
+    clock = Clock()
+    pusher = _pusher(recorder.url, session, clock)
+    state = _state()
+    pusher.update("hyperliquid", [state], [])
+    assert await pusher.push_once()
+    pusher.update("hyperliquid", [], [_resolved(state, at=clock.now)])
+    assert await pusher.flush(2.0)
+    assert len(recorder.bodies) == 2
+    assert [a["labels"]["alertname"] for a in recorder.bodies[1]] == [state.alert]
+    assert await pusher.flush(2.0)
+    assert len(recorder.bodies) == 2
+
+
+async def test_flush_gives_up_within_the_budget(session: aiohttp.ClientSession) -> None:
+    """With Alertmanager unreachable, flush() tries once and reports failure."""
+    pusher = _pusher(f"http://127.0.0.1:{free_port()}", session)
+    pusher.update("hyperliquid", [_state()], [])
+    assert not await pusher.flush(1.0)
+    assert pusher.failures == 1
+
+
+async def test_an_endless_success_body_is_not_read_to_its_end(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A 200 whose body never ends counts as a success at once: the pusher reads only a line."""
+    async def endless(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse()
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await response.write(b"x" * 65536)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/api/v2/alerts", endless)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        pusher = _pusher(f"http://127.0.0.1:{runner.addresses[0][1]}", session)
+        pusher.update("hyperliquid", [_state()], [])
+        assert await pusher.push_once()  # within the 2 s timeout, not cut off by it
+        assert pusher.failures == 0
+    finally:
+        await runner.cleanup()

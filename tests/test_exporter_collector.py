@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.history import JailReport
 from quorumwatch.labels import safe_text
-from quorumwatch.monitor import ChainReport, ReportBoard
+from quorumwatch.monitor import ChainReport, ReportBoard, SinkStatus
 from quorumwatch.store import JailCounters
 from tests.builders import chain_settings, report, validator
 from tests.tools import require_binary
@@ -493,3 +493,48 @@ def test_endpoints_disagree_is_exported_only_after_a_comparison() -> None:
     compared = dataclasses.replace(report(FOUNDATION_SET), endpoints_disagree=True)
     assert value(scrape(compared), "quorumwatch_endpoints_disagree", chain="hyperliquid") == 1
     assert "quorumwatch_endpoints_disagree" not in names(scrape(report(FOUNDATION_SET)))
+
+
+# --- alert delivery (sinks) ------------------------------------------------------------------
+
+
+def sink_status(dropped: int) -> SinkStatus:
+    return SinkStatus(
+        outbox_events=7,
+        outbox_oldest_age_seconds=12.5,
+        outbox_dropped_events=dropped,
+        events_generated={("EntityCanHalt", "firing"): 3},
+        mqtt_connected=False,
+        alertmanager_failures=None,
+    )
+
+
+def scrape_sinks(status: SinkStatus) -> str:
+    board = ReportBoard()
+    board.sinks = status
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(QuorumwatchCollector(board))
+    return generate_latest(registry).decode()
+
+
+def test_outbox_dropped_events_is_an_unlabelled_counter_also_at_zero() -> None:
+    """quorumwatch_outbox_dropped_events_total is a counter without labels carrying the
+    sampled count, exported as 0 before any drop, beside quorumwatch_outbox_events."""
+    text = scrape_sinks(sink_status(dropped=4242))
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["quorumwatch_outbox_dropped_events"].type == "counter"
+    assert value(text, "quorumwatch_outbox_dropped_events_total") == 4242
+    assert value(text, "quorumwatch_outbox_events") == 7
+    assert (
+        value(scrape_sinks(sink_status(dropped=0)), "quorumwatch_outbox_dropped_events_total") == 0
+    )
+
+
+def test_promtool_check_metrics_with_sink_metrics() -> None:
+    """promtool check metrics on a scrape of the sink metrics finds nothing."""
+    promtool = require_binary("promtool")
+    text = scrape_sinks(sink_status(dropped=3))
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")

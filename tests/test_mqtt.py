@@ -23,7 +23,7 @@ import aiomqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
 
 from quorumwatch.alert_events import (
@@ -35,7 +35,7 @@ from quorumwatch.alert_events import (
 )
 from quorumwatch.config import MqttSettings
 from quorumwatch.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
-from quorumwatch.store import AsyncStore
+from quorumwatch.store import DEFAULT_MAX_OUTBOX_EVENTS, AsyncStore
 from tests.builders import alert_event
 from tests.services import WAIT_SECONDS, Broker, BrokerFactory, eventually, subscribed
 from tests.tools import free_port, require_binary
@@ -443,6 +443,163 @@ async def test_close_while_the_broker_is_unreachable_ends_run_promptly(
         await asyncio.wait_for(publisher.run(), 1.0)
     assert {entry["event"] for entry in logs} == {"mqtt publishing failed"}
     assert [e.event_id for e in await store.outbox_peek(10)] == ["kept"]
+
+
+# --- shutdown: a bounded flush ----------------------------------------------------------------
+
+FLUSHING = "mqtt flushing the outbox before shutdown"
+FLUSHED = "mqtt outbox flushed at shutdown"
+
+
+async def commit_while_frozen(
+    broker: Broker, store: AsyncStore, publisher: MqttPublisher, sent: list[str], count: int
+) -> list[str]:
+    """Freeze the broker (SIGSTOP), commit `count` events and wait until the publisher has
+    sent the first one, so that all of them are pending and none can be acknowledged."""
+    await connected(publisher)
+    broker.pause()
+    event_ids = [f"pending-{n}" for n in range(count)]
+    await store.commit_alerts(
+        CHAIN, [], [alert_event(event_id, entity=event_id) for event_id in event_ids]
+    )
+    publisher.wake()
+    await eventually(lambda: any("/alerts/" in topic for topic in sent), "the first publish")
+    return event_ids
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The topics of every publish the code under test sends, in order."""
+    topics: list[str] = []
+    real_publish = aiomqtt.Client.publish
+
+    async def recording_publish(self: aiomqtt.Client, topic: str, *args: Any, **kw: Any) -> None:
+        topics.append(topic)
+        await real_publish(self, topic, *args, **kw)
+
+    monkeypatch.setattr(aiomqtt.Client, "publish", recording_publish)
+    return topics
+
+
+async def test_shutdown_flushes_every_pending_event_then_says_offline(
+    broker: Broker, store: AsyncStore, sent: list[str]
+) -> None:
+    """Events pending at shutdown (broker frozen, then continued once the flush began) are
+    all acknowledged and delivered before run() ends, well within the budget; the outcome
+    and the log say 5 flushed, 0 remaining; the retained firing set and the offline status
+    follow the events."""
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    task = asyncio.create_task(publisher.run())
+    try:
+        async with subscribed(broker.port, ALERTS, STATUS) as live:
+            event_ids = await commit_while_frozen(broker, store, publisher, sent, 5)
+            with capture_logs() as logs:
+                started = time.monotonic()
+                shutdown = asyncio.create_task(publisher.shutdown(3.0))
+                await eventually(lambda: any(e["event"] == FLUSHING for e in logs), "the flush")
+                broker.resume()
+                outcome = await shutdown
+                elapsed = time.monotonic() - started
+                assert task.done()
+            await live.wait(lambda s: s.messages[-1].payload == OFFLINE_PAYLOAD, "offline")
+    finally:
+        broker.resume()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert elapsed < 3.0
+    assert (outcome.flushed, outcome.remaining) == (5, 0)
+    assert await store.outbox_stats(time.time()) == (0, None)
+    assert live.event_ids() == event_ids
+    assert [(e["pending"], e["budget_seconds"]) for e in logs if e["event"] == FLUSHING] == [
+        (5, 3.0)
+    ]
+    assert [(e["flushed"], e["remaining"]) for e in logs if e["event"] == FLUSHED] == [(5, 0)]
+    alert_topics = [t for t in sent if "/alerts/" in t]
+    assert sent.index(f"{PREFIX}/{CHAIN}/firing") > sent.index(alert_topics[-1])
+
+
+async def test_shutdown_gives_up_on_a_silent_broker_within_the_budget(
+    broker: Broker, store: AsyncStore, sent: list[str]
+) -> None:
+    """With the broker frozen for good, shutdown(0.5) returns within the budget plus the
+    1 s close grace (and some slack), run() has ended, and every event is still pending."""
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    task = asyncio.create_task(publisher.run())
+    try:
+        event_ids = await commit_while_frozen(broker, store, publisher, sent, 3)
+        started = time.monotonic()
+        outcome = await publisher.shutdown(0.5)
+        elapsed = time.monotonic() - started
+        assert task.done()
+    finally:
+        broker.resume()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert 0.5 <= elapsed < 0.5 + 1.0 + 0.5
+    assert (outcome.flushed, outcome.remaining) == (0, 3)
+    assert [e.event_id for e in await store.outbox_peek(10)] == event_ids
+
+
+async def test_shutdown_with_the_broker_unreachable_returns_at_once_keeping_events(
+    store: AsyncStore,
+) -> None:
+    """With nothing listening, shutdown(3.0) does not wait for the budget nor try to
+    reconnect: it returns within half a second, run() has ended, and the events stay
+    pending; the log says 0 flushed, 2 remaining."""
+    publisher = MqttPublisher(settings(free_port()), store, version=VERSION)
+    await store.commit_alerts(CHAIN, [], [alert_event("k1"), alert_event("k2", entity="e2")])
+    with capture_logs() as logs:
+        task = asyncio.create_task(publisher.run())
+        await eventually(lambda: bool(logs), "a failed attempt")
+        started = time.monotonic()
+        outcome = await publisher.shutdown(3.0)
+        elapsed = time.monotonic() - started
+        assert task.done()
+    assert elapsed < 0.5
+    assert (outcome.flushed, outcome.remaining) == (0, 2)
+    assert [e.event_id for e in await store.outbox_peek(10)] == ["k1", "k2"]
+    assert [(e["flushed"], e["remaining"]) for e in logs if e["event"] == FLUSHED] == [(0, 2)]
+    assert not any(e["event"] == FLUSHING for e in logs)
+
+
+async def test_shutdown_stops_flushing_when_the_connection_is_lost(
+    broker: Broker, store: AsyncStore, sent: list[str]
+) -> None:
+    """When the broker dies during the flush, shutdown(3.0) returns long before the budget
+    is spent, and the unacknowledged events stay pending."""
+    publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    task = asyncio.create_task(publisher.run())
+    try:
+        await commit_while_frozen(broker, store, publisher, sent, 2)
+        with capture_logs() as logs:
+            started = time.monotonic()
+            shutdown = asyncio.create_task(publisher.shutdown(3.0))
+            await eventually(lambda: any(e["event"] == FLUSHING for e in logs), "the flush")
+            assert broker.process is not None
+            broker.process.kill()  # SIGKILL works on a stopped process: the socket closes
+            await asyncio.to_thread(broker.process.wait)
+            outcome = await shutdown
+            elapsed = time.monotonic() - started
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert elapsed < 1.5
+    assert outcome.remaining == 2
+    assert (await store.outbox_stats(time.time()))[0] == 2
+
+
+def test_shutdown_and_outbox_settings_defaults_and_bounds() -> None:
+    """mqtt.shutdown_flush_seconds defaults to 2.0 and accepts 0 but not less;
+    mqtt.max_outbox_events defaults to the store's 100000 and refuses less than 100."""
+    defaults = MqttSettings()
+    assert defaults.shutdown_flush_seconds == 2.0
+    assert defaults.max_outbox_events == DEFAULT_MAX_OUTBOX_EVENTS == 100_000
+    assert MqttSettings(shutdown_flush_seconds=0).shutdown_flush_seconds == 0
+    assert MqttSettings(max_outbox_events=100).max_outbox_events == 100
+    with pytest.raises(ValidationError, match="shutdown_flush_seconds"):
+        MqttSettings(shutdown_flush_seconds=-0.1)
+    with pytest.raises(ValidationError, match="max_outbox_events"):
+        MqttSettings(max_outbox_events=99)
 
 
 # --- credentials and TLS ---------------------------------------------------------------------

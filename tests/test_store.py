@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from quorumwatch import store as store_module
 from quorumwatch.jails import (
@@ -862,3 +863,100 @@ async def test_async_store_alert_methods(db: Path) -> None:
         assert await store.events_generated() == {("EntityCanHalt", AlertStatus.FIRING): 1}
         await store.outbox_delete(entries[0].id)
         assert await store.outbox_peek(10) == []
+
+
+# --- the outbox bound ---------------------------------------------------------------------
+
+
+def test_full_outbox_drops_the_oldest_in_commit_order_and_warns_once(db: Path) -> None:
+    """Beyond max_outbox_events a commit drops the oldest pending events (across chains),
+    returns and counts how many, keeps the rest in commit order per chain, keeps them in
+    events_generated, and logs one warning for the first drop only within the interval."""
+    with Store(db, max_outbox_events=4) as store, capture_logs() as logs:
+        first = [alert_event("a1"), alert_event("a2", entity="e2")]
+        assert store.commit_alerts(CHAIN, [], first) == 0
+        assert store.commit_alerts("other", [], [alert_event("b1", chain="other")]) == 0
+        assert store.commit_alerts(CHAIN, [], [alert_event("a3", entity="e3")]) == 0
+        assert store.outbox_dropped() == 0
+        assert logs == []
+
+        dropped = store.commit_alerts(
+            "other",
+            [],
+            [alert_event("b2", chain="other", entity="e2"), alert_event("b3", chain="other")],
+        )
+        assert dropped == 2
+        assert outbox_ids(store) == ["b1", "a3", "b2", "b3"]
+        assert store.outbox_dropped() == 2
+        assert [(e["event"], e["log_level"], e["dropped"]) for e in logs] == [
+            ("outbox full: oldest undelivered alert events dropped", "warning", 2)
+        ]
+
+        assert store.commit_alerts(CHAIN, [], [alert_event("a4", entity="e4")]) == 1
+        assert outbox_ids(store) == ["a3", "b2", "b3", "a4"]
+        assert store.outbox_dropped() == 3
+        assert len(logs) == 1  # the next warning waits for the interval
+        assert sum(store.events_generated().values()) == 7
+
+
+def test_commit_alerts_returns_0_when_the_outbox_is_not_over_the_bound(db: Path) -> None:
+    """commit_alerts that appends nothing (state only, or an event already pending) drops
+    nothing even with the outbox at its bound."""
+    with Store(db, max_outbox_events=1) as store:
+        assert store.commit_alerts(CHAIN, [], [alert_event("a1")]) == 0
+        assert store.commit_alerts(CHAIN, [alert_state()], []) == 0
+        assert store.commit_alerts(CHAIN, [], [alert_event("a1")]) == 0
+        assert outbox_ids(store) == ["a1"]
+        assert store.outbox_dropped() == 0
+
+
+def test_drop_is_rolled_back_with_its_commit(db: Path) -> None:
+    """The drop is part of the commit's transaction: when counting the drop fails, the
+    dropped events are back, the new ones are not appended and nothing is counted."""
+    with Store(db, max_outbox_events=2) as store:
+        store.commit_alerts(CHAIN, [], [alert_event("a1"), alert_event("a2", entity="e2")])
+        before = store.events_generated()
+        with raw(db) as conn:
+            conn.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON counters WHEN NEW.name = 'outbox_dropped'"
+                " BEGIN SELECT RAISE(ABORT, 'boom'); END"
+            )
+        with pytest.raises(StoreError, match="boom"):
+            store.commit_alerts(CHAIN, [], [alert_event("a3", entity="e3")])
+        assert outbox_ids(store) == ["a1", "a2"]
+        assert store.outbox_dropped() == 0
+        assert store.events_generated() == before
+
+
+def test_drop_count_is_kept_across_reopen_and_a_lower_bound_applies_at_the_next_commit(
+    db: Path,
+) -> None:
+    """outbox_dropped reads the same after close and reopen; reopened with a lower bound,
+    the next commit cuts the outbox back to it and adds to the same count."""
+    with Store(db, max_outbox_events=2) as first:
+        first.commit_alerts(CHAIN, [], [alert_event(f"a{n}", entity=f"e{n}") for n in range(5)])
+        assert first.outbox_dropped() == 3
+    with Store(db) as second:
+        assert second.outbox_dropped() == 3
+        assert outbox_ids(second) == ["a3", "a4"]
+    with Store(db, max_outbox_events=1) as third:
+        assert third.commit_alerts("other", [], [alert_event("b1", chain="other")]) == 2
+        assert outbox_ids(third) == ["b1"]
+        assert third.outbox_dropped() == 5
+
+
+def test_max_outbox_events_below_1_is_refused(db: Path) -> None:
+    """A bound below 1 is a ValueError, before the file is created."""
+    with pytest.raises(ValueError, match="max_outbox_events must be at least 1"):
+        Store(db, max_outbox_events=0)
+    assert not db.exists()
+
+
+async def test_async_store_passes_the_bound_and_reads_the_drop_count(db: Path) -> None:
+    """AsyncStore.open(max_outbox_events=...) bounds the outbox; commit_alerts returns the
+    number dropped and outbox_dropped the total."""
+    async with await AsyncStore.open(db, max_outbox_events=1) as store:
+        assert await store.commit_alerts(CHAIN, [], [alert_event("a1")]) == 0
+        assert await store.commit_alerts(CHAIN, [], [alert_event("a2", entity="e2")]) == 1
+        assert await store.outbox_dropped() == 1
+        assert [e.event_id for e in await store.outbox_peek(10)] == ["a2"]

@@ -109,6 +109,10 @@ class AlertmanagerPusher:
         # (chain, fingerprint) → the resolved event and when it was recorded.
         self._resolved: dict[tuple[str, str], tuple[AlertEvent, float]] = {}
         self._changed = asyncio.Event()
+        # Changes counted by `update`; `_pushed_changes` is the count a successful push had
+        # seen when it started: less than `_changes` means something is not delivered yet.
+        self._changes = 0
+        self._pushed_changes = 0
         self.last_success_at: float | None = None
         self.failures = 0
         self._failing = True  # until the first success, so that one is logged
@@ -137,6 +141,7 @@ class AlertmanagerPusher:
             if self._resolved.pop((chain, fingerprint), None) is not None:
                 changed = True
         if changed:
+            self._changes += 1
             self._changed.set()
 
     def alerts(self) -> list[dict[str, Any]]:
@@ -157,12 +162,15 @@ class AlertmanagerPusher:
         A failure logs one line and keeps all state, so the next push re-sends everything.
         """
         alerts = self.alerts()
+        changes = self._changes
         try:
             async with self._session.post(
                 self._url, json=alerts, timeout=self._timeout, allow_redirects=False
             ) as response:
                 if 200 <= response.status < 300:
-                    await response.read()
+                    # Only drained enough to reuse the connection: an answer is never
+                    # buffered whole, however much a misbehaving server sends.
+                    await response.content.read(MAX_ERROR_BODY)
                     problem = ""
                 else:  # Alertmanager says why in a short body; read no more than a line
                     body = (await response.content.read(MAX_ERROR_BODY)).decode(errors="replace")
@@ -184,7 +192,21 @@ class AlertmanagerPusher:
             log.info("alertmanager push ok", target=self.target, alerts=len(alerts))
             self._failing = False
         self.last_success_at = self._clock()
+        self._pushed_changes = max(self._pushed_changes, changes)
         return True
+
+    async def flush(self, budget: float) -> bool:
+        """At shutdown, after `run()` was cancelled: one last push, within `budget` seconds,
+        if a change (a resolution, say) was not pushed yet. True when nothing is left
+        undelivered. Firing alerts need no more: Alertmanager keeps them until their endsAt."""
+        if self._pushed_changes >= self._changes:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.push_once(), budget)
+        delivered = self._pushed_changes >= self._changes
+        if not delivered:
+            log.warning("alertmanager: last changes not pushed at shutdown", target=self.target)
+        return delivered
 
     async def run(self) -> None:
         """Push forever: every `resend_interval_seconds`, and promptly after a change."""

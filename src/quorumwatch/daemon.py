@@ -7,7 +7,7 @@ import contextlib
 import gc
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -60,7 +60,9 @@ def freeze_startup_heap() -> None:
 
 
 def http_session() -> aiohttp.ClientSession:
-    # Per-request deadlines come from each endpoint's timeout_seconds (see EndpointPool).
+    # No session-wide limits: every request brings its own (EndpointPool: the endpoint's
+    # connect, read and total timeouts; the Alertmanager pusher: its timeout_seconds).
+    # TLS certificates are verified against the system store (or SSL_CERT_FILE).
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None),
         headers={"User-Agent": f"quorumwatch/{__version__}"},
@@ -100,7 +102,9 @@ async def run_daemon(
     if on_listening is not None:
         on_listening(bound_port)
     try:
-        store = await AsyncStore.open(settings.storage.path)
+        store = await AsyncStore.open(
+            settings.storage.path, max_outbox_events=settings.mqtt.max_outbox_events
+        )
     except StoreError as exc:
         await runner.cleanup()
         raise ConfigError(f"storage.path {settings.storage.path}: {exc}") from None
@@ -123,20 +127,25 @@ async def run_daemon(
                 )
                 for chain in settings.chains
             ]
-            tasks += sinks.start(board)
+            sinks.start(board)
             try:
                 await stop.wait()
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                await sinks.close()
+                # Polls first, so no event is generated after the sinks' last delivery.
+                await _cancel(tasks)
+                await sinks.close(settings.mqtt.shutdown_flush_seconds)
     finally:
-        await store.close()
+        await store.close()  # last: the sinks' flush reads and deletes outbox rows
         await runner.cleanup()
         log.info("stopped")
+
+
+async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class _Sinks:
@@ -162,23 +171,38 @@ class _Sinks:
             else None
         )
         self.listeners: list[AlertListener] = []
+        self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown
+        self._mqtt_task: asyncio.Task[None] | None = None  # ends in MqttPublisher.shutdown()
         if self.mqtt is not None:
             mqtt = self.mqtt
             self.listeners.append(lambda chain, firing, resolved: mqtt.wake())
         if self.alertmanager is not None:
             self.listeners.append(self.alertmanager.update)
 
-    def start(self, board: ReportBoard) -> list[asyncio.Task[None]]:
-        tasks = [asyncio.create_task(self._report_status(board), name="sink-status")]
+    def start(self, board: ReportBoard) -> None:
+        self._loops.append(asyncio.create_task(self._report_status(board), name="sink-status"))
         if self.mqtt is not None:
-            tasks.append(asyncio.create_task(self.mqtt.run(), name="mqtt"))
+            self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
         if self.alertmanager is not None:
-            tasks.append(asyncio.create_task(self.alertmanager.run(), name="alertmanager"))
-        return tasks
+            pusher = asyncio.create_task(self.alertmanager.run(), name="alertmanager")
+            self._loops.append(pusher)
 
-    async def close(self) -> None:
+    async def close(self, flush_seconds: float) -> None:
+        """Deliver what the last polls generated, within `flush_seconds`, then stop.
+
+        MQTT and Alertmanager flush side by side, so the budget is spent once."""
+        await _cancel(self._loops)
+        flushes: list[Awaitable[object]] = []
         if self.mqtt is not None:
-            await self.mqtt.close()  # says "offline" itself: a clean exit discards the Will
+            # It says "offline" itself when closing: a clean exit discards the Will.
+            flushes.append(self.mqtt.shutdown(flush_seconds))
+        if self.alertmanager is not None:
+            flushes.append(self.alertmanager.flush(flush_seconds))
+        try:
+            await asyncio.gather(*flushes)
+        finally:
+            if self._mqtt_task is not None:  # done already, unless shutdown() failed
+                await _cancel([self._mqtt_task])
 
     async def _report_status(self, board: ReportBoard) -> None:
         """Sample outbox and sink state for the collector, which must not query SQLite."""
@@ -188,6 +212,7 @@ class _Sinks:
                 board.sinks = SinkStatus(
                     outbox_events=pending,
                     outbox_oldest_age_seconds=oldest,
+                    outbox_dropped_events=await self._store.outbox_dropped(),
                     events_generated={
                         (alert, str(status)): count
                         for (alert, status), count in (await self._store.events_generated()).items()

@@ -17,6 +17,9 @@ is published (see `store.py`), published at QoS 1, and its row is deleted only a
 broker's PUBACK. A failure between PUBACK and delete, or a lost PUBACK, sends it again, so
 consumers dedupe on `event_id`. Each connection uses a fresh aiomqtt client, so paho's
 in-memory queue of a dead connection is dropped with it and the outbox alone re-sends.
+
+On shutdown, `shutdown()` first lets a connected publisher send what is pending, within a
+budget, then closes: what is not acknowledged by then stays in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import contextlib
 import hashlib
 import json
 import random
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -39,7 +44,13 @@ if TYPE_CHECKING:
     from quorumwatch.config import MqttSettings
     from quorumwatch.store import AsyncStore
 
-__all__ = ["OFFLINE_PAYLOAD", "MqttPublisher", "firing_payload", "sanitise_segment"]
+__all__ = [
+    "OFFLINE_PAYLOAD",
+    "FlushOutcome",
+    "MqttPublisher",
+    "firing_payload",
+    "sanitise_segment",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +63,11 @@ IDLE_SECONDS = 1.0  # the outbox is checked at least this often without a wake()
 DRAIN_BATCH = 100
 OFFLINE_TIMEOUT_SECONDS = 2.0  # for the PUBACK of the offline status before disconnecting
 CLOSE_TIMEOUT_SECONDS = 10.0
+# At shutdown, after the flush: for the offline status and DISCONNECT, before giving up on them.
+SHUTDOWN_CLOSE_SECONDS = 1.0
+# After giving up on a clean close: how long each cancellation gets to end one step of the
+# clean-up (the offline status, then DISCONNECT) before it is cancelled again.
+CANCEL_STEP_SECONDS = 0.1
 BACKOFF_BASE_SECONDS = 0.5
 
 
@@ -90,6 +106,14 @@ def _firing_document(state: AlertState) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class FlushOutcome:
+    """What the shutdown flush achieved; None where the store could not say."""
+
+    flushed: int | None  # events acknowledged by the broker during the flush
+    remaining: int | None  # events still in the outbox, sent on the next start
+
+
 def firing_payload(states: Sequence[AlertState]) -> str:
     """The retained firing set: a JSON list of the firing alerts, by alert and fingerprint."""
     firing = sorted((s for s in states if s.firing), key=lambda s: (s.alert, s.fingerprint))
@@ -111,6 +135,12 @@ class MqttPublisher:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._connected = False
+        # Catching up: each wake() starts a generation; the loop records the latest generation
+        # whose events and firing sets were all published, and `_progress` signals any change
+        # of that, or of the connection, to a waiting flush.
+        self._wakes = 0
+        self._caught_up_to = -1
+        self._progress = asyncio.Event()
         self._failures = 0
         self._run_task: asyncio.Task[Any] | None = None
 
@@ -132,6 +162,7 @@ class MqttPublisher:
 
     def wake(self) -> None:
         """New events are in the outbox: publish them now rather than within a second."""
+        self._wakes += 1
         self._wake.set()
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -165,18 +196,72 @@ class MqttPublisher:
             self._connected = False
             self._run_task = None
 
-    async def close(self) -> None:
+    async def close(self, grace_seconds: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Stop `run()`: the retained offline status is published if connected, then the
-        connection is closed cleanly. Final: a later `run()` returns at once."""
+        connection is closed cleanly, unless that takes more than `grace_seconds`. Final: a
+        later `run()` returns at once."""
         self._stop.set()
         self._wake.set()
         task = self._run_task
         if task is None or task is asyncio.current_task():
             return
-        done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_SECONDS)
-        if not done:  # stuck connecting: give up on a clean goodbye
+        done, _ = await asyncio.wait({task}, timeout=grace_seconds)
+        while not done:
+            # Stuck connecting, or the broker stopped answering: give up on a clean goodbye.
+            # One cancellation ends only the step it interrupts; the clean-up after it (the
+            # offline status, DISCONNECT) would wait on the same silent broker again.
             task.cancel()
-            await asyncio.wait({task})
+            done, _ = await asyncio.wait({task}, timeout=CANCEL_STEP_SECONDS)
+
+    async def shutdown(self, flush_seconds: float) -> FlushOutcome:
+        """Flush, then close: if connected, wait up to `flush_seconds` until everything
+        pending in the outbox (and each changed firing set) is acknowledged; return early
+        when that is done or the connection is lost. Never connects anew: with the broker
+        unreachable, the events stay in the outbox at once. Logs and returns the counts."""
+        before = await self._pending()
+        if self._connected and flush_seconds > 0:
+            log.info(
+                "mqtt flushing the outbox before shutdown",
+                broker=self.broker,
+                pending=before,
+                budget_seconds=flush_seconds,
+            )
+            await self._flush(flush_seconds)
+        await self.close(SHUTDOWN_CLOSE_SECONDS)
+        after = await self._pending()
+        outcome = FlushOutcome(
+            flushed=None if before is None or after is None else max(0, before - after),
+            remaining=after,
+        )
+        log.info(
+            "mqtt outbox flushed at shutdown",
+            broker=self.broker,
+            flushed=outcome.flushed,
+            remaining=outcome.remaining,
+        )
+        return outcome
+
+    async def _flush(self, budget: float) -> None:
+        """Wait until the loop has caught up with everything committed before this call."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        self.wake()
+        target = self._wakes
+        while True:
+            self._progress.clear()
+            remaining = deadline - loop.time()
+            if self._caught_up_to >= target or not self._connected or remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+
+    async def _pending(self) -> int | None:
+        try:
+            pending, _ = await self._store.outbox_stats(time.time())
+        except StoreError as exc:
+            log.warning("outbox not counted", error=str(exc))
+            return None
+        return pending
 
     def _next_delay(self) -> float:
         """Exponential backoff with jitter: half the step fixed, half random, capped."""
@@ -215,6 +300,7 @@ class MqttPublisher:
                 await self._serve(client)
             finally:
                 self._connected = False
+                self._progress.set()
                 await self._say_offline(client)
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
@@ -259,9 +345,12 @@ class MqttPublisher:
         published: dict[str, str] = {}  # firing topic -> payload, on this connection
         while not self._stop.is_set():
             self._wake.clear()
+            generation = self._wakes
             await self._drain(client)
             if not await self._publish_firing(client, published):
                 continue  # events were committed meanwhile: they go first
+            self._caught_up_to = generation
+            self._progress.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_SECONDS)
 

@@ -18,7 +18,9 @@ epoch; booleans 0/1.
 Alerts (schema 2): a chain's pending and firing alerts and the events of one evaluation are
 committed in one transaction, the events into `outbox`. The MQTT publisher drains the outbox
 in `id` order and deletes a row only after the broker acknowledged it: at-least-once, in order
-per chain, and nothing is lost or fired again across a restart.
+per chain, and nothing is lost or fired again across a restart. The outbox is bounded
+(`max_outbox_events`): beyond it the oldest pending events are dropped in the committing
+transaction and counted (`outbox_dropped`, a persisted chain-level counter).
 
 `Store` is synchronous and keeps one connection; `AsyncStore` runs every call on one
 dedicated worker thread so that blocking SQLite never runs on the event loop.
@@ -42,6 +44,8 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, ParamSpec, Self, TypeVar
 
+import structlog
+
 from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus, Severity
 from quorumwatch.jails import (
     UNJAIL_DELAY_BUCKETS,
@@ -52,6 +56,7 @@ from quorumwatch.jails import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_OUTBOX_EVENTS",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "AsyncStore",
@@ -61,12 +66,18 @@ __all__ = [
     "StoreError",
 ]
 
+log = structlog.get_logger(__name__)
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 BUSY_TIMEOUT_MS = 5000
 # The WAL file is truncated back to this size after a checkpoint that emptied it.
 JOURNAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
+# The default outbox bound (`[mqtt].max_outbox_events`): ~50 MB of typical event JSON.
+DEFAULT_MAX_OUTBOX_EVENTS = 100_000
+# While the outbox stays full every commit drops events: warn at most this often.
+DROP_WARNING_INTERVAL_SECONDS = 60.0
 
 # Each migration: the statements taking the schema from version i to i + 1, run in one
 # transaction that also sets `user_version` to i + 1. Append only; never edit a released one.
@@ -161,6 +172,7 @@ _CHAIN = ""  # counters.address of chain-level counters
 _JAILS = "jails"
 _DELAY_SUM = "unjail_delay_sum"
 _DELAY_COUNT = "unjail_delay_count"
+_OUTBOX_DROPPED = "outbox_dropped"  # chain-level: events of the chain dropped from the outbox
 
 
 def _bucket_name(bound: float) -> str:
@@ -327,9 +339,20 @@ class Store:
     The connection is bound to the thread that opened it (sqlite3's `check_same_thread`).
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        read_only: bool = False,
+        max_outbox_events: int = DEFAULT_MAX_OUTBOX_EVENTS,
+    ) -> None:
+        if max_outbox_events < 1:
+            raise ValueError(f"max_outbox_events must be at least 1, got {max_outbox_events}")
         self.path = path
         self.read_only = read_only
+        self.max_outbox_events = max_outbox_events
+        self._drops_not_logged = 0
+        self._next_drop_warning = float("-inf")  # time.monotonic()
         self._conn: sqlite3.Connection | None = None
         with self._errors("open"):
             if read_only and not path.is_file():
@@ -632,6 +655,15 @@ class Store:
             ).fetchone()
         return int(count), None if oldest is None else max(0.0, now - oldest)
 
+    def outbox_dropped(self) -> int:
+        """Events ever dropped from the full outbox, over all chains; kept across restarts."""
+        with self._errors("read the outbox drop counter"):
+            (total,) = self._db.execute(
+                "SELECT coalesce(sum(value), 0) FROM counters WHERE address = ? AND name = ?",
+                (_CHAIN, _OUTBOX_DROPPED),
+            ).fetchone()
+        return int(total)
+
     def events_generated(self) -> dict[tuple[str, AlertStatus], int]:
         """Alert events ever committed per (alert, status), summed over chains; kept across
         restarts and outbox deletes."""
@@ -728,10 +760,11 @@ class Store:
 
     def commit_alerts(
         self, chain: str, states: Sequence[AlertState], events: Sequence[AlertEvent]
-    ) -> None:
+    ) -> int:
         """In one transaction: the chain's alert state becomes exactly `states`, and each
         event is appended to the outbox (its payload `to_json()`) and counted. An event already
-        in the outbox (same `event_id`) is skipped and not counted again."""
+        in the outbox (same `event_id`) is skipped and not counted again. If the outbox then
+        holds more than `max_outbox_events`, the oldest are dropped; returns how many."""
         others = [s.fingerprint for s in states if s.chain != chain]
         others += [e.event_id for e in events if e.chain != chain]
         if others:
@@ -760,6 +793,52 @@ class Store:
                 " ON CONFLICT (chain, address, name) DO UPDATE SET value = value + excluded.value",
                 [(chain, _CHAIN, name, amount) for name, amount in increments.items()],
             )
+            dropped = self._drop_oldest_outbox_events(conn) if increments else {}
+        self._warn_of_drops(sum(dropped.values()))
+        return sum(dropped.values())
+
+    def _warn_of_drops(self, dropped: int) -> None:
+        """The first drop is logged at once, later ones summed into one line a minute."""
+        self._drops_not_logged += dropped
+        now = time.monotonic()
+        if not self._drops_not_logged or now < self._next_drop_warning:
+            return
+        log.warning(
+            "outbox full: oldest undelivered alert events dropped",
+            dropped=self._drops_not_logged,
+            max_outbox_events=self.max_outbox_events,
+        )
+        self._drops_not_logged = 0
+        self._next_drop_warning = now + DROP_WARNING_INTERVAL_SECONDS
+
+    def _drop_oldest_outbox_events(self, conn: sqlite3.Connection) -> dict[str, int]:
+        """Within the caller's transaction, cut the outbox back to `max_outbox_events` by
+        deleting its oldest rows, counted per chain; returns the counts per chain.
+
+        Dropping loses history, never the current state: the retained `<chain>/firing` topic
+        is republished from `alert_state`, not from the outbox. Only a prefix in `id` order
+        goes, so what is kept stays in commit order per chain.
+        """
+        (count,) = conn.execute("SELECT count(*) FROM outbox").fetchone()
+        excess = int(count) - self.max_outbox_events
+        if excess <= 0:
+            return {}
+        oldest = "SELECT id FROM outbox ORDER BY id LIMIT ?"
+        dropped = {
+            chain: int(n)
+            for chain, n in conn.execute(
+                f"SELECT chain, count(*) FROM outbox WHERE id IN ({oldest})"
+                " GROUP BY chain ORDER BY chain",
+                (excess,),
+            )
+        }
+        conn.execute(f"DELETE FROM outbox WHERE id IN ({oldest})", (excess,))
+        conn.executemany(
+            "INSERT INTO counters (chain, address, name, value) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (chain, address, name) DO UPDATE SET value = value + excluded.value",
+            [(chain, _CHAIN, _OUTBOX_DROPPED, n) for chain, n in dropped.items()],
+        )
+        return dropped
 
     def outbox_delete(self, entry_id: int) -> None:
         """Remove one event from the outbox, once the broker has acknowledged it."""
@@ -781,13 +860,20 @@ class AsyncStore:
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path, *, read_only: bool = False) -> AsyncStore:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        read_only: bool = False,
+        max_outbox_events: int = DEFAULT_MAX_OUTBOX_EVENTS,
+    ) -> AsyncStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quorumwatch-store")
         loop = asyncio.get_running_loop()
+        opener = functools.partial(
+            cls.store_class, path, read_only=read_only, max_outbox_events=max_outbox_events
+        )
         try:
-            store = await loop.run_in_executor(
-                executor, functools.partial(cls.store_class, path, read_only=read_only)
-            )
+            store = await loop.run_in_executor(executor, opener)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -868,8 +954,8 @@ class AsyncStore:
 
     async def commit_alerts(
         self, chain: str, states: Sequence[AlertState], events: Sequence[AlertEvent]
-    ) -> None:
-        await self._call(self._store.commit_alerts, chain, states, events)
+    ) -> int:
+        return await self._call(self._store.commit_alerts, chain, states, events)
 
     async def outbox_peek(self, limit: int) -> list[OutboxEntry]:
         return await self._call(self._store.outbox_peek, limit)
@@ -882,3 +968,6 @@ class AsyncStore:
 
     async def events_generated(self) -> dict[tuple[str, AlertStatus], int]:
         return await self._call(self._store.events_generated)
+
+    async def outbox_dropped(self) -> int:
+        return await self._call(self._store.outbox_dropped)

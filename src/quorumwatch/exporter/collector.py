@@ -401,6 +401,13 @@ def sink_metrics(status: SinkStatus) -> Iterator[Metric]:
         )
         oldest.add_metric([], status.outbox_oldest_age_seconds)
         yield oldest
+    dropped = CounterMetricFamily(
+        "quorumwatch_outbox_dropped_events",
+        "Undelivered alert events dropped, oldest first, because the outbox was full"
+        " (mqtt.max_outbox_events); kept across restarts.",
+    )
+    dropped.add_metric([], status.outbox_dropped_events)
+    yield dropped
     events = CounterMetricFamily(
         "quorumwatch_events",
         "Alert events generated, by alert and status; kept across restarts.",

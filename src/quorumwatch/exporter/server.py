@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+SHUTDOWN_TIMEOUT_SECONDS = 1.0
 _LANDING = (
     "<html><head><title>quorumwatch</title></head><body><h1>quorumwatch</h1>"
     '<p><a href="/metrics">Metrics</a></p></body></html>'
@@ -71,7 +72,13 @@ async def start_metrics_server(
     credentials: tuple[str, str] | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve metrics on host:port (port 0 picks a free one); returns the runner and port."""
-    runner = web.AppRunner(metrics_app(registry, credentials=credentials), access_log=None)
+    # A scrape in flight at SIGTERM gets a second, not aiohttp's default minute: the
+    # daemon exits within 5 s.
+    runner = web.AppRunner(
+        metrics_app(registry, credentials=credentials),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
