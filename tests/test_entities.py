@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from structlog.testing import capture_logs
 
 from quorumwatch.config import EntitySettings
-from quorumwatch.entities import builtin_entities, entity_map, validator_key
+from quorumwatch.entities import builtin_entities, entity_map, identity_entity, validator_key
+from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 
 FOUNDATION = {
     "0x5ac99df645f3414876c816caa18b2d234024b487",
@@ -104,3 +106,26 @@ def test_non_hex_ids_match_exactly_and_hex_ids_ignore_case() -> None:
     assert mapping["0xabcdef0000000000000000000000000000000001"] == "Hex"
     assert validator_key("0xABCD") == "0xabcd"
     assert validator_key(vote) == vote
+
+
+def test_a_short_clean_identity_is_its_own_entity_name() -> None:
+    """A short identity without unsafe characters is shown as it is, after the prefix."""
+    assert identity_entity("D0C2A4F1B6E3A5C7") == "identity:D0C2A4F1B6E3A5C7"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("x" * 54 + "A", "x" * 54 + "B"),  # alike until past the label cap
+        ("op\u200b", "op"),  # alike once cleaned
+        ("a\nb", "a b"),
+    ],
+    ids=["long", "zero_width", "newline"],
+)
+def test_identities_alike_when_shown_still_name_distinct_entities(first: str, second: str) -> None:
+    """Identities that clean or cut to the same text still give distinct, capped, clean names."""
+    names = [identity_entity(first), identity_entity(second)]
+    assert names[0] != names[1]
+    for name in names:
+        assert len(name) <= MAX_LABEL_LENGTH
+        assert name == safe_text(name)

@@ -325,3 +325,12 @@ async def test_departed_validator_keeps_its_name(store: RecordingStore) -> None:
     assert dict(report.counters.validator_jails) == {addr(1): 1}
     assert report.names[addr(1)] == "validator 1"
     assert dict(report.jailed_since) == {}
+
+
+async def test_departed_validator_without_jails_is_forgotten(store: RecordingStore) -> None:
+    """A validator that leaves without a jail event drops out of the names: churn stays bounded."""
+    t = tracker(store)
+    await observe(t, [val(1), val(2), val(3)], T0)
+    await observe(t, [val(1, jailed=True), val(2), val(3)], T0 + POLL)
+    report = await observe(t, [val(2)], T0 + 2 * POLL)
+    assert dict(report.names) == {addr(1): "validator 1", addr(2): "validator 2"}

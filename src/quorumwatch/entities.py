@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 from typing import TYPE_CHECKING
 
 import structlog
+
+from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -20,6 +23,23 @@ def validator_key(identity: str) -> str:
     """How a validator id is matched: 0x addresses case-insensitively (sources lower-case
     them), every other id (base58, bech32, generic) exactly."""
     return identity.lower() if identity[:2].lower() == "0x" else identity
+
+
+IDENTITY_PREFIX = "identity:"
+_DIGEST_CHARS = 8
+
+
+def identity_entity(identity: str) -> str:
+    """The entity of validators declaring `identity`: a label-safe name, distinct for distinct
+    identities. Identities are validator-chosen: one that is not already a short, clean label
+    is shown cleaned and cut, with a digest of the original, so no two can share a series."""
+    room = MAX_LABEL_LENGTH - len(IDENTITY_PREFIX)
+    shown = safe_text(identity, max_length=max(room, len(identity), 1))
+    if shown == identity and len(identity) <= room:
+        return IDENTITY_PREFIX + identity
+    digest = hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    cut = shown[: room - _DIGEST_CHARS - 1].rstrip()
+    return f"{IDENTITY_PREFIX}{cut}~{digest[:_DIGEST_CHARS]}"
 
 
 def builtin_entities(kind: str) -> dict[str, str]:

@@ -50,8 +50,9 @@ class JailTracker:
         self._missed_poll = False
         self._last_prune = float("-inf")
         self._total_stake = 0
-        # Last known name of every validator seen, departed ones included: a validator that
-        # left keeps its `name` label instead of flapping to "".
+        # Last known names of current validators and of departed ones with jail series: a
+        # validator that left keeps its `name` label instead of flapping to "". Names of
+        # others that left are forgotten, so churn (Solana) cannot grow this for ever.
         self._names: dict[str, str] = {}
 
     def note_failed_poll(self) -> None:
@@ -108,6 +109,9 @@ class JailTracker:
         )
         counters = await self._store.counters(chain)
         tracked = self._state.validators if self._state is not None else {}
+        labelled = tracked.keys() | counters.validator_jails.keys()
+        for address in self._names.keys() - labelled:
+            del self._names[address]
         return JailReport(
             counters=counters,
             windows=MappingProxyType(windows),

@@ -14,9 +14,8 @@ import structlog
 from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains import make_source
 from quorumwatch.endpoints import EndpointPool, EndpointView
-from quorumwatch.entities import entity_map
+from quorumwatch.entities import entity_map, identity_entity
 from quorumwatch.history import JailReport, JailTracker
-from quorumwatch.labels import safe_text
 from quorumwatch.models import (
     StatusTotals,
     Validator,
@@ -84,6 +83,7 @@ class SinkStatus:
 
     outbox_events: int
     outbox_oldest_age_seconds: float | None
+    outbox_dropped_events: int  # dropped from the full outbox, ever (kept across restarts)
     events_generated: Mapping[tuple[str, str], int]  # (alert, status) -> count
     mqtt_connected: bool | None  # None: MQTT not enabled
     alertmanager_failures: int | None  # None: Alertmanager not configured
@@ -192,7 +192,7 @@ class ChainMonitor:
         if cosmos is None or not cosmos.group_by_identity:
             return self._entity_of
         declared = {
-            v.address: f"identity:{safe_text(v.entity_hint)}"
+            v.address: identity_entity(v.entity_hint)
             for v in validator_set.validators
             if v.entity_hint
         }

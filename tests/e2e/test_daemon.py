@@ -14,8 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import load_settings
-from quorumwatch.daemon import run_daemon
 from quorumwatch.simulator import RunningSimulator, load_scenario, parse_scenario, start_simulator
+from tests.services import running_daemon
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -49,14 +49,8 @@ async def daemon(store: Path, *simulators: RunningSimulator) -> AsyncIterator[st
             }
         ],
     )
-    stop = asyncio.Event()
-    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_daemon(settings, stop, on_listening=port.set_result))
-    try:
-        yield f"http://127.0.0.1:{await asyncio.wait_for(port, 5)}/metrics"
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 5)
+    async with running_daemon(settings, stop_within=5) as url:
+        yield url
 
 
 async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:

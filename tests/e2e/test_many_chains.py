@@ -12,8 +12,8 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import load_settings
-from quorumwatch.daemon import run_daemon
 from quorumwatch.simulator import load_scenario, start_simulator
+from tests.services import running_daemon
 
 
 @contextlib.asynccontextmanager
@@ -72,18 +72,12 @@ async def test_hanging_chain_does_not_delay_a_chain_polling_every_second(tmp_pat
                 },
             ],
         )
-        stop = asyncio.Event()
-        port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        daemon = asyncio.create_task(run_daemon(settings, stop, on_listening=port.set_result))
-        url = f"http://127.0.0.1:{await asyncio.wait_for(port, 5)}/metrics"
-        async with aiohttp.ClientSession() as session:
+        async with running_daemon(settings) as url, aiohttp.ClientSession() as session:
             await asyncio.sleep(1.5)
             before, started = await ok_requests(session, url, "live"), time.monotonic()
             await asyncio.sleep(5)
             after, elapsed = await ok_requests(session, url, "live"), time.monotonic() - started
             stuck = await ok_requests(session, url, "stuck")
-        stop.set()
-        await asyncio.wait_for(daemon, 10)
     polls = (after - before) / 2  # exchangeStatus + validatorSummaries per poll
     assert polls >= elapsed - 1.5, f"{polls} polls in {elapsed:.1f}s"
     assert stuck == 0

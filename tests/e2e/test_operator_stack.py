@@ -34,11 +34,11 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from quorumwatch.config import load_settings
-from quorumwatch.daemon import run_daemon
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.services import eventually
+from tests.services import eventually, running_daemon
 from tests.tools import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,14 +231,10 @@ async def daemon(store: Path, simulator_url: str) -> AsyncIterator[int]:
             }
         ],
     )
-    stop = asyncio.Event()
-    port: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(run_daemon(settings, stop, on_listening=port.set_result))
-    try:
-        yield await asyncio.wait_for(port, 5)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
+    async with running_daemon(settings) as url:
+        port = URL(url).port
+        assert port is not None
+        yield port
 
 
 def prometheus_config(metrics_port: int, rules: Path, alertmanager_url: str) -> Json:
