@@ -116,16 +116,20 @@ def take_sample(cycle: int, started: float) -> Sample:
     )
 
 
-async def soak(cycles: int, every: int, directory: Path) -> list[Sample]:
+async def soak(
+    cycles: int, every: int, directory: Path, *, trace_from: int | None = None
+) -> list[Sample]:
     """Run `cycles` cycles over three chains with faults; a sample every `every` cycles.
 
-    The caller starts tracemalloc if it wants `traced_bytes`.
+    With `trace_from`, tracemalloc runs from that cycle on (0: from the start) and samples
+    carry `traced_bytes`; it counts only what the traced cycles leave alive. `tests/e2e/
+    test_endurance.py` runs a bounded soak through this same function.
     """
     clock = FakeClock()
     samples: list[Sample] = []
     async with (
         await start_simulator(parse_scenario(hyperliquid_scenario()), clock=clock) as hyper,
-        await start_solana_simulator(count=30, delinquent=2) as solana,
+        await start_solana_simulator(count=30, delinquent=2, clock=clock) as solana,
         await start_cosmos_simulator(
             validators=9, jailed=1, unbonded=1, page_limit=4, clock=clock
         ) as cosmos,
@@ -172,6 +176,8 @@ async def soak(cycles: int, every: int, directory: Path) -> list[Sample]:
         ups = dict.fromkeys((chain.name for chain in chains), 0)
         rewind = f"{hyper.base_url}/_sim/goto?step=0"
         started = time.monotonic()
+        if trace_from == 0:
+            tracemalloc.start()
         for cycle in range(1, cycles + 1):
             if cycle % HYPERLIQUID_PERIOD == 1 and cycle > 1:
                 async with session.post(rewind) as response:
@@ -186,12 +192,15 @@ async def soak(cycles: int, every: int, directory: Path) -> list[Sample]:
                 ups[report.chain] += report.up
             solana.clear_faults()
             cosmos.faults.fail_page = None
-            cosmos.requests.clear()  # the simulator's own request log grows by design
             clock.advance(POLL_INTERVAL_SECONDS)
+            if cycle == trace_from:
+                gc.collect()
+                tracemalloc.start()
             if cycle % every == 0:
                 samples.append(take_sample(cycle, started))
         if min(ups.values()) < cycles // 2:  # the faults must not hide a chain that never works
             raise RuntimeError(f"polls up per chain: {ups}")
+    tracemalloc.stop()
     return samples
 
 
@@ -217,10 +226,9 @@ def main() -> int:
     args = parser.parse_args()
     every = args.every or max(1, args.cycles // 40)
     configure_logging("error")
-    if not args.no_tracemalloc:
-        tracemalloc.start()
+    trace_from = None if args.no_tracemalloc else 0
     with tempfile.TemporaryDirectory(prefix="quorumwatch-soak-") as directory:
-        samples = asyncio.run(soak(args.cycles, every, Path(directory)))
+        samples = asyncio.run(soak(args.cycles, every, Path(directory), trace_from=trace_from))
     print(f"{'cycle':>7} {'seconds':>8} {'rss KiB':>9} {'fds':>4} {'tasks':>5} {'traced KiB':>10}")
     for s in samples:
         print(
