@@ -33,10 +33,10 @@ from quorumwatch.endpoints import (
     parse_retry_after,
 )
 from tests.builders import chain_settings
-from tests.tools import require_binary
+from tests.tools import require_binary, unanswered_port
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
 WALL = 1_750_000_000.0  # injected wall clock: the HTTP-date Retry-After is relative to it
 BIG_BODY = b"x" * 1000
@@ -577,21 +577,11 @@ async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
         client_gone.cancel()
 
 
-@contextlib.contextmanager
-def full_backlog_listener() -> Iterator[str]:
-    """A listening socket with backlog 0 and one connection queued, never accepted: its
-    accept queue is full, so Linux drops further SYNs and a connect hangs."""
-    with socket.socket() as listener, socket.socket() as queued:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        queued.connect(listener.getsockname())
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-
-
 async def test_no_connection_is_a_connect_timeout(session: aiohttp.ClientSession) -> None:
     """A connect that never completes is timeout, says so, and ends at connect_timeout_seconds
     well before the total deadline."""
-    with full_backlog_listener() as url:
+    with unanswered_port() as port:
+        url = f"http://127.0.0.1:{port}"
         pool = _pool(session, url, timeout=5.0, connect_timeout=0.3, monotonic=time.monotonic)
         answer = await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
     assert answer.outcome is Outcome.TIMEOUT

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiomqtt
 import pytest
@@ -757,3 +757,16 @@ async def test_client_receives_the_settings_as_aiomqtt_arguments(
     assert plain["tls_params"] is None
     assert plain["username"] is None
     assert plain["password"] is None
+
+
+async def test_connect_timeout_defaults_to_3s_and_reaches_the_paho_client() -> None:
+    """mqtt.connect_timeout_seconds defaults to 3, refuses 0 and over 30, and is the connect
+    timeout of the paho client each connection uses."""
+    assert MqttSettings().connect_timeout_seconds == 3.0
+    for bad in (0, 31):
+        with pytest.raises(ValidationError, match="connect_timeout_seconds"):
+            MqttSettings(connect_timeout_seconds=bad)
+    publisher = MqttPublisher(
+        MqttSettings(enabled=True, connect_timeout_seconds=1.5), cast(AsyncStore, None), version="t"
+    )
+    assert publisher._client()._client.connect_timeout == 1.5

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -37,3 +39,14 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port where a connect hangs: a listener with backlog 0 and one connection
+    queued, never accepted, so its accept queue is full and Linux drops further SYNs."""
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        queued.connect(listener.getsockname())
+        yield listener.getsockname()[1]

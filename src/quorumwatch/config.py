@@ -286,6 +286,10 @@ class MqttSettings(_Strict):
     )
     keepalive_seconds: int = Field(default=60, ge=5)
     reconnect_max_seconds: float = Field(default=30.0, gt=0)
+    # The longest a TCP connect (and TLS handshake) to the broker may take. The connect blocks
+    # a thread that the process must wait for at exit, so this also bounds a shutdown begun
+    # while the broker's address swallows connects.
+    connect_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     # On SIGTERM, how long the publisher may spend sending what is pending in the outbox; the
     # default leaves room for the rest of the shutdown within 5 s. Unsent events stay durable.
     shutdown_flush_seconds: float = Field(default=2.0, ge=0)

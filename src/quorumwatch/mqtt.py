@@ -280,7 +280,7 @@ class MqttPublisher:
             ca_certs = None if settings.ca_file is None else str(settings.ca_file)
             tls_params = aiomqtt.TLSParameters(ca_certs=ca_certs)  # None: system trust store
         password = None if settings.password is None else settings.password.get_secret_value()
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             settings.host,
             settings.port,
             username=settings.username,
@@ -290,6 +290,10 @@ class MqttPublisher:
             will=aiomqtt.Will(self.status_topic, OFFLINE_PAYLOAD, qos=1, retain=True),
             tls_params=tls_params,
         )
+        # aiomqtt runs paho's blocking connect in an executor thread and has no setting for
+        # its timeout (paho's default is 5 s), so it is set on the paho client it wraps.
+        client._client.connect_timeout = settings.connect_timeout_seconds
+        return client
 
     # --- one connection -----------------------------------------------------------------
 

@@ -26,12 +26,13 @@ import aiohttp
 from quorumwatch.simulator import parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore, OutboxEntry, StoreError
 from tests.e2e.test_alert_delivery import daemon, metrics, until
-from tests.services import Broker, BrokerFactory, subscribed
-from tests.tools import free_port
+from tests.services import BrokerFactory, subscribed
+from tests.tools import free_port, unanswered_port
 
 CHAIN = "hyperliquid"
 PREFIX = "qwshutdown"
 EXIT_SECONDS = 5.0
+CONNECT_TIMEOUT = 1.0
 FLUSHING = "mqtt flushing the outbox before shutdown"
 FLUSHED = "mqtt outbox flushed at shutdown"
 VALIDATORS = [f"0x{i + 1:040x}" for i in range(4)]
@@ -55,15 +56,18 @@ def takeover() -> dict[str, Any]:
     }
 
 
-def config(tmp_path: Path, broker: Broker, api_url: str) -> tuple[Path, str]:
+def config(
+    tmp_path: Path, broker_port: int, api_url: str, *, connect_timeout: float = 3.0
+) -> tuple[Path, str]:
     """The daemon's config file (info logs, for the flush line), and its /metrics URL."""
     port = free_port()
     path = tmp_path / "quorumwatch.toml"
     path.write_text(
         f'log_level = "info"\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
         f'[storage]\npath = "{tmp_path / "quorumwatch.db"}"\n'
-        f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker_port}\n'
         f'topic_prefix = "{PREFIX}"\nreconnect_max_seconds = 1\n'
+        f"connect_timeout_seconds = {connect_timeout}\n"
         f'[[chains]]\nname = "{CHAIN}"\nkind = "hyperliquid"\npoll_interval_seconds = 0.2\n'
         f'[[chains.endpoints]]\nname = "sim"\nurl = "{api_url}"\ntimeout_seconds = 2\n'
     )
@@ -155,7 +159,7 @@ async def test_sigterm_flushes_events_the_broker_had_not_acknowledged(
         aiohttp.ClientSession() as session,
         subscribed(broker.port, f"{PREFIX}/+/alerts/#") as live,
     ):
-        config_file, metrics_url = config(tmp_path, broker, simulator.base_url)
+        config_file, metrics_url = config(tmp_path, broker.port, simulator.base_url)
 
         async def resume_once_flushing() -> None:
             async def flushing() -> bool:
@@ -200,7 +204,7 @@ async def test_sigterm_with_the_broker_down_keeps_the_events_for_the_next_start(
         await start_simulator(parse_scenario(takeover())) as simulator,
         aiohttp.ClientSession() as session,
     ):
-        config_file, metrics_url = config(tmp_path, broker, simulator.base_url)
+        config_file, metrics_url = config(tmp_path, broker.port, simulator.base_url)
         async with daemon(config_file, log) as process:
             await until(lambda: _ready(session, metrics_url), "the daemon to be ready")
             sample = await metrics(session, metrics_url)
@@ -219,3 +223,33 @@ async def test_sigterm_with_the_broker_down_keeps_the_events_for_the_next_start(
     ], output
     assert _log_lines(log, FLUSHING) == []  # not connected: no attempt, no wait
     _assert_sound(store)
+
+
+async def test_sigterm_during_a_hanging_broker_connect_waits_only_the_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    """With the broker's address dropping every connect (a full accept queue), SIGTERM during
+    a connect attempt exits 0 once mqtt.connect_timeout_seconds (1 s here) has run out at
+    the latest, not after paho's own 5 s."""
+    log = tmp_path / "daemon.log"
+    async with (
+        await start_simulator(parse_scenario(takeover())) as simulator,
+        aiohttp.ClientSession() as session,
+    ):
+        with unanswered_port() as broker_port:
+            config_file, metrics_url = config(
+                tmp_path, broker_port, simulator.base_url, connect_timeout=CONNECT_TIMEOUT
+            )
+            async with daemon(config_file, log) as process:
+
+                async def polled_unconnected() -> bool:
+                    sample = await metrics(session, metrics_url)
+                    return (
+                        sample.get("quorumwatch_chain_up") == 1
+                        and sample.get("quorumwatch_mqtt_connected") == 0
+                    )
+
+                await until(polled_unconnected, "the chain polled while the connect hangs")
+                code, elapsed = await _terminate(process)
+    assert code == 0, log.read_text()[-3000:]
+    assert elapsed < CONNECT_TIMEOUT + 1.0, f"exit took {elapsed:.2f} s"
