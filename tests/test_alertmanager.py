@@ -458,6 +458,7 @@ async def test_an_endless_success_body_is_not_read_to_its_end(
     session: aiohttp.ClientSession,
 ) -> None:
     """A 200 whose body never ends counts as a success at once: the pusher reads only a line."""
+
     async def endless(request: web.Request) -> web.StreamResponse:
         await request.read()
         response = web.StreamResponse()
