@@ -17,6 +17,7 @@ from quorumwatch.chains.cosmos.source import (
     CosmosSource,
     display_decimals,
     join,
+    valcons_prefix,
 )
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings
 from quorumwatch.endpoints import DataError, EndpointPool
@@ -179,3 +180,16 @@ def test_display_decimals_rejects_odd_reductions(exponent: int, reduction: int) 
     """A power_reduction that is not a power of ten, or exceeds the exponent, is refused."""
     with pytest.raises(ValueError, match="power of ten"):
         display_decimals(exponent, reduction)
+
+
+@pytest.mark.parametrize(
+    ("operator", "prefix"),
+    [
+        ("cosmosvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqlv2ftf", "cosmosvalcons"),
+        ("x1chainvaloper1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq9lwxv", "x1chainvalcons"),
+    ],
+    ids=["cosmoshub", "prefix_with_a_1"],
+)
+def test_valcons_prefix_ends_at_the_last_separator(operator: str, prefix: str) -> None:
+    """The consensus prefix comes from the operator prefix up to the last "1", as bech32 reads."""
+    assert valcons_prefix(operator) == prefix

@@ -239,8 +239,7 @@ def join(
     out = []
     for index, row in enumerate(lcd):
         address = row.key.address()
-        hrp = row.operator_address.rpartition("1")[0].removesuffix("valoper") + "valcons"
-        valcons = bech32.encode(hrp, address)
+        valcons = bech32.encode(valcons_prefix(row.operator_address), address)
         rpc = power_by_address.get(address.hex().upper())
         if rpc is not None:
             if rpc.key != row.key:
@@ -262,3 +261,9 @@ def join(
     if matched != len(power_by_address):
         raise DataError("unmatched_validator", "a consensus validator is not in the LCD list")
     return tuple(out)
+
+
+def valcons_prefix(operator_address: str) -> str:
+    """The consensus-address prefix of a chain, from one of its operator addresses: the
+    bech32 prefix ends at the last "1" (a prefix may hold a "1" itself)."""
+    return operator_address.rpartition("1")[0].removesuffix("valoper") + "valcons"
