@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -722,6 +723,7 @@ async def test_client_receives_the_settings_as_aiomqtt_arguments(
     class Refused:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             calls.append((args, kwargs))
+            self._client = types.SimpleNamespace(connect_timeout=5.0)  # paho's, as aiomqtt's
 
         async def __aenter__(self) -> Refused:
             raise aiomqtt.MqttError("refused by the test")
@@ -770,3 +772,31 @@ async def test_connect_timeout_defaults_to_3s_and_reaches_the_paho_client() -> N
         MqttSettings(enabled=True, connect_timeout_seconds=1.5), cast(AsyncStore, None), version="t"
     )
     assert publisher._client()._client.connect_timeout == 1.5
+
+
+async def test_an_unexpected_error_is_logged_as_an_error_and_publishing_goes_on(
+    store: AsyncStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection attempt failing with an error no broker causes (a bug) is logged at error
+    level, and the publisher tries again instead of stopping for good."""
+    attempts = 0
+
+    class Broken:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._client = types.SimpleNamespace(connect_timeout=5.0)
+
+        async def __aenter__(self) -> Broken:
+            nonlocal attempts
+            attempts += 1
+            raise RuntimeError("a bug")
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+    monkeypatch.setattr(aiomqtt, "Client", Broken)
+    publisher = MqttPublisher(settings(1883), store, version=VERSION)
+    with capture_logs() as logs:
+        async with running(publisher):
+            await eventually(lambda: attempts >= 2, "a second attempt")
+    first = next(entry for entry in logs if entry["event"] == "mqtt publishing failed")
+    assert (first["log_level"], first["error"]) == ("error", "RuntimeError: a bug")

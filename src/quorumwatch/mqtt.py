@@ -177,14 +177,17 @@ class MqttPublisher:
             while not self._stop.is_set():
                 try:
                     await self._connection()
-                except (aiomqtt.MqttError, StoreError) as exc:
+                except Exception as exc:
                     if task is not None and task.cancelling():
                         # A failed clean disconnect must not swallow a cancellation.
                         raise asyncio.CancelledError from exc
                     if self._stop.is_set():
                         break
                     delay = self._next_delay()
-                    log.warning(
+                    # A broker or store failure is expected now and then; anything else is
+                    # a bug, logged louder, but it must not end publishing for good either.
+                    expected = isinstance(exc, aiomqtt.MqttError | StoreError)
+                    (log.warning if expected else log.error)(
                         "mqtt publishing failed",
                         broker=self.broker,
                         error=f"{type(exc).__name__}: {exc}",
