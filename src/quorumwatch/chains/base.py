@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,14 @@ async def first_valid_set(
 def _comparable(validators: Sequence[Validator]) -> frozenset[tuple[str, int, bool, bool]]:
     # Delinquency is left out: it changes from slot to slot, not between agreeing nodes.
     return frozenset((v.address, v.stake, v.in_consensus_set, v.jailed) for v in validators)
+
+
+def decode_json(body: bytes) -> Any:
+    """An answer's JSON; DataError("malformed_json") for anything else, however deep."""
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise DataError("malformed_json", type(exc).__name__) from None
 
 
 def received_text(value: str) -> str:

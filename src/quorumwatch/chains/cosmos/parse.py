@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from quorumwatch.chains.base import received_text
+from quorumwatch.chains.base import decode_json, received_text
 from quorumwatch.chains.cosmos import bech32
 from quorumwatch.endpoints import DataError
 
@@ -150,13 +149,6 @@ class SlashingParams:
         window = self.signed_blocks_window
         min_signed = self.min_signed_per_window * window
         return window - int(min_signed.to_integral_value(rounding="ROUND_CEILING"))
-
-
-def decode_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise DataError("malformed_json", type(exc).__name__) from None
 
 
 def _rpc_result(body: bytes, what: str) -> dict[str, Any]:

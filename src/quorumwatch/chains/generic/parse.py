@@ -8,7 +8,6 @@ path, never the offending value: values are attacker-chosen and may be huge.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import unicodedata
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from quorumwatch.chains.base import check_set, received_text
+from quorumwatch.chains.base import check_set, decode_json, received_text
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import Validator
 
@@ -73,13 +72,6 @@ def resolve(value: Any, path: Path, where: str) -> Any:
         if value is None:
             raise DataError("missing_field", f"{where}{here}")
     return value
-
-
-def decode_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise DataError("malformed_json", type(exc).__name__) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,12 @@ and field, never the offending value: values are attacker-chosen and may be huge
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
-from quorumwatch.chains.base import check_set, received_text
+from quorumwatch.chains.base import check_set, decode_json, received_text
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import NO_UPTIME, Validator
 
@@ -40,13 +39,6 @@ REJECTION_REASONS = (
 )
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
-
-
-def decode_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise DataError("malformed_json", type(exc).__name__) from None
 
 
 def parse_exchange_status(body: bytes) -> float:

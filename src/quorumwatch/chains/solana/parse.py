@@ -10,12 +10,11 @@ set when it has stake, and `delinquent` when listed under `delinquent`.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from quorumwatch.chains.base import check_set
+from quorumwatch.chains.base import check_set, decode_json
 from quorumwatch.endpoints import DataError
 from quorumwatch.models import Validator
 
@@ -57,13 +56,6 @@ class BlockTime:
     """A slot's estimated production time (Unix seconds); None when the node has none."""
 
     seconds: int | None
-
-
-def decode_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise DataError("malformed_json", type(exc).__name__) from None
 
 
 def rpc_result(body: bytes, method: str) -> Any:
