@@ -1,4 +1,4 @@
-"""Builders for domain objects in tests: reports without HTTP."""
+"""Builders for domain objects in tests: reports without HTTP, and a settable clock."""
 
 from __future__ import annotations
 
@@ -18,6 +18,16 @@ from quorumwatch.models import (
     status_totals,
 )
 from quorumwatch.monitor import ChainReport
+
+
+class FakeClock:
+    """A clock that reads `now` until a test moves it: injected as a wall or monotonic clock."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def validator(

@@ -25,8 +25,8 @@ from quorumwatch.alertmanager import (
 )
 from quorumwatch.config import AlertmanagerSettings
 from quorumwatch.daemon import http_session
-from tests.test_endpoints import self_signed_certificate, server_tls
-from tests.tools import free_port, require_binary
+from tests.builders import FakeClock
+from tests.tools import free_port, require_binary, self_signed_certificate, server_tls
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -76,14 +76,6 @@ def _resolved(state: AlertState, at: float) -> AlertEvent:
         ends_at=at,
         observed_at=at,
     )
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -145,7 +137,7 @@ def _pusher(
     settings = AlertmanagerSettings.model_validate(
         {"url": url, "resend_interval_seconds": resend, "timeout_seconds": 2.0}
     )
-    return AlertmanagerPusher(settings, session, clock=clock or Clock())
+    return AlertmanagerPusher(settings, session, clock=clock or FakeClock(T0))
 
 
 def _names(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -237,7 +229,7 @@ async def test_push_sends_firing_set_per_chain_and_skips_pending(
 ) -> None:
     """One POST carries every chain's firing alerts; pending ones and replaced sets are not
     sent; URL credentials go as HTTP basic auth; success sets last_success_at."""
-    clock = Clock()
+    clock = FakeClock(T0)
     pusher = _pusher(recorder.url.replace("://", "://user:pw@"), session, clock)
     pusher.update("a", [_state(chain="a"), _state("DataStale", chain="a", starts_at=None)], [])
     pusher.update("b", [_state("LivenessMarginLow", chain="b")], [])
@@ -257,7 +249,7 @@ async def test_resolved_alert_is_resent_for_five_minutes_then_dropped(
 ) -> None:
     """A resolved event is re-sent with its endsAt on every push until 5 min after update,
     then no longer; the firing alert it replaced is not sent alongside it."""
-    clock = Clock()
+    clock = FakeClock(T0)
     pusher = _pusher(recorder.url, session, clock)
     state = _state()
     pusher.update("hyperliquid", [state], [])
@@ -277,7 +269,7 @@ async def test_refiring_alert_replaces_its_resolution(
     recorder: Recorder, session: aiohttp.ClientSession
 ) -> None:
     """An alert that fires again is sent only as firing, not also as its stale resolution."""
-    clock = Clock()
+    clock = FakeClock(T0)
     pusher = _pusher(recorder.url, session, clock)
     first = _state()
     pusher.update("hyperliquid", [], [_resolved(first, at=T0 + 5)])
@@ -294,7 +286,7 @@ async def test_failure_keeps_state_and_the_next_push_resends(
     """An HTTP 500 returns False, counts a failure, logs one line; the next push re-sends
     the same firing and resolved alerts and succeeds."""
     recorder.statuses = [500]
-    clock = Clock()
+    clock = FakeClock(T0)
     pusher = _pusher(recorder.url, session, clock)
     firing, gone = _state("ChainHalted"), _state("EndpointDown")
     pusher.update("hyperliquid", [firing], [_resolved(gone, at=T0)])
@@ -433,7 +425,7 @@ async def test_flush_pushes_an_unpushed_resolution_once_and_nothing_when_up_to_d
 ) -> None:
     """flush() after the push loop stopped sends one push carrying a resolution no push
     delivered yet; a second flush sends nothing; both report success."""
-    clock = Clock()
+    clock = FakeClock(T0)
     pusher = _pusher(recorder.url, session, clock)
     state = _state()
     pusher.update("hyperliquid", [state], [])

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -32,8 +31,8 @@ from quorumwatch.endpoints import (
     Outcome,
     parse_retry_after,
 )
-from tests.builders import chain_settings
-from tests.tools import require_binary, unanswered_port
+from tests.builders import FakeClock, chain_settings
+from tests.tools import self_signed_certificate, server_tls, unanswered_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,16 +40,6 @@ if TYPE_CHECKING:
 WALL = 1_750_000_000.0  # injected wall clock: the HTTP-date Retry-After is relative to it
 BIG_BODY = b"x" * 1000
 SMALL_LIMIT = 100
-
-
-class FakeClock:
-    """A settable clock, injected as the pool's `clock` or `monotonic`."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass
@@ -668,25 +657,6 @@ async def test_hyperliquid_default_limit_is_4_mib(
 
 
 # --- TLS -----------------------------------------------------------------------------------------
-
-
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by its own key, and that key: PEM files in `directory`."""
-    openssl = require_binary("openssl")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
 
 
 async def test_untrusted_certificate_is_connect_error(tmp_path: Path) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-import subprocess
 from pathlib import Path
 
 import aiohttp
 from prometheus_client import CollectorRegistry
 
 from quorumwatch.exporter.server import start_metrics_server
-from tests.tools import require_binary
+from tests.tools import self_signed_certificate, server_tls
 
 
 def auth(user: str, password: str) -> dict[str, str]:
@@ -57,19 +56,9 @@ async def test_basic_auth_refuses_missing_and_wrong_credentials() -> None:
 
 async def test_tls_serves_metrics_over_https(tmp_path: Path) -> None:
     """With a certificate, /metrics is served over TLS and verifies against that certificate."""
-    openssl = require_binary("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    await asyncio.to_thread(
-        subprocess.run,
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
+    cert, key = await asyncio.to_thread(self_signed_certificate, tmp_path)
     runner, port = await start_metrics_server(
-        CollectorRegistry(), "127.0.0.1", 0, ssl_context=server_context
+        CollectorRegistry(), "127.0.0.1", 0, ssl_context=server_tls(cert, key)
     )
     try:
         client_context = ssl.create_default_context(cafile=str(cert))

@@ -17,6 +17,7 @@ from quorumwatch.chains import make_source
 from quorumwatch.chains.generic.source import GenericSource
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.endpoints import EndpointPool, Outcome
+from tests.builders import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -40,14 +41,6 @@ GENERIC = {
     "jailed_field": "jailed",
     "token_decimals": 6,
 }
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

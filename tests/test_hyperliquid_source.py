@@ -13,6 +13,7 @@ from quorumwatch.chains.hyperliquid.source import HyperliquidSource
 from quorumwatch.config import EndpointSettings
 from quorumwatch.endpoints import EndpointPool, Outcome
 from quorumwatch.simulator import parse_scenario, start_simulator
+from tests.builders import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,14 +29,6 @@ VALIDATORS = [
     {"validator": ALICE, "name": "Alice", "stake": BIG_STAKE},
     {"validator": BOB, "name": "Bob", "stake": 10**16, "jailed": True},
 ]
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _steps(first: dict[str, Any] | None = None, *later: dict[str, Any]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
 from quorumwatch.simulator import parse_scenario, start_simulator
+from tests.builders import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -35,14 +36,6 @@ VALIDATORS = [
     {"validator": BOB, "name": "Bob", "stake": BOB_STAKE},
     {"validator": CAROL, "name": "Carol", "stake": CAROL_STAKE, "jailed": True},
 ]
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingBoard(ReportBoard):

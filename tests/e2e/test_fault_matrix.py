@@ -40,6 +40,7 @@ from quorumwatch.simulator.faults import (
 )
 from quorumwatch.simulator.generic import start_generic_simulator
 from quorumwatch.simulator.solana import VoteAccountSpec, base58, start_solana_simulator
+from tests.builders import FakeClock
 
 WALL = 1_750_000_000.0
 POLL_INTERVAL = 30.0
@@ -51,14 +52,6 @@ MAX_CLOCK_SKEW = 3_600.0
 FALSE_ALERTS = frozenset({"EntityCanControl", "EntityCanHalt", "ValidatorJailed", "ChainHalted"})
 HTML_ERROR_PAGE = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 ABSURD_STAKE = 2**128 + 1
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # --- the faults --------------------------------------------------------------------------------

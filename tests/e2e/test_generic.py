@@ -12,20 +12,13 @@ from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.models import ValidatorStatus
 from quorumwatch.monitor import ChainMonitor, ReportBoard
 from quorumwatch.simulator.generic import RunningGenericSimulator, start_generic_simulator
+from tests.builders import FakeClock
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 WALL = 1_750_000_000.0
 UNIT = 10**21  # stakes far beyond 2**53, sent as strings: must stay exact
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _member(op: str, moniker: str, power: int, *, jailed: bool = False, bonded: bool = True) -> Any:

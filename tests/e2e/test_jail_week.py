@@ -25,6 +25,7 @@ from quorumwatch.jails import EventKind
 from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
+from tests.builders import FakeClock
 
 POLL = 1800.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -87,14 +88,6 @@ UNJAIL_DELAYS = [
     4 * POLL - 600,  # V9: unjailableAfter set at 250, unjailed at 254
     2 * POLL - 3600,  # V1 again
 ]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def scenario() -> dict[str, Any]:
@@ -183,9 +176,9 @@ async def kill_during_write(settings: ChainSettings, database: Path, now: float)
     assert await child.wait() == -signal.SIGKILL
 
 
-async def run_week(tmp_path: Path) -> tuple[dict[int, ChainReport], Path, Clock]:
+async def run_week(tmp_path: Path) -> tuple[dict[int, ChainReport], Path, FakeClock]:
     database = tmp_path / "quorumwatch.db"
-    clock = Clock()
+    clock = FakeClock(T0)
     reports: dict[int, ChainReport] = {}
     async with (
         await start_simulator(parse_scenario(scenario()), clock=clock) as simulator,
