@@ -5,7 +5,7 @@ jailed (unbonding, out of the set; the first one tombstoned) and `unbonded` unbo
 LCD lists page by `page_limit` with standard-base64 `next_key`s holding `+`, `/` and
 `=`, and every walk ends with an empty last page. Tests read `validators` for a hand
 computation, flip `faults`, and inspect `requests` for what the client asked (the last
-`REQUEST_LOG_LENGTH` requests: a long-running `simulate` must not grow without bound).
+`REQUEST_LOG_LENGTH` requests).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from quorumwatch.chains.cosmos import bech32
-from quorumwatch.simulator.serving import LoopbackServer
+from quorumwatch.simulator.serving import REQUEST_LOG_LENGTH, LoopbackServer
 
 BONDED = "BOND_STATUS_BONDED"
 UNBONDING = "BOND_STATUS_UNBONDING"
@@ -33,7 +33,6 @@ SIGNED_BLOCKS_WINDOW = 10_000
 MIN_SIGNED_PER_WINDOW = "0.050000000000000000"
 MAX_MISSED = 9_500  # 10000 − ceil(0.05 × 10000)
 HEIGHT = 1_000_000
-REQUEST_LOG_LENGTH = 10_000
 _KEY_PREFIX = b"\xfb\xff\xbf"  # base64 "+/+/": every next_key holds "+", "/" and "="
 _CODEC_TYPES = {
     "ed25519": "/cosmos.crypto.ed25519.PubKey",

@@ -17,9 +17,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from quorumwatch.simulator.serving import LoopbackServer
+from quorumwatch.simulator.serving import REQUEST_LOG_LENGTH, LoopbackServer
 
-REQUEST_LOG_LENGTH = 10_000
 _FORWARDED_HEADERS = ("Content-Type", "Accept")
 
 

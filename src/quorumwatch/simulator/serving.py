@@ -10,6 +10,9 @@ from aiohttp import web
 
 # Pauses end as soon as close() starts, so this only bounds a handler stuck elsewhere.
 _SHUTDOWN_TIMEOUT_SECONDS = 1.0
+# How many requests a simulator remembers for tests to inspect: a long-running `simulate`
+# must not grow without bound.
+REQUEST_LOG_LENGTH = 10_000
 
 
 class LoopbackServer:
