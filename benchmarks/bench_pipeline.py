@@ -34,7 +34,8 @@ from quorumwatch.daemon import freeze_startup_heap
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.logs import configure_logging
 from quorumwatch.models import ValidatorSet, largest_validators, status_totals
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard
 
 T = TypeVar("T")
 ENTITIES = {30: 3, 2_000: 200, 1_000_000: 10_000}

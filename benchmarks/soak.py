@@ -34,10 +34,11 @@ from typing import Any
 
 import aiohttp
 
-from quorumwatch.alerting import ChainAlerts
+from quorumwatch.alerting.evaluator import ChainAlerts
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings
 from quorumwatch.logs import configure_logging
-from quorumwatch.monitor import ChainMonitor, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ReportBoard
 from quorumwatch.simulator import load_scenario, parse_scenario, start_simulator
 from quorumwatch.simulator.cosmos import start_cosmos_simulator
 from quorumwatch.simulator.solana import start_solana_simulator

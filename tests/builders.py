@@ -6,18 +6,17 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from quorumwatch.alert_events import AlertEvent, AlertStatus, Severity, fingerprint
+from quorumwatch.alerting.model import AlertEvent, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
-from quorumwatch.history import JailReport
 from quorumwatch.models import (
     Validator,
     ValidatorSet,
     largest_validators,
     status_totals,
 )
-from quorumwatch.monitor import ChainReport
+from quorumwatch.report import ChainReport, JailReport
 
 
 class FakeClock:

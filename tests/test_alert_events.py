@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from quorumwatch.alert_events import (
+from quorumwatch.alerting.model import (
     ALERT_NAMES,
     ALWAYS_JUDGED,
     NEEDS_SNAPSHOT,

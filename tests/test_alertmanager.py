@@ -17,8 +17,8 @@ import pytest
 import structlog
 from aiohttp import web
 
-from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
-from quorumwatch.alertmanager import (
+from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
+from quorumwatch.alerting.sinks.alertmanager import (
     RESOLVED_RESEND_SECONDS,
     AlertmanagerPusher,
     alert_payload,

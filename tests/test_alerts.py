@@ -19,7 +19,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from quorumwatch.alert_events import (
+from quorumwatch.alerting.model import (
     ALERT_NAMES,
     ALWAYS_JUDGED,
     NEEDS_SNAPSHOT,
@@ -28,12 +28,11 @@ from quorumwatch.alert_events import (
     AlertStatus,
     Severity,
 )
-from quorumwatch.alerts import RuleMemory, advance, conditions
+from quorumwatch.alerting.rules import RuleMemory, advance, conditions
 from quorumwatch.config import AlertSettings
-from quorumwatch.history import JailReport
+from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.models import Validator
-from quorumwatch.monitor import ChainReport
-from quorumwatch.store import JailCounters
+from quorumwatch.report import ChainReport, JailReport
 from tests.builders import chain_settings, report, validator
 
 CHAIN = "hyperliquid"

@@ -198,7 +198,7 @@ def _jails_config(tmp_path: Path, database: Path) -> str:
 
 
 def _event(chain: str, address: str, name: str, kind: str, at: float, **fields: Any) -> Any:
-    from quorumwatch.jails import EventKind, ValidatorEvent
+    from quorumwatch.jails.events import EventKind, ValidatorEvent
 
     return ValidatorEvent(
         event_id=f"{chain}-{address}-{kind}-{at}",
@@ -223,7 +223,7 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     hl: Alice jailed 10 d and 2 d ago (1 h and 2 h), Bob (hostile name) jailed 1 h ago;
     other: Carol jailed 30 min ago.
     """
-    from quorumwatch.jails import ChainState
+    from quorumwatch.jails.events import ChainState
     from quorumwatch.store import Store
 
     for key in [k for k in os.environ if k.startswith("QUORUMWATCH_")]:
@@ -291,7 +291,7 @@ def test_jails_table_one_line_per_row(
     tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The table is the header and one line per validator, the hostile name on one line."""
-    from quorumwatch.jailreport import SUMMARY_COLUMNS
+    from quorumwatch.cli.jails import SUMMARY_COLUMNS
 
     code, out, _ = _run_jails(tmp_path, jails_store, capsys, "--since", "all")
     assert code == 0

@@ -25,13 +25,11 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.alert_events import ALERT_NAMES
+from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.config import load_settings
 from quorumwatch.exporter.collector import QuorumwatchCollector
-from quorumwatch.history import JailReport
-from quorumwatch.jails import UNJAIL_DELAY_BUCKETS
-from quorumwatch.monitor import ReportBoard
-from quorumwatch.store import JailCounters
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
+from quorumwatch.report import JailReport, ReportBoard
 from tests.builders import chain_settings, report, validator
 from tests.services import mosquitto_binary
 from tests.tools import free_port, require_binary, stop_process

@@ -10,10 +10,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.exporter.collector import QuorumwatchCollector
-from quorumwatch.history import JailReport
+from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.labels import safe_text
-from quorumwatch.monitor import ChainReport, ReportBoard, SinkStatus
-from quorumwatch.store import JailCounters
+from quorumwatch.report import ChainReport, JailReport, ReportBoard, SinkStatus
 from tests.builders import chain_settings, report, validator
 from tests.tools import require_binary
 

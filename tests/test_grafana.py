@@ -14,10 +14,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.exporter.collector import QuorumwatchCollector
-from quorumwatch.history import JailReport
-from quorumwatch.jails import UNJAIL_DELAY_BUCKETS
-from quorumwatch.monitor import ReportBoard
-from quorumwatch.store import JailCounters
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
+from quorumwatch.report import JailReport, ReportBoard
 from tests.builders import chain_settings, report, validator
 from tests.tools import require_binary
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from quorumwatch.history import JAIL_WINDOWS, JailReport, JailTracker
-from quorumwatch.jails import ChainState, EventKind, ValidatorEvent
+from quorumwatch.jails.events import ChainState, EventKind, ValidatorEvent
+from quorumwatch.jails.tracker import JAIL_WINDOWS, JailTracker
 from quorumwatch.models import Validator
+from quorumwatch.report import JailReport
 from quorumwatch.store import AsyncStore, Store, StoreError
 from tests.builders import chain_settings
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from quorumwatch.jailreport import (
+from quorumwatch.cli.jails import (
     EVENT_COLUMNS,
     SUMMARY_COLUMNS,
     event_rows,
@@ -20,7 +20,7 @@ from quorumwatch.jailreport import (
     render,
     summary_rows,
 )
-from quorumwatch.jails import EventKind, ValidatorEvent
+from quorumwatch.jails.events import EventKind, ValidatorEvent
 
 CHAIN = "hl"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z

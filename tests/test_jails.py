@@ -16,16 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quorumwatch.config import JailStormSettings
-from quorumwatch.jails import (
-    ChainState,
-    EventKind,
-    TrackedValidator,
-    ValidatorEvent,
-    is_storm,
-    jail_statistics,
-    jailed_in_window,
-    track,
-)
+from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent, track
+from quorumwatch.jails.statistics import jail_statistics
+from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.models import Validator
 
 CHAIN = "hyperliquid"

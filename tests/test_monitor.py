@@ -15,7 +15,8 @@ from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.chains.base import FetchResult, Source
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.logs import configure_logging
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import parse_scenario, start_simulator
 from tests.builders import FakeClock
 

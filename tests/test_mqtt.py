@@ -27,16 +27,17 @@ from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
 
-from quorumwatch.alert_events import (
+from quorumwatch.alerting.model import (
     AlertState,
     AlertStatus,
     Severity,
     fingerprint,
     rfc3339,
 )
+from quorumwatch.alerting.sinks.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
 from quorumwatch.config import MqttSettings
-from quorumwatch.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
-from quorumwatch.store import DEFAULT_MAX_OUTBOX_EVENTS, AsyncStore
+from quorumwatch.store import AsyncStore
+from quorumwatch.store.database import DEFAULT_MAX_OUTBOX_EVENTS
 from tests.builders import alert_event
 from tests.services import WAIT_SECONDS, Broker, BrokerFactory, eventually, subscribed
 from tests.tools import free_port, require_binary
@@ -232,7 +233,7 @@ _PUBLISHER_PROCESS = textwrap.dedent(
     from pathlib import Path
 
     from quorumwatch.config import MqttSettings
-    from quorumwatch.mqtt import MqttPublisher
+    from quorumwatch.alerting.sinks.mqtt import MqttPublisher
     from quorumwatch.store import AsyncStore
 
     async def main() -> None:

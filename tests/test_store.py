@@ -23,15 +23,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from quorumwatch import store as store_module
-from quorumwatch.jails import (
-    UNJAIL_DELAY_BUCKETS,
-    ChainState,
-    EventKind,
-    TrackedValidator,
-    ValidatorEvent,
-)
-from quorumwatch.store import SCHEMA_VERSION, AsyncStore, JailCounters, Store, StoreError
+from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
+from quorumwatch.store import AsyncStore, Store, StoreError
+from quorumwatch.store import database as store_module
+from quorumwatch.store.database import SCHEMA_VERSION
 from tests.builders import alert_event
 
 CHAIN = "hyperliquid"
@@ -515,7 +511,7 @@ _COMMIT_FOREVER = textwrap.dedent(
     import sys
     from pathlib import Path
 
-    from quorumwatch.jails import ChainState, EventKind, TrackedValidator, ValidatorEvent
+    from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
     from quorumwatch.store import Store
 
     store = Store(Path(sys.argv[1]))
@@ -647,7 +643,7 @@ async def test_async_open_failure_raises_store_error(tmp_path: Path) -> None:
 
 import time  # noqa: E402
 
-from quorumwatch.alert_events import (  # noqa: E402
+from quorumwatch.alerting.model import (  # noqa: E402
     AlertState,
     AlertStatus,
     Severity,

@@ -26,7 +26,7 @@ from pydantic_settings import (
 )
 from yarl import URL
 
-from quorumwatch.alert_events import ALERT_NAMES
+from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.labels import safe_text
 
 DEFAULT_METRICS_PORT = 9877

@@ -15,13 +15,14 @@ import structlog
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from quorumwatch import __version__
-from quorumwatch.alerting import AlertListener, ChainAlerts
-from quorumwatch.alertmanager import AlertmanagerPusher
+from quorumwatch.alerting.evaluator import AlertListener, ChainAlerts
+from quorumwatch.alerting.sinks.alertmanager import AlertmanagerPusher
+from quorumwatch.alerting.sinks.mqtt import MqttPublisher
 from quorumwatch.config import ConfigError
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard, SinkStatus
-from quorumwatch.mqtt import MqttPublisher
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard, SinkStatus
 from quorumwatch.store import AsyncStore, StoreError
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -13,9 +13,9 @@ import structlog
 
 from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains import make_source
-from quorumwatch.endpoints import EndpointPool, EndpointView
+from quorumwatch.endpoints import EndpointPool
 from quorumwatch.entities import entity_map, identity_entity
-from quorumwatch.history import JailReport, JailTracker
+from quorumwatch.jails.tracker import JailTracker
 from quorumwatch.models import (
     StatusTotals,
     Validator,
@@ -23,6 +23,7 @@ from quorumwatch.models import (
     largest_validators,
     status_totals,
 )
+from quorumwatch.report import ChainReport, JailReport, ReportBoard
 from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
@@ -32,33 +33,6 @@ if TYPE_CHECKING:
     from quorumwatch.store import AsyncStore
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ChainReport:
-    """What one poll of one chain established. `analysis` is None unless `up`."""
-
-    chain: str
-    settings: ChainSettings
-    polled_at: float
-    up: bool
-    validator_set: ValidatorSet | None
-    analysis: ChainAnalysis | None
-    entity_of: Mapping[str, str]
-    failures: tuple[str, ...]
-    last_success_at: float | None
-    endpoints: tuple[EndpointView, ...]
-    rejections: Mapping[str, int]
-    poll_duration_seconds: float
-    totals: StatusTotals | None = None
-    exported_validators: tuple[Validator, ...] = ()
-    jails: JailReport | None = None
-    monitoring_since: float | None = None  # when this process began polling the chain
-    endpoints_disagree: bool | None = None  # None: no second set at the same height this poll
-
-    @property
-    def healthy_endpoints(self) -> int:
-        return sum(e.up for e in self.endpoints)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,29 +49,6 @@ def _digest(validator_set: ValidatorSet, entity_of: Mapping[str, str], cap: int)
         status_totals(validator_set.validators),
         largest_validators(validator_set.validators, cap),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class SinkStatus:
-    """Delivery of alert events, sampled by the daemon for exposition."""
-
-    outbox_events: int
-    outbox_oldest_age_seconds: float | None
-    outbox_dropped_events: int  # dropped from the full outbox, ever (kept across restarts)
-    events_generated: Mapping[tuple[str, str], int]  # (alert, status) -> count
-    mqtt_connected: bool | None  # None: MQTT not enabled
-    alertmanager_failures: int | None  # None: Alertmanager not configured
-
-
-@dataclass(slots=True)
-class ReportBoard:
-    """The latest report per chain; replaced whole, so a reader sees one consistent view."""
-
-    reports: Mapping[str, ChainReport] = field(default_factory=dict)
-    sinks: SinkStatus | None = None
-
-    def publish(self, report: ChainReport) -> None:
-        self.reports = MappingProxyType({**self.reports, report.chain: report})
 
 
 class ChainMonitor:

@@ -14,7 +14,7 @@ from quorumwatch.models import ValidatorStatus
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from quorumwatch.monitor import ChainReport
+    from quorumwatch.report import ChainReport
 
 
 class Status(enum.IntEnum):

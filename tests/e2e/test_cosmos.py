@@ -12,7 +12,8 @@ from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings
 from quorumwatch.exporter.collector import validator_metrics
 from quorumwatch.models import ValidatorStatus
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator.cosmos import (
     BONDED,
     MAX_MISSED,

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from benchmarks.soak import soak
 
-from quorumwatch.alert_events import AlertStatus
-from quorumwatch.jails import EventKind
+from quorumwatch.alerting.model import AlertStatus
+from quorumwatch.jails.events import EventKind
 from quorumwatch.logs import configure_logging
 from quorumwatch.simulator import load_scenario, start_simulator
 from quorumwatch.store import AsyncStore, StoreError

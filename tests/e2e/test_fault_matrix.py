@@ -23,9 +23,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from quorumwatch.alerts import RuleMemory, conditions
+from quorumwatch.alerting.rules import RuleMemory, conditions
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings, GenericSettings
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import parse_scenario, start_simulator
 from quorumwatch.simulator.cosmos import start_cosmos_simulator
 from quorumwatch.simulator.faults import (

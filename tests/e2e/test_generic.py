@@ -10,7 +10,8 @@ import pytest
 from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.models import ValidatorStatus
-from quorumwatch.monitor import ChainMonitor, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ReportBoard
 from quorumwatch.simulator.generic import RunningGenericSimulator, start_generic_simulator
 from tests.builders import FakeClock
 

@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch import cli
+from quorumwatch.cli.jails import EVENT_COLUMNS, MAX_CELL_WIDTH, SUMMARY_COLUMNS
 from quorumwatch.config import load_settings
-from quorumwatch.jailreport import EVENT_COLUMNS, MAX_CELL_WIDTH, SUMMARY_COLUMNS
 from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 from quorumwatch.logs import MAX_VALUE_LENGTH, configure_logging
 from quorumwatch.simulator import parse_scenario, start_simulator

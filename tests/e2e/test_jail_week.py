@@ -21,8 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import ChainSettings
 from quorumwatch.exporter.collector import QuorumwatchCollector
-from quorumwatch.jails import EventKind
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.jails.events import EventKind
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
 from tests.builders import FakeClock
@@ -127,7 +128,8 @@ KILLED_CHILD = textwrap.dedent(
     import aiohttp
     from quorumwatch.config import ChainSettings
     from quorumwatch.logs import configure_logging
-    from quorumwatch.monitor import ChainMonitor, ReportBoard
+    from quorumwatch.monitor import ChainMonitor
+    from quorumwatch.report import ReportBoard
     from quorumwatch.store import AsyncStore, Store
 
     class PausingStore(Store):

@@ -11,13 +11,14 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
-from quorumwatch.alert_events import ALERT_NAMES
-from quorumwatch.alerts import RuleMemory, advance, conditions
+from quorumwatch.alerting.model import ALERT_NAMES
+from quorumwatch.alerting.rules import RuleMemory, advance, conditions
 from quorumwatch.config import AlertSettings, ChainSettings, load_settings
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.logs import configure_logging
-from quorumwatch.monitor import ChainMonitor, ReportBoard
+from quorumwatch.monitor import ChainMonitor
 from quorumwatch.probe import judge, render_json, render_text
+from quorumwatch.report import ReportBoard
 from quorumwatch.simulator import load_scenario, render_validator_summaries
 
 SECRETS = ("userinfo-Pw-1", "query-Key-2", "header-Token-3", "mqtt-Pw-4")

@@ -9,7 +9,8 @@ import aiohttp
 from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.models import ValidatorStatus
-from quorumwatch.monitor import ChainMonitor, ChainReport, ReportBoard
+from quorumwatch.monitor import ChainMonitor
+from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator.solana import VoteAccountSpec, base58, start_solana_simulator
 
 if TYPE_CHECKING:

@@ -21,12 +21,12 @@ from prometheus_client.core import (
 from quorumwatch import __version__
 from quorumwatch.analysis import TOP_N, Threshold
 from quorumwatch.endpoints import LATENCY_BUCKETS, Outcome
-from quorumwatch.jails import UNJAIL_DELAY_BUCKETS
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS
 from quorumwatch.labels import safe_text
 from quorumwatch.models import ValidatorStatus
 
 if TYPE_CHECKING:
-    from quorumwatch.monitor import ChainReport, ReportBoard, SinkStatus
+    from quorumwatch.report import ChainReport, ReportBoard, SinkStatus
 
 _CACHED = " Cached from the last poll."
 

@@ -16,7 +16,7 @@ from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from quorumwatch.alert_events import (
+from quorumwatch.alerting.model import (
     ALWAYS_JUDGED,
     NEEDS_SNAPSHOT,
     AlertEvent,
@@ -31,7 +31,7 @@ from quorumwatch.labels import safe_text
 
 if TYPE_CHECKING:
     from quorumwatch.config import AlertSettings
-    from quorumwatch.monitor import ChainReport
+    from quorumwatch.report import ChainReport
 
 DEFAULT_FOR_SECONDS: Mapping[str, float] = MappingProxyType(
     {

@@ -1,4 +1,4 @@
-"""Jail history, pure: validator events from consecutive valid snapshots, storms, statistics.
+"""Validator events, pure: what changed between consecutive valid snapshots of a chain.
 
 Events are derived only by comparing a valid snapshot with the last valid state (never from
 an invalid answer). A transition seen across a gap (failed polls or a daemon down longer than
@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import itertools
-import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from quorumwatch.config import JailStormSettings
     from quorumwatch.models import Validator
-
-UNJAIL_DELAY_BUCKETS: tuple[float, ...] = (0, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
 
 
 class EventKind(enum.StrEnum):
@@ -183,68 +177,3 @@ def _unjail_measures(old: TrackedValidator, observed_at: float) -> dict[str, flo
     if old.unjailable_after_ms is not None:
         measures["unjail_delay_seconds"] = max(0.0, observed_at - old.unjailable_after_ms / 1000)
     return measures
-
-
-def jailed_in_window(events: Iterable[ValidatorEvent], start: float) -> dict[str, int]:
-    """Validators jailed at or after `start`, with their stake when jailed (latest jail)."""
-    jailed: dict[str, int] = {}
-    for event in events:
-        if event.kind is EventKind.JAILED and event.observed_at >= start:
-            jailed[event.address] = event.stake
-    return jailed
-
-
-def is_storm(jailed: Mapping[str, int], total_stake: int, settings: JailStormSettings) -> bool:
-    """Whether the validators jailed within the storm window make a storm."""
-    if len(jailed) >= settings.min_validators:
-        return True
-    if total_stake <= 0:
-        return False
-    # Exact: the configured ratio as the decimal it was written as (0.07, not the binary float
-    # just above it), so exactly X % of the stake is a storm, even for stakes above 2**53.
-    ratio = Fraction(repr(settings.min_stake_ratio))
-    return sum(jailed.values()) * ratio.denominator >= ratio.numerator * total_stake
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatorJailStats:
-    address: str
-    name: str
-    jails: int
-    inferred_jails: int
-    mean_seconds_between_jails: float | None
-    median_seconds_to_unjail: float | None
-    last_jailed_at: float | None
-
-
-def jail_statistics(events: Iterable[ValidatorEvent]) -> list[ValidatorJailStats]:
-    """Per validator with at least one jail: counts, mean time between jails and median time
-    to unjail (observed jail lengths; inferred cycles have none). Most jailed first."""
-    jail_times: dict[str, list[float]] = {}
-    inferred: dict[str, int] = {}
-    durations: dict[str, list[float]] = {}
-    names: dict[str, str] = {}
-    for event in sorted(events, key=lambda e: e.observed_at):
-        names[event.address] = event.name
-        if event.kind is EventKind.JAILED:
-            jail_times.setdefault(event.address, []).append(event.observed_at)
-            inferred[event.address] = inferred.get(event.address, 0) + int(event.inferred)
-        elif event.kind is EventKind.UNJAILED and event.jail_seconds is not None:
-            durations.setdefault(event.address, []).append(event.jail_seconds)
-    stats = []
-    for address, times in jail_times.items():
-        gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-        stats.append(
-            ValidatorJailStats(
-                address=address,
-                name=names[address],
-                jails=len(times),
-                inferred_jails=inferred.get(address, 0),
-                mean_seconds_between_jails=statistics.fmean(gaps) if gaps else None,
-                median_seconds_to_unjail=(
-                    statistics.median(durations[address]) if address in durations else None
-                ),
-                last_jailed_at=times[-1],
-            )
-        )
-    return sorted(stats, key=lambda s: (-s.jails, s.address))

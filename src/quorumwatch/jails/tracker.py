@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import structlog
 
-from quorumwatch.jails import EventKind, is_storm, jailed_in_window, track
+from quorumwatch.jails.events import EventKind, track
+from quorumwatch.jails.storms import is_storm, jailed_in_window
+from quorumwatch.report import JailReport
 from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
-    from quorumwatch.jails import ChainState
+    from quorumwatch.jails.events import ChainState
     from quorumwatch.models import Validator
-    from quorumwatch.store import AsyncStore, JailCounters
+    from quorumwatch.store import AsyncStore
 
 JAIL_WINDOWS: Mapping[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
 PRUNE_EVERY_SECONDS = 3600.0
@@ -25,17 +26,6 @@ PRUNE_EVERY_SECONDS = 3600.0
 GAP_POLL_INTERVALS = 2
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class JailReport:
-    """The jail history of a chain as of one poll."""
-
-    counters: JailCounters
-    windows: Mapping[str, int]  # jail events per window
-    storm: bool
-    jailed_since: Mapping[str, float]  # currently jailed: address -> observed jail start
-    names: Mapping[str, str]  # address -> last known name, for validators with jails
 
 
 class JailTracker:

@@ -12,7 +12,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from quorumwatch.jails import ValidatorEvent, ValidatorJailStats, jail_statistics
+from quorumwatch.jails.events import ValidatorEvent
+from quorumwatch.jails.statistics import ValidatorJailStats, jail_statistics
 from quorumwatch.labels import safe_text
 
 _DURATION = re.compile(r"([0-9]+)([smhdw])")

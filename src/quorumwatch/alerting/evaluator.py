@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus
-from quorumwatch.alerts import RuleMemory, advance, conditions
+from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus
+from quorumwatch.alerting.rules import RuleMemory, advance, conditions
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
-    from quorumwatch.monitor import ChainReport
+    from quorumwatch.report import ChainReport
     from quorumwatch.store import AsyncStore
 
 log = structlog.get_logger(__name__)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 import structlog
 
-from quorumwatch.alert_events import AlertState, rfc3339
+from quorumwatch.alerting.model import AlertState, rfc3339
 from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:

@@ -149,7 +149,7 @@ def _run_daemon(settings: Settings) -> int:
 def _jails(args: argparse.Namespace) -> int:
     import time
 
-    from quorumwatch import jailreport
+    from quorumwatch.cli import jails as jailreport
     from quorumwatch.store import Store, StoreError
 
     settings = load_settings(args.config)

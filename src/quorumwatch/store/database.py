@@ -36,7 +36,7 @@ import sqlite3
 import stat
 import time
 import urllib.parse
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,14 +46,9 @@ from typing import Any, ClassVar, ParamSpec, Self, TypeVar
 
 import structlog
 
-from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus, Severity
-from quorumwatch.jails import (
-    UNJAIL_DELAY_BUCKETS,
-    ChainState,
-    EventKind,
-    TrackedValidator,
-    ValidatorEvent,
-)
+from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity
+from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 
 __all__ = [
     "DEFAULT_MAX_OUTBOX_EVENTS",
@@ -213,17 +208,6 @@ class OutboxEntry:
     alert: str
     payload: str  # AlertEvent.to_json()
     created_at: float  # when it was committed, seconds since the epoch
-
-
-@dataclass(frozen=True, slots=True)
-class JailCounters:
-    """Monotonic jail counters of one chain, kept across restarts and event pruning."""
-
-    jails: int  # all jail events of the chain, inferred included
-    validator_jails: Mapping[str, int]  # address -> jail events
-    unjail_delay_bucket_counts: tuple[int, ...]  # cumulative, one per UNJAIL_DELAY_BUCKETS bound
-    unjail_delay_sum: float
-    unjail_delay_count: int
 
 
 def _one_line(text: str) -> str:

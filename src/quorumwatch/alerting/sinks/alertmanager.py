@@ -19,7 +19,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from quorumwatch.alert_events import AlertEvent, AlertState, AlertStatus, rfc3339
+from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, rfc3339
 from quorumwatch.config import AlertmanagerSettings
 
 ALERTS_PATH = "/api/v2/alerts"

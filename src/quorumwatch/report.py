@@ -1,0 +1,78 @@
+"""What the poll loops publish and the sinks report: one immutable report per chain, the board
+that holds the latest of each, and the alert sinks' delivery status. Pure data; readers (the
+collector, the rules, the probe) never import the I/O side."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from quorumwatch.analysis import ChainAnalysis
+    from quorumwatch.config import ChainSettings
+    from quorumwatch.endpoints import EndpointView
+    from quorumwatch.jails.statistics import JailCounters
+    from quorumwatch.models import StatusTotals, Validator, ValidatorSet
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    """What one poll of one chain established. `analysis` is None unless `up`."""
+
+    chain: str
+    settings: ChainSettings
+    polled_at: float
+    up: bool
+    validator_set: ValidatorSet | None
+    analysis: ChainAnalysis | None
+    entity_of: Mapping[str, str]
+    failures: tuple[str, ...]
+    last_success_at: float | None
+    endpoints: tuple[EndpointView, ...]
+    rejections: Mapping[str, int]
+    poll_duration_seconds: float
+    totals: StatusTotals | None = None
+    exported_validators: tuple[Validator, ...] = ()
+    jails: JailReport | None = None
+    monitoring_since: float | None = None  # when this process began polling the chain
+    endpoints_disagree: bool | None = None  # None: no second set at the same height this poll
+
+    @property
+    def healthy_endpoints(self) -> int:
+        return sum(e.up for e in self.endpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStatus:
+    """Delivery of alert events, sampled by the daemon for exposition."""
+
+    outbox_events: int
+    outbox_oldest_age_seconds: float | None
+    outbox_dropped_events: int  # dropped from the full outbox, ever (kept across restarts)
+    events_generated: Mapping[tuple[str, str], int]  # (alert, status) -> count
+    mqtt_connected: bool | None  # None: MQTT not enabled
+    alertmanager_failures: int | None  # None: Alertmanager not configured
+
+
+@dataclass(slots=True)
+class ReportBoard:
+    """The latest report per chain; replaced whole, so a reader sees one consistent view."""
+
+    reports: Mapping[str, ChainReport] = field(default_factory=dict)
+    sinks: SinkStatus | None = None
+
+    def publish(self, report: ChainReport) -> None:
+        self.reports = MappingProxyType({**self.reports, report.chain: report})
+
+
+@dataclass(frozen=True, slots=True)
+class JailReport:
+    """The jail history of a chain as of one poll."""
+
+    counters: JailCounters
+    windows: Mapping[str, int]  # jail events per window
+    storm: bool
+    jailed_since: Mapping[str, float]  # currently jailed: address -> observed jail start
+    names: Mapping[str, str]  # address -> last known name, for validators with jails
