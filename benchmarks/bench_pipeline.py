@@ -99,7 +99,6 @@ def measure(count: int) -> dict[str, float]:
     board.publish(
         ChainReport(
             chain="bench",
-            settings=chain,
             polled_at=0.0,
             up=True,
             validator_set=ValidatorSet(validators, 8, "sim", 0.0),
@@ -115,7 +114,7 @@ def measure(count: int) -> dict[str, float]:
         )
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board))
+    registry.register(QuorumwatchCollector(board, {"bench": chain.max_validator_series}))
     scrape_seconds, exposition = best_of(repeats, lambda: generate_latest(registry))
     return {
         "holders": count,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -10,13 +12,14 @@ from quorumwatch.alerting.model import AlertEvent, AlertStatus, Severity, finger
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
+from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.models import (
     Validator,
     ValidatorSet,
     largest_validators,
     status_totals,
 )
-from quorumwatch.report import ChainReport, JailReport
+from quorumwatch.report import ChainReport, JailReport, ReportBoard
 
 
 class FakeClock:
@@ -90,7 +93,6 @@ def report(
     analysis = analyse(validator_set.validators, entity_map) if validator_set else None
     return ChainReport(
         chain=settings.name,
-        settings=settings,
         polled_at=1000.0,
         up=analysis is not None,
         validator_set=validator_set,
@@ -140,3 +142,11 @@ def alert_event(
         ends_at=ALERT_T0 + 120 if status is AlertStatus.RESOLVED else None,
         observed_at=ALERT_T0 + 120,
     )
+
+
+def collector(
+    board: ReportBoard, *, max_series: int = 100, clock: Callable[[], float] = time.time
+) -> QuorumwatchCollector:
+    """The daemon's collector over `board`, with the same per-validator series cap for every
+    chain (100 is the configuration's default)."""
+    return QuorumwatchCollector(board, defaultdict(lambda: max_series), clock)

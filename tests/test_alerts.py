@@ -101,7 +101,7 @@ class Rules:
 
     def poll(self, chain_report: ChainReport, now: float) -> list[AlertEvent]:
         holding, self.judged, self.memory = conditions(
-            chain_report, self.settings, self.states, self.memory, now
+            chain_report, chain_settings(alerts=self.settings), self.states, self.memory, now
         )
         states, events = advance(
             chain_report.chain,
@@ -365,7 +365,7 @@ def test_default_event_ids_are_unique() -> None:
     """Without `new_id`, every event gets a distinct event_id."""
     holding, judged, _ = conditions(
         report(stakes(jailed=1200), endpoints_up=(False, False)),
-        AlertSettings(),
+        chain_settings(),
         {},
         RuleMemory(),
         T0 + 1000,
@@ -612,9 +612,13 @@ def test_data_stale_defaults_to_three_poll_intervals() -> None:
     [stale] = only(rules.poll(report(stakes()), T0 + 90.5), "DataStale")
     assert (stale.value, stale.threshold) == (90.5, 90.0)
     slow = report(stakes(), settings=chain_settings(poll_interval_seconds=60.0))
-    holding, _, _ = conditions(slow, AlertSettings(), {}, RuleMemory(), T0 + 180)
+    holding, _, _ = conditions(
+        slow, chain_settings(poll_interval_seconds=60.0), {}, RuleMemory(), T0 + 180
+    )
     assert [c.alert for c in holding] == []
-    holding, _, _ = conditions(slow, AlertSettings(), {}, RuleMemory(), T0 + 181)
+    holding, _, _ = conditions(
+        slow, chain_settings(poll_interval_seconds=60.0), {}, RuleMemory(), T0 + 181
+    )
     assert [(c.alert, c.threshold) for c in holding] == [("DataStale", 180.0)]
 
 
@@ -674,11 +678,11 @@ def test_restart_resolves_what_resolved_while_down() -> None:
 def test_fingerprints_distinct_across_chains() -> None:
     """The same condition on two chains has two fingerprints; on one chain it keeps one."""
     settings_other = chain_settings(name="other")
-    here, _, _ = conditions(whale(1200), AlertSettings(), {}, RuleMemory(), T0)
-    again, _, _ = conditions(whale(1200), AlertSettings(), {}, RuleMemory(), T0 + 5)
+    here, _, _ = conditions(whale(1200), chain_settings(), {}, RuleMemory(), T0)
+    again, _, _ = conditions(whale(1200), chain_settings(), {}, RuleMemory(), T0 + 5)
     there, _, _ = conditions(
         report(stakes(1200), entity_of=WHALE, settings=settings_other),
-        AlertSettings(),
+        settings_other,
         {},
         RuleMemory(),
         T0,
@@ -719,7 +723,7 @@ def test_hostile_entity_names_give_safe_labels() -> None:
 def test_data_stale_waits_after_a_fresh_start() -> None:
     """Without any valid set yet, DataStale holds only once monitoring has run past 90 s."""
     fresh = dataclasses.replace(report(None), last_success_at=None, monitoring_since=T0)
-    holding, _, _ = conditions(fresh, AlertSettings(), {}, RuleMemory(), T0 + 90)
+    holding, _, _ = conditions(fresh, chain_settings(), {}, RuleMemory(), T0 + 90)
     assert "DataStale" not in {c.alert for c in holding}
-    holding, _, _ = conditions(fresh, AlertSettings(), {}, RuleMemory(), T0 + 91)
+    holding, _, _ = conditions(fresh, chain_settings(), {}, RuleMemory(), T0 + 91)
     assert "DataStale" in {c.alert for c in holding}

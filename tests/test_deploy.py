@@ -27,10 +27,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.config import load_settings
-from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.report import JailReport, ReportBoard
-from tests.builders import chain_settings, report, validator
+from tests.builders import chain_settings, collector, report, validator
 from tests.services import mosquitto_binary
 from tests.tools import free_port, require_binary, stop_process
 
@@ -125,7 +124,7 @@ def exported() -> dict[str, set[str]]:
     board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False), jails=jails))
     board.publish(report(None, settings=chain_settings(name="down")))
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board, clock=lambda: 1000.0))
+    registry.register(collector(board, clock=lambda: 1000.0))
     labels: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:

@@ -9,11 +9,10 @@ from types import MappingProxyType
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.labels import safe_text
 from quorumwatch.report import ChainReport, JailReport, ReportBoard, SinkStatus
-from tests.builders import chain_settings, report, validator
+from tests.builders import chain_settings, collector, report, validator
 from tests.tools import require_binary
 
 # Names issue #2 fixes as contract that promtool 2.42's lint flags; see the README.
@@ -47,12 +46,12 @@ ANALYSIS_METRICS = {
 }
 
 
-def scrape(*reports: ChainReport) -> str:
+def scrape(*reports: ChainReport, max_series: int = 100) -> str:
     board = ReportBoard()
     for r in reports:
         board.publish(r)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board))
+    registry.register(collector(board, max_series=max_series))
     return generate_latest(registry).decode()
 
 
@@ -164,7 +163,7 @@ class TestUpChain:
     def test_validator_series_are_capped(self) -> None:
         """max_validator_series keeps the largest validators and counts the rest as omitted."""
         settings = chain_settings(max_validator_series=2)
-        text = scrape(report(FOUNDATION_SET, settings=settings))
+        text = scrape(report(FOUNDATION_SET, settings=settings), max_series=2)
         exported = {
             dict(labels)["validator"]
             for name, labels in samples(text)
@@ -331,13 +330,13 @@ def jail_report(*, storm: bool = True) -> JailReport:
     )
 
 
-def scrape_at(now: float, *reports: ChainReport) -> str:
+def scrape_at(now: float, *reports: ChainReport, max_series: int = 100) -> str:
     """A scrape with the collector's clock fixed at `now`."""
     board = ReportBoard()
     for r in reports:
         board.publish(r)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board, clock=lambda: now))
+    registry.register(collector(board, max_series=max_series, clock=lambda: now))
     return generate_latest(registry).decode()
 
 
@@ -433,7 +432,9 @@ class TestJailMetrics:
     def test_per_validator_jail_series_are_capped(self) -> None:
         """max_validator_series keeps the most jailed validators' counters only."""
         settings = chain_settings(max_validator_series=1)
-        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET, settings=settings, jails=jail_report()))
+        text = scrape_at(
+            JAIL_NOW, report(FOUNDATION_SET, settings=settings, jails=jail_report()), max_series=1
+        )
         exported = [
             dict(labels)["validator"]
             for name, labels in samples(text)
@@ -512,7 +513,7 @@ def scrape_sinks(status: SinkStatus) -> str:
     board = ReportBoard()
     board.sinks = status
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board))
+    registry.register(collector(board))
     return generate_latest(registry).decode()
 
 

@@ -13,10 +13,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.report import JailReport, ReportBoard
-from tests.builders import chain_settings, report, validator
+from tests.builders import chain_settings, collector, report, validator
 from tests.tools import require_binary
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
@@ -154,7 +153,7 @@ def exported() -> dict[str, set[str]]:
     board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False), jails=jails))
     board.publish(report(None, settings=chain_settings(name="down")))  # rejection counters
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board))
+    registry.register(collector(board))
     labels: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -70,9 +70,9 @@ def http_session() -> aiohttp.ClientSession:
     )
 
 
-def build_registry(board: ReportBoard) -> CollectorRegistry:
+def build_registry(board: ReportBoard, chains: Sequence[ChainSettings]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board))
+    registry.register(QuorumwatchCollector(board, {c.name: c.max_validator_series for c in chains}))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
@@ -91,7 +91,7 @@ async def run_daemon(
     host, port = settings.metrics.host_port
     try:
         runner, bound_port = await start_metrics_server(
-            build_registry(board),
+            build_registry(board, settings.chains),
             host,
             port,
             ssl_context=_metrics_tls(settings),

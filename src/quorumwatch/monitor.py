@@ -187,7 +187,6 @@ class ChainMonitor:
             self._last_success_at = now
         report = ChainReport(
             chain=self.settings.name,
-            settings=self.settings,
             polled_at=now,
             up=up,
             validator_set=validator_set if up else None,

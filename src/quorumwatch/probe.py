@@ -14,6 +14,7 @@ from quorumwatch.models import ValidatorStatus
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from quorumwatch.config import PolicySettings
     from quorumwatch.report import ChainReport
 
 
@@ -29,13 +30,13 @@ class Status(enum.IntEnum):
 @dataclass(frozen=True, slots=True)
 class Verdict:
     report: ChainReport
+    policy: PolicySettings
     status: Status
     reasons: tuple[str, ...]
 
 
-def judge(report: ChainReport) -> Verdict:
+def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
     """Apply the chain's policy: CRITICAL and WARNING reasons, most severe first."""
-    policy = report.settings.policy
     critical: list[str] = []
     warning: list[str] = []
     analysis = report.analysis
@@ -62,7 +63,7 @@ def judge(report: ChainReport) -> Verdict:
     if report.healthy_endpoints == 1 and policy.warning_when_single_endpoint:
         warning.append("only 1 endpoint healthy: a single point of failure")
     status = Status.CRITICAL if critical else Status.WARNING if warning else Status.OK
-    return Verdict(report, status, tuple(critical + warning))
+    return Verdict(report, policy, status, tuple(critical + warning))
 
 
 def overall(verdicts: Sequence[Verdict]) -> Status:
@@ -76,16 +77,15 @@ def render_text(verdicts: Sequence[Verdict]) -> str:
         summary = "; ".join(verdict.reasons) or "no coalition threat, quorum live"
         lines.append(
             f"QUORUMWATCH {verdict.status.name} - {verdict.report.chain}: {summary}"
-            f" | {_perfdata(verdict.report)}"
+            f" | {_perfdata(verdict.report, verdict.policy)}"
         )
     return "\n".join(lines)
 
 
-def _perfdata(report: ChainReport) -> str:
+def _perfdata(report: ChainReport, policy: PolicySettings) -> str:
     items: list[str] = []
     analysis = report.analysis
     if analysis is not None:
-        policy = report.settings.policy
         for grouping, c in analysis.groupings.items():
             for threshold in Threshold:
                 items.append(f"nakamoto_{threshold}_{grouping}={c.nakamoto[threshold]};;;1")

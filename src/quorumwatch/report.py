@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from quorumwatch.analysis import ChainAnalysis
-    from quorumwatch.config import ChainSettings
     from quorumwatch.endpoints import EndpointView
     from quorumwatch.jails.statistics import JailCounters
     from quorumwatch.models import StatusTotals, Validator, ValidatorSet
@@ -22,7 +21,6 @@ class ChainReport:
     """What one poll of one chain established. `analysis` is None unless `up`."""
 
     chain: str
-    settings: ChainSettings
     polled_at: float
     up: bool
     validator_set: ValidatorSet | None

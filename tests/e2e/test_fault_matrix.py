@@ -470,8 +470,8 @@ def _monitor(
     return ChainMonitor(settings, session, ReportBoard(), clock=clock)
 
 
-def _alerts(report: ChainReport, now: float) -> set[str]:
-    holding, _, _ = conditions(report, report.settings.alerts, {}, RuleMemory(), now)
+def _alerts(report: ChainReport, settings: ChainSettings, now: float) -> set[str]:
+    holding, _, _ = conditions(report, settings, {}, RuleMemory(), now)
     return {c.alert for c in holding}
 
 
@@ -484,12 +484,12 @@ def _failed(counted: dict[str, int]) -> dict[str, int]:
     return {outcome: count for outcome, count in counted.items() if outcome != "ok"}
 
 
-def _assert_failed_over(report: ChainReport, now: float) -> None:
+def _assert_failed_over(report: ChainReport, settings: ChainSettings, now: float) -> None:
     assert report.up, report.failures
     assert report.analysis is not None
     assert report.validator_set is not None
     assert report.validator_set.endpoint == "healthy"
-    assert not _alerts(report, now) & FALSE_ALERTS
+    assert not _alerts(report, settings, now) & FALSE_ALERTS
 
 
 @pytest.fixture
@@ -520,7 +520,7 @@ async def test_fault_fails_over(
             kind.endpoint("healthy", healthy_url, 5.0),
         )
         first = await monitor.poll_once()
-        _assert_failed_over(first, clock.now)
+        _assert_failed_over(first, monitor.settings, clock.now)
         counted = _requests(first, "faulty")
         assert _failed(counted) == ({} if fault.outcome == "ok" else {fault.outcome: 1})
         if fault.refused:
@@ -535,7 +535,7 @@ async def test_fault_fails_over(
 
         clock.now += POLL_INTERVAL
         second = await monitor.poll_once()
-        _assert_failed_over(second, clock.now)
+        _assert_failed_over(second, monitor.settings, clock.now)
         if fault.skipped_after:
             assert _requests(second, "faulty") == counted  # in cooldown: not asked at all
         else:
@@ -553,12 +553,13 @@ async def test_fault_alone_is_down_and_stale(
         assert first.up is False
         assert first.analysis is None
         assert first.validator_set is None
-        assert "DataStale" not in _alerts(first, clock.now)  # a fresh start does not page at once
+        # A fresh start does not page at once.
+        assert "DataStale" not in _alerts(first, monitor.settings, clock.now)
         clock.now += STALE_LIMIT + 1
         later = await monitor.poll_once()
         assert later.up is False
         assert later.analysis is None
-        alerts = _alerts(later, clock.now)
+        alerts = _alerts(later, monitor.settings, clock.now)
         assert "DataStale" in alerts
         assert not alerts & FALSE_ALERTS
 
@@ -580,7 +581,7 @@ async def test_stale_endpoint_is_never_asked_for_its_set(
             kind.endpoint("healthy", healthy_url, 5.0),
         )
         report = await monitor.poll_once()
-        _assert_failed_over(report, clock.now)
+        _assert_failed_over(report, monitor.settings, clock.now)
         assert proxy.count(kind.shape.clock_rule) >= 1
         assert proxy.count(kind.shape.set_rule) == 0
 

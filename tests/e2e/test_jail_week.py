@@ -20,13 +20,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import ChainSettings
-from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.jails.events import EventKind
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
-from tests.builders import FakeClock
+from tests.builders import FakeClock, collector
 
 POLL = 1800.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -214,7 +213,7 @@ def scrape(report: ChainReport, now: float) -> dict[tuple[str, frozenset[tuple[s
     board = ReportBoard()
     board.publish(report)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board, clock=lambda: now))
+    registry.register(collector(board, clock=lambda: now))
     return {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(generate_latest(registry).decode())

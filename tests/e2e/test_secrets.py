@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.alerting.rules import RuleMemory, advance, conditions
-from quorumwatch.config import AlertSettings, ChainSettings, load_settings
+from quorumwatch.config import ChainSettings, load_settings
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor
@@ -77,8 +77,8 @@ async def test_endpoint_credentials_are_sent_but_never_output(
     assert seen[0]["headers"]["Authorization"].startswith("Basic ")
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board))
-    holding, judged, _ = conditions(report, AlertSettings(), {}, RuleMemory(), report.polled_at)
+    registry.register(QuorumwatchCollector(board, {settings.name: settings.max_validator_series}))
+    holding, judged, _ = conditions(report, settings, {}, RuleMemory(), report.polled_at)
     fire_now = dict.fromkeys(ALERT_NAMES, 0.0)
     _, events = advance("hl", [], holding, judged, report.polled_at, for_seconds=fire_now)
     config_path = tmp_path / "c.toml"
@@ -90,8 +90,8 @@ async def test_endpoint_credentials_are_sent_but_never_output(
     outputs = [
         capsys.readouterr().err,
         generate_latest(registry).decode(),
-        render_text([judge(report)]),
-        render_json([judge(report)]),
+        render_text([judge(report, settings.policy)]),
+        render_json([judge(report, settings.policy)]),
         json.dumps([e.to_document() for e in events]),
         repr(load_settings(config_path)),
         repr(settings),

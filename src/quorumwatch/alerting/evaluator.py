@@ -49,7 +49,7 @@ class ChainAlerts:
             self._states = {s.fingerprint: s for s in loaded}
         now = self._clock()
         holding, judged, memory = conditions(
-            report, self._settings.alerts, self._states, self._memory, now
+            report, self._settings, self._states, self._memory, now
         )
         states, events = advance(
             chain,

@@ -30,7 +30,7 @@ from quorumwatch.entities import validator_key
 from quorumwatch.labels import safe_text
 
 if TYPE_CHECKING:
-    from quorumwatch.config import AlertSettings
+    from quorumwatch.config import AlertSettings, ChainSettings, JailStormSettings
     from quorumwatch.report import ChainReport
 
 DEFAULT_FOR_SECONDS: Mapping[str, float] = MappingProxyType(
@@ -78,7 +78,7 @@ class RuleMemory:
 
 def conditions(
     report: ChainReport,
-    settings: AlertSettings,
+    chain: ChainSettings,
     previous: Mapping[str, AlertState],
     memory: RuleMemory,
     now: float,
@@ -87,11 +87,12 @@ def conditions(
 
     `previous` is the alert state by fingerprint: a firing alert holds with hysteresis.
     """
+    settings = chain.alerts
     firing = {key: state for key, state in previous.items() if state.firing}
     found: list[Condition] = []
     judged = set(ALWAYS_JUDGED)
     found += _endpoint_conditions(report)
-    found += _staleness(report, settings, now)
+    found += _staleness(report, settings, chain.poll_interval_seconds, now)
     if report.analysis is not None:
         judged |= NEEDS_SNAPSHOT
         if report.jails is None:
@@ -101,7 +102,7 @@ def conditions(
         found += _liveness(report, settings, firing)
         dropped, memory = _nakamoto_dropped(report, settings, previous, memory)
         found += dropped
-        found += _jails(report, settings)
+        found += _jails(report, settings, chain.jail_storm)
     return found, frozenset(judged), memory
 
 
@@ -247,7 +248,9 @@ def _nakamoto_dropped(
     return found, RuleMemory(last_halt_coefficient=current)
 
 
-def _jails(report: ChainReport, settings: AlertSettings) -> list[Condition]:
+def _jails(
+    report: ChainReport, settings: AlertSettings, storm: JailStormSettings
+) -> list[Condition]:
     found = []
     watched = {validator_key(address) for address in settings.watched_validators}
     if report.validator_set is not None:
@@ -265,7 +268,6 @@ def _jails(report: ChainReport, settings: AlertSettings) -> list[Condition]:
                 )
             )
     if report.jails is not None and report.jails.storm:
-        storm = report.settings.jail_storm
         found.append(
             Condition(
                 "JailStorm",
@@ -323,8 +325,10 @@ def _endpoint_conditions(report: ChainReport) -> list[Condition]:
     return found
 
 
-def _staleness(report: ChainReport, settings: AlertSettings, now: float) -> list[Condition]:
-    limit = settings.data_stale_seconds or 3 * report.settings.poll_interval_seconds
+def _staleness(
+    report: ChainReport, settings: AlertSettings, poll_interval_seconds: float, now: float
+) -> list[Condition]:
+    limit = settings.data_stale_seconds or 3 * poll_interval_seconds
     last = report.last_success_at
     if last is not None and now - last <= limit:
         return []

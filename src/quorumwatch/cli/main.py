@@ -125,7 +125,9 @@ def _run_once(args: argparse.Namespace) -> int:
     except Exception as exc:  # a probe reports its own failure as UNKNOWN
         print(probe.unknown(f"internal error: {type(exc).__name__}: {exc}", args.format))
         return Status.UNKNOWN
-    verdicts = [probe.judge(report) for report in reports]
+    verdicts = [
+        probe.judge(report, chain.policy) for report, chain in zip(reports, chains, strict=True)
+    ]
     print(probe.render_json(verdicts) if args.format == "json" else probe.render_text(verdicts))
     return probe.overall(verdicts)
 

@@ -34,8 +34,14 @@ _CACHED = " Cached from the last poll."
 class QuorumwatchCollector:
     """Satisfies prometheus_client's Collector protocol over a ReportBoard."""
 
-    def __init__(self, board: ReportBoard, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        board: ReportBoard,
+        max_series: Mapping[str, int],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._board = board
+        self._max_series = max_series  # chain -> `max_validator_series`: per-validator series cap
         self._clock = clock  # only for elapsed times, such as the length of a current jail
 
     def describe(self) -> list[Metric]:
@@ -47,10 +53,10 @@ class QuorumwatchCollector:
         yield _build_info()
         yield from chain_metrics(reports)
         yield from decentralization_metrics([r for r in reports if r.up])
-        yield from entity_metrics([r for r in reports if r.up])
+        yield from entity_metrics([r for r in reports if r.up], self._max_series)
         yield from validator_metrics([r for r in reports if r.up])
         yield from endpoint_metrics(reports)
-        yield from jail_metrics(reports, self._clock())
+        yield from jail_metrics(reports, self._max_series, self._clock())
         if self._board.sinks is not None:
             yield from sink_metrics(self._board.sinks)
 
@@ -184,7 +190,9 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
     yield from (halt_distance, margin)
 
 
-def entity_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+def entity_metrics(
+    reports: Iterable[ChainReport], max_series: Mapping[str, int]
+) -> Iterator[Metric]:
     unattributed = GaugeMetricFamily(
         "quorumwatch_unattributed_stake_ratio",
         "Share of consensus stake whose validator is in no entity map." + _CACHED,
@@ -209,7 +217,7 @@ def entity_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         if report.analysis is None:
             continue
         unattributed.add_metric([report.chain], report.analysis.unattributed_ratio)
-        for entity in report.analysis.entities[: report.settings.max_validator_series]:
+        for entity in report.analysis.entities[: max_series[report.chain]]:
             labels = [report.chain, safe_text(entity.name)]
             share.add_metric(labels, entity.ratio)
             can_halt.add_metric(labels, int(entity.can_halt))
@@ -321,7 +329,9 @@ def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
     yield from (up, requests, duration, availability, skew, healthy, disagree)
 
 
-def jail_metrics(reports: Iterable[ChainReport], now: float) -> Iterator[Metric]:
+def jail_metrics(
+    reports: Iterable[ChainReport], max_series: Mapping[str, int], now: float
+) -> Iterator[Metric]:
     identity = ["chain", "validator", "name", "entity"]
     total = CounterMetricFamily(
         "quorumwatch_jail_events",
@@ -369,7 +379,7 @@ def jail_metrics(reports: Iterable[ChainReport], now: float) -> Iterator[Metric]
         counters = jails.counters
         total.add_metric([report.chain], counters.jails)
         ranked = sorted(counters.validator_jails.items(), key=lambda item: (-item[1], item[0]))
-        for address, count in ranked[: report.settings.max_validator_series]:
+        for address, count in ranked[: max_series[report.chain]]:
             per_validator.add_metric(_identity(report, address, jails.names), count)
         for window, count in jails.windows.items():
             windows.add_metric([report.chain, window], count)
