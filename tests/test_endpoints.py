@@ -26,11 +26,11 @@ from quorumwatch.daemon import http_session
 from quorumwatch.endpoints import (
     LATENCY_BUCKETS,
     MAX_RETRY_AFTER_SECONDS,
-    DataError,
     EndpointPool,
     Outcome,
     parse_retry_after,
 )
+from quorumwatch.models import DataError
 from tests.builders import FakeClock, chain_settings
 from tests.tools import self_signed_certificate, server_tls, unanswered_port
 

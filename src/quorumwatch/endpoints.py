@@ -18,6 +18,7 @@ import structlog
 from yarl import URL
 
 from quorumwatch.availability import AvailabilityWindows
+from quorumwatch.models import DataError
 
 if TYPE_CHECKING:
     from quorumwatch.config import EndpointSettings
@@ -40,15 +41,6 @@ class Outcome(enum.StrEnum):
     HTTP_4XX = "http_4xx"
     HTTP_5XX = "http_5xx"
     INVALID_PAYLOAD = "invalid_payload"
-
-
-class DataError(ValueError):
-    """An answer that arrived but cannot be trusted; `reason` is a short, bounded identifier."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import structlog
 
-from quorumwatch.endpoints import DataError, Outcome
-from quorumwatch.models import Validator, ValidatorSet
+from quorumwatch.endpoints import Outcome
+from quorumwatch.models import DataError, Validator, ValidatorSet
 
 if TYPE_CHECKING:
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool

@@ -39,8 +39,8 @@ from quorumwatch.chains.cosmos.parse import (
     parse_slashing_params,
     parse_status,
 )
-from quorumwatch.endpoints import DataError, Endpoint, EndpointPool
-from quorumwatch.models import Validator
+from quorumwatch.endpoints import Endpoint, EndpointPool
+from quorumwatch.models import DataError, Validator
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
