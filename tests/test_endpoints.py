@@ -446,6 +446,34 @@ async def test_up_follows_last_outcome(server: Server, session: aiohttp.ClientSe
     assert seen == [True, False, True, False, False, True]
 
 
+async def test_reject_marks_an_answering_endpoint_down_until_its_next_request(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A rejected endpoint is down though its request was ok; its next ok request is up."""
+    pool = _pool(session, server.base_url, server.base_url)
+    first = pool.endpoints[0]
+    for endpoint in pool.endpoints:
+        await pool.post_json(endpoint, "/ok", {}, _decode)
+    pool.reject(first)
+    assert [view.up for view in pool.views()] == [False, True]
+    assert pool.healthy_count() == 1
+    await pool.post_json(first, "/ok", {}, _decode)
+    assert pool.views()[0].up is True
+
+
+def test_record_clock_skew_is_exported_and_can_be_cleared(
+    session: aiohttp.ClientSession,
+) -> None:
+    """The recorded skew is in the endpoint's view, until a None says it is unknown."""
+    pool = _pool(session, "http://127.0.0.1:9")
+    endpoint = pool.endpoints[0]
+    assert pool.views()[0].clock_skew_seconds is None
+    pool.record_clock_skew(endpoint, -2.5)
+    assert pool.views()[0].clock_skew_seconds == -2.5
+    pool.record_clock_skew(endpoint, None)
+    assert pool.views()[0].clock_skew_seconds is None
+
+
 async def test_healthy_count(server: Server, session: aiohttp.ClientSession) -> None:
     """healthy_count counts endpoints whose last request was ok, never-requested ones excluded."""
     pool = _pool(session, server.base_url, server.base_url, server.base_url)

@@ -158,6 +158,15 @@ class EndpointPool:
         now = self._clock()
         return tuple(e.view(now) for e in self.endpoints)
 
+    def reject(self, endpoint: Endpoint) -> None:
+        """Mark `endpoint` down: its requests succeeded, but what it served is unusable."""
+        endpoint.up = False
+
+    def record_clock_skew(self, endpoint: Endpoint, skew: float | None) -> None:
+        """Keep, for export, how far the endpoint's answer is dated from our clock (None:
+        its answer carried no date)."""
+        endpoint.clock_skew_seconds = skew
+
     async def post_json(
         self, endpoint: Endpoint, path: str, payload: Any, decode: Callable[[bytes], T]
     ) -> Answer[T]:

@@ -111,7 +111,7 @@ class ChainSource(ABC):
             try:
                 got = await self._attempt(endpoint)
             except EndpointRejectedError as exc:
-                endpoint.up = False  # even when each request succeeded, what it served is unusable
+                pool.reject(endpoint)  # even when each request succeeded
                 failures.append(f"{endpoint.name}: {exc.description}")
                 if exc.reason is not None:
                     rejections.append(exc.reason)
@@ -155,10 +155,10 @@ class ChainSource(ABC):
         on the endpoint for export either way.
         """
         skew = observed_at - self._clock()
-        endpoint.clock_skew_seconds = skew
+        self._pool.record_clock_skew(endpoint, skew)
         if abs(skew) <= self._settings.max_clock_skew_seconds:
             return
-        endpoint.up = False  # its requests succeeded, but what it serves is not current
+        self._pool.reject(endpoint)  # its requests succeeded, but what it serves is not current
         log.warning("endpoint clock skewed", endpoint=endpoint.name, skew_seconds=round(skew))
         if skew < 0:
             raise EndpointRejectedError(f"stale: {subject} is {-skew:.0f}s old", f"stale_{subject}")

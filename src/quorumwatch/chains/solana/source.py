@@ -82,6 +82,6 @@ class SolanaSource(ChainSource):
         )
         if block_time.seconds is None:
             # A skipped slot has no time; the epoch check above still guards freshness.
-            endpoint.clock_skew_seconds = None
+            self._pool.record_clock_skew(endpoint, None)
             return
         self._check_clock(endpoint, block_time.seconds, subject="block")
