@@ -1,4 +1,5 @@
-"""What every chain source provides, and the ordered failover they all share."""
+"""ChainSource, which every kind's source extends: it owns the ordered failover; and the
+helpers their parsers share."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ class ChainSource(ABC):
     skipped) until one gives a complete set, reporting every failure and rejection reason.
 
     A kind names itself in `kind` (its entry in KINDS gives the token decimals and the
-    settings section it requires) and implements `_attempt`, its requests to one endpoint.
+    settings section it requires) and implements `_attempt`, its requests to one endpoint;
+    it may override `_candidates` to probe the endpoints first.
     With `compare_endpoints`, the next endpoint that answers is read too, and whether its
     set, at the same height or epoch, differs is reported: a lagging or wrong API.
     """
