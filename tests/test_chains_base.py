@@ -2,61 +2,70 @@
 
 from __future__ import annotations
 
-from typing import cast
+from typing import ClassVar, cast
 
 import aiohttp
 import pytest
 
 from quorumwatch.chains.base import (
+    ChainSource,
     EndpointRejectedError,
     VersionedSet,
-    check_clock,
-    first_valid_set,
     received_text,
     value_of,
 )
-from quorumwatch.config import EndpointSettings
+from quorumwatch.chains.kinds import KindName
 from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Outcome
 from quorumwatch.models import Validator
-from tests.builders import validator
+from tests.builders import chain_settings, validator
 
 SET_A = (validator(1, 60), validator(2, 40))
 SET_B = (validator(1, 60), validator(2, 41))
 
-
-def pool(count: int) -> EndpointPool:
-    endpoints = [
-        EndpointSettings(name=f"ep{i}", url=f"http://127.0.0.1:{10000 + i}") for i in range(count)
-    ]
-    # first_valid_set only orders and names endpoints: no request goes through the session.
-    return EndpointPool(endpoints, cast(aiohttp.ClientSession, None), max_response_bytes=1)
+Result = tuple[Validator, ...] | VersionedSet | EndpointRejectedError
 
 
-def answers(
-    *results: tuple[Validator, ...] | VersionedSet | EndpointRejectedError,
-) -> dict[str, tuple[Validator, ...] | VersionedSet | EndpointRejectedError]:
-    return {f"ep{i}": result for i, result in enumerate(results)}
+class ScriptedSource(ChainSource):
+    """A source whose attempt on each endpoint gives a scripted result, recording the order."""
 
+    kind: ClassVar[KindName] = "hyperliquid"
 
-async def fetch(
-    results: dict[str, tuple[Validator, ...] | VersionedSet | EndpointRejectedError],
-    *,
-    compare: bool = False,
-) -> tuple[object, ...]:
-    tried: list[str] = []
+    def __init__(self, results: dict[str, Result], *, compare: bool = False) -> None:
+        settings = chain_settings(len(results), compare_endpoints=compare)
+        # The loop only orders and names endpoints: no request goes through the session.
+        pool = EndpointPool(
+            settings.endpoints, cast(aiohttp.ClientSession, None), max_response_bytes=1
+        )
+        super().__init__(pool, settings, clock=lambda: 5.0)
+        self.pool = pool
+        self.results = results
+        self.tried: list[str] = []
 
-    async def attempt(endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
-        tried.append(endpoint.name)
-        result = results[endpoint.name]
+    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
+        self.tried.append(endpoint.name)
+        result = self.results[endpoint.name]
         if isinstance(result, EndpointRejectedError):
             raise result
         return result
 
-    outcome = await first_valid_set(
-        pool(len(results)), attempt, token_decimals=8, clock=lambda: 5.0, compare=compare
-    )
+    def check_clock(self, observed_at: float) -> Endpoint:
+        """Check an answer from the first endpoint dated `observed_at`, when our clock reads 5
+        and max_clock_skew_seconds is 60 (the default)."""
+        endpoint = self.pool.endpoints[0]
+        endpoint.up = True
+        self._check_clock(endpoint, observed_at, subject="block")
+        return endpoint
+
+
+def answers(*results: Result) -> dict[str, Result]:
+    return {f"ep{i}": result for i, result in enumerate(results)}
+
+
+async def fetch(results: dict[str, Result], *, compare: bool = False) -> tuple[object, ...]:
+    source = ScriptedSource(results, compare=compare)
+    outcome = await source.fetch()
     served = outcome.validator_set.endpoint if outcome.validator_set else None
-    return served, outcome.endpoints_disagree, tuple(tried), outcome.rejection_reasons
+    return served, outcome.endpoints_disagree, tuple(source.tried), outcome.rejection_reasons
 
 
 async def test_first_valid_endpoint_serves_and_later_ones_are_not_asked() -> None:
@@ -108,6 +117,23 @@ async def test_no_second_answer_gives_no_verdict_and_keeps_the_first() -> None:
     assert (served, disagree) == ("ep0", None)
 
 
+async def test_the_served_set_has_the_kind_decimals_and_the_clock_time() -> None:
+    """The set served is dated by the source's clock, in the decimals its kind declares."""
+    result = await ScriptedSource(answers(SET_A)).fetch()
+    assert result.validator_set is not None
+    assert (result.validator_set.token_decimals, result.validator_set.fetched_at) == (8, 5.0)
+
+
+def test_a_source_refuses_settings_without_its_section() -> None:
+    """A kind with a settings section (here generic) refuses a chain configured without it."""
+
+    class SectionedSource(ScriptedSource):
+        kind = "generic"
+
+    with pytest.raises(ValueError, match=r"kind generic needs a \[chains\.generic\] section"):
+        SectionedSource(answers(SET_A))
+
+
 def test_value_of_raises_with_the_outcome_and_data_reason() -> None:
     """value_of returns an ok value, and otherwise raises naming the outcome and path."""
     assert value_of(Answer("ep0", Outcome.OK, 0.1, value=3)) == 3
@@ -119,18 +145,14 @@ def test_value_of_raises_with_the_outcome_and_data_reason() -> None:
 
 async def test_an_endpoint_whose_set_is_rejected_is_marked_down() -> None:
     """An endpoint whose requests all succeeded but whose set was rejected is down after."""
-    endpoints = pool(2)
-    for endpoint in endpoints.endpoints:
+    source = ScriptedSource(
+        answers(EndpointRejectedError("the lists disagree", "pool_mismatch"), SET_A)
+    )
+    for endpoint in source.pool.endpoints:
         endpoint.up = True  # as after successful requests
-
-    async def attempt(endpoint: Endpoint) -> tuple[Validator, ...]:
-        if endpoint.name == "ep0":
-            raise EndpointRejectedError("the lists disagree", "pool_mismatch")
-        return SET_A
-
-    result = await first_valid_set(endpoints, attempt, token_decimals=8, clock=lambda: 5.0)
+    result = await source.fetch()
     assert result.validator_set is not None
-    assert [e.up for e in endpoints.endpoints] == [False, True]
+    assert [e.up for e in source.pool.endpoints] == [False, True]
 
 
 @pytest.mark.parametrize(
@@ -138,20 +160,18 @@ async def test_an_endpoint_whose_set_is_rejected_is_marked_down() -> None:
 )
 def test_check_clock_rejects_answers_dated_too_far_either_way(skew: float, reason: str) -> None:
     """An answer dated beyond max_skew from now, past or future, is rejected; skew is kept."""
-    endpoint = pool(1).endpoints[0]
-    endpoint.up = True
+    source = ScriptedSource(answers(SET_A))
     with pytest.raises(EndpointRejectedError) as caught:
-        check_clock(endpoint, 1000.0 + skew, now=1000.0, max_skew=60.0, subject="block")
+        source.check_clock(5.0 + skew)
     assert caught.value.reason == reason
+    endpoint = source.pool.endpoints[0]
     assert endpoint.up is False
     assert endpoint.clock_skew_seconds == skew
 
 
 def test_check_clock_accepts_answers_within_the_skew() -> None:
     """An answer dated exactly max_skew away is accepted and its skew kept."""
-    endpoint = pool(1).endpoints[0]
-    endpoint.up = True
-    check_clock(endpoint, 940.0, now=1000.0, max_skew=60.0, subject="data")
+    endpoint = ScriptedSource(answers(SET_A)).check_clock(5.0 - 60.0)
     assert endpoint.up is True
     assert endpoint.clock_skew_seconds == -60.0
 

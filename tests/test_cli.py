@@ -448,9 +448,30 @@ def test_jails_reads_while_a_writer_holds_a_transaction(
     assert {r["validator"] for r in json.loads(out)} == {ALICE, BOB, CAROL}
 
 
-@pytest.mark.parametrize(("kind", "path", "marker"), [("cosmos", "/status", "cosmoshub-4")])
-def test_simulate_serves_other_kinds(kind: str, path: str, marker: str) -> None:
-    """`simulate --kind cosmos` announces its URL and serves that chain's API there."""
+@pytest.mark.parametrize(
+    ("kind", "announced", "path", "body", "marker"),
+    [
+        ("cosmos", "simulating cosmos: lcd and rpc at ", "/status", None, "cosmoshub-4"),
+        (
+            "solana",
+            "simulating solana: JSON-RPC at ",
+            "",
+            {"jsonrpc": "2.0", "id": 1, "method": "getEpochInfo"},
+            '"absoluteSlot"',
+        ),
+        (
+            "hyperliquid",
+            "simulating foundation-2025: POST ",
+            "",
+            {"type": "exchangeStatus"},
+            '"time"',
+        ),
+    ],
+)
+def test_simulate_serves_other_kinds(
+    kind: str, announced: str, path: str, body: dict[str, Any] | None, marker: str
+) -> None:
+    """`simulate --kind K` announces its URL and serves that chain's API there."""
     with subprocess.Popen(
         [sys.executable, "-m", "quorumwatch", "simulate", "--kind", kind],
         stdout=subprocess.PIPE,
@@ -458,8 +479,12 @@ def test_simulate_serves_other_kinds(kind: str, path: str, marker: str) -> None:
     ) as process:
         try:
             assert process.stdout is not None
-            url = process.stdout.readline().split(" at ")[1].strip()
-            with urllib.request.urlopen(url + path, timeout=5) as response:
+            line = process.stdout.readline()
+            assert line.startswith(announced)
+            url = line.removeprefix(announced).strip() + path
+            data = None if body is None else json.dumps(body).encode()
+            request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
                 assert marker in response.read().decode()
         finally:
             process.terminate()

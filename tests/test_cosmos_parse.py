@@ -28,7 +28,7 @@ from quorumwatch.chains.cosmos.parse import (
     parse_slashing_params,
     parse_status,
 )
-from quorumwatch.endpoints import DataError
+from quorumwatch.models import DataError
 
 VECTOR_KEY = "kV3qRBIfvOsBRS+YygBbRX/oNgxeGRtmAe4BuKjUB6A="
 VECTOR_HEX = "3DC4DD610817606AD4A8F9D762A068A81E8741E2"

@@ -20,7 +20,8 @@ from quorumwatch.chains.cosmos.source import (
     valcons_prefix,
 )
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings
-from quorumwatch.endpoints import DataError, EndpointPool
+from quorumwatch.endpoints import EndpointPool
+from quorumwatch.models import DataError
 from quorumwatch.simulator.cosmos import RunningCosmosSimulator, start_cosmos_simulator
 
 

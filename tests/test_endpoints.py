@@ -26,11 +26,11 @@ from quorumwatch.daemon import http_session
 from quorumwatch.endpoints import (
     LATENCY_BUCKETS,
     MAX_RETRY_AFTER_SECONDS,
-    DataError,
     EndpointPool,
     Outcome,
     parse_retry_after,
 )
+from quorumwatch.models import DataError
 from tests.builders import FakeClock, chain_settings
 from tests.tools import self_signed_certificate, server_tls, unanswered_port
 
@@ -444,6 +444,34 @@ async def test_up_follows_last_outcome(server: Server, session: aiohttp.ClientSe
         await pool.post_json(endpoint, path, {}, _decode)
         seen.append(pool.views()[0].up)
     assert seen == [True, False, True, False, False, True]
+
+
+async def test_reject_marks_an_answering_endpoint_down_until_its_next_request(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A rejected endpoint is down though its request was ok; its next ok request is up."""
+    pool = _pool(session, server.base_url, server.base_url)
+    first = pool.endpoints[0]
+    for endpoint in pool.endpoints:
+        await pool.post_json(endpoint, "/ok", {}, _decode)
+    pool.reject(first)
+    assert [view.up for view in pool.views()] == [False, True]
+    assert pool.healthy_count() == 1
+    await pool.post_json(first, "/ok", {}, _decode)
+    assert pool.views()[0].up is True
+
+
+def test_record_clock_skew_is_exported_and_can_be_cleared(
+    session: aiohttp.ClientSession,
+) -> None:
+    """The recorded skew is in the endpoint's view, until a None says it is unknown."""
+    pool = _pool(session, "http://127.0.0.1:9")
+    endpoint = pool.endpoints[0]
+    assert pool.views()[0].clock_skew_seconds is None
+    pool.record_clock_skew(endpoint, -2.5)
+    assert pool.views()[0].clock_skew_seconds == -2.5
+    pool.record_clock_skew(endpoint, None)
+    assert pool.views()[0].clock_skew_seconds is None
 
 
 async def test_healthy_count(server: Server, session: aiohttp.ClientSession) -> None:

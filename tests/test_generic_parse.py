@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from quorumwatch.chains.generic.parse import MAX_STAKE, REJECTION_REASONS, parse_generic
 from quorumwatch.config import GenericSettings
-from quorumwatch.endpoints import DataError
-from quorumwatch.models import ValidatorStatus
+from quorumwatch.models import DataError, ValidatorStatus
 
 FLAT = GenericSettings(
     list_path="validators",

@@ -14,8 +14,7 @@ from quorumwatch.chains.hyperliquid.parse import (
     parse_exchange_status,
     parse_validator_summaries,
 )
-from quorumwatch.endpoints import DataError
-from quorumwatch.models import ValidatorStatus
+from quorumwatch.models import DataError, ValidatorStatus
 
 # chain-apis.md §1.2: the first element of BlockPI's docs example, verbatim.
 BLOCKPI_ROW = (

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from quorumwatch.chains.hyperliquid.source import HyperliquidSource
-from quorumwatch.config import EndpointSettings
+from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.endpoints import EndpointPool, Outcome
 from quorumwatch.simulator import parse_scenario, start_simulator
 from tests.builders import FakeClock
@@ -62,17 +62,23 @@ def _source(
     max_skew: float = 60.0,
 ) -> tuple[HyperliquidSource, EndpointPool]:
     names = "abcdefgh"
-    pool = EndpointPool(
-        [
+    settings = ChainSettings(
+        name="hl",
+        kind="hyperliquid",
+        max_clock_skew_seconds=max_skew,
+        endpoints=[
             EndpointSettings(name=names[i], url=url, timeout_seconds=2.0)
             for i, url in enumerate(urls)
         ],
+    )
+    pool = EndpointPool(
+        settings.endpoints,
         session,
         max_response_bytes=1024 * 1024,
         clock=FakeClock(WALL),
         monotonic=monotonic or FakeClock(1000.0),
     )
-    return HyperliquidSource(pool, max_clock_skew_seconds=max_skew, clock=FakeClock(WALL)), pool
+    return HyperliquidSource(pool, settings, clock=FakeClock(WALL)), pool
 
 
 def _views(pool: EndpointPool) -> dict[str, EndpointView]:

@@ -18,8 +18,7 @@ from quorumwatch.chains.solana.parse import (
     parse_epoch_info,
     parse_vote_accounts,
 )
-from quorumwatch.endpoints import DataError
-from quorumwatch.models import Validator, ValidatorStatus
+from quorumwatch.models import DataError, Validator, ValidatorStatus
 
 VOTE = "3ZT31jkAGhUaw8jsy4bTknwBMP8i4Eueh52By4zXcsVw"
 NODE = "B97CCUW3AEZFGy6uUg6zUdnNYvnVq5VG8PUtb2HayTDD"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,6 +27,7 @@ from pydantic_settings import (
 from yarl import URL
 
 from quorumwatch.alerting.model import ALERT_NAMES
+from quorumwatch.chains.kinds import KINDS, KindName
 from quorumwatch.labels import safe_text
 
 DEFAULT_METRICS_PORT = 9877
@@ -191,39 +192,15 @@ class GenericSettings(_Strict):
     time_unit: Literal["s", "ms"] = "s"
 
 
-# The answer size limit of a kind when max_response_bytes is not set: a few times the
-# largest real answer, so a growing set fits while a runaway or hostile answer is cut off
-# before it fills memory.
-MAX_RESPONSE_BYTES_BY_KIND: Mapping[str, int] = {
-    # validatorSummaries for the ~30-200 validators of the set is well under 1 MiB.
-    "hyperliquid": 4 * 1024 * 1024,
-    # The answer is read a page at a time, and a page holds at most 100-200 validators.
-    "cosmos": 8 * 1024 * 1024,
-    # getVoteAccounts is one answer for the whole cluster: on mainnet ~1,500 accounts, each
-    # with its epochCredits history, make a few MB.
-    "solana": 32 * 1024 * 1024,
-    # An unknown API: the generous limit every kind had before.
-    "generic": 16 * 1024 * 1024,
-}
-
-
-URL_ROLES: dict[str, tuple[str, ...]] = {
-    "hyperliquid": ("url",),
-    "solana": ("url",),
-    "generic": ("url",),
-    "cosmos": ("lcd", "rpc"),
-}
-
-
 class ChainSettings(_Strict):
     name: LabelName
-    kind: Literal["hyperliquid", "cosmos", "solana", "generic"]
+    kind: KindName
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     max_clock_skew_seconds: float = Field(default=60.0, gt=0)
     max_validator_series: int = Field(default=1000, ge=0)
-    # Unset (or null): the kind's default from MAX_RESPONSE_BYTES_BY_KIND, filled in by
-    # _kind_response_limit, so every reader of the field sees the effective limit.
-    max_response_bytes: int = Field(default=MAX_RESPONSE_BYTES_BY_KIND["generic"], gt=0)
+    # Unset (or null): the kind's default from KINDS, filled in by _kind_response_limit, so
+    # every reader of the field sees the effective limit.
+    max_response_bytes: int = Field(default=KINDS["generic"].max_response_bytes, gt=0)
     # Also read the set from a second endpoint and report whether they disagree (2x requests).
     compare_endpoints: bool = False
     endpoints: list[EndpointSettings] = Field(min_length=1)
@@ -241,14 +218,14 @@ class ChainSettings(_Strict):
             return data
         data = {key: value for key, value in data.items() if key != "max_response_bytes"}
         kind = data.get("kind")
-        if isinstance(kind, str) and kind in MAX_RESPONSE_BYTES_BY_KIND:
-            data["max_response_bytes"] = MAX_RESPONSE_BYTES_BY_KIND[kind]
+        if isinstance(kind, str) and kind in KINDS:
+            data["max_response_bytes"] = KINDS[kind].max_response_bytes
         # else: the kind is invalid and reported as such; the field's default stands in.
         return data
 
     @model_validator(mode="after")
     def _kind_requirements(self) -> ChainSettings:
-        roles = URL_ROLES[self.kind]
+        roles = KINDS[self.kind].url_roles
         for index, endpoint in enumerate(self.endpoints):
             for role in ("url", "lcd", "rpc"):
                 present = getattr(endpoint, role) is not None
@@ -257,10 +234,14 @@ class ChainSettings(_Strict):
                     raise ValueError(
                         f"endpoints.{index}.{role}: kind {self.kind} endpoints take {need}"
                     )
-        if (self.kind == "cosmos") != (self.cosmos is not None):
-            raise ValueError("cosmos: the [chains.cosmos] section goes with kind cosmos only")
-        if (self.kind == "generic") != (self.generic is not None):
-            raise ValueError("generic: the [chains.generic] section goes with kind generic only")
+        for kind in KINDS.values():
+            section = kind.section
+            if section is None:
+                continue
+            if (self.kind == kind.name) != (getattr(self, section) is not None):
+                raise ValueError(
+                    f"{section}: the [chains.{section}] section goes with kind {kind.name} only"
+                )
         return self
 
     @field_validator("endpoints")

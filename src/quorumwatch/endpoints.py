@@ -18,6 +18,7 @@ import structlog
 from yarl import URL
 
 from quorumwatch.availability import AvailabilityWindows
+from quorumwatch.models import DataError
 
 if TYPE_CHECKING:
     from quorumwatch.config import EndpointSettings
@@ -40,15 +41,6 @@ class Outcome(enum.StrEnum):
     HTTP_4XX = "http_4xx"
     HTTP_5XX = "http_5xx"
     INVALID_PAYLOAD = "invalid_payload"
-
-
-class DataError(ValueError):
-    """An answer that arrived but cannot be trusted; `reason` is a short, bounded identifier."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +157,15 @@ class EndpointPool:
     def views(self) -> tuple[EndpointView, ...]:
         now = self._clock()
         return tuple(e.view(now) for e in self.endpoints)
+
+    def reject(self, endpoint: Endpoint) -> None:
+        """Mark `endpoint` down: its requests succeeded, but what it served is unusable."""
+        endpoint.up = False
+
+    def record_clock_skew(self, endpoint: Endpoint, skew: float | None) -> None:
+        """Keep, for export, how far the endpoint's answer is dated from our clock (None:
+        its answer carried no date)."""
+        endpoint.clock_skew_seconds = skew
 
     async def post_json(
         self, endpoint: Endpoint, path: str, payload: Any, decode: Callable[[bytes], T]

@@ -1,4 +1,5 @@
-"""Immutable domain types shared by sources, analysis, exporter and probe."""
+"""Domain types shared by sources, analysis, exporter and probe: immutable values, and the
+DataError raised for an answer that cannot be trusted."""
 
 from __future__ import annotations
 
@@ -19,6 +20,15 @@ class ValidatorStatus(enum.StrEnum):
     JAILED = "jailed"
     DELINQUENT = "delinquent"  # in the consensus set but not voting (Solana)
     INACTIVE = "inactive"
+
+
+class DataError(ValueError):
+    """An answer that arrived but cannot be trusted; `reason` is a short, bounded identifier."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)

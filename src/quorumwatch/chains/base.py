@@ -1,19 +1,24 @@
-"""What every chain source provides, and the ordered failover they all share."""
+"""ChainSource, which every kind's source extends: it owns the ordered failover; and the
+helpers their parsers share."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import structlog
 
-from quorumwatch.endpoints import DataError, Outcome
-from quorumwatch.models import Validator, ValidatorSet
+from quorumwatch.chains.kinds import KINDS, KindName
+from quorumwatch.endpoints import Outcome
+from quorumwatch.models import DataError, Validator, ValidatorSet
 
 if TYPE_CHECKING:
+    from quorumwatch.config import ChainSettings
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
 
 T = TypeVar("T")
@@ -67,48 +72,101 @@ def value_of(answer: Answer[T], what: str = "") -> T:
     raise EndpointRejectedError(f"{prefix}{answer.outcome}{detail}", reason)
 
 
-async def first_valid_set(
-    pool: EndpointPool,
-    attempt: Callable[[Endpoint], Awaitable[tuple[Validator, ...] | VersionedSet]],
-    *,
-    token_decimals: int,
-    clock: Callable[[], float],
-    candidates: Sequence[Endpoint] | None = None,
-    compare: bool = False,
-) -> FetchResult:
-    """Try endpoints in configured order (those waiting out a Retry-After skipped) until one
-    `attempt` returns a complete set; report every failure and rejection reason on the way.
+class ChainSource(ABC):
+    """A kind's source: tries endpoints in configured order (those waiting out a Retry-After
+    skipped) until one gives a complete set, reporting every failure and rejection reason.
 
-    With `compare`, go on to the next endpoint that answers and report whether its set, at
-    the same height or epoch, differs: a lagging or wrong API.
+    A kind names itself in `kind` (its entry in KINDS gives the token decimals and the
+    settings section it requires) and implements `_attempt`, its requests to one endpoint;
+    it may override `_candidates` to probe the endpoints first.
+    With `compare_endpoints`, the next endpoint that answers is read too, and whether its
+    set, at the same height or epoch, differs is reported: a lagging or wrong API.
     """
-    available = pool.available() if candidates is None else list(candidates)
-    failures = [f"{e.name}: waiting out Retry-After" for e in pool.endpoints if e not in available]
-    rejections: list[str] = []
-    found: list[tuple[Endpoint, tuple[Validator, ...], int | None]] = []
-    for endpoint in available:
-        try:
-            got = await attempt(endpoint)
-        except EndpointRejectedError as exc:
-            endpoint.up = False  # even when each request succeeded, what it served is unusable
-            failures.append(f"{endpoint.name}: {exc.description}")
-            if exc.reason is not None:
-                rejections.append(exc.reason)
-            continue
-        if isinstance(got, VersionedSet):
-            found.append((endpoint, got.validators, got.version))
-        else:
-            found.append((endpoint, got, None))
-        if not compare or len(found) == 2:
-            break
-    if not found:
-        return FetchResult(None, tuple(failures), tuple(rejections))
-    endpoint, validators, version = found[0]
-    disagree = None
-    if len(found) == 2 and found[1][2] == version:
-        disagree = _comparable(validators) != _comparable(found[1][1])
-    validator_set = ValidatorSet(validators, token_decimals, endpoint.name, clock())
-    return FetchResult(validator_set, tuple(failures), tuple(rejections), disagree)
+
+    kind: ClassVar[KindName]
+
+    def __init__(
+        self,
+        pool: EndpointPool,
+        settings: ChainSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        kind = KINDS[self.kind]
+        if kind.section is not None and getattr(settings, kind.section) is None:
+            raise ValueError(f"kind {kind.name} needs a [chains.{kind.section}] section")
+        self._pool = pool
+        self._settings = settings
+        self._clock = clock
+        self._token_decimals = kind.decimals(settings)
+
+    async def fetch(self) -> FetchResult:
+        """A complete set through the endpoint pool (failover included); never a partial one."""
+        pool = self._pool
+        available = await self._candidates()
+        failures = [
+            f"{e.name}: waiting out Retry-After" for e in pool.endpoints if e not in available
+        ]
+        rejections: list[str] = []
+        found: list[tuple[Endpoint, tuple[Validator, ...], int | None]] = []
+        for endpoint in available:
+            try:
+                got = await self._attempt(endpoint)
+            except EndpointRejectedError as exc:
+                pool.reject(endpoint)  # even when each request succeeded
+                failures.append(f"{endpoint.name}: {exc.description}")
+                if exc.reason is not None:
+                    rejections.append(exc.reason)
+                continue
+            if isinstance(got, VersionedSet):
+                found.append((endpoint, got.validators, got.version))
+            else:
+                found.append((endpoint, got, None))
+            if not self._settings.compare_endpoints or len(found) == 2:
+                break
+        if not found:
+            return FetchResult(None, tuple(failures), tuple(rejections))
+        endpoint, validators, version = found[0]
+        disagree = None
+        if len(found) == 2 and found[1][2] == version:
+            disagree = _comparable(validators) != _comparable(found[1][1])
+        validator_set = ValidatorSet(validators, self._token_decimals, endpoint.name, self._clock())
+        return FetchResult(validator_set, tuple(failures), tuple(rejections), disagree)
+
+    async def _candidates(self) -> list[Endpoint]:
+        """The endpoints to try this poll, in configured order: all but those waiting out a
+        Retry-After."""
+        return self._pool.available()
+
+    @abstractmethod
+    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
+        """The complete set from `endpoint`, or EndpointRejectedError saying why not."""
+
+    def _check_clock(
+        self,
+        endpoint: Endpoint,
+        observed_at: float,
+        *,
+        subject: Literal["block", "clock", "data"],
+    ) -> None:
+        """Reject an endpoint whose answer is dated more than max_clock_skew_seconds from our
+        clock, either way.
+
+        A past date means a lagging or cached view; a future one, a clock that cannot be
+        trusted. Rejection reasons: `stale_<subject>` and `future_<subject>`. The skew is kept
+        on the endpoint for export either way.
+        """
+        skew = observed_at - self._clock()
+        self._pool.record_clock_skew(endpoint, skew)
+        if abs(skew) <= self._settings.max_clock_skew_seconds:
+            return
+        self._pool.reject(endpoint)  # its requests succeeded, but what it serves is not current
+        log.warning("endpoint clock skewed", endpoint=endpoint.name, skew_seconds=round(skew))
+        if skew < 0:
+            raise EndpointRejectedError(f"stale: {subject} is {-skew:.0f}s old", f"stale_{subject}")
+        raise EndpointRejectedError(
+            f"stale: {subject} is {skew:.0f}s in the future", f"future_{subject}"
+        )
 
 
 def _comparable(validators: Sequence[Validator]) -> frozenset[tuple[str, int, bool, bool]]:
@@ -142,33 +200,6 @@ def check_set(validators: Sequence[Validator], id_paths: Sequence[str]) -> None:
         seen.add(validator.address)
     if not any(v.stake for v in validators if v.in_consensus_set):
         raise DataError("zero_stake", "the consensus set holds no stake")
-
-
-def check_clock(
-    endpoint: Endpoint,
-    observed_at: float,
-    *,
-    now: float,
-    max_skew: float,
-    subject: Literal["block", "clock", "data"],
-) -> None:
-    """Reject an endpoint whose answer is dated too far from our clock, either way.
-
-    A past date means a lagging or cached view; a future one, a clock that cannot be
-    trusted. Rejection reasons: `stale_<subject>` and `future_<subject>`. The skew is kept on
-    the endpoint for export either way.
-    """
-    skew = observed_at - now
-    endpoint.clock_skew_seconds = skew
-    if abs(skew) <= max_skew:
-        return
-    endpoint.up = False  # its requests succeeded, but what it serves is not current
-    log.warning("endpoint clock skewed", endpoint=endpoint.name, skew_seconds=round(skew))
-    if skew < 0:
-        raise EndpointRejectedError(f"stale: {subject} is {-skew:.0f}s old", f"stale_{subject}")
-    raise EndpointRejectedError(
-        f"stale: {subject} is {skew:.0f}s in the future", f"future_{subject}"
-    )
 
 
 def describe(answer: Answer[Any]) -> str:

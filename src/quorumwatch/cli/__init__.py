@@ -1,5 +1,5 @@
 """The command line: `run`, `demo`, `simulate` and `jails`."""
 
-from quorumwatch.cli.main import main
+from quorumwatch.cli.app import main
 
 __all__ = ["main"]

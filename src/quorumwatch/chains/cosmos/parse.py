@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from quorumwatch.chains.base import decode_json, received_text
 from quorumwatch.chains.cosmos import bech32
-from quorumwatch.endpoints import DataError
+from quorumwatch.models import DataError
 
 T = TypeVar("T")
 

@@ -10,18 +10,16 @@ the next one is tried.
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
 from quorumwatch.chains.base import (
+    ChainSource,
     EndpointRejectedError,
-    FetchResult,
     VersionedSet,
-    check_clock,
-    first_valid_set,
     value_of,
 )
 from quorumwatch.chains.cosmos import bech32
@@ -39,11 +37,11 @@ from quorumwatch.chains.cosmos.parse import (
     parse_slashing_params,
     parse_status,
 )
-from quorumwatch.endpoints import DataError, Endpoint, EndpointPool
-from quorumwatch.models import Validator
+from quorumwatch.models import DataError, Validator
 
 if TYPE_CHECKING:
-    from quorumwatch.config import ChainSettings
+    from quorumwatch.config import CosmosSettings
+    from quorumwatch.endpoints import Endpoint
 
 T = TypeVar("T")
 
@@ -68,35 +66,15 @@ def display_decimals(token_exponent: int, power_reduction: int) -> int:
     return token_exponent - digits
 
 
-class CosmosSource:
+class CosmosSource(ChainSource):
     """The validator set of a Cosmos SDK chain, weighted by CometBFT voting power."""
 
-    def __init__(
-        self,
-        pool: EndpointPool,
-        settings: ChainSettings,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        if settings.cosmos is None:
-            raise ValueError("a cosmos chain needs its [chains.cosmos] section")
-        self._pool = pool
-        self._cosmos = settings.cosmos
-        self._max_block_age = settings.max_clock_skew_seconds
-        self._compare = settings.compare_endpoints
-        self._clock = clock
-        self._decimals = display_decimals(
-            settings.cosmos.token_exponent, settings.cosmos.power_reduction
-        )
+    kind = "cosmos"
 
-    async def fetch(self) -> FetchResult:
-        return await first_valid_set(
-            self._pool,
-            self._attempt,
-            token_decimals=self._decimals,
-            clock=self._clock,
-            compare=self._compare,
-        )
+    @functools.cached_property
+    def _cosmos(self) -> CosmosSettings:
+        assert self._settings.cosmos is not None  # ChainSource checks the kind's section
+        return self._settings.cosmos
 
     async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
         try:
@@ -143,13 +121,7 @@ class CosmosSource:
             raise EndpointRejectedError("/status: node on another network", "wrong_chain")
         if status.catching_up:
             raise EndpointRejectedError("/status: node is catching up", "catching_up")
-        check_clock(
-            endpoint,
-            status.latest_block_time,
-            now=self._clock(),
-            max_skew=self._max_block_age,
-            subject="block",
-        )
+        self._check_clock(endpoint, status.latest_block_time, subject="block")
 
     async def _consensus_set(self, endpoint: Endpoint, height: int) -> list[RpcValidator]:
         """The whole CometBFT set at `height`, page by page until Σcount = total."""

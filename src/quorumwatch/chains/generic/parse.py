@@ -16,8 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from quorumwatch.chains.base import check_set, decode_json, received_text
-from quorumwatch.endpoints import DataError
-from quorumwatch.models import Validator
+from quorumwatch.models import DataError, Validator
 
 if TYPE_CHECKING:
     from quorumwatch.config import GenericSettings

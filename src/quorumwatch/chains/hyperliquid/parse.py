@@ -12,10 +12,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from quorumwatch.chains.base import check_set, decode_json, received_text
-from quorumwatch.endpoints import DataError
-from quorumwatch.models import NO_UPTIME, Validator
+from quorumwatch.models import NO_UPTIME, DataError, Validator
 
-TOKEN_DECIMALS = 8
 # Total HYPE supply is 1e9 (1e17 base units); anything near 2**128 is corrupt data.
 MAX_STAKE = 2**128 - 1
 UPTIME_WINDOWS = {"day": "1d", "week": "7d", "month": "30d"}

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from quorumwatch.chains.base import check_set, decode_json
-from quorumwatch.endpoints import DataError
-from quorumwatch.models import Validator
+from quorumwatch.models import DataError, Validator
 
-TOKEN_DECIMALS = 9  # lamports per SOL: 10**9
 MAX_U64 = 2**64 - 1
 MAX_UNIX_SECONDS = 2**40  # year 36812: beyond it a timestamp is garbage, not a date
 

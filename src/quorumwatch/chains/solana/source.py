@@ -8,31 +8,25 @@ block is dated near our clock; any failure fails the endpoint and the next one i
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
 from quorumwatch.chains.base import (
+    ChainSource,
     EndpointRejectedError,
-    FetchResult,
     VersionedSet,
-    check_clock,
-    first_valid_set,
     value_of,
 )
 from quorumwatch.chains.solana.parse import (
-    TOKEN_DECIMALS,
     EpochInfo,
     parse_block_time,
     parse_epoch_info,
     parse_vote_accounts,
 )
-from quorumwatch.endpoints import Endpoint, EndpointPool
 
 if TYPE_CHECKING:
-    from quorumwatch.config import ChainSettings
+    from quorumwatch.endpoints import Endpoint
 
 RPC_PATH = ""  # JSON-RPC is served at the endpoint URL itself
 COMMITMENT = "confirmed"  # as solana-exporter: voted on by a supermajority, not yet rooted
@@ -52,29 +46,11 @@ EPOCH_INFO_REQUEST = {
 log = structlog.get_logger(__name__)
 
 
-class SolanaSource:
+class SolanaSource(ChainSource):
     """The vote-account set from the first endpoint that answers both requests validly."""
 
-    def __init__(
-        self,
-        pool: EndpointPool,
-        settings: ChainSettings,
-        *,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._pool = pool
-        self._settings = settings
-        self._clock = clock
-        self._latest_epoch: int | None = None  # the highest epoch any endpoint reported
-
-    async def fetch(self) -> FetchResult:
-        return await first_valid_set(
-            self._pool,
-            self._attempt,
-            token_decimals=TOKEN_DECIMALS,
-            clock=self._clock,
-            compare=self._settings.compare_endpoints,
-        )
+    kind = "solana"
+    _latest_epoch: int | None = None  # the highest epoch any endpoint reported
 
     async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
         info = await self._check_epoch(endpoint)
@@ -93,7 +69,6 @@ class SolanaSource:
         )
         latest = self._latest_epoch
         if latest is not None and info.epoch < latest:
-            endpoint.up = False
             log.warning("endpoint behind", endpoint=endpoint.name, epoch=info.epoch, latest=latest)
             raise EndpointRejectedError(f"stale: epoch {info.epoch} behind {latest}")
         self._latest_epoch = info.epoch
@@ -107,12 +82,6 @@ class SolanaSource:
         )
         if block_time.seconds is None:
             # A skipped slot has no time; the epoch check above still guards freshness.
-            endpoint.clock_skew_seconds = None
+            self._pool.record_clock_skew(endpoint, None)
             return
-        check_clock(
-            endpoint,
-            block_time.seconds,
-            now=self._clock(),
-            max_skew=self._settings.max_clock_skew_seconds,
-            subject="block",
-        )
+        self._check_clock(endpoint, block_time.seconds, subject="block")

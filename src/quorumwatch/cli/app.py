@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 from pydantic import ValidationError
 
 from quorumwatch import __version__
+from quorumwatch.chains.kinds import KINDS
 from quorumwatch.config import (
     ConfigError,
     Settings,
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="serve a simulated chain API")
     simulate.add_argument(
         "--kind",
-        choices=["hyperliquid", "cosmos", "solana"],
+        choices=[kind.name for kind in KINDS.values() if kind.simulate_banner is not None],
         default="hyperliquid",
         help="the API to serve; cosmos (180 validators, paginated LCD and RPC) and solana "
         "(1,500 vote accounts) serve synthetic sets of realistic size",
@@ -179,32 +180,26 @@ def _jails(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(kind: str, scenario_name: str, listen: str) -> int:
+def _simulate(kind_name: str, scenario_name: str, listen: str) -> int:
     from quorumwatch.config import MetricsSettings
-    from quorumwatch.simulator import start_simulator
-    from quorumwatch.simulator.cosmos import start_cosmos_simulator
-    from quorumwatch.simulator.solana import start_solana_simulator
 
+    kind = KINDS[kind_name]
+    banner = kind.simulate_banner
+    assert banner is not None  # --kind offers only the kinds that have one
+    start = kind.simulator_starter()
     try:
         host, port = MetricsSettings(listen=listen).host_port
     except ValidationError as exc:  # multi-line by default: describe it in one line
         raise ConfigError(describe_validation_error(exc)) from None
-    scenario = _load_scenario(scenario_name) if kind == "hyperliquid" else None
+    scenario = _load_scenario(scenario_name) if kind.plays_scenarios else None
+    scenarios = () if scenario is None else (scenario,)
 
     async def serve() -> None:
         stop = _stop_on_signals()
-        if scenario is not None:
-            async with await start_simulator(scenario, host, port) as simulator:
-                print(f"simulating {scenario.name}: POST {simulator.base_url}/info", flush=True)
-                await stop.wait()
-        elif kind == "cosmos":
-            async with await start_cosmos_simulator(host=host, port=port) as cosmos:
-                print(f"simulating cosmos: lcd and rpc at {cosmos.base_url}", flush=True)
-                await stop.wait()
-        else:
-            async with await start_solana_simulator(host=host, port=port) as solana:
-                print(f"simulating solana: JSON-RPC at {solana.base_url}", flush=True)
-                await stop.wait()
+        async with await start(*scenarios, host=host, port=port) as simulator:
+            name = kind.name if scenario is None else scenario.name
+            print(banner.format(scenario=name, url=simulator.base_url), flush=True)
+            await stop.wait()
 
     asyncio.run(serve())
     return 0
