@@ -6,10 +6,10 @@ milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import pytest
 
@@ -18,12 +18,16 @@ from quorumwatch.jails.tracker import JAIL_WINDOWS, JailTracker
 from quorumwatch.models import Validator
 from quorumwatch.report import JailReport
 from quorumwatch.store import AsyncStore, Store, StoreError
+from quorumwatch.store import jails as jail_store
 from tests.builders import chain_settings
 
 CHAIN = "hyperliquid"
 POLL = 30.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86400.0
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 def addr(index: int) -> str:
@@ -71,20 +75,21 @@ class RecordingStore(AsyncStore):
         self.attempted: list[list[ValidatorEvent]] = []
         self.pruned_before: list[float] = []
 
-    async def commit_poll(
-        self, chain: str, state: ChainState, events: Sequence[ValidatorEvent]
-    ) -> int:
-        self.attempted.append(list(events))
-        if self.fail_commits:
-            self.fail_commits -= 1
-            raise StoreError(f"{self.path}: commit poll of {chain!r} failed: disk I/O error")
-        return await super().commit_poll(chain, state, events)
-
-    async def prune(self, older_than: float) -> int:
-        self.pruned_before.append(older_than)
-        if self.fail_prune:
-            raise StoreError(f"{self.path}: prune events failed: database is locked")
-        return await super().prune(older_than)
+    async def call(
+        self, fn: Callable[Concatenate[Store, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        if fn is jail_store.commit_poll:
+            chain, _, events = cast(tuple[str, ChainState, Sequence[ValidatorEvent]], args)
+            self.attempted.append(list(events))
+            if self.fail_commits:
+                self.fail_commits -= 1
+                raise StoreError(f"{self.path}: commit poll of {chain!r} failed: disk I/O error")
+        elif fn is jail_store.prune:
+            (older_than,) = cast(tuple[float], args)
+            self.pruned_before.append(older_than)
+            if self.fail_prune:
+                raise StoreError(f"{self.path}: prune events failed: database is locked")
+        return await super().call(fn, *args, **kwargs)
 
 
 @pytest.fixture
@@ -109,11 +114,11 @@ async def test_first_observe_without_persisted_state_is_a_baseline(store: Record
     """With nothing persisted, the first observe stores no event, counts no jail, and dates a
     validator already jailed from that observation."""
     report = await observe(tracker(store), [val(1), val(2, jailed=True)], T0)
-    assert await store.events() == []
+    assert await store.call(jail_store.events) == []
     assert report.counters.jails == 0
     assert dict(report.windows) == dict.fromkeys(JAIL_WINDOWS, 0)
     assert dict(report.jailed_since) == {addr(2): T0}
-    persisted = await store.load_state(CHAIN)
+    persisted = await store.call(jail_store.load_state, CHAIN)
     assert persisted is not None
     assert persisted.observed_at == T0
 
@@ -125,7 +130,7 @@ async def test_after_reopening_first_observe_compares_with_persisted_state(db: P
         await observe(tracker(first), [val(1), val(2)], T0)
     async with await AsyncStore.open(db) as reopened:
         report = await observe(tracker(reopened), [val(1, jailed=True), val(2)], T0 + POLL)
-        events = await reopened.events(CHAIN)
+        events = await reopened.call(jail_store.events, CHAIN)
     assert kinds(events) == [(addr(1), EventKind.JAILED, False, False)]
     assert events[0].previous_observed_at == T0
     assert report.counters.jails == 1
@@ -144,11 +149,13 @@ async def test_failed_poll_marks_next_transition_after_gap_and_suppresses_inferr
     t.note_failed_poll()
     moved = val(2, unjailable_after_ms=int(T0 * 1000))
     await observe(t, [val(1, jailed=True), moved], T0 + POLL)
-    assert kinds(await store.events(CHAIN)) == [(addr(1), EventKind.JAILED, False, True)]
+    assert kinds(await store.call(jail_store.events, CHAIN)) == [
+        (addr(1), EventKind.JAILED, False, True)
+    ]
 
     moved_again = val(2, unjailable_after_ms=int(T0 * 1000) + 1)
     await observe(t, [val(1, jailed=True), moved_again], T0 + 2 * POLL)
-    assert kinds(await store.events(CHAIN, since=T0 + 2 * POLL)) == [
+    assert kinds(await store.call(jail_store.events, CHAIN, since=T0 + 2 * POLL)) == [
         (addr(2), EventKind.JAILED, True, False),
         (addr(2), EventKind.UNJAILED, True, False),
     ]
@@ -166,7 +173,9 @@ async def test_snapshot_more_than_two_intervals_later_is_a_gap(
     t = tracker(store)
     await observe(t, [val(1)], T0)
     await observe(t, [val(1, jailed=True)], T0 + elapsed)
-    assert kinds(await store.events(CHAIN)) == [(addr(1), EventKind.JAILED, False, after_gap)]
+    assert kinds(await store.call(jail_store.events, CHAIN)) == [
+        (addr(1), EventKind.JAILED, False, after_gap)
+    ]
 
 
 # --- store failures -------------------------------------------------------------------------
@@ -183,14 +192,14 @@ async def test_failed_commit_does_not_advance_state_and_next_observe_rederives(
     jailed = [val(1, jailed=True, unjailable_after_ms=int((T0 + 600) * 1000))]
     with pytest.raises(StoreError):
         await observe(t, jailed, T0 + POLL)
-    assert await store.events() == []
+    assert await store.call(jail_store.events) == []
     assert dict((await t.report(T0 + POLL)).jailed_since) == {}
-    persisted = await store.load_state(CHAIN)
+    persisted = await store.call(jail_store.load_state, CHAIN)
     assert persisted is not None
     assert persisted.observed_at == T0
 
     report = await observe(t, jailed, T0 + POLL)  # the same poll, retried
-    stored = await store.events(CHAIN)
+    stored = await store.call(jail_store.events, CHAIN)
     assert [e.event_id for e in stored] == [e.event_id for e in store.attempted[1]]
     assert stored == store.attempted[1]
     assert kinds(stored) == [(addr(1), EventKind.JAILED, False, False)]
@@ -199,7 +208,7 @@ async def test_failed_commit_does_not_advance_state_and_next_observe_rederives(
     assert dict(report.jailed_since) == {addr(1): T0 + POLL}
 
     report = await observe(t, jailed, T0 + 2 * POLL)
-    assert len(await store.events(CHAIN)) == 1
+    assert len(await store.call(jail_store.events, CHAIN)) == 1
     assert report.counters.jails == 1
 
 
@@ -212,7 +221,7 @@ async def test_failed_commit_then_later_poll_records_the_jail_once(store: Record
     with pytest.raises(StoreError):
         await observe(t, [val(1, jailed=True)], T0 + POLL)
     report = await observe(t, [val(1, jailed=True)], T0 + 2 * POLL)
-    stored = await store.events(CHAIN)
+    stored = await store.call(jail_store.events, CHAIN)
     assert kinds(stored) == [(addr(1), EventKind.JAILED, False, False)]
     assert stored[0].previous_observed_at == T0
     assert report.counters.jails == 1
@@ -227,7 +236,7 @@ async def test_failed_prune_does_not_fail_the_poll(store: RecordingStore) -> Non
     store.fail_prune = True
     report = await observe(t, [val(1, jailed=True)], T0 + 3600)
     assert report.counters.jails == 1
-    assert len(await store.events(CHAIN)) == 1
+    assert len(await store.call(jail_store.events, CHAIN)) == 1
 
 
 # --- retention ------------------------------------------------------------------------------
@@ -250,7 +259,7 @@ async def test_retention_prunes_old_events_but_keeps_counters_and_windows(
     assert report is not None
     now = T0 + 10 * DAY
 
-    stored = await store.events(CHAIN)
+    stored = await store.call(jail_store.events, CHAIN)
     assert min(e.observed_at for e in stored) >= now - 7 * DAY
     # Kept: polls 12..40 (observed at or after T0 + 3d): jails at 13..39, unjails at 12..40.
     assert len(stored) == 14 + 15

@@ -25,9 +25,10 @@ from structlog.testing import capture_logs
 
 from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
-from quorumwatch.store import AsyncStore, Store, StoreError
-from quorumwatch.store import database as store_module
-from quorumwatch.store.database import SCHEMA_VERSION
+from quorumwatch.store import AsyncStore, Store, StoreError, migrations
+from quorumwatch.store import alerts as alert_store
+from quorumwatch.store import jails as jail_store
+from quorumwatch.store.migrations import SCHEMA_VERSION
 from tests.builders import alert_event
 
 CHAIN = "hyperliquid"
@@ -102,7 +103,11 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
 
 def snapshot(store: Store, chain: str = CHAIN) -> tuple[object, ...]:
     """Everything a poll can change: state, counters, stored events."""
-    return (store.load_state(chain), store.counters(chain), store.events(chain))
+    return (
+        jail_store.load_state(store, chain),
+        jail_store.counters(store, chain),
+        jail_store.events(store, chain),
+    )
 
 
 # --- round trips -------------------------------------------------------------------------
@@ -111,8 +116,8 @@ def snapshot(store: Store, chain: str = CHAIN) -> tuple[object, ...]:
 def test_state_round_trip_is_exact(store: Store) -> None:
     """A committed ChainState loads back equal: stakes above 2**64 exact, None fields kept."""
     committed = state(T0 + 0.125, tracked(1), tracked(2, jailed=True), tracked(3, stake=0))
-    store.commit_poll(CHAIN, committed, [])
-    loaded = store.load_state(CHAIN)
+    jail_store.commit_poll(store, CHAIN, committed, [])
+    loaded = jail_store.load_state(store, CHAIN)
     assert loaded == committed
     assert loaded is not None
     assert loaded.validators[f"0x{1:040x}"].stake == BIG
@@ -122,18 +127,18 @@ def test_state_round_trip_is_exact(store: Store) -> None:
 
 def test_load_state_of_unknown_chain_is_none(store: Store) -> None:
     """load_state returns None for a chain that was never committed, even if others were."""
-    store.commit_poll("other", state(T0, tracked(1)), [])
-    assert store.load_state(CHAIN) is None
-    assert store.chains() == ["other"]
+    jail_store.commit_poll(store, "other", state(T0, tracked(1)), [])
+    assert jail_store.load_state(store, CHAIN) is None
+    assert jail_store.chains(store) == ["other"]
 
 
 def test_replacing_state_deletes_departed_validators(store: Store, db: Path) -> None:
     """A new state replaces the old: departed validators' rows are deleted, others updated."""
-    store.commit_poll(CHAIN, state(T0, tracked(1), tracked(2)), [])
-    store.commit_poll("other", state(T0, tracked(9)), [])
+    jail_store.commit_poll(store, CHAIN, state(T0, tracked(1), tracked(2)), [])
+    jail_store.commit_poll(store, "other", state(T0, tracked(9)), [])
     newer = state(T0 + 30, tracked(2, jailed=True), tracked(3))
-    store.commit_poll(CHAIN, newer, [])
-    assert store.load_state(CHAIN) == newer
+    jail_store.commit_poll(store, CHAIN, newer, [])
+    assert jail_store.load_state(store, CHAIN) == newer
     with raw(db) as conn:
         rows = conn.execute("SELECT chain, address FROM validator_state ORDER BY 1, 2").fetchall()
     assert rows == [(CHAIN, f"0x{2:040x}"), (CHAIN, f"0x{3:040x}"), ("other", f"0x{9:040x}")]
@@ -153,8 +158,8 @@ def test_events_round_trip_is_exact(store: Store) -> None:
         ),
         event("c", EventKind.LEFT, stake=0),
     ]
-    assert store.commit_poll(CHAIN, state(T0), events) == 3
-    assert store.events(CHAIN) == events
+    assert jail_store.commit_poll(store, CHAIN, state(T0), events) == events
+    assert jail_store.events(store, CHAIN) == events
 
 
 def test_large_ints_round_trip_exactly(store: Store) -> None:
@@ -167,11 +172,11 @@ def test_large_ints_round_trip_exactly(store: Store) -> None:
         n = next(counter)
         v = TrackedValidator("0xab", "n", stake, True, False, unjailable, None)
         e = event(f"h{n}", stake=stake, unjailable_after_ms=unjailable, observed_at=float(n))
-        store.commit_poll(CHAIN, state(float(n), v), [e])
-        loaded = store.load_state(CHAIN)
+        jail_store.commit_poll(store, CHAIN, state(float(n), v), [e])
+        loaded = jail_store.load_state(store, CHAIN)
         assert loaded is not None
         assert loaded.validators["0xab"] == v
-        assert store.events(CHAIN, since=float(n)) == [e]
+        assert jail_store.events(store, CHAIN, since=float(n)) == [e]
 
     check()
 
@@ -182,7 +187,7 @@ def test_large_ints_round_trip_exactly(store: Store) -> None:
 def test_commit_poll_rolls_back_when_an_insert_fails_midway(store: Store, db: Path) -> None:
     """A constraint failing on the 2nd event raises StoreError and leaves state, counters
     and events exactly as before the poll."""
-    store.commit_poll(CHAIN, state(T0, tracked(1)), [event("first")])
+    jail_store.commit_poll(store, CHAIN, state(T0, tracked(1)), [event("first")])
     before = snapshot(store)
     with raw(db) as conn:
         conn.execute(
@@ -191,9 +196,9 @@ def test_commit_poll_rolls_back_when_an_insert_fails_midway(store: Store, db: Pa
         )
     poll = [event("ok", index=2, observed_at=T0 + 30), event("boom", observed_at=T0 + 30)]
     with pytest.raises(StoreError, match="commit poll of 'hyperliquid' failed: boom"):
-        store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), poll)
+        jail_store.commit_poll(store, CHAIN, state(T0 + 30, tracked(2)), poll)
     assert snapshot(store) == before
-    assert store.counters(CHAIN).jails == 1
+    assert jail_store.counters(store, CHAIN).jails == 1
 
 
 def test_commit_poll_rolls_back_on_any_exception(
@@ -201,9 +206,9 @@ def test_commit_poll_rolls_back_on_any_exception(
 ) -> None:
     """A non-SQLite exception after the first event insert propagates unwrapped, and the
     state, counters and events are unchanged."""
-    store.commit_poll(CHAIN, state(T0, tracked(1)), [event("first")])
+    jail_store.commit_poll(store, CHAIN, state(T0, tracked(1)), [event("first")])
     before = snapshot(store)
-    real = store_module._event_params
+    real = jail_store._event_params
     calls = 0
 
     def fail_second(e: ValidatorEvent) -> tuple[object, ...]:
@@ -213,14 +218,14 @@ def test_commit_poll_rolls_back_on_any_exception(
             raise RuntimeError("injected")
         return real(e)
 
-    monkeypatch.setattr(store_module, "_event_params", fail_second)
+    monkeypatch.setattr(jail_store, "_event_params", fail_second)
     poll = [event("x", observed_at=T0 + 30), event("y", index=2, observed_at=T0 + 30)]
     with pytest.raises(RuntimeError, match="injected"):
-        store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), poll)
+        jail_store.commit_poll(store, CHAIN, state(T0 + 30, tracked(2)), poll)
     assert calls == 2
     assert snapshot(store) == before
     monkeypatch.undo()
-    assert store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), poll) == 2  # usable after
+    assert jail_store.commit_poll(store, CHAIN, state(T0 + 30, tracked(2)), poll) == poll
 
 
 def test_recommitting_the_same_poll_does_not_double_count(store: Store, db: Path) -> None:
@@ -230,12 +235,14 @@ def test_recommitting_the_same_poll_does_not_double_count(store: Store, db: Path
         event("j2", index=2, inferred=True),
         event("u1", EventKind.UNJAILED, index=3, unjail_delay_seconds=100.0),
     ]
-    assert store.commit_poll(CHAIN, state(T0, tracked(1)), poll) == 3
-    counted = store.counters(CHAIN)
-    assert store.commit_poll(CHAIN, state(T0, tracked(1)), poll) == 0
-    assert store.commit_poll(CHAIN, state(T0 + 1, tracked(1)), [*poll, event("j3")]) == 1
-    assert store.counters(CHAIN).jails == counted.jails + 1
-    assert store.counters(CHAIN).unjail_delay_count == counted.unjail_delay_count
+    assert jail_store.commit_poll(store, CHAIN, state(T0, tracked(1)), poll) == poll
+    counted = jail_store.counters(store, CHAIN)
+    assert jail_store.commit_poll(store, CHAIN, state(T0, tracked(1)), poll) == []
+    assert jail_store.commit_poll(
+        store, CHAIN, state(T0 + 1, tracked(1)), [*poll, event("j3")]
+    ) == [event("j3")]
+    assert jail_store.counters(store, CHAIN).jails == counted.jails + 1
+    assert jail_store.counters(store, CHAIN).unjail_delay_count == counted.unjail_delay_count
     with raw(db) as conn:
         assert conn.execute("SELECT count(*) FROM events").fetchone() == (4,)
 
@@ -243,9 +250,9 @@ def test_recommitting_the_same_poll_does_not_double_count(store: Store, db: Path
 def test_commit_poll_rejects_an_event_of_another_chain(store: Store) -> None:
     """An event whose chain differs from the poll's raises ValueError and writes nothing."""
     with pytest.raises(ValueError, match="not 'hyperliquid'"):
-        store.commit_poll(CHAIN, state(T0, tracked(1)), [event("x", chain="other")])
-    assert store.load_state(CHAIN) is None
-    assert store.events() == []
+        jail_store.commit_poll(store, CHAIN, state(T0, tracked(1)), [event("x", chain="other")])
+    assert jail_store.load_state(store, CHAIN) is None
+    assert jail_store.events(store) == []
 
 
 # --- counters ----------------------------------------------------------------------------
@@ -265,12 +272,12 @@ def test_counters_count_jails_and_unjail_delays(store: Store) -> None:
         event("x1", EventKind.JOINED, index=4),
         event("x2", EventKind.DEACTIVATED, index=4),
     ]
-    store.commit_poll(CHAIN, state(T0), poll)
-    store.commit_poll("other", state(T0), [event("o1", chain="other")])
+    jail_store.commit_poll(store, CHAIN, state(T0), poll)
+    jail_store.commit_poll(store, "other", state(T0), [event("o1", chain="other")])
     expected_buckets = tuple(
         sum(1 for d in (0.0, 300.0, 10**6) if d <= bound) for bound in UNJAIL_DELAY_BUCKETS
     )
-    assert store.counters(CHAIN) == JailCounters(
+    assert jail_store.counters(store, CHAIN) == JailCounters(
         jails=3,
         validator_jails={f"0x{1:040x}": 2, f"0x{2:040x}": 1},
         unjail_delay_bucket_counts=expected_buckets,
@@ -278,41 +285,47 @@ def test_counters_count_jails_and_unjail_delays(store: Store) -> None:
         unjail_delay_count=3,
     )
     assert expected_buckets[:3] == (1, 1, 2)  # le 0, le 60, le 300
-    assert store.counters("other").jails == 1
-    assert store.counters("never") == JailCounters(0, {}, (0,) * len(UNJAIL_DELAY_BUCKETS), 0, 0)
+    assert jail_store.counters(store, "other").jails == 1
+    assert jail_store.counters(store, "never") == JailCounters(
+        0, {}, (0,) * len(UNJAIL_DELAY_BUCKETS), 0, 0
+    )
 
 
 def test_counters_continue_across_close_and_reopen(db: Path) -> None:
     """Counters and state read after close/reopen equal those before, and keep counting."""
     with Store(db) as first:
-        first.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1"), event("j2", index=2)])
+        jail_store.commit_poll(
+            first, CHAIN, state(T0, tracked(1)), [event("j1"), event("j2", index=2)]
+        )
         before = snapshot(first)
     with Store(db) as second:
         assert snapshot(second) == before
-        second.commit_poll(CHAIN, state(T0 + 30, tracked(1)), [event("j3", observed_at=T0 + 30)])
-        assert second.counters(CHAIN).jails == 3
-        assert second.counters(CHAIN).validator_jails[f"0x{1:040x}"] == 2
+        jail_store.commit_poll(
+            second, CHAIN, state(T0 + 30, tracked(1)), [event("j3", observed_at=T0 + 30)]
+        )
+        assert jail_store.counters(second, CHAIN).jails == 3
+        assert jail_store.counters(second, CHAIN).validator_jails[f"0x{1:040x}"] == 2
 
 
 def test_prune_keeps_counters_and_windowed_counts(store: Store) -> None:
     """prune deletes only events older than the cutoff (all chains), returns how many, leaves
     counters unchanged, and count_events over windows after the cutoff is unchanged by it."""
     poll = [event(f"j{i}", index=i, observed_at=T0 + 100 * i) for i in range(10)]
-    store.commit_poll(CHAIN, state(T0 + 1000), poll)
-    store.commit_poll("other", state(T0), [event("o", chain="other", observed_at=T0)])
-    counters = store.counters(CHAIN)
-    assert store.count_events(CHAIN, EventKind.JAILED, T0 + 500) == 5
-    assert store.count_events(CHAIN, EventKind.JAILED, T0 + 450) == 5
-    assert store.count_events(CHAIN, EventKind.JAILED, 0) == 10
-    assert store.count_events(CHAIN, EventKind.UNJAILED, 0) == 0
+    jail_store.commit_poll(store, CHAIN, state(T0 + 1000), poll)
+    jail_store.commit_poll(store, "other", state(T0), [event("o", chain="other", observed_at=T0)])
+    counters = jail_store.counters(store, CHAIN)
+    assert jail_store.count_events(store, CHAIN, EventKind.JAILED, T0 + 500) == 5
+    assert jail_store.count_events(store, CHAIN, EventKind.JAILED, T0 + 450) == 5
+    assert jail_store.count_events(store, CHAIN, EventKind.JAILED, 0) == 10
+    assert jail_store.count_events(store, CHAIN, EventKind.UNJAILED, 0) == 0
 
-    assert store.prune(T0 + 500) == 6  # j0..j4 and "other"'s event
-    assert store.counters(CHAIN) == counters
-    assert store.counters("other").jails == 1
-    assert store.count_events(CHAIN, EventKind.JAILED, T0 + 500) == 5
-    assert store.count_events(CHAIN, EventKind.JAILED, 0) == 5
-    assert [e.event_id for e in store.events()] == [f"j{i}" for i in range(5, 10)]
-    assert store.prune(T0 + 500) == 0
+    assert jail_store.prune(store, T0 + 500) == 6  # j0..j4 and "other"'s event
+    assert jail_store.counters(store, CHAIN) == counters
+    assert jail_store.counters(store, "other").jails == 1
+    assert jail_store.count_events(store, CHAIN, EventKind.JAILED, T0 + 500) == 5
+    assert jail_store.count_events(store, CHAIN, EventKind.JAILED, 0) == 5
+    assert [e.event_id for e in jail_store.events(store)] == [f"j{i}" for i in range(5, 10)]
+    assert jail_store.prune(store, T0 + 500) == 0
 
 
 def test_prune_returns_freed_pages_to_the_filesystem(store: Store, db: Path) -> None:
@@ -320,10 +333,10 @@ def test_prune_returns_freed_pages_to_the_filesystem(store: Store, db: Path) -> 
     filler = "x" * 2000
     for n in range(20):
         poll = [event(f"e{n}-{i}", name=filler, observed_at=T0 + n, index=i) for i in range(10)]
-        store.commit_poll(CHAIN, state(T0 + n), poll)
+        jail_store.commit_poll(store, CHAIN, state(T0 + n), poll)
     with raw(db) as conn:
         pages_before = conn.execute("PRAGMA page_count").fetchone()[0]
-    assert store.prune(T0 + 100) == 200
+    assert jail_store.prune(store, T0 + 100) == 200
     with raw(db) as conn:
         assert conn.execute("PRAGMA freelist_count").fetchone() == (0,)
         assert conn.execute("PRAGMA page_count").fetchone()[0] < pages_before // 4
@@ -335,7 +348,8 @@ def test_prune_returns_freed_pages_to_the_filesystem(store: Store, db: Path) -> 
 def test_events_filters_and_ordering(store: Store) -> None:
     """events() applies chain, since, validator and kinds together (empty kinds matches
     nothing) and orders by observed_at, then insertion."""
-    store.commit_poll(
+    jail_store.commit_poll(
+        store,
         CHAIN,
         state(T0 + 60),
         [
@@ -345,10 +359,12 @@ def test_events_filters_and_ordering(store: Store) -> None:
             event("tie-2", EventKind.JOINED, index=2, observed_at=T0 + 30),
         ],
     )
-    store.commit_poll("other", state(T0), [event("elsewhere", chain="other", observed_at=T0)])
+    jail_store.commit_poll(
+        store, "other", state(T0), [event("elsewhere", chain="other", observed_at=T0)]
+    )
 
     def ids(**filters: Any) -> list[str]:
-        return [e.event_id for e in store.events(**filters)]
+        return [e.event_id for e in jail_store.events(store, **filters)]
 
     assert ids() == ["early", "elsewhere", "tie-1", "tie-2", "late"]
     assert ids(chain=CHAIN) == ["early", "tie-1", "tie-2", "late"]
@@ -370,27 +386,27 @@ def test_events_filters_and_ordering(store: Store) -> None:
 def test_read_only_store_reads_alongside_a_writer_and_cannot_write(store: Store, db: Path) -> None:
     """With the writer's connection open, a read_only store sees each new commit, and any
     write through it raises StoreError."""
-    store.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1")])
+    jail_store.commit_poll(store, CHAIN, state(T0, tracked(1)), [event("j1")])
     with Store(db, read_only=True) as reader:
-        assert reader.counters(CHAIN).jails == 1
-        assert reader.load_state(CHAIN) == store.load_state(CHAIN)
-        store.commit_poll(CHAIN, state(T0 + 30, tracked(2)), [event("j2", index=2)])
-        assert reader.counters(CHAIN).jails == 2
-        assert [e.event_id for e in reader.events(CHAIN)] == ["j1", "j2"]
+        assert jail_store.counters(reader, CHAIN).jails == 1
+        assert jail_store.load_state(reader, CHAIN) == jail_store.load_state(store, CHAIN)
+        jail_store.commit_poll(store, CHAIN, state(T0 + 30, tracked(2)), [event("j2", index=2)])
+        assert jail_store.counters(reader, CHAIN).jails == 2
+        assert [e.event_id for e in jail_store.events(reader, CHAIN)] == ["j1", "j2"]
         with pytest.raises(StoreError, match="readonly"):
-            reader.commit_poll(CHAIN, state(T0 + 60), [])
+            jail_store.commit_poll(reader, CHAIN, state(T0 + 60), [])
         with pytest.raises(StoreError, match="readonly"):
-            reader.prune(T0 + 100)
-    assert store.counters(CHAIN).jails == 2
+            jail_store.prune(reader, T0 + 100)
+    assert jail_store.counters(store, CHAIN).jails == 2
 
 
 def test_read_only_store_reads_after_the_writer_closed(db: Path) -> None:
     """A read_only store opens and reads a database whose writer has exited."""
     with Store(db) as writer:
-        writer.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1")])
+        jail_store.commit_poll(writer, CHAIN, state(T0, tracked(1)), [event("j1")])
     with Store(db, read_only=True) as reader:
-        assert reader.chains() == [CHAIN]
-        assert reader.counters(CHAIN).jails == 1
+        assert jail_store.chains(reader) == [CHAIN]
+        assert jail_store.counters(reader, CHAIN).jails == 1
 
 
 def test_read_only_on_a_missing_file_raises_and_creates_nothing(tmp_path: Path) -> None:
@@ -426,7 +442,7 @@ def test_use_after_close_raises_store_error(db: Path) -> None:
     opened.close()
     opened.close()
     with pytest.raises(StoreError, match="closed"):
-        opened.chains()
+        jail_store.chains(opened)
 
 
 def test_fresh_database_gets_latest_schema_wal_and_incremental_vacuum(
@@ -461,15 +477,15 @@ def test_new_migrations_apply_in_order_and_keep_data(
 ) -> None:
     """Opening an older database applies the migrations it lacks, in order, keeping its data."""
     with Store(db) as old:
-        old.commit_poll(CHAIN, state(T0, tracked(1)), [event("j1")])
+        jail_store.commit_poll(old, CHAIN, state(T0, tracked(1)), [event("j1")])
     added = (
         ("CREATE TABLE extra (n INTEGER)", "INSERT INTO extra VALUES (1)"),
         ("INSERT INTO extra SELECT n + 1 FROM extra",),
     )
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + added)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + added)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 2)
     with Store(db) as new:
-        assert new.counters(CHAIN).jails == 1
+        assert jail_store.counters(new, CHAIN).jails == 1
     with raw(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 2,)
         assert conn.execute("SELECT n FROM extra ORDER BY n").fetchall() == [(1,), (2,)]
@@ -482,8 +498,8 @@ def test_a_failing_migration_is_rolled_back_whole(
     version bump are rolled back."""
     Store(db).close()
     broken = (("CREATE TABLE half (n INTEGER)", "CREATE TABLE half (n INTEGER)"),)
-    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS + broken)
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS + broken)
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="open failed: table half already exists"):
         Store(db)
     with raw(db) as conn:
@@ -497,7 +513,7 @@ def test_database_file_is_created_0600_in_a_new_directory(tmp_path: Path) -> Non
     previous = os.umask(0)
     try:
         with Store(path) as created:
-            created.commit_poll(CHAIN, state(T0), [])
+            jail_store.commit_poll(created, CHAIN, state(T0), [])
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
             assert stat.S_IMODE(Path(f"{path}-wal").stat().st_mode) == 0o600
     finally:
@@ -512,7 +528,7 @@ _COMMIT_FOREVER = textwrap.dedent(
     from pathlib import Path
 
     from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
-    from quorumwatch.store import Store
+    from quorumwatch.store import Store, jails
 
     store = Store(Path(sys.argv[1]))
     poll = 0
@@ -524,7 +540,7 @@ _COMMIT_FOREVER = textwrap.dedent(
             f"kill9-{poll}", "c", address, "v", EventKind.JAILED, float(poll),
             float(poll - 1), False, False, v.stake, None,
         )
-        store.commit_poll("c", ChainState(float(poll), {address: v}), [event])
+        jails.commit_poll(store, "c", ChainState(float(poll), {address: v}), [event])
         sys.stdout.write(f"{poll}\\n")
         sys.stdout.flush()
     """
@@ -565,12 +581,15 @@ def test_kill_9_loses_no_committed_poll_and_counts_none_twice(db: Path) -> None:
     with raw(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     with Store(db) as reopened:
-        jails = reopened.counters("c").jails
-        rows = reopened.count_events("c", EventKind.JAILED, float("-inf"))
-        latest = reopened.load_state("c")
+        jails = jail_store.counters(reopened, "c").jails
+        rows = jail_store.count_events(reopened, "c", EventKind.JAILED, float("-inf"))
+        latest = jail_store.load_state(reopened, "c")
         assert latest is not None
         assert (
-            jails == rows == int(latest.observed_at) == len(reopened.counters("c").validator_jails)
+            jails
+            == rows
+            == int(latest.observed_at)
+            == len(jail_store.counters(reopened, "c").validator_jails)
         )
         assert jails >= last
         assert len(latest.validators) == 1
@@ -603,23 +622,29 @@ async def test_async_store_runs_all_sqlite_on_one_worker_thread(db: Path) -> Non
     store = await TracedAsyncStore.open(db)
     async with store:
         polls = [
-            store.commit_poll(
-                CHAIN, state(T0 + i, tracked(1)), [event(f"j{i}", observed_at=T0 + i)]
+            store.call(
+                jail_store.commit_poll,
+                CHAIN,
+                state(T0 + i, tracked(1)),
+                [event(f"j{i}", observed_at=T0 + i)],
             )
             for i in range(20)
         ]
-        assert await asyncio.gather(*polls) == [1] * 20
-        assert (await store.counters(CHAIN)).jails == 20
-        assert await store.count_events(CHAIN, EventKind.JAILED, T0 + 10) == 10
-        assert len(await store.events(CHAIN, since=T0 + 15, kinds={EventKind.JAILED})) == 5
-        assert await store.prune(T0 + 5) == 5
-        assert await store.chains() == [CHAIN]
-        loaded = await store.load_state(CHAIN)
+        assert [len(inserted) for inserted in await asyncio.gather(*polls)] == [1] * 20
+        assert (await store.call(jail_store.counters, CHAIN)).jails == 20
+        assert await store.call(jail_store.count_events, CHAIN, EventKind.JAILED, T0 + 10) == 10
+        assert (
+            len(await store.call(jail_store.events, CHAIN, since=T0 + 15, kinds={EventKind.JAILED}))
+            == 5
+        )
+        assert await store.call(jail_store.prune, T0 + 5) == 5
+        assert await store.call(jail_store.chains) == [CHAIN]
+        loaded = await store.call(jail_store.load_state, CHAIN)
         assert loaded is not None
         assert loaded.observed_at >= T0
     await store.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
-        await store.chains()
+        await store.call(jail_store.chains)
 
     assert statements > 30
     assert len(threads) == 1
@@ -627,7 +652,7 @@ async def test_async_store_runs_all_sqlite_on_one_worker_thread(db: Path) -> Non
 
     threads.clear()
     reader = await TracedAsyncStore.open(db, read_only=True)
-    assert (await reader.counters(CHAIN)).jails == 20
+    assert (await reader.call(jail_store.counters, CHAIN)).jails == 20
     await reader.close()
     assert len(threads) == 1  # its own worker, again not the loop's thread
     assert threading.get_ident() not in threads
@@ -680,7 +705,7 @@ def alert_state(
 
 
 def outbox_ids(store: Store) -> list[str]:
-    return [entry.event_id for entry in store.outbox_peek(1000)]
+    return [entry.event_id for entry in alert_store.outbox_peek(store, 1000)]
 
 
 def test_alert_state_round_trip_is_exact(store: Store) -> None:
@@ -690,28 +715,36 @@ def test_alert_state_round_trip_is_exact(store: Store) -> None:
     pending = alert_state("ChainHalted", firing=False, value=None, threshold=None)
     firing = alert_state(entity="Ünïcode \u202e name", pending_since=T0 + 0.125)
     other = alert_state(chain="other")
-    store.commit_alerts(CHAIN, [firing, pending], [])
-    store.commit_alerts("other", [other], [])
-    assert store.load_alert_state(CHAIN) == [pending, firing]  # by alert, fingerprint
-    assert store.firing(CHAIN) == [firing]
-    assert store.load_alert_state("other") == [other]
-    assert store.load_alert_state("never") == []
-    assert store.firing("never") == []
+    alert_store.commit_alerts(store, CHAIN, [firing, pending], [])
+    alert_store.commit_alerts(store, "other", [other], [])
+    assert alert_store.load_alert_state(store, CHAIN) == [pending, firing]  # by alert, fingerprint
+    assert alert_store.firing(store, CHAIN) == [firing]
+    assert alert_store.load_alert_state(store, "other") == [other]
+    assert alert_store.load_alert_state(store, "never") == []
+    assert alert_store.firing(store, "never") == []
 
-    store.commit_alerts(CHAIN, [pending], [])
-    assert store.load_alert_state(CHAIN) == [pending]
-    assert store.firing(CHAIN) == []
-    assert store.load_alert_state("other") == [other]
+    alert_store.commit_alerts(store, CHAIN, [pending], [])
+    assert alert_store.load_alert_state(store, CHAIN) == [pending]
+    assert alert_store.firing(store, CHAIN) == []
+    assert alert_store.load_alert_state(store, "other") == [other]
 
 
 def test_alert_state_and_outbox_survive_reopen(db: Path) -> None:
     """Alert state, pending outbox rows and event counters read after close/reopen equal
     those before."""
     with Store(db) as first:
-        first.commit_alerts(CHAIN, [alert_state()], [alert_event("f1")])
-        before = (first.load_alert_state(CHAIN), first.outbox_peek(10), first.events_generated())
+        alert_store.commit_alerts(first, CHAIN, [alert_state()], [alert_event("f1")])
+        before = (
+            alert_store.load_alert_state(first, CHAIN),
+            alert_store.outbox_peek(first, 10),
+            alert_store.events_generated(first),
+        )
     with Store(db) as second:
-        after = (second.load_alert_state(CHAIN), second.outbox_peek(10), second.events_generated())
+        after = (
+            alert_store.load_alert_state(second, CHAIN),
+            alert_store.outbox_peek(second, 10),
+            alert_store.events_generated(second),
+        )
     assert after == before
     assert before[2] == {("EntityCanHalt", AlertStatus.FIRING): 1}
 
@@ -720,10 +753,16 @@ def test_commit_alerts_is_atomic(store: Store, db: Path) -> None:
     """When the 2nd outbox insert fails, commit_alerts raises StoreError and leaves alert
     state, outbox and event counters as before; an event or state of another chain raises
     ValueError and writes nothing."""
-    store.commit_alerts(CHAIN, [alert_state(entity="e0")], [alert_event("first", entity="e0")])
+    alert_store.commit_alerts(
+        store, CHAIN, [alert_state(entity="e0")], [alert_event("first", entity="e0")]
+    )
 
     def everything() -> tuple[object, ...]:
-        return (store.load_alert_state(CHAIN), store.outbox_peek(100), store.events_generated())
+        return (
+            alert_store.load_alert_state(store, CHAIN),
+            alert_store.outbox_peek(store, 100),
+            alert_store.events_generated(store),
+        )
 
     before = everything()
     with raw(db) as conn:
@@ -732,7 +771,8 @@ def test_commit_alerts_is_atomic(store: Store, db: Path) -> None:
             " BEGIN SELECT RAISE(ABORT, 'boom'); END"
         )
     with pytest.raises(StoreError, match="commit alerts of 'hyperliquid' failed: boom"):
-        store.commit_alerts(
+        alert_store.commit_alerts(
+            store,
             CHAIN,
             [alert_state(entity="e1"), alert_state(entity="e2")],
             [alert_event("ok", entity="e1"), alert_event("boom", entity="e2")],
@@ -740,9 +780,9 @@ def test_commit_alerts_is_atomic(store: Store, db: Path) -> None:
     assert everything() == before
 
     with pytest.raises(ValueError, match="not for chain 'hyperliquid'"):
-        store.commit_alerts(CHAIN, [alert_state(chain="other")], [])
+        alert_store.commit_alerts(store, CHAIN, [alert_state(chain="other")], [])
     with pytest.raises(ValueError, match="not for chain 'hyperliquid'"):
-        store.commit_alerts(CHAIN, [], [alert_event("x", chain="other")])
+        alert_store.commit_alerts(store, CHAIN, [], [alert_event("x", chain="other")])
     assert everything() == before
 
 
@@ -751,10 +791,10 @@ def test_outbox_is_fifo_across_commits_and_delete_removes_one(store: Store) -> N
     respected) with the event's JSON as payload; outbox_delete removes exactly one; an
     event_id already pending is not appended or counted twice."""
     first = [alert_event("a1"), alert_event("a2", "ChainHalted")]
-    store.commit_alerts(CHAIN, [], first)
-    store.commit_alerts("other", [], [alert_event("b1", chain="other")])
-    store.commit_alerts(CHAIN, [], [alert_event("a3", status=AlertStatus.RESOLVED)])
-    entries = store.outbox_peek(10)
+    alert_store.commit_alerts(store, CHAIN, [], first)
+    alert_store.commit_alerts(store, "other", [], [alert_event("b1", chain="other")])
+    alert_store.commit_alerts(store, CHAIN, [], [alert_event("a3", status=AlertStatus.RESOLVED)])
+    entries = alert_store.outbox_peek(store, 10)
     assert [e.event_id for e in entries] == ["a1", "a2", "b1", "a3"]
     assert [e.id for e in entries] == sorted(e.id for e in entries)
     assert entries[1] == OutboxEntry(
@@ -766,54 +806,61 @@ def test_outbox_is_fifo_across_commits_and_delete_removes_one(store: Store) -> N
         created_at=entries[1].created_at,
     )
     assert [e.chain for e in entries] == [CHAIN, CHAIN, "other", CHAIN]
-    assert outbox_ids(store)[:2] == [e.event_id for e in store.outbox_peek(2)]
+    assert outbox_ids(store)[:2] == [e.event_id for e in alert_store.outbox_peek(store, 2)]
 
-    store.outbox_delete(entries[1].id)
+    alert_store.outbox_delete(store, entries[1].id)
     assert outbox_ids(store) == ["a1", "b1", "a3"]
-    store.outbox_delete(entries[1].id)  # already gone: nothing else is touched
+    alert_store.outbox_delete(store, entries[1].id)  # already gone: nothing else is touched
     assert outbox_ids(store) == ["a1", "b1", "a3"]
 
-    store.commit_alerts(CHAIN, [], [alert_event("a1"), alert_event("a4")])
+    alert_store.commit_alerts(store, CHAIN, [], [alert_event("a1"), alert_event("a4")])
     assert outbox_ids(store) == ["a1", "b1", "a3", "a4"]
-    assert store.events_generated()[("EntityCanHalt", AlertStatus.FIRING)] == 3  # a1 b1 a4
-    for entry in store.outbox_peek(100):
-        store.outbox_delete(entry.id)
-    assert store.outbox_peek(100) == []
-    store.commit_alerts(CHAIN, [], [alert_event("a5")])
-    later = store.outbox_peek(1)
+    assert (
+        alert_store.events_generated(store)[("EntityCanHalt", AlertStatus.FIRING)] == 3
+    )  # a1 b1 a4
+    for entry in alert_store.outbox_peek(store, 100):
+        alert_store.outbox_delete(store, entry.id)
+    assert alert_store.outbox_peek(store, 100) == []
+    alert_store.commit_alerts(store, CHAIN, [], [alert_event("a5")])
+    later = alert_store.outbox_peek(store, 1)
     assert later[0].id > entries[-1].id  # AUTOINCREMENT: ids never reused, FIFO holds
 
 
 def test_outbox_stats_and_events_generated(store: Store) -> None:
     """outbox_stats gives the pending count and the oldest row's age (None when empty);
     events_generated sums per (alert, status) over chains and is not reduced by deletes."""
-    assert store.outbox_stats(T0) == (0, None)
-    assert store.events_generated() == {}
+    assert alert_store.outbox_stats(store, T0) == (0, None)
+    assert alert_store.events_generated(store) == {}
     before = time.time()
-    store.commit_alerts(CHAIN, [], [alert_event("a1"), alert_event("a2", "Alert_With_Underscore")])
-    store.commit_alerts("other", [], [alert_event("b1", chain="other")])
-    store.commit_alerts(
-        "other", [], [alert_event("b2", chain="other", status=AlertStatus.RESOLVED)]
+    alert_store.commit_alerts(
+        store, CHAIN, [], [alert_event("a1"), alert_event("a2", "Alert_With_Underscore")]
+    )
+    alert_store.commit_alerts(store, "other", [], [alert_event("b1", chain="other")])
+    alert_store.commit_alerts(
+        store, "other", [], [alert_event("b2", chain="other", status=AlertStatus.RESOLVED)]
     )
     after = time.time()
-    count, age = store.outbox_stats(after + 100)
+    count, age = alert_store.outbox_stats(store, after + 100)
     assert count == 4
     assert age is not None
     assert 100 <= age <= 100 + (after - before)
-    assert store.outbox_stats(before - 50) == (4, 0.0)  # a clock step back is not negative
+    assert alert_store.outbox_stats(store, before - 50) == (
+        4,
+        0.0,
+    )  # a clock step back is not negative
 
     expected = {
         ("Alert_With_Underscore", AlertStatus.FIRING): 1,
         ("EntityCanHalt", AlertStatus.FIRING): 2,
         ("EntityCanHalt", AlertStatus.RESOLVED): 1,
     }
-    assert store.events_generated() == expected
-    for entry in store.outbox_peek(100):
-        store.outbox_delete(entry.id)
-    assert store.outbox_stats(after) == (0, None)
-    assert store.events_generated() == expected
-    assert store.alert_chains() == [CHAIN, "other"]
-    assert store.counters(CHAIN).jails == 0  # jail counters are not disturbed
+    assert alert_store.events_generated(store) == expected
+    for entry in alert_store.outbox_peek(store, 100):
+        alert_store.outbox_delete(store, entry.id)
+    assert alert_store.outbox_stats(store, after) == (0, None)
+    assert alert_store.events_generated(store) == expected
+    assert alert_store.alert_chains(store) == [CHAIN, "other"]
+    assert jail_store.counters(store, CHAIN).jails == 0  # jail counters are not disturbed
 
 
 def test_migration_from_a_v1_database_keeps_its_data(
@@ -822,10 +869,10 @@ def test_migration_from_a_v1_database_keeps_its_data(
     """A database created with only migration 1 opens at version 2 with its state, events
     and counters unchanged, and the alert tables usable."""
     with monkeypatch.context() as patched:
-        patched.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
-        patched.setattr(store_module, "SCHEMA_VERSION", 1)
+        patched.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
+        patched.setattr(migrations, "SCHEMA_VERSION", 1)
         with Store(db) as old:
-            old.commit_poll(CHAIN, state(T0, tracked(1, jailed=True)), [event("j1")])
+            jail_store.commit_poll(old, CHAIN, state(T0, tracked(1, jailed=True)), [event("j1")])
             before = snapshot(old)
     with raw(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
@@ -834,11 +881,11 @@ def test_migration_from_a_v1_database_keeps_its_data(
     assert SCHEMA_VERSION == 2
     with Store(db) as new:
         assert snapshot(new) == before
-        assert new.load_alert_state(CHAIN) == []
-        assert new.outbox_stats(T0) == (0, None)
-        new.commit_alerts(CHAIN, [alert_state()], [alert_event("f1")])
+        assert alert_store.load_alert_state(new, CHAIN) == []
+        assert alert_store.outbox_stats(new, T0) == (0, None)
+        alert_store.commit_alerts(new, CHAIN, [alert_state()], [alert_event("f1")])
         assert outbox_ids(new) == ["f1"]
-        assert new.counters(CHAIN) == before[1]
+        assert jail_store.counters(new, CHAIN) == before[1]
     with raw(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -847,18 +894,23 @@ def test_migration_from_a_v1_database_keeps_its_data(
 async def test_async_store_alert_methods(db: Path) -> None:
     """Every alert and outbox method of AsyncStore returns what the Store method returns."""
     async with await AsyncStore.open(db) as store:
-        await store.commit_alerts(
-            CHAIN, [alert_state(), alert_state(entity="e2", firing=False)], [alert_event("f1")]
+        await store.call(
+            alert_store.commit_alerts,
+            CHAIN,
+            [alert_state(), alert_state(entity="e2", firing=False)],
+            [alert_event("f1")],
         )
-        assert len(await store.load_alert_state(CHAIN)) == 2
-        assert await store.firing(CHAIN) == [alert_state()]
-        assert await store.alert_chains() == [CHAIN]
-        entries = await store.outbox_peek(10)
+        assert len(await store.call(alert_store.load_alert_state, CHAIN)) == 2
+        assert await store.call(alert_store.firing, CHAIN) == [alert_state()]
+        assert await store.call(alert_store.alert_chains) == [CHAIN]
+        entries = await store.call(alert_store.outbox_peek, 10)
         assert [e.event_id for e in entries] == ["f1"]
-        assert (await store.outbox_stats(time.time()))[0] == 1
-        assert await store.events_generated() == {("EntityCanHalt", AlertStatus.FIRING): 1}
-        await store.outbox_delete(entries[0].id)
-        assert await store.outbox_peek(10) == []
+        assert (await store.call(alert_store.outbox_stats, time.time()))[0] == 1
+        assert await store.call(alert_store.events_generated) == {
+            ("EntityCanHalt", AlertStatus.FIRING): 1
+        }
+        await store.call(alert_store.outbox_delete, entries[0].id)
+        assert await store.call(alert_store.outbox_peek, 10) == []
 
 
 # --- the outbox bound ---------------------------------------------------------------------
@@ -870,58 +922,63 @@ def test_full_outbox_drops_the_oldest_in_commit_order_and_warns_once(db: Path) -
     events_generated, and logs one warning for the first drop only within the interval."""
     with Store(db, max_outbox_events=4) as store, capture_logs() as logs:
         first = [alert_event("a1"), alert_event("a2", entity="e2")]
-        assert store.commit_alerts(CHAIN, [], first) == 0
-        assert store.commit_alerts("other", [], [alert_event("b1", chain="other")]) == 0
-        assert store.commit_alerts(CHAIN, [], [alert_event("a3", entity="e3")]) == 0
-        assert store.outbox_dropped() == 0
+        assert alert_store.commit_alerts(store, CHAIN, [], first) == 0
+        assert (
+            alert_store.commit_alerts(store, "other", [], [alert_event("b1", chain="other")]) == 0
+        )
+        assert alert_store.commit_alerts(store, CHAIN, [], [alert_event("a3", entity="e3")]) == 0
+        assert alert_store.outbox_dropped(store) == 0
         assert logs == []
 
-        dropped = store.commit_alerts(
+        dropped = alert_store.commit_alerts(
+            store,
             "other",
             [],
             [alert_event("b2", chain="other", entity="e2"), alert_event("b3", chain="other")],
         )
         assert dropped == 2
         assert outbox_ids(store) == ["b1", "a3", "b2", "b3"]
-        assert store.outbox_dropped() == 2
+        assert alert_store.outbox_dropped(store) == 2
         assert [(e["event"], e["log_level"], e["dropped"]) for e in logs] == [
             ("outbox full: oldest undelivered alert events dropped", "warning", 2)
         ]
 
-        assert store.commit_alerts(CHAIN, [], [alert_event("a4", entity="e4")]) == 1
+        assert alert_store.commit_alerts(store, CHAIN, [], [alert_event("a4", entity="e4")]) == 1
         assert outbox_ids(store) == ["a3", "b2", "b3", "a4"]
-        assert store.outbox_dropped() == 3
+        assert alert_store.outbox_dropped(store) == 3
         assert len(logs) == 1  # the next warning waits for the interval
-        assert sum(store.events_generated().values()) == 7
+        assert sum(alert_store.events_generated(store).values()) == 7
 
 
 def test_commit_alerts_returns_0_when_the_outbox_is_not_over_the_bound(db: Path) -> None:
     """commit_alerts that appends nothing (state only, or an event already pending) drops
     nothing even with the outbox at its bound."""
     with Store(db, max_outbox_events=1) as store:
-        assert store.commit_alerts(CHAIN, [], [alert_event("a1")]) == 0
-        assert store.commit_alerts(CHAIN, [alert_state()], []) == 0
-        assert store.commit_alerts(CHAIN, [], [alert_event("a1")]) == 0
+        assert alert_store.commit_alerts(store, CHAIN, [], [alert_event("a1")]) == 0
+        assert alert_store.commit_alerts(store, CHAIN, [alert_state()], []) == 0
+        assert alert_store.commit_alerts(store, CHAIN, [], [alert_event("a1")]) == 0
         assert outbox_ids(store) == ["a1"]
-        assert store.outbox_dropped() == 0
+        assert alert_store.outbox_dropped(store) == 0
 
 
 def test_drop_is_rolled_back_with_its_commit(db: Path) -> None:
     """The drop is part of the commit's transaction: when counting the drop fails, the
     dropped events are back, the new ones are not appended and nothing is counted."""
     with Store(db, max_outbox_events=2) as store:
-        store.commit_alerts(CHAIN, [], [alert_event("a1"), alert_event("a2", entity="e2")])
-        before = store.events_generated()
+        alert_store.commit_alerts(
+            store, CHAIN, [], [alert_event("a1"), alert_event("a2", entity="e2")]
+        )
+        before = alert_store.events_generated(store)
         with raw(db) as conn:
             conn.execute(
                 "CREATE TRIGGER boom BEFORE INSERT ON counters WHEN NEW.name = 'outbox_dropped'"
                 " BEGIN SELECT RAISE(ABORT, 'boom'); END"
             )
         with pytest.raises(StoreError, match="boom"):
-            store.commit_alerts(CHAIN, [], [alert_event("a3", entity="e3")])
+            alert_store.commit_alerts(store, CHAIN, [], [alert_event("a3", entity="e3")])
         assert outbox_ids(store) == ["a1", "a2"]
-        assert store.outbox_dropped() == 0
-        assert store.events_generated() == before
+        assert alert_store.outbox_dropped(store) == 0
+        assert alert_store.events_generated(store) == before
 
 
 def test_drop_count_is_kept_across_reopen_and_a_lower_bound_applies_at_the_next_commit(
@@ -930,15 +987,19 @@ def test_drop_count_is_kept_across_reopen_and_a_lower_bound_applies_at_the_next_
     """outbox_dropped reads the same after close and reopen; reopened with a lower bound,
     the next commit cuts the outbox back to it and adds to the same count."""
     with Store(db, max_outbox_events=2) as first:
-        first.commit_alerts(CHAIN, [], [alert_event(f"a{n}", entity=f"e{n}") for n in range(5)])
-        assert first.outbox_dropped() == 3
+        alert_store.commit_alerts(
+            first, CHAIN, [], [alert_event(f"a{n}", entity=f"e{n}") for n in range(5)]
+        )
+        assert alert_store.outbox_dropped(first) == 3
     with Store(db) as second:
-        assert second.outbox_dropped() == 3
+        assert alert_store.outbox_dropped(second) == 3
         assert outbox_ids(second) == ["a3", "a4"]
     with Store(db, max_outbox_events=1) as third:
-        assert third.commit_alerts("other", [], [alert_event("b1", chain="other")]) == 2
+        assert (
+            alert_store.commit_alerts(third, "other", [], [alert_event("b1", chain="other")]) == 2
+        )
         assert outbox_ids(third) == ["b1"]
-        assert third.outbox_dropped() == 5
+        assert alert_store.outbox_dropped(third) == 5
 
 
 def test_max_outbox_events_below_1_is_refused(db: Path) -> None:
@@ -952,7 +1013,10 @@ async def test_async_store_passes_the_bound_and_reads_the_drop_count(db: Path) -
     """AsyncStore.open(max_outbox_events=...) bounds the outbox; commit_alerts returns the
     number dropped and outbox_dropped the total."""
     async with await AsyncStore.open(db, max_outbox_events=1) as store:
-        assert await store.commit_alerts(CHAIN, [], [alert_event("a1")]) == 0
-        assert await store.commit_alerts(CHAIN, [], [alert_event("a2", entity="e2")]) == 1
-        assert await store.outbox_dropped() == 1
-        assert [e.event_id for e in await store.outbox_peek(10)] == ["a2"]
+        assert await store.call(alert_store.commit_alerts, CHAIN, [], [alert_event("a1")]) == 0
+        assert (
+            await store.call(alert_store.commit_alerts, CHAIN, [], [alert_event("a2", entity="e2")])
+            == 1
+        )
+        assert await store.call(alert_store.outbox_dropped) == 1
+        assert [e.event_id for e in await store.call(alert_store.outbox_peek, 10)] == ["a2"]

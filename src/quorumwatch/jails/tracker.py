@@ -13,6 +13,7 @@ from quorumwatch.jails.events import EventKind, track
 from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.report import JailReport
 from quorumwatch.store import StoreError
+from quorumwatch.store import jails as jail_store
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -64,7 +65,7 @@ class JailTracker:
         state, events = await asyncio.to_thread(
             track, chain, previous, validators, observed_at, gap=gap
         )
-        inserted = await self._store.commit_poll(chain, state, events)
+        inserted = await self._store.call(jail_store.commit_poll, chain, state, events)
         self._state = state
         self._missed_poll = False
         self._total_stake = total_stake
@@ -78,8 +79,8 @@ class JailTracker:
                 inferred=event.inferred,
                 after_gap=event.after_gap,
             )
-        if inserted != len(events):
-            log.warning("events already recorded", expected=len(events), inserted=inserted)
+        if len(inserted) != len(events):
+            log.warning("events already recorded", expected=len(events), inserted=len(inserted))
         await self._prune(observed_at)
         return await self.report(observed_at)
 
@@ -91,13 +92,15 @@ class JailTracker:
         # not with none, so that labels do not change when the chain comes back.
         await self._load()
         windows = {
-            window: await self._store.count_events(chain, EventKind.JAILED, now - seconds)
+            window: await self._store.call(
+                jail_store.count_events, chain, EventKind.JAILED, now - seconds
+            )
             for window, seconds in JAIL_WINDOWS.items()
         }
-        recent = await self._store.events(
-            chain, since=now - storm.window_seconds, kinds=[EventKind.JAILED]
+        recent = await self._store.call(
+            jail_store.events, chain, since=now - storm.window_seconds, kinds=[EventKind.JAILED]
         )
-        counters = await self._store.counters(chain)
+        counters = await self._store.call(jail_store.counters, chain)
         tracked = self._state.validators if self._state is not None else {}
         labelled = tracked.keys() | counters.validator_jails.keys()
         for address in self._names.keys() - labelled:
@@ -123,7 +126,7 @@ class JailTracker:
         not "everybody just joined". Retried on the next call if the store fails."""
         if self._loaded:
             return
-        state = await self._store.load_state(self._settings.name)
+        state = await self._store.call(jail_store.load_state, self._settings.name)
         self._state = state
         self._loaded = True
         if state is not None:
@@ -138,7 +141,7 @@ class JailTracker:
             return
         self._last_prune = now
         try:
-            deleted = await self._store.prune(now - self._retention_seconds)
+            deleted = await self._store.call(jail_store.prune, now - self._retention_seconds)
         except StoreError as exc:
             log.warning("pruning old events failed", error=str(exc))
             return
