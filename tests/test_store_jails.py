@@ -306,3 +306,22 @@ def test_events_filters_and_ordering(store: Store) -> None:
     ]
     assert ids(kinds=set()) == []
     assert ids(chain="nope") == []
+
+
+def test_load_history_is_state_counters_and_recent_jails(store: Store) -> None:
+    """load_history gives what load_state, counters and events(since, JAILED) give, and a
+    chain never committed has no state, zero counters and no jails."""
+    poll = [
+        event("old", index=1, observed_at=T0),
+        event("u", EventKind.UNJAILED, index=1, observed_at=T0 + 60, unjail_delay_seconds=5.0),
+        event("new", index=2, observed_at=T0 + 120),
+        event("joined", EventKind.JOINED, index=3, observed_at=T0 + 120),
+    ]
+    jail_store.commit_poll(store, CHAIN, state(T0 + 120, tracked(2, jailed=True)), poll)
+    history = jail_store.load_history(store, CHAIN, T0 + 1)
+    assert history.state == jail_store.load_state(store, CHAIN)
+    assert history.counters == jail_store.counters(store, CHAIN)
+    assert history.jails == jail_store.events(store, CHAIN, since=T0 + 1, kinds=[EventKind.JAILED])
+    assert [e.event_id for e in history.jails] == ["new"]
+    never = jail_store.load_history(store, "never", T0)
+    assert (never.state, never.counters, never.jails) == (None, JailCounters.zero(), [])
