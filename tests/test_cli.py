@@ -218,13 +218,14 @@ def _event(chain: str, address: str, name: str, kind: str, at: float, **fields: 
 
 @pytest.fixture
 def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A store written through Store.commit_poll, and the CLI's clock fixed at JAILS_NOW.
+    """A store written through store.jails.commit_poll, and the CLI's clock fixed at JAILS_NOW.
 
     hl: Alice jailed 10 d and 2 d ago (1 h and 2 h), Bob (hostile name) jailed 1 h ago;
     other: Carol jailed 30 min ago.
     """
     from quorumwatch.jails.events import ChainState
     from quorumwatch.store import Store
+    from quorumwatch.store import jails as jail_store
 
     for key in [k for k in os.environ if k.startswith("QUORUMWATCH_")]:
         monkeypatch.delenv(key)
@@ -232,7 +233,8 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     database = tmp_path / "quorumwatch.db"
     old, recent = JAILS_NOW - 10 * DAY, JAILS_NOW - 2 * DAY
     with Store(database) as store:
-        store.commit_poll(
+        jail_store.commit_poll(
+            store,
             "hl",
             ChainState(JAILS_NOW - 60, {}),
             [
@@ -243,7 +245,8 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 _event("hl", BOB, BOB_NAME, "jailed", JAILS_NOW - 3600),
             ],
         )
-        store.commit_poll(
+        jail_store.commit_poll(
+            store,
             "other",
             ChainState(JAILS_NOW, {}),
             [_event("other", CAROL, "Carol", "jailed", JAILS_NOW - 1800)],

@@ -1,4 +1,5 @@
-"""JailTracker over a real AsyncStore: baseline, restart, gaps, failed commits, retention, reports.
+"""JailTracker over a real AsyncStore: baseline, restart, gaps, failed commits, retention, reports,
+and one write a poll with reports from memory that equal the store's history.
 
 Time is injected as `observed_at`/`now`: a tracker never reads a clock, so days run in
 milliseconds.
@@ -6,24 +7,34 @@ milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import random
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar, cast
 
 import pytest
 
+from quorumwatch.config import JailStormSettings
 from quorumwatch.jails.events import ChainState, EventKind, ValidatorEvent
+from quorumwatch.jails.statistics import JailCounters
+from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.jails.tracker import JAIL_WINDOWS, JailTracker
 from quorumwatch.models import Validator
 from quorumwatch.report import JailReport
 from quorumwatch.store import AsyncStore, Store, StoreError
+from quorumwatch.store import jails as jail_store
 from tests.builders import chain_settings
 
 CHAIN = "hyperliquid"
 POLL = 30.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86400.0
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
 
 
 def addr(index: int) -> str:
@@ -62,29 +73,37 @@ def kinds(events: Sequence[ValidatorEvent]) -> list[tuple[str, EventKind, bool, 
 
 
 class RecordingStore(AsyncStore):
-    """An AsyncStore whose next commit_poll can be made to fail, and that records calls."""
+    """An AsyncStore whose next commit_poll can be made to fail (before or after committing),
+    and that records calls."""
 
     def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
         super().__init__(store, executor)
         self.fail_commits = 0
+        self.lose_commit_acks = 0  # commit, then fail as if cancelled before it returned
         self.fail_prune = False
         self.attempted: list[list[ValidatorEvent]] = []
         self.pruned_before: list[float] = []
 
-    async def commit_poll(
-        self, chain: str, state: ChainState, events: Sequence[ValidatorEvent]
-    ) -> int:
-        self.attempted.append(list(events))
-        if self.fail_commits:
-            self.fail_commits -= 1
-            raise StoreError(f"{self.path}: commit poll of {chain!r} failed: disk I/O error")
-        return await super().commit_poll(chain, state, events)
-
-    async def prune(self, older_than: float) -> int:
-        self.pruned_before.append(older_than)
-        if self.fail_prune:
-            raise StoreError(f"{self.path}: prune events failed: database is locked")
-        return await super().prune(older_than)
+    async def call(
+        self, fn: Callable[Concatenate[Store, _P], _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> _T:
+        lose_ack = False
+        if fn is jail_store.commit_poll:
+            chain, _, events = cast(tuple[str, ChainState, Sequence[ValidatorEvent]], args)
+            self.attempted.append(list(events))
+            if self.fail_commits:
+                self.fail_commits -= 1
+                raise StoreError(f"{self.path}: commit poll of {chain!r} failed: disk I/O error")
+            lose_ack, self.lose_commit_acks = bool(self.lose_commit_acks), 0
+        elif fn is jail_store.prune:
+            (older_than,) = cast(tuple[float], args)
+            self.pruned_before.append(older_than)
+            if self.fail_prune:
+                raise StoreError(f"{self.path}: prune events failed: database is locked")
+        result = await super().call(fn, *args, **kwargs)
+        if lose_ack:
+            raise asyncio.CancelledError
+        return result
 
 
 @pytest.fixture
@@ -109,11 +128,11 @@ async def test_first_observe_without_persisted_state_is_a_baseline(store: Record
     """With nothing persisted, the first observe stores no event, counts no jail, and dates a
     validator already jailed from that observation."""
     report = await observe(tracker(store), [val(1), val(2, jailed=True)], T0)
-    assert await store.events() == []
+    assert await store.call(jail_store.events) == []
     assert report.counters.jails == 0
     assert dict(report.windows) == dict.fromkeys(JAIL_WINDOWS, 0)
     assert dict(report.jailed_since) == {addr(2): T0}
-    persisted = await store.load_state(CHAIN)
+    persisted = await store.call(jail_store.load_state, CHAIN)
     assert persisted is not None
     assert persisted.observed_at == T0
 
@@ -125,7 +144,7 @@ async def test_after_reopening_first_observe_compares_with_persisted_state(db: P
         await observe(tracker(first), [val(1), val(2)], T0)
     async with await AsyncStore.open(db) as reopened:
         report = await observe(tracker(reopened), [val(1, jailed=True), val(2)], T0 + POLL)
-        events = await reopened.events(CHAIN)
+        events = await reopened.call(jail_store.events, CHAIN)
     assert kinds(events) == [(addr(1), EventKind.JAILED, False, False)]
     assert events[0].previous_observed_at == T0
     assert report.counters.jails == 1
@@ -144,11 +163,13 @@ async def test_failed_poll_marks_next_transition_after_gap_and_suppresses_inferr
     t.note_failed_poll()
     moved = val(2, unjailable_after_ms=int(T0 * 1000))
     await observe(t, [val(1, jailed=True), moved], T0 + POLL)
-    assert kinds(await store.events(CHAIN)) == [(addr(1), EventKind.JAILED, False, True)]
+    assert kinds(await store.call(jail_store.events, CHAIN)) == [
+        (addr(1), EventKind.JAILED, False, True)
+    ]
 
     moved_again = val(2, unjailable_after_ms=int(T0 * 1000) + 1)
     await observe(t, [val(1, jailed=True), moved_again], T0 + 2 * POLL)
-    assert kinds(await store.events(CHAIN, since=T0 + 2 * POLL)) == [
+    assert kinds(await store.call(jail_store.events, CHAIN, since=T0 + 2 * POLL)) == [
         (addr(2), EventKind.JAILED, True, False),
         (addr(2), EventKind.UNJAILED, True, False),
     ]
@@ -166,7 +187,9 @@ async def test_snapshot_more_than_two_intervals_later_is_a_gap(
     t = tracker(store)
     await observe(t, [val(1)], T0)
     await observe(t, [val(1, jailed=True)], T0 + elapsed)
-    assert kinds(await store.events(CHAIN)) == [(addr(1), EventKind.JAILED, False, after_gap)]
+    assert kinds(await store.call(jail_store.events, CHAIN)) == [
+        (addr(1), EventKind.JAILED, False, after_gap)
+    ]
 
 
 # --- store failures -------------------------------------------------------------------------
@@ -183,14 +206,14 @@ async def test_failed_commit_does_not_advance_state_and_next_observe_rederives(
     jailed = [val(1, jailed=True, unjailable_after_ms=int((T0 + 600) * 1000))]
     with pytest.raises(StoreError):
         await observe(t, jailed, T0 + POLL)
-    assert await store.events() == []
+    assert await store.call(jail_store.events) == []
     assert dict((await t.report(T0 + POLL)).jailed_since) == {}
-    persisted = await store.load_state(CHAIN)
+    persisted = await store.call(jail_store.load_state, CHAIN)
     assert persisted is not None
     assert persisted.observed_at == T0
 
     report = await observe(t, jailed, T0 + POLL)  # the same poll, retried
-    stored = await store.events(CHAIN)
+    stored = await store.call(jail_store.events, CHAIN)
     assert [e.event_id for e in stored] == [e.event_id for e in store.attempted[1]]
     assert stored == store.attempted[1]
     assert kinds(stored) == [(addr(1), EventKind.JAILED, False, False)]
@@ -199,7 +222,7 @@ async def test_failed_commit_does_not_advance_state_and_next_observe_rederives(
     assert dict(report.jailed_since) == {addr(1): T0 + POLL}
 
     report = await observe(t, jailed, T0 + 2 * POLL)
-    assert len(await store.events(CHAIN)) == 1
+    assert len(await store.call(jail_store.events, CHAIN)) == 1
     assert report.counters.jails == 1
 
 
@@ -212,7 +235,7 @@ async def test_failed_commit_then_later_poll_records_the_jail_once(store: Record
     with pytest.raises(StoreError):
         await observe(t, [val(1, jailed=True)], T0 + POLL)
     report = await observe(t, [val(1, jailed=True)], T0 + 2 * POLL)
-    stored = await store.events(CHAIN)
+    stored = await store.call(jail_store.events, CHAIN)
     assert kinds(stored) == [(addr(1), EventKind.JAILED, False, False)]
     assert stored[0].previous_observed_at == T0
     assert report.counters.jails == 1
@@ -227,7 +250,7 @@ async def test_failed_prune_does_not_fail_the_poll(store: RecordingStore) -> Non
     store.fail_prune = True
     report = await observe(t, [val(1, jailed=True)], T0 + 3600)
     assert report.counters.jails == 1
-    assert len(await store.events(CHAIN)) == 1
+    assert len(await store.call(jail_store.events, CHAIN)) == 1
 
 
 # --- retention ------------------------------------------------------------------------------
@@ -250,7 +273,7 @@ async def test_retention_prunes_old_events_but_keeps_counters_and_windows(
     assert report is not None
     now = T0 + 10 * DAY
 
-    stored = await store.events(CHAIN)
+    stored = await store.call(jail_store.events, CHAIN)
     assert min(e.observed_at for e in stored) >= now - 7 * DAY
     # Kept: polls 12..40 (observed at or after T0 + 3d): jails at 13..39, unjails at 12..40.
     assert len(stored) == 14 + 15
@@ -335,3 +358,180 @@ async def test_departed_validator_without_jails_is_forgotten(store: RecordingSto
     await observe(t, [val(1, jailed=True), val(2), val(3)], T0 + POLL)
     report = await observe(t, [val(2)], T0 + 2 * POLL)
     assert dict(report.names) == {addr(1): "validator 1", addr(2): "validator 2"}
+
+
+# --- one write a poll, reports from memory ----------------------------------------------------
+
+
+class TracedStore(Store):
+    """A Store recording every SQL statement it runs."""
+
+    statements: ClassVar[list[str]] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+        conn.set_trace_callback(self.statements.append)
+        return conn
+
+
+class TracedAsyncStore(AsyncStore):
+    store_class = TracedStore
+
+
+async def test_a_poll_is_one_write_transaction_and_no_read_after_the_first_load(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first observe has loaded the history, a poll with events runs exactly one
+    transaction, BEGIN IMMEDIATE to COMMIT, without a single SELECT; a report while the chain
+    is down runs no statement at all."""
+    statements: list[str] = []
+    monkeypatch.setattr(TracedStore, "statements", statements)
+    async with await TracedAsyncStore.open(db) as store:
+        t = tracker(store)
+        await observe(t, [val(1), val(2)], T0)  # loads, commits, prunes (hourly)
+        assert any(s.startswith("SELECT") for s in statements)
+
+        statements.clear()
+        report = await observe(t, [val(1, jailed=True), val(2)], T0 + POLL)
+        assert report.counters.jails == 1
+        assert report.windows["1h"] == 1
+        verbs = [s.split()[0] for s in statements]
+        assert statements[0] == "BEGIN IMMEDIATE"
+        assert statements[-1] == "COMMIT"
+        assert verbs.count("BEGIN") == verbs.count("COMMIT") == 1
+        assert set(verbs) == {"BEGIN", "INSERT", "DELETE", "COMMIT"}
+        assert any(s.startswith("INSERT OR IGNORE INTO events") for s in statements)
+
+        statements.clear()
+        await observe(t, [val(1, jailed=True), val(2)], T0 + 2 * POLL)  # no event
+        assert "SELECT" not in {s.split()[0] for s in statements}
+        assert statements[0] == "BEGIN IMMEDIATE"
+
+        statements.clear()
+        t.note_failed_poll()
+        down = await t.report(T0 + 3 * POLL)
+        assert statements == []
+        assert down.windows == report.windows
+
+
+def queried_history(
+    reader: Store, now: float, total_stake: int, storm: JailStormSettings
+) -> tuple[JailCounters, dict[str, int], bool]:
+    """Counters, windows and storm as the tracker once queried them from the store."""
+    start = now - storm.window_seconds
+    recent = jail_store.events(reader, CHAIN, since=start, kinds=[EventKind.JAILED])
+    return (
+        jail_store.counters(reader, CHAIN),
+        {
+            window: jail_store.count_events(reader, CHAIN, EventKind.JAILED, now - seconds)
+            for window, seconds in JAIL_WINDOWS.items()
+        },
+        is_storm(jailed_in_window(recent, start), total_stake, storm),
+    )
+
+
+class Fortnight:
+    """A scripted chain of eight validators: each poll flips some jails and moves some
+    unjailableAfter (an unjail, or a cycle between polls), at steps from one poll to two days,
+    with polls failing now and then and a few commits not acknowledged, so replayed."""
+
+    STORM: ClassVar[dict[str, float]] = {
+        "min_validators": 3,
+        "min_stake_ratio": 0.3,
+        "window_seconds": 2 * 3600.0,
+    }
+    STEPS = (POLL,) * 6 + (2 * POLL + 1, 3600.0, 6 * 3600.0, 2 * DAY)
+
+    def __init__(self) -> None:
+        self.rng = random.Random(20260101)
+        self.stakes = {i: 1000 * i for i in range(1, 9)}
+        self.jailed = dict.fromkeys(self.stakes, False)
+        self.unjailable = dict.fromkeys(self.stakes, 0)
+        self.storm = JailStormSettings.model_validate(self.STORM)
+        self.now = T0
+        self.compared = 0
+        self.replayed_events = 0  # committed, not acknowledged, derived and committed again
+
+    def check(self, report: JailReport, reader: Store, total: int) -> None:
+        expected = queried_history(reader, self.now, total, self.storm)
+        assert (report.counters, dict(report.windows), report.storm) == expected, self.now
+        self.compared += 1
+
+    def validators(self) -> tuple[Validator, ...]:
+        for i in self.stakes:
+            if self.rng.random() < 0.15:
+                self.jailed[i] = not self.jailed[i]
+            elif self.rng.random() < 0.05:
+                self.unjailable[i] += 1
+        return tuple(
+            val(i, stake=stake, jailed=self.jailed[i], unjailable_after_ms=self.unjailable[i])
+            for i, stake in self.stakes.items()
+        )
+
+    async def run(self, store: RecordingStore, reader: Store, polls: int) -> None:
+        """`polls` polls with a new tracker, as after a restart: its first report is while
+        the chain is down, judged against the persisted consensus stake."""
+        t = tracker(store, retention_days=7, jail_storm=self.STORM)
+        t.note_failed_poll()
+        persisted = await store.call(jail_store.load_state, CHAIN)
+        total = sum(v.stake for v in persisted.validators.values() if v.active) if persisted else 0
+        self.check(await t.report(self.now), reader, total)
+        for _ in range(polls):
+            self.now += self.rng.choice(self.STEPS)
+            if self.rng.random() < 0.1:
+                t.note_failed_poll()
+                self.check(await t.report(self.now), reader, total)
+                continue
+            validators = self.validators()
+            total = sum(v.stake for v in validators if not v.jailed)
+            if self.rng.random() < 0.05:
+                store.lose_commit_acks = 1
+                with pytest.raises(asyncio.CancelledError):
+                    await t.observe(validators, total, self.now)
+                self.replayed_events += len(store.attempted[-1])
+            self.check(await t.observe(validators, total, self.now), reader, total)
+
+
+async def test_reports_from_memory_equal_the_stored_history(db: Path) -> None:
+    """Over a scripted fortnight (jails, inferred cycles, gaps, days down, pruning, a restart
+    while down, and polls committed but not acknowledged, then replayed), every report's
+    counters, windows and storm equal those queried from the store at that moment."""
+    script = Fortnight()
+    async with await RecordingStore.open(db) as first:
+        with Store(db, read_only=True) as reader:
+            await script.run(first, reader, 150)
+    async with await RecordingStore.open(db) as second:
+        with Store(db, read_only=True) as reader:
+            await script.run(second, reader, 150)
+            final = jail_store.counters(reader, CHAIN)
+            kept = jail_store.events(reader, CHAIN)
+    assert script.compared == 302
+    assert script.now - T0 > 14 * DAY
+    assert final.jails > 20
+    assert final.unjail_delay_count > 10
+    assert min(e.observed_at for e in kept) >= script.now - 8 * DAY  # retention pruned
+    assert script.replayed_events > 0
+
+
+async def test_a_storm_window_beyond_the_windows_and_retention_counts_what_is_stored(
+    store: RecordingStore, db: Path
+) -> None:
+    """A storm window of 10 days keeps a jail in memory past the 7d window, until pruning
+    deletes it from the store: the storm follows the store throughout."""
+    storm = {"min_validators": 1, "min_stake_ratio": 1.0, "window_seconds": 10 * DAY}
+    settings = JailStormSettings.model_validate(storm)
+    t = tracker(store, retention_days=7, jail_storm=storm)
+    await observe(t, [val(1), val(2)], T0)
+    await observe(t, [val(1, jailed=True), val(2)], T0 + POLL)
+    with Store(db, read_only=True) as reader:
+        t.note_failed_poll()
+        down = await t.report(T0 + 8 * DAY)
+        assert down.storm
+        assert (down.counters, dict(down.windows), down.storm) == queried_history(
+            reader, T0 + 8 * DAY, 1000, settings
+        )
+        up = await observe(t, [val(1, jailed=True), val(2)], T0 + 8 * DAY)  # prunes
+        assert not up.storm
+        assert (up.counters, dict(up.windows), up.storm) == queried_history(
+            reader, T0 + 8 * DAY, 1000, settings
+        )

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from quorumwatch.config import JailStormSettings
 from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent, track
-from quorumwatch.jails.statistics import jail_statistics
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters, jail_statistics
 from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.models import Validator
 
@@ -590,6 +590,53 @@ def test_jail_statistics_from_tracked_cycle() -> None:
     assert (stats.jails, stats.inferred_jails) == (2, 1)
     assert stats.mean_seconds_between_jails == pytest.approx(90)
     assert stats.median_seconds_to_unjail == pytest.approx(60)
+
+
+def test_counted_jails_and_the_unjail_delay_histogram() -> None:
+    """JailCounters.counted: a jail (inferred too) counts for the chain and its validator; an
+    unjail with a delay falls in every bucket whose bound it does not exceed (a bound is
+    inclusive) and adds to the sum and count; other events count nothing."""
+    events = [
+        jail_event(1, T0),
+        jail_event(1, T0 + 1, inferred=True),
+        jail_event(2, T0),
+        replace(jail_event(1, T0, kind=EventKind.UNJAILED), unjail_delay_seconds=60.0),
+        replace(jail_event(2, T0, kind=EventKind.UNJAILED), unjail_delay_seconds=0.5),
+        replace(jail_event(2, T0, kind=EventKind.UNJAILED), unjail_delay_seconds=10.0**6),
+        jail_event(3, T0, kind=EventKind.UNJAILED),  # no delay
+        jail_event(4, T0, kind=EventKind.JOINED),
+        jail_event(4, T0, kind=EventKind.DEACTIVATED),
+    ]
+    counted = JailCounters.counted(events)
+    assert UNJAIL_DELAY_BUCKETS == (0, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+    assert counted == JailCounters(
+        jails=3,
+        validator_jails={addr(1): 2, addr(2): 1},
+        unjail_delay_bucket_counts=(0, 2, 2, 2, 2, 2, 2, 2, 2),
+        unjail_delay_sum=60.5 + 10.0**6,
+        unjail_delay_count=3,
+    )
+    assert JailCounters.counted([]) == JailCounters.zero()
+    assert JailCounters.zero() == JailCounters(0, {}, (0,) * len(UNJAIL_DELAY_BUCKETS), 0.0, 0)
+
+
+def test_counters_add_up_to_the_count_of_all_events() -> None:
+    """Counting in parts and adding gives what counting at once gives, validators sorted."""
+    events = [
+        jail_event(3, T0),
+        replace(jail_event(1, T0, kind=EventKind.UNJAILED), unjail_delay_seconds=300.0),
+        jail_event(1, T0 + 1),
+        jail_event(3, T0 + 2),
+        replace(jail_event(3, T0, kind=EventKind.UNJAILED), unjail_delay_seconds=7000.25),
+    ]
+    for split in range(len(events) + 1):
+        parts = JailCounters.counted(events[:split]) + JailCounters.counted(events[split:])
+        assert parts == JailCounters.counted(events)
+    one_by_one = JailCounters.zero()
+    for event in events:
+        one_by_one = one_by_one + JailCounters.counted([event])
+    assert one_by_one == JailCounters.counted(events)
+    assert list(one_by_one.validator_jails) == [addr(1), addr(3)]
 
 
 def test_replace_keeps_frozen_events_comparable() -> None:

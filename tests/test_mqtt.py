@@ -37,6 +37,7 @@ from quorumwatch.alerting.model import (
 from quorumwatch.alerting.sinks.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
 from quorumwatch.config import MqttSettings
 from quorumwatch.store import AsyncStore
+from quorumwatch.store import alerts as alert_store
 from quorumwatch.store.database import DEFAULT_MAX_OUTBOX_EVENTS
 from tests.builders import alert_event
 from tests.services import WAIT_SECONDS, Broker, BrokerFactory, eventually, subscribed
@@ -173,8 +174,8 @@ async def test_events_are_published_at_qos1_not_retained_as_event_json(
     ]
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with subscribed(broker.port, ALERTS) as live, running(publisher):
-        await store.commit_alerts(CHAIN, [], events[:2])
-        await store.commit_alerts("evil/chain#+", [], events[2:])
+        await store.call(alert_store.commit_alerts, CHAIN, [], events[:2])
+        await store.call(alert_store.commit_alerts, "evil/chain#+", [], events[2:])
         publisher.wake()
         await live.wait(lambda s: len(s.event_ids()) >= 3, "three events")
         await asyncio.sleep(0.2)  # room for a wrong duplicate to show up
@@ -183,7 +184,7 @@ async def test_events_are_published_at_qos1_not_retained_as_event_json(
         (f"{PREFIX}/hyperliquid/alerts/chainhalted", 1, events[1].to_json()),
         (f"{PREFIX}/evil_chain__/alerts/entitycanhalt", 1, events[2].to_json()),
     ]
-    assert await store.outbox_stats(time.time()) == (0, None)
+    assert await store.call(alert_store.outbox_stats, time.time()) == (0, None)
     # Subscribed to the alerts first, then to the retained status: once the status arrives,
     # any retained alert would have arrived before it.
     async with subscribed(broker.port, ALERTS, STATUS) as later:
@@ -290,7 +291,7 @@ async def test_firing_set_is_retained_after_the_events_and_only_republished_on_c
     firing_topic = f"{PREFIX}/{CHAIN}/firing"
     other_topic = f"{PREFIX}/other/firing"
     firing = alert_state()
-    await store.commit_alerts(CHAIN, [firing], [alert_event("f1")])
+    await store.call(alert_store.commit_alerts, CHAIN, [firing], [alert_event("f1")])
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with subscribed(broker.port, ALERTS, f"{PREFIX}/+/firing") as live:
         async with running(publisher):
@@ -316,16 +317,24 @@ async def test_firing_set_is_retained_after_the_events_and_only_republished_on_c
 
             # Only pending state changes here; the other chain's set arriving shows that the
             # publisher has been through its loop after this commit.
-            await store.commit_alerts(CHAIN, [firing, alert_state(entity="e2", firing=False)], [])
-            await store.commit_alerts(
-                "other", [alert_state(chain="other")], [alert_event("o1", chain="other")]
+            await store.call(
+                alert_store.commit_alerts,
+                CHAIN,
+                [firing, alert_state(entity="e2", firing=False)],
+                [],
+            )
+            await store.call(
+                alert_store.commit_alerts,
+                "other",
+                [alert_state(chain="other")],
+                [alert_event("o1", chain="other")],
             )
             publisher.wake()
             await live.wait(lambda s: bool(s.on(other_topic)), "the other chain's set")
             assert len(live.on(firing_topic)) == 1
 
             resolved = alert_event("r1", status=AlertStatus.RESOLVED)
-            await store.commit_alerts(CHAIN, [], [resolved])
+            await store.call(alert_store.commit_alerts, CHAIN, [], [resolved])
             publisher.wake()
             await live.wait(lambda s: len(s.on(firing_topic)) == 2, "the emptied firing set")
             topics = [m.topic for m in live.messages]
@@ -362,18 +371,22 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
         await connected(publisher)
         broker.pause()
         try:
-            await store.commit_alerts(CHAIN, [alert_state()], [alert_event("acked-late")])
+            await store.call(
+                alert_store.commit_alerts, CHAIN, [alert_state()], [alert_event("acked-late")]
+            )
             publisher.wake()
             topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
             await eventually(lambda: topic in sent, "the publish to be sent")
             await asyncio.sleep(0.5)
-            assert [e.event_id for e in await store.outbox_peek(10)] == ["acked-late"]
+            assert [e.event_id for e in await store.call(alert_store.outbox_peek, 10)] == [
+                "acked-late"
+            ]
             assert publisher.connected
         finally:
             broker.resume()
 
         async def outbox_empty() -> bool:
-            return await store.outbox_stats(time.time()) == (0, None)
+            return await store.call(alert_store.outbox_stats, time.time()) == (0, None)
 
         await eventually(outbox_empty, "the row to be deleted after the PUBACK")
         await live.wait(lambda s: s.event_ids() == ["acked-late"], "the event")
@@ -400,11 +413,11 @@ async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
         for n in range(12):
             chain = ("chain-a", "chain-b")[n % 2]
             events = [alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)]
-            await store.commit_alerts(chain, [], events)
+            await store.call(alert_store.commit_alerts, chain, [], events)
             expected[chain] += [e.event_id for e in events]
             publisher.wake()
             await asyncio.sleep(0.05)
-        count, age = await store.outbox_stats(time.time())
+        count, age = await store.call(alert_store.outbox_stats, time.time())
         assert count == 24
         assert age is not None
         assert not publisher.connected
@@ -413,7 +426,7 @@ async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
         await broker.astart()
 
         async def outbox_empty() -> bool:
-            return await store.outbox_stats(time.time()) == (0, None)
+            return await store.call(alert_store.outbox_stats, time.time()) == (0, None)
 
         await eventually(outbox_empty, "the outbox to drain after the outage", 15)
         assert publisher.connected
@@ -433,7 +446,7 @@ async def test_close_while_the_broker_is_unreachable_ends_run_promptly(
     """With nothing listening, run() keeps retrying (connected stays false, events stay in
     the outbox); close() ends it within a second, and a later run() returns at once."""
     publisher = MqttPublisher(settings(free_port()), store, version=VERSION)
-    await store.commit_alerts(CHAIN, [], [alert_event("kept")])
+    await store.call(alert_store.commit_alerts, CHAIN, [], [alert_event("kept")])
     with capture_logs() as logs:
         task = asyncio.create_task(publisher.run())
         await eventually(lambda: len(logs) >= 2, "two failed attempts")
@@ -444,7 +457,7 @@ async def test_close_while_the_broker_is_unreachable_ends_run_promptly(
         assert time.monotonic() - started < 1.0
         await asyncio.wait_for(publisher.run(), 1.0)
     assert {entry["event"] for entry in logs} == {"mqtt publishing failed"}
-    assert [e.event_id for e in await store.outbox_peek(10)] == ["kept"]
+    assert [e.event_id for e in await store.call(alert_store.outbox_peek, 10)] == ["kept"]
 
 
 # --- shutdown: a bounded flush ----------------------------------------------------------------
@@ -461,8 +474,11 @@ async def commit_while_frozen(
     await connected(publisher)
     broker.pause()
     event_ids = [f"pending-{n}" for n in range(count)]
-    await store.commit_alerts(
-        CHAIN, [], [alert_event(event_id, entity=event_id) for event_id in event_ids]
+    await store.call(
+        alert_store.commit_alerts,
+        CHAIN,
+        [],
+        [alert_event(event_id, entity=event_id) for event_id in event_ids],
     )
     publisher.wake()
     await eventually(lambda: any("/alerts/" in topic for topic in sent), "the first publish")
@@ -510,7 +526,7 @@ async def test_shutdown_flushes_every_pending_event_then_says_offline(
         await asyncio.gather(task, return_exceptions=True)
     assert elapsed < 3.0
     assert (outcome.flushed, outcome.remaining) == (5, 0)
-    assert await store.outbox_stats(time.time()) == (0, None)
+    assert await store.call(alert_store.outbox_stats, time.time()) == (0, None)
     assert live.event_ids() == event_ids
     assert [(e["pending"], e["budget_seconds"]) for e in logs if e["event"] == FLUSHING] == [
         (5, 3.0)
@@ -539,7 +555,7 @@ async def test_shutdown_gives_up_on_a_silent_broker_within_the_budget(
         await asyncio.gather(task, return_exceptions=True)
     assert 0.5 <= elapsed < 0.5 + 1.0 + 0.5
     assert (outcome.flushed, outcome.remaining) == (0, 3)
-    assert [e.event_id for e in await store.outbox_peek(10)] == event_ids
+    assert [e.event_id for e in await store.call(alert_store.outbox_peek, 10)] == event_ids
 
 
 async def test_shutdown_with_the_broker_unreachable_returns_at_once_keeping_events(
@@ -549,7 +565,9 @@ async def test_shutdown_with_the_broker_unreachable_returns_at_once_keeping_even
     reconnect: it returns within half a second, run() has ended, and the events stay
     pending; the log says 0 flushed, 2 remaining."""
     publisher = MqttPublisher(settings(free_port()), store, version=VERSION)
-    await store.commit_alerts(CHAIN, [], [alert_event("k1"), alert_event("k2", entity="e2")])
+    await store.call(
+        alert_store.commit_alerts, CHAIN, [], [alert_event("k1"), alert_event("k2", entity="e2")]
+    )
     with capture_logs() as logs:
         task = asyncio.create_task(publisher.run())
         await eventually(lambda: bool(logs), "a failed attempt")
@@ -559,7 +577,7 @@ async def test_shutdown_with_the_broker_unreachable_returns_at_once_keeping_even
         assert task.done()
     assert elapsed < 0.5
     assert (outcome.flushed, outcome.remaining) == (0, 2)
-    assert [e.event_id for e in await store.outbox_peek(10)] == ["k1", "k2"]
+    assert [e.event_id for e in await store.call(alert_store.outbox_peek, 10)] == ["k1", "k2"]
     assert [(e["flushed"], e["remaining"]) for e in logs if e["event"] == FLUSHED] == [(0, 2)]
     assert not any(e["event"] == FLUSHING for e in logs)
 
@@ -587,7 +605,7 @@ async def test_shutdown_stops_flushing_when_the_connection_is_lost(
         await asyncio.gather(task, return_exceptions=True)
     assert elapsed < 1.5
     assert outcome.remaining == 2
-    assert (await store.outbox_stats(time.time()))[0] == 2
+    assert (await store.call(alert_store.outbox_stats, time.time()))[0] == 2
 
 
 def test_shutdown_and_outbox_settings_defaults_and_bounds() -> None:
@@ -683,7 +701,7 @@ async def test_tls_and_password_reach_the_broker_and_the_password_is_never_logge
             "tls_params": aiomqtt.TLSParameters(ca_certs=str(ca)),
         }
         async with subscribed(broker.port, ALERTS, **subscriber) as live, running(good):
-            await store.commit_alerts(CHAIN, [], [alert_event("over-tls")])
+            await store.call(alert_store.commit_alerts, CHAIN, [], [alert_event("over-tls")])
             good.wake()
             await live.wait(lambda s: s.event_ids() == ["over-tls"], "the event over TLS")
 

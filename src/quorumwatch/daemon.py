@@ -24,6 +24,7 @@ from quorumwatch.exporter.server import start_metrics_server
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard, SinkStatus
 from quorumwatch.store import AsyncStore, StoreError
+from quorumwatch.store import alerts as alert_store
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings, Settings
@@ -209,14 +210,15 @@ class _Sinks:
         """Sample outbox and sink state for the collector, which must not query SQLite."""
         while True:
             try:
-                pending, oldest = await self._store.outbox_stats(self._clock())
+                pending, oldest = await self._store.call(alert_store.outbox_stats, self._clock())
+                dropped = await self._store.call(alert_store.outbox_dropped)
+                generated = await self._store.call(alert_store.events_generated)
                 board.sinks = SinkStatus(
                     outbox_events=pending,
                     outbox_oldest_age_seconds=oldest,
-                    outbox_dropped_events=await self._store.outbox_dropped(),
+                    outbox_dropped_events=dropped,
                     events_generated={
-                        (alert, str(status)): count
-                        for (alert, status), count in (await self._store.events_generated()).items()
+                        (alert, str(status)): count for (alert, status), count in generated.items()
                     },
                     mqtt_connected=self.mqtt.connected if self.mqtt is not None else None,
                     alertmanager_failures=(

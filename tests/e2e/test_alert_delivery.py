@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
+from quorumwatch.store import alerts as alert_store
 from tests.services import Broker, BrokerFactory
 from tests.tools import free_port
 
@@ -216,8 +217,8 @@ async def test_every_event_arrives_once_in_order_through_outage_and_kill(
             await asyncio.gather(listening, return_exceptions=True)
 
     async with await AsyncStore.open(tmp_path / "quorumwatch.db", read_only=True) as store:
-        generated = sum((await store.events_generated()).values())
-        pending = len(await store.outbox_peek(1000))
+        generated = sum((await store.call(alert_store.events_generated)).values())
+        pending = len(await store.call(alert_store.outbox_peek, 1000))
     assert pending == 0
     assert len(subscriber.arrivals) == generated, log.read_text()[-3000:]
     for chain in CHAINS:

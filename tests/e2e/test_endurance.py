@@ -24,6 +24,8 @@ from quorumwatch.jails.events import EventKind
 from quorumwatch.logs import configure_logging
 from quorumwatch.simulator import load_scenario, start_simulator
 from quorumwatch.store import AsyncStore, StoreError
+from quorumwatch.store import alerts as alert_store
+from quorumwatch.store import jails as jail_store
 
 CYCLES = 900
 TRACE_FROM = 600  # after warm-up; tracemalloc is 4x slower and counts what is left alive
@@ -83,8 +85,10 @@ async def _store_has_history(store: Path) -> bool:
     """Whether the daemon has recorded a jail event and a firing alert yet."""
     try:
         async with await AsyncStore.open(store, read_only=True) as reader:
-            jailed = await reader.count_events("hyperliquid", EventKind.JAILED, 0.0)
-            return jailed >= 1 and bool(await reader.firing("hyperliquid"))
+            jailed = await reader.call(
+                jail_store.count_events, "hyperliquid", EventKind.JAILED, 0.0
+            )
+            return jailed >= 1 and bool(await reader.call(alert_store.firing, "hyperliquid"))
     except StoreError:  # not created yet, or created but not yet migrated
         return False
 
@@ -126,11 +130,11 @@ async def test_sigterm_exits_0_within_5s_leaving_a_sound_store(
     with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     async with await AsyncStore.open(store, read_only=True) as reader:
-        assert await reader.count_events("hyperliquid", EventKind.JAILED, 0.0) >= 1
-        assert await reader.load_state("hyperliquid") is not None
-        firing = await reader.firing("hyperliquid")
-        generated = await reader.events_generated()
-        pending = await reader.outbox_peek(1000)
+        assert await reader.call(jail_store.count_events, "hyperliquid", EventKind.JAILED, 0.0) >= 1
+        assert await reader.call(jail_store.load_state, "hyperliquid") is not None
+        firing = await reader.call(alert_store.firing, "hyperliquid")
+        generated = await reader.call(alert_store.events_generated)
+        pending = await reader.call(alert_store.outbox_peek, 1000)
     assert firing
     # MQTT is off, so nothing drains the outbox: every generated event is still pending.
     fired = sum(n for (_, status), n in generated.items() if status is AlertStatus.FIRING)

@@ -25,6 +25,7 @@ from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
+from quorumwatch.store import jails as jail_store
 from tests.builders import FakeClock, collector
 
 POLL = 1800.0
@@ -139,7 +140,7 @@ KILLED_CHILD = textwrap.dedent(
                 if statement.startswith("INSERT OR IGNORE INTO events"):
                     print("writing", flush=True)
                     time.sleep(60)
-            self._db.set_trace_callback(trace)
+            self.connection.set_trace_callback(trace)
 
     class PausingAsyncStore(AsyncStore):
         store_class = PausingStore
@@ -245,7 +246,7 @@ async def test_scripted_week(tmp_path: Path) -> None:
     assert all(not reports[poll].up for poll in OUTAGE)
 
     async with await AsyncStore.open(database, read_only=True) as store:
-        events = await store.events("hl")
+        events = await store.call(jail_store.events, "hl")
     jailed = [e for e in events if e.kind is EventKind.JAILED]
     assert {e.address: e.after_gap for e in jailed if e.after_gap} == {V[7]: True}
     assert [e.observed_at for e in jailed if e.address == V[7]] == [at(156)]

@@ -25,6 +25,7 @@ import aiohttp
 
 from quorumwatch.simulator import parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore, OutboxEntry, StoreError
+from quorumwatch.store import alerts as alert_store
 from tests.e2e.test_alert_delivery import daemon, metrics, until
 from tests.services import BrokerFactory, subscribed
 from tests.tools import free_port, unanswered_port
@@ -92,7 +93,7 @@ async def _pending_takeover(store: Path) -> list[OutboxEntry]:
     """The outbox once the takeover's EntityCanControl is committed in it, else []."""
     try:
         async with await AsyncStore.open(store, read_only=True) as reader:
-            pending = await reader.outbox_peek(1000)
+            pending = await reader.call(alert_store.outbox_peek, 1000)
     except StoreError:
         return []
     return pending if any(e.alert == "EntityCanControl" for e in pending) else []
@@ -100,12 +101,12 @@ async def _pending_takeover(store: Path) -> list[OutboxEntry]:
 
 async def _generated(store: Path) -> int:
     async with await AsyncStore.open(store, read_only=True) as reader:
-        return sum((await reader.events_generated()).values())
+        return sum((await reader.call(alert_store.events_generated)).values())
 
 
 async def _outbox(store: Path) -> list[OutboxEntry]:
     async with await AsyncStore.open(store, read_only=True) as reader:
-        return await reader.outbox_peek(1000)
+        return await reader.call(alert_store.outbox_peek, 1000)
 
 
 async def _take_over(session: aiohttp.ClientSession, api_url: str, store: Path) -> list[str]:

@@ -10,6 +10,7 @@ import structlog
 
 from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus
 from quorumwatch.alerting.rules import RuleMemory, advance, conditions
+from quorumwatch.store import alerts as alert_store
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -45,7 +46,7 @@ class ChainAlerts:
         """Judge the report, commit the new state and events together, then tell listeners."""
         chain = self._settings.name
         if self._states is None:
-            loaded = await self._store.load_alert_state(chain)
+            loaded = await self._store.call(alert_store.load_alert_state, chain)
             self._states = {s.fingerprint: s for s in loaded}
         now = self._clock()
         holding, judged, memory = conditions(
@@ -61,7 +62,7 @@ class ChainAlerts:
         )
         if events or {s.fingerprint: s for s in states} != self._states:
             # Committed before anything is published: the outbox makes delivery durable.
-            await self._store.commit_alerts(chain, states, events)
+            await self._store.call(alert_store.commit_alerts, chain, states, events)
         self._states = {s.fingerprint: s for s in states}
         self._memory = memory
         for event in events:

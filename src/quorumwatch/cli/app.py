@@ -154,6 +154,7 @@ def _jails(args: argparse.Namespace) -> int:
 
     from quorumwatch.cli import jails as jailreport
     from quorumwatch.store import Store, StoreError
+    from quorumwatch.store import jails as jail_store
 
     settings = load_settings(args.config)
     chains = [c.name for c in settings.chains if args.chain in (None, c.name)]
@@ -167,7 +168,9 @@ def _jails(args: argparse.Namespace) -> int:
     try:
         # Read-only: safe beside a running daemon, which writes through WAL.
         with Store(settings.storage.path, read_only=True) as store:
-            events = {c: store.events(c, since=since, validator=validator) for c in chains}
+            events = {
+                c: jail_store.events(store, c, since=since, validator=validator) for c in chains
+            }
     except StoreError as exc:  # opening or reading (busy, corrupt): one line, never a traceback
         print(f"quorumwatch: {safe_text(str(exc), max_length=MAX_ERROR_LENGTH)}", file=sys.stderr)
         return 1

@@ -6,6 +6,7 @@ import itertools
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from quorumwatch.jails.events import EventKind, ValidatorEvent
 
@@ -58,10 +59,62 @@ def jail_statistics(events: Iterable[ValidatorEvent]) -> list[ValidatorJailStats
 
 @dataclass(frozen=True, slots=True)
 class JailCounters:
-    """Monotonic jail counters of one chain, kept across restarts and event pruning."""
+    """Monotonic jail counters of one chain, kept across restarts and event pruning.
+
+    Also what some events add to them (`counted`): the counters only ever grow by `+`.
+    """
 
     jails: int  # all jail events of the chain, inferred included
     validator_jails: Mapping[str, int]  # address -> jail events
     unjail_delay_bucket_counts: tuple[int, ...]  # cumulative, one per UNJAIL_DELAY_BUCKETS bound
     unjail_delay_sum: float
     unjail_delay_count: int
+
+    @classmethod
+    def zero(cls) -> JailCounters:
+        """The counters of a chain never seen."""
+        return cls(0, MappingProxyType({}), (0,) * len(UNJAIL_DELAY_BUCKETS), 0.0, 0)
+
+    @classmethod
+    def counted(cls, events: Iterable[ValidatorEvent]) -> JailCounters:
+        """What `events` (each newly recorded) add: a jail counts for the chain and its
+        validator, inferred included; an unjail with a delay falls in every bucket whose bound
+        the delay does not exceed, and adds to the delay sum and count. Other events, and
+        unjails without a delay, count nothing."""
+        jails: dict[str, int] = {}
+        buckets = [0] * len(UNJAIL_DELAY_BUCKETS)
+        delay_sum: float = 0
+        delay_count = 0
+        for event in events:
+            if event.kind is EventKind.JAILED:
+                jails[event.address] = jails.get(event.address, 0) + 1
+            elif event.kind is EventKind.UNJAILED and event.unjail_delay_seconds is not None:
+                delay = event.unjail_delay_seconds
+                for i, bound in enumerate(UNJAIL_DELAY_BUCKETS):
+                    buckets[i] += delay <= bound
+                delay_sum += delay
+                delay_count += 1
+        return cls(
+            jails=sum(jails.values()),
+            validator_jails=MappingProxyType(dict(sorted(jails.items()))),
+            unjail_delay_bucket_counts=tuple(buckets),
+            unjail_delay_sum=delay_sum,
+            unjail_delay_count=delay_count,
+        )
+
+    def __add__(self, other: JailCounters) -> JailCounters:
+        validator_jails = dict(self.validator_jails)
+        for address, jails in other.validator_jails.items():
+            validator_jails[address] = validator_jails.get(address, 0) + jails
+        return JailCounters(
+            jails=self.jails + other.jails,
+            validator_jails=MappingProxyType(dict(sorted(validator_jails.items()))),
+            unjail_delay_bucket_counts=tuple(
+                a + b
+                for a, b in zip(
+                    self.unjail_delay_bucket_counts, other.unjail_delay_bucket_counts, strict=True
+                )
+            ),
+            unjail_delay_sum=self.unjail_delay_sum + other.unjail_delay_sum,
+            unjail_delay_count=self.unjail_delay_count + other.unjail_delay_count,
+        )

@@ -1,18 +1,31 @@
-"""Per-chain jail history: derive events from each valid snapshot and keep them in the store."""
+"""Per-chain jail history: derive events from each valid snapshot, commit them to the store, and
+report the history from memory.
+
+The tracker reads the store once, when it first needs to (the persisted state, the counters,
+and the jails of the longest window it reports on). After that a poll is one write
+transaction and no read: the counters, the window counts and the recent jails are kept in
+memory and advanced by what each commit actually inserted, so a replayed event is not counted
+twice there either. Memory only advances after a commit succeeded; after a failed or
+interrupted one the history is read back before the next report.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import bisect
+from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import structlog
 
-from quorumwatch.jails.events import EventKind, track
+from quorumwatch.jails.events import EventKind, ValidatorEvent, track
+from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.report import JailReport
 from quorumwatch.store import StoreError
+from quorumwatch.store import jails as jail_store
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -27,6 +40,34 @@ GAP_POLL_INTERVALS = 2
 
 log = structlog.get_logger(__name__)
 
+_observed_at = attrgetter("observed_at")
+
+
+class _RecentJails:
+    """The chain's jail events of the last `horizon` seconds, in store order (observation
+    time, then commit order): what the windows and the storm are counted from."""
+
+    def __init__(self, jails: Sequence[ValidatorEvent]) -> None:
+        self._jails = list(jails)
+
+    def add(self, events: Sequence[ValidatorEvent]) -> None:
+        for event in events:
+            if event.kind is EventKind.JAILED:
+                bisect.insort_right(self._jails, event, key=_observed_at)
+
+    def since(self, start: float) -> list[ValidatorEvent]:
+        """Those observed at or after `start`."""
+        return self._jails[self._first_at_or_after(start) :]
+
+    def count_since(self, start: float) -> int:
+        return len(self._jails) - self._first_at_or_after(start)
+
+    def forget_before(self, start: float) -> None:
+        del self._jails[: self._first_at_or_after(start)]
+
+    def _first_at_or_after(self, start: float) -> int:
+        return bisect.bisect_left(self._jails, start, key=_observed_at)
+
 
 class JailTracker:
     """Owns one chain's last valid state; every change is committed before it is reported."""
@@ -35,8 +76,13 @@ class JailTracker:
         self._settings = settings
         self._store = store
         self._retention_seconds = retention_days * 86400.0
+        # How far back a report looks: its longest window, or the storm window if longer.
+        self._horizon = max(*JAIL_WINDOWS.values(), settings.jail_storm.window_seconds)
         self._state: ChainState | None = None
-        self._loaded = False
+        self._state_loaded = False
+        # The history as committed; None until loaded, and again after a failed commit.
+        self._counters: JailCounters | None = None
+        self._recent = _RecentJails(())
         self._missed_poll = False
         self._last_prune = float("-inf")
         self._total_stake = 0
@@ -54,7 +100,7 @@ class JailTracker:
     ) -> JailReport:
         """Record the events since the last valid snapshot, then report the history."""
         chain = self._settings.name
-        await self._load()
+        counters = await self._load(observed_at)
         previous = self._state
         gap = previous is not None and (
             self._missed_poll
@@ -64,7 +110,15 @@ class JailTracker:
         state, events = await asyncio.to_thread(
             track, chain, previous, validators, observed_at, gap=gap
         )
-        inserted = await self._store.commit_poll(chain, state, events)
+        try:
+            inserted = await self._store.call(jail_store.commit_poll, chain, state, events)
+        except BaseException:
+            # Nothing is committed on a StoreError, as a rule; but a commit cancelled while
+            # running may have been: read the history back rather than guess.
+            self._counters = None
+            raise
+        self._counters = counters + JailCounters.counted(inserted)
+        self._recent.add(inserted)
         self._state = state
         self._missed_poll = False
         self._total_stake = total_stake
@@ -78,26 +132,24 @@ class JailTracker:
                 inferred=event.inferred,
                 after_gap=event.after_gap,
             )
-        if inserted != len(events):
-            log.warning("events already recorded", expected=len(events), inserted=inserted)
+        if len(inserted) != len(events):
+            log.warning("events already recorded", expected=len(events), inserted=len(inserted))
         await self._prune(observed_at)
         return await self.report(observed_at)
 
     async def report(self, now: float) -> JailReport:
-        """The history as of `now`, from the store: also valid while the chain is down."""
-        chain = self._settings.name
+        """The history as of `now`: also valid while the chain is down."""
         storm = self._settings.jail_storm
         # Down since a restart: report with the persisted state (names, current jails, stake),
         # not with none, so that labels do not change when the chain comes back.
-        await self._load()
+        counters = await self._load(now)
+        self._recent.forget_before(now - self._horizon)
         windows = {
-            window: await self._store.count_events(chain, EventKind.JAILED, now - seconds)
+            window: self._recent.count_since(now - seconds)
             for window, seconds in JAIL_WINDOWS.items()
         }
-        recent = await self._store.events(
-            chain, since=now - storm.window_seconds, kinds=[EventKind.JAILED]
-        )
-        counters = await self._store.counters(chain)
+        start = now - storm.window_seconds
+        recent = self._recent.since(start)
         tracked = self._state.validators if self._state is not None else {}
         labelled = tracked.keys() | counters.validator_jails.keys()
         for address in self._names.keys() - labelled:
@@ -105,9 +157,7 @@ class JailTracker:
         return JailReport(
             counters=counters,
             windows=MappingProxyType(windows),
-            storm=is_storm(
-                jailed_in_window(recent, now - storm.window_seconds), self._total_stake, storm
-            ),
+            storm=is_storm(jailed_in_window(recent, start), self._total_stake, storm),
             jailed_since=MappingProxyType(
                 {
                     v.address: v.jailed_since
@@ -118,18 +168,26 @@ class JailTracker:
             names=MappingProxyType(dict(self._names)),
         )
 
-    async def _load(self) -> None:
-        """Load the persisted state once: after a restart, compare with what was persisted,
-        not "everybody just joined". Retried on the next call if the store fails."""
-        if self._loaded:
-            return
-        state = await self._store.load_state(self._settings.name)
-        self._state = state
-        self._loaded = True
-        if state is not None:
-            # The consensus stake as analysis computes it, until the next valid poll.
-            self._total_stake = sum(v.stake for v in state.validators.values() if v.active)
-            self._names.update((a, v.name) for a, v in state.validators.items())
+    async def _load(self, now: float) -> JailCounters:
+        """The counters, after reading the history once (again after a failed commit). The
+        persisted state is read only the first time: after a restart, compare with what was
+        persisted, not "everybody just joined". Retried on the next call if the store fails."""
+        if self._counters is not None:
+            return self._counters
+        history = await self._store.call(
+            jail_store.load_history, self._settings.name, now - self._horizon
+        )
+        if not self._state_loaded:
+            self._state = history.state
+            self._state_loaded = True
+            if history.state is not None:
+                # The consensus stake as analysis computes it, until the next valid poll.
+                validators = history.state.validators.values()
+                self._total_stake = sum(v.stake for v in validators if v.active)
+                self._names.update((v.address, v.name) for v in validators)
+        self._counters = history.counters
+        self._recent = _RecentJails(history.jails)
+        return history.counters
 
     async def _prune(self, now: float) -> None:
         """Housekeeping, attempted at most once an hour: a failure is logged and does not
@@ -137,10 +195,12 @@ class JailTracker:
         if now - self._last_prune < PRUNE_EVERY_SECONDS:
             return
         self._last_prune = now
+        cutoff = now - self._retention_seconds
         try:
-            deleted = await self._store.prune(now - self._retention_seconds)
+            deleted = await self._store.call(jail_store.prune, cutoff)
         except StoreError as exc:
             log.warning("pruning old events failed", error=str(exc))
             return
+        self._recent.forget_before(cutoff)  # as the store did
         if deleted:
             log.info("pruned old events", deleted=deleted)

@@ -1,5 +1,19 @@
-"""The embedded store (SQLite)."""
+"""The embedded store (SQLite): one database, one repository per subsystem.
 
-from quorumwatch.store.database import AsyncStore, JailCounters, OutboxEntry, Store, StoreError
+- `database`: `Store`, the connection (open, pragmas, migrations, read-only mode,
+  transactions, `StoreError`, close); `migrations`: the schema, append only.
+- `jails`: tracked validator state, validator events and jail counters.
+- `alerts`: alert state and the alert-event outbox.
+- `counters`: typed keys of the shared `counters` table, and adding to and reading them.
+- `asynchronous`: `AsyncStore`, which runs any repository function on the store's one worker
+  thread: `await store.call(jails.commit_poll, chain, state, events)`.
 
-__all__ = ["AsyncStore", "JailCounters", "OutboxEntry", "Store", "StoreError"]
+Repository functions take the `Store` first and are called directly where blocking is fine
+(the `jails` CLI): `jails.events(store, chain)`.
+"""
+
+from quorumwatch.store.alerts import OutboxEntry
+from quorumwatch.store.asynchronous import AsyncStore
+from quorumwatch.store.database import Store, StoreError
+
+__all__ = ["AsyncStore", "OutboxEntry", "Store", "StoreError"]

@@ -13,7 +13,7 @@ Chain and alert names become topic segments only through `sanitise_segment` (low
 names differing only in case share a topic; payloads carry the exact names).
 
 Delivery is at least once, in order per chain: an event is committed to the outbox before it
-is published (see `store.py`), published at QoS 1, and its row is deleted only after the
+is published (see `store/alerts.py`), published at QoS 1, and its row is deleted only after the
 broker's PUBACK. A failure between PUBACK and delete, or a lost PUBACK, sends it again, so
 consumers dedupe on `event_id`. Each connection uses a fresh aiomqtt client, so paho's
 in-memory queue of a dead connection is dropped with it and the outbox alone re-sends.
@@ -39,6 +39,7 @@ import structlog
 
 from quorumwatch.alerting.model import AlertState, rfc3339
 from quorumwatch.store import StoreError
+from quorumwatch.store import alerts as alert_store
 
 if TYPE_CHECKING:
     from quorumwatch.config import MqttSettings
@@ -260,7 +261,7 @@ class MqttPublisher:
 
     async def _pending(self) -> int | None:
         try:
-            pending, _ = await self._store.outbox_stats(time.time())
+            pending, _ = await self._store.call(alert_store.outbox_stats, time.time())
         except StoreError as exc:
             log.warning("outbox not counted", error=str(exc))
             return None
@@ -364,7 +365,7 @@ class MqttPublisher:
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish the outbox in commit order; delete each row only after its PUBACK."""
         while not self._stop.is_set():
-            entries = await self._store.outbox_peek(DRAIN_BATCH)
+            entries = await self._store.call(alert_store.outbox_peek, DRAIN_BATCH)
             if not entries:
                 return
             for entry in entries:
@@ -372,17 +373,18 @@ class MqttPublisher:
                     return
                 topic = self.alert_topic(entry.chain, entry.alert)
                 await client.publish(topic, entry.payload, qos=1, retain=False)
-                await self._store.outbox_delete(entry.id)
+                await self._store.call(alert_store.outbox_delete, entry.id)
 
     async def _publish_firing(self, client: aiomqtt.Client, published: dict[str, str]) -> bool:
         """Publish each chain's firing set that changed; False (nothing published) when the
         outbox is no longer empty, so that a chain's events precede its firing set."""
         payloads: dict[str, str] = {}
-        for chain in await self._store.alert_chains():
-            payloads[self.firing_topic(chain)] = firing_payload(await self._store.firing(chain))
+        for chain in await self._store.call(alert_store.alert_chains):
+            firing = await self._store.call(alert_store.firing, chain)
+            payloads[self.firing_topic(chain)] = firing_payload(firing)
         # State and events are committed together: if the sets read above include a change
         # whose events were not published yet, those events are in the outbox now.
-        if await self._store.outbox_peek(1):
+        if await self._store.call(alert_store.outbox_peek, 1):
             return False
         for topic, payload in payloads.items():
             if published.get(topic) != payload:

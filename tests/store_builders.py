@@ -1,0 +1,114 @@
+"""Builders for store tests: tracked validators, states, events and alert states, and a raw
+SQLite connection to inspect the file behind the store's back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from quorumwatch.alerting.model import AlertState, Severity, fingerprint
+from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
+from quorumwatch.store import Store
+from quorumwatch.store import alerts as alert_store
+from quorumwatch.store import jails as jail_store
+
+CHAIN = "hyperliquid"
+T0 = 1_750_000_000.0
+BIG = 2**64 + 12345  # beyond SQLite's 64-bit INTEGER
+
+
+def tracked(index: int, *, jailed: bool = False, stake: int = BIG) -> TrackedValidator:
+    """A tracked validator with address 0x…<index>."""
+    return TrackedValidator(
+        address=f"0x{index:040x}",
+        name=f"validator {index}",
+        stake=stake,
+        active=not jailed,
+        jailed=jailed,
+        unjailable_after_ms=int(T0 * 1000) + index if jailed else None,
+        jailed_since=T0 if jailed else None,
+    )
+
+
+def state(observed_at: float, *validators: TrackedValidator) -> ChainState:
+    return ChainState(observed_at, {v.address: v for v in validators})
+
+
+def event(
+    event_id: str,
+    kind: EventKind = EventKind.JAILED,
+    *,
+    index: int = 1,
+    observed_at: float = T0,
+    chain: str = CHAIN,
+    **fields: Any,
+) -> ValidatorEvent:
+    """An event of validator <index>; `fields` override the remaining attributes."""
+    values: dict[str, Any] = {
+        "event_id": event_id,
+        "chain": chain,
+        "address": f"0x{index:040x}",
+        "name": f"validator {index}",
+        "kind": kind,
+        "observed_at": observed_at,
+        "previous_observed_at": observed_at - 30,
+        "inferred": False,
+        "after_gap": False,
+        "stake": BIG,
+        "unjailable_after_ms": None,
+    }
+    values.update(fields)
+    return ValidatorEvent(**values)
+
+
+@contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain connection, to inspect or tamper with the file behind the store's back."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def snapshot(store: Store, chain: str = CHAIN) -> tuple[object, ...]:
+    """Everything a poll can change: state, counters, stored events."""
+    return (
+        jail_store.load_state(store, chain),
+        jail_store.counters(store, chain),
+        jail_store.events(store, chain),
+    )
+
+
+def alert_state(
+    alert: str = "EntityCanHalt",
+    *,
+    chain: str = CHAIN,
+    entity: str = "e1",
+    firing: bool = True,
+    **fields: Any,
+) -> AlertState:
+    """An alert instance of `entity`; firing since T0 + 60 unless `firing` is False."""
+    labels = {"chain": chain, "entity": entity}
+    values: dict[str, Any] = {
+        "fingerprint": fingerprint(alert, labels),
+        "alert": alert,
+        "severity": Severity.CRITICAL,
+        "chain": chain,
+        "labels": labels,
+        "pending_since": T0,
+        "starts_at": T0 + 60 if firing else None,
+        "summary": f"{entity} can halt {chain}",
+        "description": "holds more than a third of the stake",
+        "value": 0.4,
+        "threshold": 1 / 3,
+    }
+    values.update(fields)
+    return AlertState(**values)
+
+
+def outbox_ids(store: Store) -> list[str]:
+    return [entry.event_id for entry in alert_store.outbox_peek(store, 1000)]
