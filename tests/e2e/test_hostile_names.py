@@ -34,8 +34,8 @@ from quorumwatch.logs import MAX_VALUE_LENGTH, configure_logging
 from quorumwatch.simulator import parse_scenario, start_simulator
 from tests.builders import report, validator
 from tests.services import BrokerFactory, Subscriber, running_daemon, subscribed
+from tests.test_cli_jails import split_columns, width
 from tests.test_exporter_collector import KNOWN_PROMTOOL_FINDINGS, scrape
-from tests.test_jailreport import split_columns, width
 from tests.tools import require_binary
 
 CHAIN = "hyperliquid"
