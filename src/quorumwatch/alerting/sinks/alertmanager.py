@@ -19,7 +19,13 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, rfc3339
+from quorumwatch.alerting.model import (
+    AlertEvent,
+    AlertState,
+    AlertStatus,
+    alert_document,
+    rfc3339,
+)
 from quorumwatch.config import AlertmanagerSettings
 
 ALERTS_PATH = "/api/v2/alerts"
@@ -28,6 +34,8 @@ RESOLVED_RESEND_SECONDS = 300.0
 # A firing alert's endsAt lies this many re-send intervals ahead (Prometheus uses 3 too).
 FIRING_LIFETIME_RESENDS = 3
 MAX_ERROR_BODY = 200
+# The alert's numbers, as annotations when present.
+NUMBERS = ("value", "threshold")
 
 log = structlog.get_logger(__name__)
 
@@ -57,16 +65,18 @@ def alert_payload(
     alert ends `FIRING_LIFETIME_RESENDS` re-send intervals after `now` unless re-sent.
     A pending state (not yet firing) is a ValueError: Alertmanager must not see it.
     """
-    if alert.starts_at is None:
+    document = alert_document(alert)
+    if document["starts_at"] is None:
         raise ValueError(f"alert {alert.alert} ({alert.fingerprint}) is pending, not firing")
-    labels = {_utf8(k): _utf8(v) for k, v in alert.labels.items() if k and v}
-    fixed = {"alertname": alert.alert, "severity": str(alert.severity), "chain": alert.chain}
+    labels = {_utf8(k): _utf8(v) for k, v in document["labels"].items() if k and v}
+    fixed = {
+        "alertname": document["alert"],
+        "severity": document["severity"],
+        "chain": document["chain"],
+    }
     labels.update({k: _utf8(v) for k, v in fixed.items() if v})
-    annotations = {"summary": _utf8(alert.summary), "description": _utf8(alert.description)}
-    if alert.value is not None:
-        annotations["value"] = _number(alert.value)
-    if alert.threshold is not None:
-        annotations["threshold"] = _number(alert.threshold)
+    annotations = {k: _utf8(document[k]) for k in ("summary", "description")}
+    annotations.update({k: _number(document[k]) for k in NUMBERS if document[k] is not None})
     if isinstance(alert, AlertEvent) and alert.status is AlertStatus.RESOLVED:
         ends_at = alert.ends_at if alert.ends_at is not None else alert.observed_at
     else:
@@ -74,7 +84,7 @@ def alert_payload(
     return {
         "labels": labels,
         "annotations": {k: v for k, v in annotations.items() if v},
-        "startsAt": rfc3339(alert.starts_at),
+        "startsAt": document["starts_at"],
         "endsAt": rfc3339(ends_at),
     }
 

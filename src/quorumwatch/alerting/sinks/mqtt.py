@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 import structlog
 
-from quorumwatch.alerting.model import AlertState, rfc3339
+from quorumwatch.alerting.model import AlertState, alert_document, compact_json
 from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
@@ -87,25 +86,6 @@ def sanitise_segment(text: str) -> str:
     return mapped
 
 
-def _json(document: object) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _firing_document(state: AlertState) -> dict[str, Any]:
-    return {
-        "fingerprint": state.fingerprint,
-        "alert": state.alert,
-        "severity": str(state.severity),
-        "chain": state.chain,
-        "labels": dict(state.labels),
-        "summary": state.summary,
-        "description": state.description,
-        "value": state.value,
-        "threshold": state.threshold,
-        "starts_at": None if state.starts_at is None else rfc3339(state.starts_at),
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class FlushOutcome:
     """What the shutdown flush achieved; None where the store could not say."""
@@ -117,7 +97,7 @@ class FlushOutcome:
 def firing_payload(states: Sequence[AlertState]) -> str:
     """The retained firing set: a JSON list of the firing alerts, by alert and fingerprint."""
     firing = sorted((s for s in states if s.firing), key=lambda s: (s.alert, s.fingerprint))
-    return _json([_firing_document(state) for state in firing])
+    return compact_json([alert_document(state) for state in firing])
 
 
 class MqttPublisher:
@@ -344,7 +324,7 @@ class MqttPublisher:
         raise aiomqtt.MqttError("message iteration ended")
 
     async def _work(self, client: aiomqtt.Client) -> None:
-        online = _json({"state": "online", "version": self._version})
+        online = compact_json({"state": "online", "version": self._version})
         await client.publish(self.status_topic, online, qos=1, retain=True)
         self._connected = True
         self._failures = 0
