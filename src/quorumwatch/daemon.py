@@ -175,10 +175,9 @@ class _Sinks:
         self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown
         self._mqtt_task: asyncio.Task[None] | None = None  # ends in MqttPublisher.shutdown()
         if self.mqtt is not None:
-            mqtt = self.mqtt
-            self.listeners.append(lambda chain, firing, resolved: mqtt.wake())
+            self.listeners.append(self.mqtt.committed)
         if self.alertmanager is not None:
-            self.listeners.append(self.alertmanager.update)
+            self.listeners.append(self.alertmanager.committed)
 
     def start(self, board: ReportBoard) -> None:
         self._loops.append(asyncio.create_task(self._report_status(board), name="sink-status"))

@@ -1,11 +1,12 @@
-"""Alert events and alert state: the documented, versioned shapes that sinks carry."""
+"""Alert events and alert state: the documented, versioned shapes that sinks carry, and the
+one rendering of an alert they all build on."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -101,6 +102,26 @@ class AlertEvent:
             "ends_at": rfc3339(self.ends_at) if self.ends_at is not None else None,
             "observed_at": rfc3339(self.observed_at),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCommit:
+    """What one evaluation of one chain left in the store, as the evaluator tells the sinks:
+    the chain's alert state, the events appended to the outbox and how many of the oldest
+    pending events the full outbox then dropped (none of either when nothing changed)."""
+
+    chain: str
+    states: Sequence[AlertState]  # pending and firing, exactly as committed
+    events: Sequence[AlertEvent] = ()
+    dropped: int = 0
+
+    @property
+    def firing(self) -> list[AlertState]:
+        return [s for s in self.states if s.firing]
+
+    @property
+    def resolved(self) -> list[AlertEvent]:
+        return [e for e in self.events if e.status is AlertStatus.RESOLVED]
 
 
 def alert_document(alert: AlertState | AlertEvent) -> dict[str, Any]:

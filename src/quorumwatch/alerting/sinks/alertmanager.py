@@ -20,6 +20,7 @@ import structlog
 from yarl import URL
 
 from quorumwatch.alerting.model import (
+    AlertCommit,
     AlertEvent,
     AlertState,
     AlertStatus,
@@ -92,9 +93,9 @@ def alert_payload(
 class AlertmanagerPusher:
     """Keeps the firing alerts per chain and the recently resolved ones, and pushes them.
 
-    `update` (sync) is called after each evaluation; `run` pushes every
-    `resend_interval_seconds` and promptly after an `update` that changed something.
-    `last_success_at` and `failures` are for metrics.
+    `update` (sync; through `committed`, the evaluator's listener) is called after each
+    evaluation; `run` pushes every `resend_interval_seconds` and promptly after an `update`
+    that changed something. `last_success_at` and `failures` are for metrics.
     """
 
     def __init__(
@@ -154,6 +155,10 @@ class AlertmanagerPusher:
             self._changes += 1
             self._changed.set()
 
+    def committed(self, commit: AlertCommit) -> None:
+        """The evaluator's listener: `update` with the chain's firing and resolved alerts."""
+        self.update(commit.chain, commit.firing, commit.resolved)
+
     def alerts(self) -> list[dict[str, Any]]:
         """The array the next push sends: all firing alerts, then those recently resolved."""
         now = self._clock()
@@ -188,8 +193,7 @@ class AlertmanagerPusher:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             problem = self._redact(f"{type(exc).__name__}: {exc}".strip(" :"))
         if problem:
-            self.failures += 1
-            self._failing = True
+            self._failed()
             log.warning(
                 "alertmanager push failed",
                 target=self.target,
@@ -225,11 +229,14 @@ class AlertmanagerPusher:
             try:
                 await self.push_once()
             except Exception:  # a bug must not end paging for good: log, count, go on
-                self.failures += 1
-                self._failing = True
+                self._failed()
                 log.exception("alertmanager push crashed", target=self.target)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=self._interval)
+
+    def _failed(self) -> None:
+        self.failures += 1
+        self._failing = True
 
     def _prune(self, now: float) -> None:
         """Forget resolved alerts once they have been re-sent for RESOLVED_RESEND_SECONDS."""
