@@ -95,7 +95,8 @@ class AlertmanagerPusher:
 
     `update` (sync; through `committed`, the evaluator's listener) is called after each
     evaluation; `run` pushes every `resend_interval_seconds` and promptly after an `update`
-    that changed something. `last_success_at` and `failures` are for metrics.
+    that changed something. `last_success_at` and `failures` are for metrics; `on_failure`
+    is told the new count of failures after each one.
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class AlertmanagerPusher:
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
+        on_failure: Callable[[int], None] | None = None,
     ) -> None:
         if settings.url is None:
             raise ValueError("alertmanager.url is not set")
@@ -114,6 +116,7 @@ class AlertmanagerPusher:
         self._url = base.with_path(path)
         self._session = session
         self._clock = clock
+        self._on_failure = on_failure  # told the count of failures after each one
         self._interval = settings.resend_interval_seconds
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._firing: dict[str, dict[str, AlertState]] = {}
@@ -237,6 +240,8 @@ class AlertmanagerPusher:
     def _failed(self) -> None:
         self.failures += 1
         self._failing = True
+        if self._on_failure is not None:
+            self._on_failure(self.failures)
 
     def _prune(self, now: float) -> None:
         """Forget resolved alerts once they have been re-sent for RESOLVED_RESEND_SECONDS."""

@@ -48,6 +48,7 @@ from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
     from quorumwatch.alerting.model import AlertCommit
+    from quorumwatch.alerting.sinks.status import SinkStatusKeeper
     from quorumwatch.config import MqttSettings
     from quorumwatch.store import AsyncStore
 
@@ -115,13 +116,22 @@ class MqttPublisher:
 
     Run `run()` in its own task; call `committed()` after each `commit_alerts` (or `wake()`
     after committing events alone), and `close()` on shutdown. MQTT and store failures are
-    logged and retried; anything else ends `run()`.
+    logged and retried; anything else ends `run()`. `status`, if given, hears of each read and
+    delete of the outbox and of the connection.
     """
 
-    def __init__(self, settings: MqttSettings, store: AsyncStore, *, version: str) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        store: AsyncStore,
+        *,
+        version: str,
+        status: SinkStatusKeeper | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._version = version
+        self._status = status
         self.status_topic = f"{settings.topic_prefix}/status"
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -206,7 +216,7 @@ class MqttPublisher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
         finally:
-            self._connected = False
+            self._set_connected(False)
             self._run_task = None
 
     async def close(self, grace_seconds: float = CLOSE_TIMEOUT_SECONDS) -> None:
@@ -316,7 +326,7 @@ class MqttPublisher:
             try:
                 await self._serve(client)
             finally:
-                self._connected = False
+                self._set_connected(False)
                 self._progress.set()
                 await self._say_offline(client)
 
@@ -356,7 +366,7 @@ class MqttPublisher:
     async def _work(self, client: aiomqtt.Client) -> None:
         online = compact_json({"state": "online", "version": self._version})
         await client.publish(self.status_topic, online, qos=1, retain=True)
-        self._connected = True
+        self._set_connected(True)
         self._failures = 0
         log.info("mqtt connected", broker=self.broker, client_id=self._settings.client_id)
         await self._list_chains()
@@ -370,6 +380,12 @@ class MqttPublisher:
             self._caught_up_to = generation
             self._progress.set()
             await self._wake.wait()
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self._connected:
+            self._connected = connected
+            if self._status is not None:
+                self._status.mqtt_connection(connected)
 
     async def _list_chains(self) -> None:
         """The chains whose firing set this connection publishes; the sets of those not
@@ -387,6 +403,8 @@ class MqttPublisher:
         while not self._stop.is_set():
             committed = self._committed_events
             entries = await self._store.outbox_peek(DRAIN_BATCH)
+            if self._status is not None:
+                self._status.peeked(entries)
             if not entries:
                 if self._committed_events == committed:
                     return True
@@ -397,6 +415,8 @@ class MqttPublisher:
                 topic = self.alert_topic(entry.chain, entry.alert)
                 await client.publish(topic, entry.payload, qos=1, retain=False)
                 await self._store.outbox_delete(entry.id)
+                if self._status is not None:
+                    self._status.delivered(entry)
         return False
 
     async def _publish_firing(self, client: aiomqtt.Client, published: dict[str, str]) -> None:
