@@ -35,6 +35,7 @@ from quorumwatch.store.database import OutboxEntry
 from tests.builders import FakeClock, alert_event, chain_settings
 from tests.services import BrokerFactory, Subscriber, eventually, subscribed
 from tests.test_mqtt import alert_state
+from tests.tools import free_port
 
 T0 = 1_800_000_000.0
 PREFIX = "qwsinks"
@@ -339,3 +340,36 @@ async def test_a_committed_firing_set_is_published_as_the_store_would_give_it(
     published = started.live.on(topic)[1].payload
     assert published == firing_payload(await started.store.firing("alpha"))
     assert '"labels":{"chain":"alpha","entity":"e9","validator":"0xab"}' in published
+
+
+async def test_alertmanager_failures_reach_the_board_without_mqtt(tmp_path: Path) -> None:
+    """Without MQTT, with Alertmanager refusing connections: the failed first push, and the
+    one a newly firing alert prompts, each show on the board at once (mqtt_connected None);
+    the store is read only by the one load."""
+    settings = Settings(
+        chains=[chain_settings()],
+        storage={"path": tmp_path / "q.db"},
+        alertmanager={"url": f"http://127.0.0.1:{free_port()}"},
+    )
+    async with await AsyncStore.open(settings.storage.path) as store:
+        recording = RecordingStore(store)
+        board = ReportBoard()
+        async with aiohttp.ClientSession() as session:
+            sinks = _Sinks(settings, cast(AsyncStore, recording), session, board, time.time)
+            sinks.start()
+            try:
+                for failures in (1, 2):
+                    await eventually(
+                        lambda n=failures: (
+                            board.sinks is not None and board.sinks.alertmanager_failures == n
+                        ),
+                        f"{failures} failed pushes",
+                    )
+                    evaluated(sinks, "alpha", [ALPHA])
+            finally:
+                await sinks.close(0.1)
+    assert board.sinks is not None
+    assert board.sinks.mqtt_connected is None
+    assert recording.calls == Counter(
+        {"outbox_stats": 1, "outbox_dropped": 1, "events_generated": 1}
+    )
