@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-from quorumwatch.alerting.model import AlertEvent, AlertStatus, Severity, fingerprint
+from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
@@ -114,6 +114,30 @@ def report(
 
 
 ALERT_T0 = 1_750_000_000.0
+
+
+def alert_state(
+    alert: str = "EntityCanHalt",
+    *,
+    chain: str = "hyperliquid",
+    entity: str = "e1",
+    firing: bool = True,
+) -> AlertState:
+    """The state of an EntityCanHalt-style alert, pending since ALERT_T0 (firing from + 60)."""
+    labels = {"chain": chain, "entity": entity}
+    return AlertState(
+        fingerprint=fingerprint(alert, labels),
+        alert=alert,
+        severity=Severity.CRITICAL,
+        chain=chain,
+        labels=labels,
+        pending_since=ALERT_T0,
+        starts_at=ALERT_T0 + 60 if firing else None,
+        summary=f"{entity} can halt {chain}",
+        description="holds more than a third of the stake",
+        value=0.4,
+        threshold=1 / 3,
+    )
 
 
 def alert_event(

@@ -192,3 +192,71 @@ def test_state_firing_iff_started() -> None:
     )
     assert not pending.firing
     assert replace(pending, starts_at=T0 + 60).firing
+
+
+# --- the three renderings of one alert, pinned byte for byte -----------------------------------
+
+PINNED_STATE = AlertState(
+    fingerprint=FIRING.fingerprint,
+    alert=FIRING.alert,
+    severity=FIRING.severity,
+    chain=FIRING.chain,
+    labels={"chain": "hyperliquid", "validator": "Zürich ✓", "entity": ""},  # not by name
+    pending_since=T0 - 30,
+    starts_at=FIRING.starts_at,
+    summary=FIRING.summary,
+    description=FIRING.description,
+    value=0.4,
+    threshold=1 / 3,
+)
+PINNED_EVENT = replace(FIRING, labels=PINNED_STATE.labels)
+PINNED_SHARED = (
+    '"fingerprint":"23d83432f55a6e11","alert":"EntityCanHalt",{status}"severity":"warning",'
+    '"chain":"hyperliquid","labels":{labels},"summary":"One entity can halt hyperliquid.",'
+    '"description":"Entity whale holds 40.00% of consensus stake on hyperliquid, at least 1/3.",'
+    '"value":0.4,"threshold":0.3333333333333333,"starts_at":"2026-01-01T00:00:00.250Z"'
+)
+
+
+def test_event_document_bytes_are_pinned() -> None:
+    """The MQTT event payload of one alert, byte for byte: schema and event_id, the shared
+    fields with status after the alert name and the labels as made, then ends_at and
+    observed_at."""
+    shared = PINNED_SHARED.format(
+        status='"status":"firing",',
+        labels='{"chain":"hyperliquid","validator":"Zürich ✓","entity":""}',
+    )
+    assert PINNED_EVENT.to_json() == (
+        '{"schema":"quorumwatch.alert/v1","event_id":"event-1",'
+        + shared
+        + ',"ends_at":null,"observed_at":"2026-01-01T00:00:00.250Z"}'
+    )
+
+
+def test_firing_set_bytes_are_pinned() -> None:
+    """The retained firing set of the same alert, byte for byte: exactly the shared fields,
+    the labels by name (as read back from the store)."""
+    from quorumwatch.alerting.sinks.mqtt import firing_payload
+
+    shared = PINNED_SHARED.format(
+        status="", labels='{"chain":"hyperliquid","entity":"","validator":"Zürich ✓"}'
+    )
+    assert firing_payload([PINNED_STATE]) == "[{" + shared + "}]"
+
+
+def test_alertmanager_payload_bytes_are_pinned() -> None:
+    """The Alertmanager alert object of the same alert (state and firing event alike), as
+    aiohttp serialises it, byte for byte: empty labels dropped, the fixed names last."""
+    from quorumwatch.alerting.sinks.alertmanager import alert_payload
+
+    expected = (
+        '{"labels": {"chain": "hyperliquid", "validator": "Z\\u00fcrich \\u2713",'
+        ' "alertname": "EntityCanHalt", "severity": "warning"},'
+        ' "annotations": {"summary": "One entity can halt hyperliquid.",'
+        ' "description": "Entity whale holds 40.00% of consensus stake on hyperliquid,'
+        ' at least 1/3.", "value": "0.4", "threshold": "0.3333333333333333"},'
+        ' "startsAt": "2026-01-01T00:00:00.250Z", "endsAt": "2026-01-01T00:03:00.000Z"}'
+    )
+    for alert in (PINNED_STATE, PINNED_EVENT):
+        payload = alert_payload(alert, now=T0, resend_interval_seconds=60)
+        assert json.dumps(payload) == expected

@@ -14,7 +14,7 @@ import textwrap
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,10 @@ from pydantic import SecretStr, ValidationError
 from structlog.testing import capture_logs
 
 from quorumwatch.alerting.model import (
+    AlertCommit,
+    AlertEvent,
     AlertState,
     AlertStatus,
-    Severity,
-    fingerprint,
     rfc3339,
 )
 from quorumwatch.alerting.sinks.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
@@ -39,7 +39,7 @@ from quorumwatch.config import MqttSettings
 from quorumwatch.store import AsyncStore
 from quorumwatch.store import alerts as alert_store
 from quorumwatch.store.database import DEFAULT_MAX_OUTBOX_EVENTS
-from tests.builders import alert_event
+from tests.builders import alert_event, alert_state
 from tests.services import WAIT_SECONDS, Broker, BrokerFactory, eventually, subscribed
 from tests.tools import free_port, require_binary
 
@@ -79,25 +79,6 @@ def settings(port: int, **overrides: Any) -> MqttSettings:
     return MqttSettings(**values)
 
 
-def alert_state(
-    alert: str = "EntityCanHalt", *, chain: str = CHAIN, entity: str = "e1", firing: bool = True
-) -> AlertState:
-    labels = {"chain": chain, "entity": entity}
-    return AlertState(
-        fingerprint=fingerprint(alert, labels),
-        alert=alert,
-        severity=Severity.CRITICAL,
-        chain=chain,
-        labels=labels,
-        pending_since=T0,
-        starts_at=T0 + 60 if firing else None,
-        summary=f"{entity} can halt {chain}",
-        description="holds more than a third of the stake",
-        value=0.4,
-        threshold=1 / 3,
-    )
-
-
 @asynccontextmanager
 async def running(publisher: MqttPublisher) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(publisher.run())
@@ -107,6 +88,19 @@ async def running(publisher: MqttPublisher) -> AsyncIterator[asyncio.Task[None]]
         await publisher.close()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def commit(
+    store: AsyncStore,
+    publisher: MqttPublisher,
+    chain: str,
+    states: Sequence[AlertState],
+    events: Sequence[AlertEvent],
+) -> int:
+    """Commit as the evaluator does: to the store, then tell the publisher what it holds."""
+    dropped = await store.call(alert_store.commit_alerts, chain, states, events)
+    publisher.committed(AlertCommit(chain, tuple(states), tuple(events), dropped))
+    return dropped
 
 
 async def connected(publisher: MqttPublisher) -> None:
@@ -174,9 +168,8 @@ async def test_events_are_published_at_qos1_not_retained_as_event_json(
     ]
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with subscribed(broker.port, ALERTS) as live, running(publisher):
-        await store.call(alert_store.commit_alerts, CHAIN, [], events[:2])
-        await store.call(alert_store.commit_alerts, "evil/chain#+", [], events[2:])
-        publisher.wake()
+        await commit(store, publisher, CHAIN, [], events[:2])
+        await commit(store, publisher, "evil/chain#+", [], events[2:])
         await live.wait(lambda s: len(s.event_ids()) >= 3, "three events")
         await asyncio.sleep(0.2)  # room for a wrong duplicate to show up
     assert [(m.topic, m.qos, m.payload) for m in live.messages] == [
@@ -317,25 +310,15 @@ async def test_firing_set_is_retained_after_the_events_and_only_republished_on_c
 
             # Only pending state changes here; the other chain's set arriving shows that the
             # publisher has been through its loop after this commit.
-            await store.call(
-                alert_store.commit_alerts,
-                CHAIN,
-                [firing, alert_state(entity="e2", firing=False)],
-                [],
-            )
-            await store.call(
-                alert_store.commit_alerts,
-                "other",
-                [alert_state(chain="other")],
-                [alert_event("o1", chain="other")],
-            )
-            publisher.wake()
+            pending = alert_state(entity="e2", firing=False)
+            await commit(store, publisher, CHAIN, [firing, pending], [])
+            other = [alert_state(chain="other")]
+            await commit(store, publisher, "other", other, [alert_event("o1", chain="other")])
             await live.wait(lambda s: bool(s.on(other_topic)), "the other chain's set")
             assert len(live.on(firing_topic)) == 1
 
             resolved = alert_event("r1", status=AlertStatus.RESOLVED)
-            await store.call(alert_store.commit_alerts, CHAIN, [], [resolved])
-            publisher.wake()
+            await commit(store, publisher, CHAIN, [], [resolved])
             await live.wait(lambda s: len(s.on(firing_topic)) == 2, "the emptied firing set")
             topics = [m.topic for m in live.messages]
             assert topics.index(firing_topic, 2) > live.event_ids().index("r1")
@@ -371,10 +354,7 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
         await connected(publisher)
         broker.pause()
         try:
-            await store.call(
-                alert_store.commit_alerts, CHAIN, [alert_state()], [alert_event("acked-late")]
-            )
-            publisher.wake()
+            await commit(store, publisher, CHAIN, [alert_state()], [alert_event("acked-late")])
             topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
             await eventually(lambda: topic in sent, "the publish to be sent")
             await asyncio.sleep(0.5)
@@ -413,9 +393,8 @@ async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
         for n in range(12):
             chain = ("chain-a", "chain-b")[n % 2]
             events = [alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)]
-            await store.call(alert_store.commit_alerts, chain, [], events)
+            await commit(store, publisher, chain, [], events)
             expected[chain] += [e.event_id for e in events]
-            publisher.wake()
             await asyncio.sleep(0.05)
         count, age = await store.call(alert_store.outbox_stats, time.time())
         assert count == 24
@@ -474,13 +453,8 @@ async def commit_while_frozen(
     await connected(publisher)
     broker.pause()
     event_ids = [f"pending-{n}" for n in range(count)]
-    await store.call(
-        alert_store.commit_alerts,
-        CHAIN,
-        [],
-        [alert_event(event_id, entity=event_id) for event_id in event_ids],
-    )
-    publisher.wake()
+    events = [alert_event(event_id, entity=event_id) for event_id in event_ids]
+    await commit(store, publisher, CHAIN, [], events)
     await eventually(lambda: any("/alerts/" in topic for topic in sent), "the first publish")
     return event_ids
 
@@ -701,8 +675,7 @@ async def test_tls_and_password_reach_the_broker_and_the_password_is_never_logge
             "tls_params": aiomqtt.TLSParameters(ca_certs=str(ca)),
         }
         async with subscribed(broker.port, ALERTS, **subscriber) as live, running(good):
-            await store.call(alert_store.commit_alerts, CHAIN, [], [alert_event("over-tls")])
-            good.wake()
+            await commit(store, good, CHAIN, [], [alert_event("over-tls")])
             await live.wait(lambda s: s.event_ids() == ["over-tls"], "the event over TLS")
 
         refused = MqttPublisher(

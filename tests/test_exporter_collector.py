@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import time
 from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -501,7 +502,7 @@ def test_endpoints_disagree_is_exported_only_after_a_comparison() -> None:
 def sink_status(dropped: int) -> SinkStatus:
     return SinkStatus(
         outbox_events=7,
-        outbox_oldest_age_seconds=12.5,
+        outbox_oldest_created_at=time.time() - 12.5,
         outbox_dropped_events=dropped,
         events_generated={("EntityCanHalt", "firing"): 3},
         mqtt_connected=False,
@@ -519,12 +520,14 @@ def scrape_sinks(status: SinkStatus) -> str:
 
 def test_outbox_dropped_events_is_an_unlabelled_counter_also_at_zero() -> None:
     """quorumwatch_outbox_dropped_events_total is a counter without labels carrying the
-    sampled count, exported as 0 before any drop, beside quorumwatch_outbox_events."""
+    kept count, exported as 0 before any drop, beside quorumwatch_outbox_events and the
+    oldest event's age, derived at the scrape from its creation time."""
     text = scrape_sinks(sink_status(dropped=4242))
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["quorumwatch_outbox_dropped_events"].type == "counter"
     assert value(text, "quorumwatch_outbox_dropped_events_total") == 4242
     assert value(text, "quorumwatch_outbox_events") == 7
+    assert 12.5 <= value(text, "quorumwatch_outbox_oldest_event_age_seconds") < 60
     assert (
         value(scrape_sinks(sink_status(dropped=0)), "quorumwatch_outbox_dropped_events_total") == 0
     )

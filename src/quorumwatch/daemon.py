@@ -18,13 +18,13 @@ from quorumwatch import __version__
 from quorumwatch.alerting.evaluator import AlertListener, ChainAlerts
 from quorumwatch.alerting.sinks.alertmanager import AlertmanagerPusher
 from quorumwatch.alerting.sinks.mqtt import MqttPublisher
+from quorumwatch.alerting.sinks.status import SinkStatusKeeper
 from quorumwatch.config import ConfigError
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
 from quorumwatch.monitor import ChainMonitor
-from quorumwatch.report import ChainReport, ReportBoard, SinkStatus
+from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.store import AsyncStore, StoreError
-from quorumwatch.store import alerts as alert_store
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings, Settings
@@ -113,7 +113,7 @@ async def run_daemon(
     freeze_startup_heap()
     try:
         async with http_session() as session:
-            sinks = _Sinks(settings, store, session, clock)
+            sinks = _Sinks(settings, store, session, board, clock)
             tasks = [
                 asyncio.create_task(
                     ChainMonitor(
@@ -129,7 +129,7 @@ async def run_daemon(
                 )
                 for chain in settings.chains
             ]
-            sinks.start(board)
+            sinks.start()
             try:
                 await stop.wait()
             finally:
@@ -151,38 +151,50 @@ async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:
 
 
 class _Sinks:
-    """The configured alert sinks, their tasks, and the status they report to the board."""
+    """The configured alert sinks and who tells whom: each evaluation's commit goes to the
+    status keeper, the MQTT publisher and the Alertmanager pusher; the publisher tells the
+    keeper of its outbox reads, deletes and connection, the pusher of its failures; the keeper
+    puts the status on the board. Nothing polls the store."""
 
     def __init__(
         self,
         settings: Settings,
         store: AsyncStore,
         session: aiohttp.ClientSession,
+        board: ReportBoard,
         clock: Callable[[], float],
     ) -> None:
-        self._store = store
-        self._clock = clock
+        self.status = SinkStatusKeeper(
+            store,
+            board,
+            mqtt=settings.mqtt.enabled,
+            alertmanager=settings.alertmanager.url is not None,
+        )
         self.mqtt = (
-            MqttPublisher(settings.mqtt, store, version=__version__)
+            MqttPublisher(settings.mqtt, store, version=__version__, status=self.status)
             if settings.mqtt.enabled
             else None
         )
         self.alertmanager = (
-            AlertmanagerPusher(settings.alertmanager, session, clock=clock)
+            AlertmanagerPusher(
+                settings.alertmanager,
+                session,
+                clock=clock,
+                on_failure=self.status.alertmanager_failures,
+            )
             if settings.alertmanager.url is not None
             else None
         )
-        self.listeners: list[AlertListener] = []
+        self.listeners: list[AlertListener] = [self.status.committed]
         self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown
         self._mqtt_task: asyncio.Task[None] | None = None  # ends in MqttPublisher.shutdown()
         if self.mqtt is not None:
-            mqtt = self.mqtt
-            self.listeners.append(lambda chain, firing, resolved: mqtt.wake())
+            self.listeners.append(self.mqtt.committed)
         if self.alertmanager is not None:
-            self.listeners.append(self.alertmanager.update)
+            self.listeners.append(self.alertmanager.committed)
 
-    def start(self, board: ReportBoard) -> None:
-        self._loops.append(asyncio.create_task(self._report_status(board), name="sink-status"))
+    def start(self) -> None:
+        self._loops.append(asyncio.create_task(self.status.load(), name="sink-status"))
         if self.mqtt is not None:
             self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
         if self.alertmanager is not None:
@@ -205,29 +217,7 @@ class _Sinks:
         finally:
             if self._mqtt_task is not None:  # done already, unless shutdown() failed
                 await _cancel([self._mqtt_task])
-
-    async def _report_status(self, board: ReportBoard) -> None:
-        """Sample outbox and sink state for the collector, which must not query SQLite."""
-        while True:
-            try:
-                pending, oldest = await self._store.call(alert_store.outbox_stats, self._clock())
-                dropped = await self._store.call(alert_store.outbox_dropped)
-                generated = await self._store.call(alert_store.events_generated)
-                board.sinks = SinkStatus(
-                    outbox_events=pending,
-                    outbox_oldest_age_seconds=oldest,
-                    outbox_dropped_events=dropped,
-                    events_generated={
-                        (alert, str(status)): count for (alert, status), count in generated.items()
-                    },
-                    mqtt_connected=self.mqtt.connected if self.mqtt is not None else None,
-                    alertmanager_failures=(
-                        self.alertmanager.failures if self.alertmanager is not None else None
-                    ),
-                )
-            except StoreError as exc:
-                log.warning("sink status not sampled", error=str(exc))
-            await asyncio.sleep(1.0)
+            await self.status.close()
 
 
 async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:

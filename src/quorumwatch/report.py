@@ -4,6 +4,7 @@ collector, the rules, the probe) never import the I/O side."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -44,14 +45,21 @@ class ChainReport:
 
 @dataclass(frozen=True, slots=True)
 class SinkStatus:
-    """Delivery of alert events, sampled by the daemon for exposition."""
+    """Delivery of alert events, kept current by the sinks for exposition."""
 
     outbox_events: int
-    outbox_oldest_age_seconds: float | None
+    outbox_oldest_created_at: float | None  # when the oldest pending event was committed
     outbox_dropped_events: int  # dropped from the full outbox, ever (kept across restarts)
     events_generated: Mapping[tuple[str, str], int]  # (alert, status) -> count
     mqtt_connected: bool | None  # None: MQTT not enabled
     alertmanager_failures: int | None  # None: Alertmanager not configured
+
+    @property
+    def outbox_oldest_age_seconds(self) -> float | None:
+        """The oldest pending event's age as of now (the scrape); None when none is pending."""
+        if self.outbox_oldest_created_at is None:
+            return None
+        return max(0.0, time.time() - self.outbox_oldest_created_at)
 
 
 @dataclass(slots=True)

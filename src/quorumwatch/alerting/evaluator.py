@@ -1,4 +1,5 @@
-"""Per-chain alert evaluation: rules on each report; state and events committed, then published."""
+"""Per-chain alert evaluation: rules on each report; state and events committed, then the sinks
+told what was committed."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus
+from quorumwatch.alerting.model import AlertCommit, AlertEvent, AlertState
 from quorumwatch.alerting.rules import RuleMemory, advance, conditions
 from quorumwatch.store import alerts as alert_store
 
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# Receives the chain's firing alerts and the events just committed to the outbox.
-AlertListener = Callable[[str, Sequence[AlertState], Sequence[AlertEvent]], None]
+# Told after each evaluation what it committed (a sink: it must not block nor raise).
+AlertListener = Callable[[AlertCommit], None]
 
 
 class ChainAlerts:
@@ -60,9 +61,11 @@ class ChainAlerts:
             now,
             for_seconds=self._settings.alerts.for_seconds,
         )
+        dropped = 0
         if events or {s.fingerprint: s for s in states} != self._states:
             # Committed before anything is published: the outbox makes delivery durable.
-            await self._store.call(alert_store.commit_alerts, chain, states, events)
+            dropped = await self._store.call(alert_store.commit_alerts, chain, states, events)
+        # Nothing is awaited from here on, so listeners hear of commits in the store's order.
         self._states = {s.fingerprint: s for s in states}
         self._memory = memory
         for event in events:
@@ -73,7 +76,10 @@ class ChainAlerts:
                 severity=str(event.severity),
                 fingerprint=event.fingerprint,
             )
-        firing = [s for s in states if s.firing]
+        commit = AlertCommit(chain, tuple(states), tuple(events), dropped)
         for listener in self._listeners:
-            listener(chain, firing, [e for e in events if e.status is AlertStatus.RESOLVED])
+            try:
+                listener(commit)
+            except Exception:  # one broken sink must not keep the others from hearing
+                log.exception("alert listener failed", chain=chain)
         return events

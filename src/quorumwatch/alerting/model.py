@@ -1,11 +1,12 @@
-"""Alert events and alert state: the documented, versioned shapes that sinks carry."""
+"""Alert events and alert state: the documented, versioned shapes that sinks carry, and the
+one rendering of an alert they all build on."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -86,27 +87,64 @@ class AlertEvent:
     observed_at: float
 
     def to_json(self) -> str:
-        return json.dumps(self.to_document(), ensure_ascii=False, separators=(",", ":"))
+        return compact_json(self.to_document())
 
     def to_document(self) -> dict[str, Any]:
         """The versioned event document; times are RFC 3339 in UTC."""
+        shared = alert_document(self)
         return {
             "schema": SCHEMA,
             "event_id": self.event_id,
-            "fingerprint": self.fingerprint,
-            "alert": self.alert,
+            "fingerprint": shared.pop("fingerprint"),
+            "alert": shared.pop("alert"),
             "status": str(self.status),
-            "severity": str(self.severity),
-            "chain": self.chain,
-            "labels": dict(self.labels),
-            "summary": self.summary,
-            "description": self.description,
-            "value": self.value,
-            "threshold": self.threshold,
-            "starts_at": rfc3339(self.starts_at),
+            **shared,
             "ends_at": rfc3339(self.ends_at) if self.ends_at is not None else None,
             "observed_at": rfc3339(self.observed_at),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCommit:
+    """What one evaluation of one chain left in the store, as the evaluator tells the sinks:
+    the chain's alert state, the events appended to the outbox and how many of the oldest
+    pending events the full outbox then dropped (none of either when nothing changed)."""
+
+    chain: str
+    states: Sequence[AlertState]  # pending and firing, exactly as committed
+    events: Sequence[AlertEvent] = ()
+    dropped: int = 0
+
+    @property
+    def firing(self) -> list[AlertState]:
+        return [s for s in self.states if s.firing]
+
+    @property
+    def resolved(self) -> list[AlertEvent]:
+        return [e for e in self.events if e.status is AlertStatus.RESOLVED]
+
+
+def alert_document(alert: AlertState | AlertEvent) -> dict[str, Any]:
+    """The one rendering of an alert's shared fields, in their published order: the firing
+    set lists exactly these, the event document adds its own around them, and the
+    Alertmanager payload is built from them. `starts_at` is None while pending."""
+    return {
+        "fingerprint": alert.fingerprint,
+        "alert": alert.alert,
+        "severity": str(alert.severity),
+        "chain": alert.chain,
+        "labels": dict(alert.labels),
+        "summary": alert.summary,
+        "description": alert.description,
+        "value": alert.value,
+        "threshold": alert.threshold,
+        "starts_at": None if alert.starts_at is None else rfc3339(alert.starts_at),
+    }
+
+
+def compact_json(document: object) -> str:
+    """One line of JSON, non-ASCII kept as is: how every alert document is published."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 def rfc3339(timestamp: float) -> str:

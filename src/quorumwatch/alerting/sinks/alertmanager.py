@@ -19,7 +19,14 @@ import aiohttp
 import structlog
 from yarl import URL
 
-from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, rfc3339
+from quorumwatch.alerting.model import (
+    AlertCommit,
+    AlertEvent,
+    AlertState,
+    AlertStatus,
+    alert_document,
+    rfc3339,
+)
 from quorumwatch.config import AlertmanagerSettings
 
 ALERTS_PATH = "/api/v2/alerts"
@@ -28,6 +35,8 @@ RESOLVED_RESEND_SECONDS = 300.0
 # A firing alert's endsAt lies this many re-send intervals ahead (Prometheus uses 3 too).
 FIRING_LIFETIME_RESENDS = 3
 MAX_ERROR_BODY = 200
+# The alert's numbers, as annotations when present.
+NUMBERS = ("value", "threshold")
 
 log = structlog.get_logger(__name__)
 
@@ -57,16 +66,18 @@ def alert_payload(
     alert ends `FIRING_LIFETIME_RESENDS` re-send intervals after `now` unless re-sent.
     A pending state (not yet firing) is a ValueError: Alertmanager must not see it.
     """
-    if alert.starts_at is None:
+    document = alert_document(alert)
+    if document["starts_at"] is None:
         raise ValueError(f"alert {alert.alert} ({alert.fingerprint}) is pending, not firing")
-    labels = {_utf8(k): _utf8(v) for k, v in alert.labels.items() if k and v}
-    fixed = {"alertname": alert.alert, "severity": str(alert.severity), "chain": alert.chain}
+    labels = {_utf8(k): _utf8(v) for k, v in document["labels"].items() if k and v}
+    fixed = {
+        "alertname": document["alert"],
+        "severity": document["severity"],
+        "chain": document["chain"],
+    }
     labels.update({k: _utf8(v) for k, v in fixed.items() if v})
-    annotations = {"summary": _utf8(alert.summary), "description": _utf8(alert.description)}
-    if alert.value is not None:
-        annotations["value"] = _number(alert.value)
-    if alert.threshold is not None:
-        annotations["threshold"] = _number(alert.threshold)
+    annotations = {k: _utf8(document[k]) for k in ("summary", "description")}
+    annotations.update({k: _number(document[k]) for k in NUMBERS if document[k] is not None})
     if isinstance(alert, AlertEvent) and alert.status is AlertStatus.RESOLVED:
         ends_at = alert.ends_at if alert.ends_at is not None else alert.observed_at
     else:
@@ -74,7 +85,7 @@ def alert_payload(
     return {
         "labels": labels,
         "annotations": {k: v for k, v in annotations.items() if v},
-        "startsAt": rfc3339(alert.starts_at),
+        "startsAt": document["starts_at"],
         "endsAt": rfc3339(ends_at),
     }
 
@@ -82,9 +93,10 @@ def alert_payload(
 class AlertmanagerPusher:
     """Keeps the firing alerts per chain and the recently resolved ones, and pushes them.
 
-    `update` (sync) is called after each evaluation; `run` pushes every
-    `resend_interval_seconds` and promptly after an `update` that changed something.
-    `last_success_at` and `failures` are for metrics.
+    `update` (sync; through `committed`, the evaluator's listener) is called after each
+    evaluation; `run` pushes every `resend_interval_seconds` and promptly after an `update`
+    that changed something. `last_success_at` and `failures` are for metrics; `on_failure`
+    is told the new count of failures after each one.
     """
 
     def __init__(
@@ -93,6 +105,7 @@ class AlertmanagerPusher:
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
+        on_failure: Callable[[int], None] | None = None,
     ) -> None:
         if settings.url is None:
             raise ValueError("alertmanager.url is not set")
@@ -103,6 +116,7 @@ class AlertmanagerPusher:
         self._url = base.with_path(path)
         self._session = session
         self._clock = clock
+        self._on_failure = on_failure  # told the count of failures after each one
         self._interval = settings.resend_interval_seconds
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._firing: dict[str, dict[str, AlertState]] = {}
@@ -144,6 +158,10 @@ class AlertmanagerPusher:
             self._changes += 1
             self._changed.set()
 
+    def committed(self, commit: AlertCommit) -> None:
+        """The evaluator's listener: `update` with the chain's firing and resolved alerts."""
+        self.update(commit.chain, commit.firing, commit.resolved)
+
     def alerts(self) -> list[dict[str, Any]]:
         """The array the next push sends: all firing alerts, then those recently resolved."""
         now = self._clock()
@@ -178,8 +196,7 @@ class AlertmanagerPusher:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             problem = self._redact(f"{type(exc).__name__}: {exc}".strip(" :"))
         if problem:
-            self.failures += 1
-            self._failing = True
+            self._failed()
             log.warning(
                 "alertmanager push failed",
                 target=self.target,
@@ -215,11 +232,16 @@ class AlertmanagerPusher:
             try:
                 await self.push_once()
             except Exception:  # a bug must not end paging for good: log, count, go on
-                self.failures += 1
-                self._failing = True
+                self._failed()
                 log.exception("alertmanager push crashed", target=self.target)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=self._interval)
+
+    def _failed(self) -> None:
+        self.failures += 1
+        self._failing = True
+        if self._on_failure is not None:
+            self._on_failure(self.failures)
 
     def _prune(self, now: float) -> None:
         """Forget resolved alerts once they have been re-sent for RESOLVED_RESEND_SECONDS."""

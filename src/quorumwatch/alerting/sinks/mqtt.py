@@ -7,7 +7,9 @@ Topics, under `[mqtt].topic_prefix`:
   a clean disconnect, because the broker discards the Will on a clean DISCONNECT.
 - `<prefix>/<chain>/alerts/<alert>`: each AlertEvent's `to_json()`, QoS 1, not retained.
 - `<prefix>/<chain>/firing`: retained JSON list of the chain's firing alerts, republished after
-  the chain's events whenever it changed since it was last published on this connection.
+  the chain's events whenever it changed since it was last published on this connection. Each
+  connection publishes it for every chain the store lists with alert state or alert events
+  (`alert_chains`, read when it begins) and every chain committed to since.
 
 Chain and alert names become topic segments only through `sanitise_segment` (lower-cased, so
 names differing only in case share a topic; payloads carry the exact names).
@@ -18,6 +20,11 @@ broker's PUBACK. A failure between PUBACK and delete, or a lost PUBACK, sends it
 consumers dedupe on `event_id`. Each connection uses a fresh aiomqtt client, so paho's
 in-memory queue of a dead connection is dropped with it and the outbox alone re-sends.
 
+Nothing is polled: the evaluator tells the publisher what each evaluation committed
+(`committed`), which keeps each chain's firing set in memory (read from the store once, on the
+first connection) and wakes the publisher when there is something to publish. Only then, and
+when a connection begins, is the outbox read.
+
 On shutdown, `shutdown()` first lets a connected publisher send what is pending, within a
 budget, then closes: what is not acknowledged by then stays in the outbox for the next start.
 """
@@ -27,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import random
 import time
 from collections.abc import Sequence
@@ -37,11 +43,13 @@ from typing import TYPE_CHECKING, Any
 import aiomqtt
 import structlog
 
-from quorumwatch.alerting.model import AlertState, rfc3339
+from quorumwatch.alerting.model import AlertState, alert_document, compact_json
 from quorumwatch.store import StoreError
 from quorumwatch.store import alerts as alert_store
 
 if TYPE_CHECKING:
+    from quorumwatch.alerting.model import AlertCommit
+    from quorumwatch.alerting.sinks.status import SinkStatusKeeper
     from quorumwatch.config import MqttSettings
     from quorumwatch.store import AsyncStore
 
@@ -60,7 +68,6 @@ _SEGMENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _DIGEST_LENGTH = 8
 
 OFFLINE_PAYLOAD = '{"state":"offline"}'
-IDLE_SECONDS = 1.0  # the outbox is checked at least this often without a wake()
 DRAIN_BATCH = 100
 OFFLINE_TIMEOUT_SECONDS = 2.0  # for the PUBACK of the offline status before disconnecting
 CLOSE_TIMEOUT_SECONDS = 10.0
@@ -88,25 +95,6 @@ def sanitise_segment(text: str) -> str:
     return mapped
 
 
-def _json(document: object) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-def _firing_document(state: AlertState) -> dict[str, Any]:
-    return {
-        "fingerprint": state.fingerprint,
-        "alert": state.alert,
-        "severity": str(state.severity),
-        "chain": state.chain,
-        "labels": dict(state.labels),
-        "summary": state.summary,
-        "description": state.description,
-        "value": state.value,
-        "threshold": state.threshold,
-        "starts_at": None if state.starts_at is None else rfc3339(state.starts_at),
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class FlushOutcome:
     """What the shutdown flush achieved; None where the store could not say."""
@@ -116,22 +104,35 @@ class FlushOutcome:
 
 
 def firing_payload(states: Sequence[AlertState]) -> str:
-    """The retained firing set: a JSON list of the firing alerts, by alert and fingerprint."""
+    """The retained firing set: a JSON list of the firing alerts, by alert and fingerprint,
+    each one's labels by name (as the store keeps them, whatever order they were made in)."""
     firing = sorted((s for s in states if s.firing), key=lambda s: (s.alert, s.fingerprint))
-    return _json([_firing_document(state) for state in firing])
+    return compact_json(
+        [{**alert_document(s), "labels": dict(sorted(s.labels.items()))} for s in firing]
+    )
 
 
 class MqttPublisher:
     """Publishes the outbox and firing sets; reconnects with backoff until closed or cancelled.
 
-    Run `run()` in its own task; call `wake()` after each `commit_alerts`, and `close()` on
-    shutdown. MQTT and store failures are logged and retried; anything else ends `run()`.
+    Run `run()` in its own task; call `committed()` after each `commit_alerts` (or `wake()`
+    after committing events alone), and `close()` on shutdown. MQTT and store failures are
+    logged and retried; anything else ends `run()`. `status`, if given, hears of each read and
+    delete of the outbox and of the connection.
     """
 
-    def __init__(self, settings: MqttSettings, store: AsyncStore, *, version: str) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        store: AsyncStore,
+        *,
+        version: str,
+        status: SinkStatusKeeper | None = None,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._version = version
+        self._status = status
         self.status_topic = f"{settings.topic_prefix}/status"
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -144,6 +145,12 @@ class MqttPublisher:
         self._progress = asyncio.Event()
         self._failures = 0
         self._run_task: asyncio.Task[Any] | None = None
+        # Each chain's latest committed firing set, and the chains whose set this connection
+        # publishes (listed by the store when it began, or committed to since).
+        self._firing: dict[str, tuple[AlertState, ...]] = {}
+        self._listed: set[str] = set()
+        # Events committed so far, as told: a drain is done when none came during its last read.
+        self._committed_events = 0
 
     @property
     def connected(self) -> bool:
@@ -162,9 +169,22 @@ class MqttPublisher:
         return f"{self._settings.topic_prefix}/{sanitise_segment(chain)}/firing"
 
     def wake(self) -> None:
-        """New events are in the outbox: publish them now rather than within a second."""
+        """Publish now what is in the outbox, then the firing sets that changed."""
         self._wakes += 1
         self._wake.set()
+
+    def committed(self, commit: AlertCommit) -> None:
+        """The evaluator's listener: keep the chain's firing set, and wake the publisher if
+        events were appended or the set (or the list of chains) changed."""
+        firing = tuple(commit.firing)
+        changed = self._firing.get(commit.chain, ()) != firing
+        self._firing[commit.chain] = firing
+        if (commit.states or commit.events) and commit.chain not in self._listed:
+            self._listed.add(commit.chain)
+            changed = True
+        self._committed_events += len(commit.events)
+        if commit.events or changed:
+            self.wake()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -197,7 +217,7 @@ class MqttPublisher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
         finally:
-            self._connected = False
+            self._set_connected(False)
             self._run_task = None
 
     async def close(self, grace_seconds: float = CLOSE_TIMEOUT_SECONDS) -> None:
@@ -307,7 +327,7 @@ class MqttPublisher:
             try:
                 await self._serve(client)
             finally:
-                self._connected = False
+                self._set_connected(False)
                 self._progress.set()
                 await self._say_offline(client)
 
@@ -345,49 +365,70 @@ class MqttPublisher:
         raise aiomqtt.MqttError("message iteration ended")
 
     async def _work(self, client: aiomqtt.Client) -> None:
-        online = _json({"state": "online", "version": self._version})
+        online = compact_json({"state": "online", "version": self._version})
         await client.publish(self.status_topic, online, qos=1, retain=True)
-        self._connected = True
+        self._set_connected(True)
         self._failures = 0
         log.info("mqtt connected", broker=self.broker, client_id=self._settings.client_id)
+        await self._list_chains()
         published: dict[str, str] = {}  # firing topic -> payload, on this connection
         while not self._stop.is_set():
             self._wake.clear()
             generation = self._wakes
-            await self._drain(client)
-            if not await self._publish_firing(client, published):
-                continue  # events were committed meanwhile: they go first
+            if not await self._drain(client):
+                continue  # closing
+            await self._publish_firing(client, published)
             self._caught_up_to = generation
             self._progress.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_SECONDS)
+            await self._wake.wait()
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
-        """Publish the outbox in commit order; delete each row only after its PUBACK."""
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self._connected:
+            self._connected = connected
+            if self._status is not None:
+                self._status.mqtt_connection(connected)
+
+    async def _list_chains(self) -> None:
+        """The chains whose firing set this connection publishes; the sets of those not
+        known yet (all of them on the first connection) are read from the store."""
+        chains = await self._store.call(alert_store.alert_chains)
+        self._listed = set(chains)
+        for chain in chains:
+            if chain not in self._firing:
+                states = await self._store.call(alert_store.firing, chain)
+                self._firing.setdefault(chain, tuple(states))  # a commit told meanwhile wins
+
+    async def _drain(self, client: aiomqtt.Client) -> bool:
+        """Publish the outbox in commit order; delete each row only after its PUBACK. True
+        once a read found it empty and no event was committed during that read."""
         while not self._stop.is_set():
+            committed = self._committed_events
             entries = await self._store.call(alert_store.outbox_peek, DRAIN_BATCH)
+            if self._status is not None:
+                self._status.peeked(entries)
             if not entries:
-                return
+                if self._committed_events == committed:
+                    return True
+                continue
             for entry in entries:
                 if self._stop.is_set():
-                    return
+                    return False
                 topic = self.alert_topic(entry.chain, entry.alert)
                 await client.publish(topic, entry.payload, qos=1, retain=False)
                 await self._store.call(alert_store.outbox_delete, entry.id)
+                if self._status is not None:
+                    self._status.delivered(entry)
+        return False
 
-    async def _publish_firing(self, client: aiomqtt.Client, published: dict[str, str]) -> bool:
-        """Publish each chain's firing set that changed; False (nothing published) when the
-        outbox is no longer empty, so that a chain's events precede its firing set."""
-        payloads: dict[str, str] = {}
-        for chain in await self._store.call(alert_store.alert_chains):
-            firing = await self._store.call(alert_store.firing, chain)
-            payloads[self.firing_topic(chain)] = firing_payload(firing)
-        # State and events are committed together: if the sets read above include a change
-        # whose events were not published yet, those events are in the outbox now.
-        if await self._store.call(alert_store.outbox_peek, 1):
-            return False
+    async def _publish_firing(self, client: aiomqtt.Client, published: dict[str, str]) -> None:
+        """Publish each listed chain's firing set that changed since it was last published on
+        this connection. Called right after a drain: every set taken here was committed with
+        events that are published already, so a chain's events precede its firing set."""
+        payloads = {
+            self.firing_topic(chain): firing_payload(self._firing.get(chain, ()))
+            for chain in sorted(self._listed)
+        }
         for topic, payload in payloads.items():
             if published.get(topic) != payload:
                 await client.publish(topic, payload, qos=1, retain=True)
                 published[topic] = payload
-        return True
