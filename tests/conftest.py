@@ -1,18 +1,26 @@
-"""Shared test isolation: logging configuration is process-wide state."""
+"""Shared fixtures: logging isolation, an HTTP client session, and real Mosquitto and
+Alertmanager processes on free loopback ports."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import structlog
 
-from tests.services import AM_CONFIG, Broker, BrokerFactory, mosquitto_binary
+from tests.services import (
+    AM_CONFIG,
+    Broker,
+    BrokerFactory,
+    eventually_sync,
+    log_tail,
+    mosquitto_binary,
+)
 from tests.tools import free_port, require_binary, stop_process
 
 
@@ -25,6 +33,13 @@ def _default_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session with aiohttp's defaults, closed after the test."""
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.fixture
@@ -75,19 +90,19 @@ def alertmanager(tmp_path: Path, am_config: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 10
-        while True:
+
+        def ready() -> bool:
             if process.poll() is not None:
-                pytest.fail(f"alertmanager exited: {log_path.read_text()[-2000:]}")
+                pytest.fail(f"alertmanager exited: {log_tail(log_path)}")
             try:
                 with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
+                    return bool(response.status == 200)
             except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"alertmanager not ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+                return False
+
+        eventually_sync(
+            ready, lambda: f"alertmanager to be ready: {log_tail(log_path)}", every=0.05
+        )
         yield url
     finally:
         stop_process(process)

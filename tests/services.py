@@ -27,6 +27,7 @@ from quorumwatch.daemon import run_daemon
 from tests.tools import require_binary, stop_process
 
 WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.02  # how often `eventually` checks
 AM_CONFIG = """\
 global:
   resolve_timeout: 5m
@@ -76,17 +77,7 @@ class Broker:
             self.process = subprocess.Popen(
                 [self.binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 5
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mosquitto did not listen: {self.log.read_text()[-2000:]}")
-                time.sleep(0.02)
+        accepting("mosquitto", self.process, self.port, self.log, 5)
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -112,11 +103,20 @@ class Broker:
 BrokerFactory = Callable[..., Broker]
 
 
+Check = Callable[[], bool] | Callable[[], Awaitable[bool]]
+What = str | Callable[[], str]
+
+
+def _timed_out(what: What, within: float) -> None:
+    pytest.fail(f"timed out after {within} s waiting for {what() if callable(what) else what}")
+
+
 async def eventually(
-    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
-    what: str,
-    within: float = WAIT_SECONDS,
+    check: Check, what: What, within: float = WAIT_SECONDS, *, every: float = POLL_SECONDS
 ) -> None:
+    """Wait until `check()` (awaited if it returns an awaitable) is true, trying every `every`
+    seconds; fail the test after `within` seconds, naming `what` (a callable is called then,
+    e.g. for a log tail). Tests wait for something only through this (or `eventually_sync`)."""
     deadline = time.monotonic() + within
     while True:
         result = check()
@@ -125,8 +125,45 @@ async def eventually(
         if result:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
+            _timed_out(what, within)
+        await asyncio.sleep(every)
+
+
+def eventually_sync(
+    check: Callable[[], bool],
+    what: What,
+    within: float = WAIT_SECONDS,
+    *,
+    every: float = POLL_SECONDS,
+) -> None:
+    """`eventually` for synchronous code (fixtures that start a process, sync tests)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            _timed_out(what, within)
+        time.sleep(every)
+
+
+def log_tail(path: Path, characters: int = 2000) -> str:
+    return path.read_text(errors="replace")[-characters:] if path.exists() else "(no log)"
+
+
+def accepting(
+    name: str, process: subprocess.Popen[bytes], port: int, log: Path, within: float
+) -> None:
+    """Wait until `process` (`name`) accepts TCP connections on 127.0.0.1:`port`; fail with
+    the tail of its `log` if it exits first or does not listen within `within` seconds."""
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited: {log_tail(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    eventually_sync(listening, lambda: f"{name} to listen on {port}: {log_tail(log)}", within)
 
 
 @dataclass

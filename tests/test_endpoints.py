@@ -155,12 +155,6 @@ async def server() -> AsyncIterator[Server]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _pool(
     session: aiohttp.ClientSession,
     *urls: str,

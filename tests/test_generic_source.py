@@ -82,12 +82,6 @@ async def serve() -> AsyncIterator[Callable[[], Awaitable[Chain]]]:
         yield start
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _source(
     session: aiohttp.ClientSession, *urls: str, **generic: Any
 ) -> tuple[GenericSource, EndpointPool]:

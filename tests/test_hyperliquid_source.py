@@ -49,12 +49,6 @@ async def start_sim() -> AsyncIterator[Callable[..., Awaitable[RunningSimulator]
         yield start
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _source(
     session: aiohttp.ClientSession,
     *urls: str,

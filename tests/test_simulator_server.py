@@ -12,7 +12,7 @@ from quorumwatch.simulator.scenario import load_scenario, parse_scenario
 from quorumwatch.simulator.server import DESERIALIZE_ERROR, start_simulator
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import Mapping
 
     from quorumwatch.simulator.scenario import JsonObject, Scenario
     from quorumwatch.simulator.server import RunningSimulator
@@ -38,12 +38,6 @@ def _scenario(*later_steps: JsonObject, repeat: int = 1) -> Scenario:
 
 def _fault_step(**fault: Any) -> JsonObject:
     return {"fault": fault}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def _post(
