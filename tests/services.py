@@ -1,5 +1,6 @@
-"""Real components for tests, started on free loopback ports: Mosquitto and Alertmanager,
-plus an MQTT subscriber that collects what it receives."""
+"""Real components for tests, started on free loopback ports: Mosquitto, the daemon (in this
+event loop or as a subprocess), an MQTT subscriber that collects what it receives; reading
+/metrics and the daemon's JSON log; and `eventually`, the one way tests wait."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import Settings
 from quorumwatch.daemon import run_daemon
@@ -232,3 +236,65 @@ async def running_daemon(settings: Settings, *, stop_within: float = 10.0) -> As
     finally:
         stop.set()
         await asyncio.wait_for(task, stop_within)
+
+
+@asynccontextmanager
+async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`quorumwatch run --config config` as a subprocess, its output appended to `log` (JSON
+    lines); killed at the end if it is still running."""
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "quorumwatch", "run", "--config", str(config),
+            stdout=output, stderr=output,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def log_records(log: Path, event: str) -> list[dict[str, Any]]:
+    """The JSON log records in `log` whose event is `event`, in order."""
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [record for record in records if record.get("event") == event]
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """Every sample of an exposition, by name and label set."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:
+    """The samples at `url`, which must answer 200."""
+    async with session.get(url) as response:
+        assert response.status == 200
+        return parse_samples(await response.text())
+
+
+async def metric_totals(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """Each metric name's sum over its samples (an unlabelled sample's value), or {} while
+    nothing answers at `url`."""
+    try:
+        async with session.get(url) as response:
+            text = await response.text()
+    except aiohttp.ClientError:
+        return {}
+    totals: dict[str, float] = {}
+    for (name, _), value in parse_samples(text).items():
+        totals[name] = totals.get(name, 0.0) + value
+    return totals
