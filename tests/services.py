@@ -261,6 +261,83 @@ def log_records(log: Path, event: str) -> list[dict[str, Any]]:
     return [record for record in records if record.get("event") == event]
 
 
+DRIP_SECONDS = 0.2
+
+
+# --- raw loopback servers: endpoints that misbehave below HTTP ---------------------------------
+
+
+@dataclass
+class RawServer:
+    """What a raw loopback server saw: its URL and the connections clients opened and closed."""
+
+    base_url: str = ""
+    open_connections: int = 0
+    peak_connections: int = 0
+    lifetimes: list[float] = field(default_factory=list)  # seconds, per closed connection
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while none is open
+
+
+@asynccontextmanager
+async def raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[RawServer]:
+    """Run `handler` for each connection to a free loopback port, counting connections."""
+    state = RawServer()
+    state.idle.set()
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted = time.monotonic()
+        state.open_connections += 1
+        state.peak_connections = max(state.peak_connections, state.open_connections)
+        state.idle.clear()
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: the point of these tests
+        finally:
+            writer.close()
+            handlers.discard(task)
+            state.lifetimes.append(time.monotonic() - accepted)
+            state.open_connections -= 1
+            if state.open_connections == 0:
+                state.idle.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield state
+    finally:
+        server.close()
+        for task in list(handlers):  # Python 3.11's wait_closed does not wait for them
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request and never sends a byte back, until the client leaves."""
+    await reader.read()
+
+
+async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Sends a 200's headers, then one byte of a never-ending body every DRIP_SECONDS."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+    client_gone = asyncio.ensure_future(reader.read())  # completes at the client's EOF
+    try:
+        while not client_gone.done():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.wait({client_gone}, timeout=DRIP_SECONDS)  # the drip's pace
+    finally:
+        client_gone.cancel()
+
+
 # --- /metrics ----------------------------------------------------------------------------------
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
