@@ -1,4 +1,5 @@
-"""Builders for domain objects in tests: reports without HTTP, and a settable clock."""
+"""Builders for domain objects in tests: reports without HTTP, their exposition, and a settable
+clock."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from quorumwatch.alert_events import AlertEvent, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
+from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.history import JailReport
 from quorumwatch.models import (
     Validator,
@@ -17,7 +21,7 @@ from quorumwatch.models import (
     largest_validators,
     status_totals,
 )
-from quorumwatch.monitor import ChainReport
+from quorumwatch.monitor import ChainReport, ReportBoard, SinkStatus
 
 
 class FakeClock:
@@ -110,6 +114,26 @@ def report(
         ),
         jails=jails,
     )
+
+
+def exposition(
+    *reports: ChainReport, now: float | None = None, sinks: SinkStatus | None = None
+) -> str:
+    """The text /metrics serves with these reports (and sink status) on the board; elapsed
+    times are measured to `now` when it is given."""
+    board = ReportBoard()
+    for published in reports:
+        board.publish(published)
+    if sinks is not None:
+        board.sinks = sinks
+    collector = (
+        QuorumwatchCollector(board)
+        if now is None
+        else QuorumwatchCollector(board, clock=lambda: now)
+    )
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry).decode()
 
 
 ALERT_T0 = 1_750_000_000.0
