@@ -171,16 +171,22 @@ async def test_events_are_published_at_qos1_not_retained_as_event_json(
         alert_event("e3", chain="evil/chain#+"),
     ]
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    later_event = alert_event("e4", entity="e4")
     async with subscribed(broker.port, ALERTS) as live, running(publisher):
         await store.commit_alerts(CHAIN, [], events[:2])
         await store.commit_alerts("evil/chain#+", [], events[2:])
         publisher.wake()
         await live.wait(lambda s: len(s.event_ids()) >= 3, "three events")
-        await asyncio.sleep(0.2)  # room for a wrong duplicate to show up
+        # The outbox is published in commit order, and the broker keeps it: a wrong duplicate
+        # of the first three would arrive before an event committed after them.
+        await store.commit_alerts(CHAIN, [], [later_event])
+        publisher.wake()
+        await live.wait(lambda s: "e4" in s.event_ids(), "the event committed later")
     assert [(m.topic, m.qos, m.payload) for m in live.messages] == [
         (f"{PREFIX}/hyperliquid/alerts/entitycanhalt", 1, events[0].to_json()),
         (f"{PREFIX}/hyperliquid/alerts/chainhalted", 1, events[1].to_json()),
         (f"{PREFIX}/evil_chain__/alerts/entitycanhalt", 1, events[2].to_json()),
+        (f"{PREFIX}/hyperliquid/alerts/entitycanhalt", 1, later_event.to_json()),
     ]
     assert await store.outbox_stats(time.time()) == (0, None)
     # Subscribed to the alerts first, then to the retained status: once the status arrives,
@@ -348,14 +354,22 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
     """While the broker is frozen (SIGSTOP) after the publisher sent an event, the event's
     outbox row stays and no subscriber has it; once the broker continues and acknowledges,
     the row is deleted and the event is delivered."""
-    sent: list[str] = []
+    topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
+    timeline: list[str] = []  # the event's publish, its PUBACK, the row's delete, in order
     real_publish = aiomqtt.Client.publish
+    real_delete = store.outbox_delete
 
     async def recording_publish(self: aiomqtt.Client, topic: str, *args: Any, **kw: Any) -> None:
-        sent.append(topic)
-        await real_publish(self, topic, *args, **kw)
+        timeline.append(f"sent {topic}")
+        await real_publish(self, topic, *args, **kw)  # at QoS 1: returns on the PUBACK
+        timeline.append(f"acknowledged {topic}")
+
+    async def recording_delete(entry_id: int) -> None:
+        await real_delete(entry_id)
+        timeline.append("deleted")
 
     monkeypatch.setattr(aiomqtt.Client, "publish", recording_publish)
+    monkeypatch.setattr(store, "outbox_delete", recording_delete)
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with subscribed(broker.port, ALERTS) as live, running(publisher):
         await connected(publisher)
@@ -363,11 +377,11 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
         try:
             await store.commit_alerts(CHAIN, [alert_state()], [alert_event("acked-late")])
             publisher.wake()
-            topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
-            await eventually(lambda: topic in sent, "the publish to be sent")
-            await asyncio.sleep(0.5)
+            await eventually(lambda: f"sent {topic}" in timeline, "the publish to be sent")
             assert [e.event_id for e in await store.outbox_peek(10)] == ["acked-late"]
             assert publisher.connected
+            assert not live.event_ids()
+            timeline.append("broker continued")
         finally:
             broker.resume()
 
@@ -376,6 +390,13 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
 
         await eventually(outbox_empty, "the row to be deleted after the PUBACK")
         await live.wait(lambda s: s.event_ids() == ["acked-late"], "the event")
+    steps = ("broker continued", "deleted")
+    assert [step for step in timeline if topic in step or step in steps] == [
+        f"sent {topic}",
+        "broker continued",
+        f"acknowledged {topic}",
+        "deleted",
+    ]
 
 
 async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
@@ -392,22 +413,28 @@ async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with running(publisher):
         await connected(publisher)
-        await broker.astop()
-        await eventually(lambda: not publisher.connected, "the publisher to notice")
+        with capture_logs() as logs:
+            await broker.astop()
+            await eventually(lambda: not publisher.connected, "the publisher to notice")
 
-        expected: dict[str, list[str]] = {"chain-a": [], "chain-b": []}
-        for n in range(12):
-            chain = ("chain-a", "chain-b")[n % 2]
-            events = [alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)]
-            await store.commit_alerts(chain, [], events)
-            expected[chain] += [e.event_id for e in events]
-            publisher.wake()
-            await asyncio.sleep(0.05)
-        count, age = await store.outbox_stats(time.time())
-        assert count == 24
-        assert age is not None
-        assert not publisher.connected
-        await asyncio.sleep(1.0)  # the rest of a short outage
+            expected: dict[str, list[str]] = {"chain-a": [], "chain-b": []}
+            for n in range(12):
+                chain = ("chain-a", "chain-b")[n % 2]
+                events = [
+                    alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)
+                ]
+                await store.commit_alerts(chain, [], events)
+                expected[chain] += [e.event_id for e in events]
+                publisher.wake()
+            count, age = await store.outbox_stats(time.time())
+            assert count == 24
+            assert age is not None
+            assert not publisher.connected
+            # The rest of a short outage: the lost connection, then two refused reconnects.
+            await eventually(
+                lambda: sum(e["event"] == "mqtt publishing failed" for e in logs) >= 3,
+                "two failed reconnects",
+            )
 
         await broker.astart()
 
