@@ -23,6 +23,20 @@ from tests.services import (
 )
 from tests.tools import free_port, require_binary, stop_process
 
+E2E = Path(__file__).parent / "e2e"
+# Fixtures that start a heavy real component: a test using one is slow.
+SLOW_FIXTURES = frozenset({"alertmanager", "prometheus_binary"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e/ is e2e; every test starting Alertmanager or Prometheus is
+    slow. (Other slow tests carry @pytest.mark.slow themselves.)"""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _default_structlog() -> Iterator[None]:

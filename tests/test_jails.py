@@ -434,6 +434,7 @@ def run(
     return states, events
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(snapshot_sequences())
 def test_jail_balance_and_replay(sequence: tuple[list[list[Validator]], list[bool]]) -> None:

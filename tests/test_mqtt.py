@@ -399,6 +399,7 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
     ]
 
 
+@pytest.mark.slow
 async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
     broker_factory: BrokerFactory, store: AsyncStore
 ) -> None:
@@ -546,6 +547,7 @@ async def test_shutdown_flushes_every_pending_event_then_says_offline(
     assert sent.index(f"{PREFIX}/{CHAIN}/firing") > sent.index(alert_topics[-1])
 
 
+@pytest.mark.slow
 async def test_shutdown_gives_up_on_a_silent_broker_within_the_budget(
     broker: Broker, store: AsyncStore, sent: list[str]
 ) -> None:

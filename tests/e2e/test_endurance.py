@@ -38,6 +38,7 @@ KIB = 1024
 MEMORY_BOUND_BYTES = 384 * KIB
 
 
+@pytest.mark.slow
 async def test_soak_with_faults_grows_no_fds_tasks_or_memory(tmp_path: Path) -> None:
     """Over 450 faulted cycles of three chains, fds and asyncio tasks after warm-up equal
     their first value, and traced memory over the last 150 grows by at most 384 KiB."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from quorumwatch.config import ChainSettings
 from quorumwatch.jails import EventKind
@@ -206,6 +207,7 @@ async def run_week(tmp_path: Path) -> tuple[dict[int, ChainReport], Path, FakeCl
     return reports, database, clock
 
 
+@pytest.mark.slow
 async def test_scripted_week(tmp_path: Path) -> None:
     """Counters, windows, storm, histogram, history and the jails report match the script,
     through an outage, a restart and a kill -9 during a write."""

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import load_settings
@@ -28,6 +29,7 @@ async def ok_requests(session: aiohttp.ClientSession, url: str, chain: str) -> f
     )
 
 
+@pytest.mark.slow
 async def test_hanging_chain_does_not_delay_a_chain_polling_every_second(tmp_path: Path) -> None:
     """While one chain's endpoint holds every request open for 60 s, a chain polling every
     second completes a poll (two requests) about every second."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from quorumwatch.simulator import parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore, OutboxEntry, StoreError
@@ -43,6 +44,8 @@ FLUSHING = "mqtt flushing the outbox before shutdown"
 FLUSHED = "mqtt outbox flushed at shutdown"
 VALIDATORS = [f"0x{i + 1:040x}" for i in range(4)]
 POLL_EVERY = 0.1  # how often a wait asks /metrics or the store again
+
+pytestmark = pytest.mark.slow  # each starts the daemon as a subprocess beside a broker
 
 
 def takeover() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from quorumwatch.config import Settings, load_settings
 from quorumwatch.simulator import load_scenario, start_simulator
@@ -98,6 +99,7 @@ async def watch_daemon(settings: Settings, drip: RawServer) -> Watch:
     return seen
 
 
+@pytest.mark.slow
 async def test_slowloris_endpoint_stalls_nothing(tmp_path: Path) -> None:
     """While one chain's only endpoint drips a byte every 0.2 s forever, every scrape answers
     within 1 s, a chain polling every second keeps its schedule, the stuck chain counts
