@@ -34,16 +34,29 @@ class FakeClock:
         return self.now
 
 
+def address(index: int) -> str:
+    """The 40-hex-digit address 0x…<index>."""
+    return f"0x{index:040x}"
+
+
 def validator(
-    index: int, stake: int, *, jailed: bool = False, active: bool = True, name: str = ""
+    index: int,
+    stake: int = 1000,
+    *,
+    jailed: bool = False,
+    active: bool = True,
+    name: str = "",
+    unjailable_after_ms: int | None = None,
 ) -> Validator:
-    """A validator with address 0x…<index> and the given stake in base units."""
+    """A validator at address(index), named "validator <index>" unless `name` is given, with
+    the given stake in base units."""
     return Validator(
-        address=f"0x{index:040x}",
+        address=address(index),
         name=name or f"validator {index}",
         stake=stake,
         in_consensus_set=active,
         jailed=jailed,
+        unjailable_after_ms=unjailable_after_ms,
         uptime_ratio={"1d": 1.0, "7d": 0.99},
     )
 

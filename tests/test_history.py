@@ -17,33 +17,14 @@ from quorumwatch.history import JAIL_WINDOWS, JailReport, JailTracker
 from quorumwatch.jails import ChainState, EventKind, ValidatorEvent
 from quorumwatch.models import Validator
 from quorumwatch.store import AsyncStore, Store, StoreError
+from tests.builders import address as addr
 from tests.builders import chain_settings
+from tests.builders import validator as val
 
 CHAIN = "hyperliquid"
 POLL = 30.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86400.0
-
-
-def addr(index: int) -> str:
-    return f"0x{index:040x}"
-
-
-def val(
-    index: int,
-    *,
-    stake: int = 1000,
-    jailed: bool = False,
-    unjailable_after_ms: int | None = None,
-) -> Validator:
-    return Validator(
-        address=addr(index),
-        name=f"validator {index}",
-        stake=stake,
-        in_consensus_set=True,
-        jailed=jailed,
-        unjailable_after_ms=unjailable_after_ms,
-    )
 
 
 def tracker(store: AsyncStore, *, retention_days: int = 400, **overrides: Any) -> JailTracker:

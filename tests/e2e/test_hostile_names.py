@@ -31,7 +31,7 @@ from quorumwatch.jailreport import EVENT_COLUMNS, MAX_CELL_WIDTH, SUMMARY_COLUMN
 from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 from quorumwatch.logs import MAX_VALUE_LENGTH, configure_logging
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.builders import exposition, report, validator
+from tests.builders import address, exposition, report, validator
 from tests.services import BrokerFactory, Subscriber, running_daemon, subscribed
 from tests.tools import (
     KNOWN_PROMTOOL_FINDINGS,
@@ -44,10 +44,6 @@ from tests.tools import (
 CHAIN = "hyperliquid"
 PREFIX = "qwhostile/e2e"
 FORGED_LINE = '\n{"level":"critical","event":"forged","timestamp":"2026-01-01T00:00:00Z"}\n'
-
-
-def address(index: int) -> str:
-    return f"0x{index:040x}"
 
 
 # A fixed corpus: the test is deterministic. Descriptions are served too (the row carries
