@@ -4,6 +4,7 @@ clock."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -11,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from quorumwatch.alert_events import AlertEvent, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
-from quorumwatch.config import ChainSettings
+from quorumwatch.config import ChainSettings, Settings, load_settings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.history import JailReport
@@ -71,6 +72,14 @@ def chain_settings(endpoints: int = 2, **overrides: Any) -> ChainSettings:
     }
     document.update(overrides)
     return ChainSettings.model_validate(document)
+
+
+def daemon_settings(store: Path, **sections: Any) -> Settings:
+    """The daemon's settings for a test: /metrics on a free loopback port, the store at
+    `store`, and the other sections as given (chains=[...], mqtt={...})."""
+    return load_settings(
+        None, metrics={"listen": "127.0.0.1:0"}, storage={"path": str(store)}, **sections
+    )
 
 
 def endpoint_view(name: str, *, up: bool = True, latency: float = 0.2) -> EndpointView:

@@ -9,8 +9,8 @@ from typing import Any
 
 import aiohttp
 
-from quorumwatch.config import load_settings
 from quorumwatch.simulator import RunningSimulator, load_scenario, parse_scenario, start_simulator
+from tests.builders import daemon_settings
 from tests.services import Samples, eventually, metric, running_daemon, scrape
 
 
@@ -27,10 +27,8 @@ def scenario_with(*steps: dict[str, Any]) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def daemon(store: Path, *simulators: RunningSimulator) -> AsyncIterator[str]:
     """Run the daemon against the simulators; yields the /metrics URL."""
-    settings = load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    settings = daemon_settings(
+        store,
         chains=[
             {
                 "name": "hyperliquid",

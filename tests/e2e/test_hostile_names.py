@@ -26,12 +26,11 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch import cli
-from quorumwatch.config import load_settings
 from quorumwatch.jailreport import EVENT_COLUMNS, MAX_CELL_WIDTH, SUMMARY_COLUMNS
 from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 from quorumwatch.logs import MAX_VALUE_LENGTH, configure_logging
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.builders import address, exposition, report, validator
+from tests.builders import address, daemon_settings, exposition, report, validator
 from tests.services import BrokerFactory, Subscriber, running_daemon, subscribed
 from tests.tools import (
     KNOWN_PROMTOOL_FINDINGS,
@@ -119,10 +118,8 @@ def strings_in(document: Any) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def hostile_daemon(store: Path, base_url: str, broker_port: int) -> AsyncIterator[str]:
     """The daemon polling `base_url`, publishing to the broker; yields the /metrics URL."""
-    daemon_settings = load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    configured = daemon_settings(
+        store,
         mqtt={
             "enabled": True,
             "host": "127.0.0.1",
@@ -140,7 +137,7 @@ async def hostile_daemon(store: Path, base_url: str, broker_port: int) -> AsyncI
             }
         ],
     )
-    async with running_daemon(daemon_settings, stop_within=15) as url:
+    async with running_daemon(configured, stop_within=15) as url:
         yield url
 
 

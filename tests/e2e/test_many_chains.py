@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.config import load_settings
 from quorumwatch.simulator import load_scenario, start_simulator
+from tests.builders import daemon_settings
 from tests.services import eventually, raw_server, running_daemon, silent
 
 WATCH_POLLS = 5  # live polls watched while the stuck chain's request hangs
@@ -37,10 +37,8 @@ async def test_hanging_chain_does_not_delay_a_chain_polling_every_second(tmp_pat
         raw_server(silent) as hung,
         await start_simulator(load_scenario("healthy")) as sim,
     ):
-        settings = load_settings(
-            None,
-            metrics={"listen": "127.0.0.1:0"},
-            storage={"path": str(tmp_path / "qw.db")},
+        settings = daemon_settings(
+            tmp_path / "qw.db",
             chains=[
                 {
                     "name": "stuck",

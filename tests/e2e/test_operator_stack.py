@@ -38,8 +38,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from quorumwatch.config import load_settings
 from quorumwatch.simulator import parse_scenario, start_simulator
+from tests.builders import daemon_settings
 from tests.services import eventually, log_tail, running_daemon
 from tests.tools import free_port, require_binary
 
@@ -220,10 +220,8 @@ def prometheus_binary() -> str:
 @contextlib.asynccontextmanager
 async def daemon(store: Path, simulator_url: str) -> AsyncIterator[int]:
     """The daemon in-process, polling every 0.5 s; yields its metrics port."""
-    settings = load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    settings = daemon_settings(
+        store,
         chains=[
             {
                 "name": CHAIN,

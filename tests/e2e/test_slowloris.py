@@ -10,8 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from quorumwatch.config import Settings, load_settings
+from quorumwatch.config import Settings
 from quorumwatch.simulator import load_scenario, start_simulator
+from tests.builders import daemon_settings
 from tests.services import (
     RawServer,
     Samples,
@@ -53,10 +54,8 @@ class Watch:
 
 
 def two_chains(store: Path, stuck_url: str, live_url: str) -> Settings:
-    return load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    return daemon_settings(
+        store,
         chains=[
             {
                 "name": "stuck",
