@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import ssl
 import sys
 import time
@@ -33,7 +32,7 @@ from quorumwatch.endpoints import (
 )
 from tests.builders import FakeClock, chain_settings
 from tests.services import raw_server, silent, slowloris
-from tests.tools import self_signed_certificate, server_tls, unanswered_port
+from tests.tools import refused_url, self_signed_certificate, server_tls, unanswered_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -185,13 +184,6 @@ def _pool(
     )
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
 # --- classification ----------------------------------------------------------------------------
 
 
@@ -249,7 +241,7 @@ async def test_timeout(server: Server, session: aiohttp.ClientSession) -> None:
 
 async def test_closed_port_is_connect_error(session: aiohttp.ClientSession) -> None:
     """A refused connection is connect_error."""
-    pool = _pool(session, _closed_port_url())
+    pool = _pool(session, refused_url())
     answer = await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
     assert answer.outcome is Outcome.CONNECT_ERROR
     assert pool.endpoints[0].up is False

@@ -52,6 +52,11 @@ def free_port() -> int:
         return port
 
 
+def refused_url() -> str:
+    """An http:// URL on a loopback port where nothing listens: a connect is refused."""
+    return f"http://127.0.0.1:{free_port()}"
+
+
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
     """SIGTERM, then SIGKILL if the process has not exited within `timeout` seconds."""
     process.terminate()
