@@ -193,6 +193,9 @@ async def soak(
                 ups[report.chain] += report.up
             solana.clear_faults()
             cosmos.faults.fail_page = None
+            # The simulator's own log of requests (bounded, but at 10 000 only after about a
+            # thousand cycles) would grow for most of a run and look like a leak.
+            cosmos.requests.clear()
             clock.advance(POLL_INTERVAL_SECONDS)
             if cycle == trace_from:
                 gc.collect()

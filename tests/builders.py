@@ -1,16 +1,20 @@
-"""Builders for domain objects in tests: reports without HTTP, and a settable clock."""
+"""Builders for domain objects in tests: reports without HTTP, their exposition, and a settable
+clock."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+
 from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
-from quorumwatch.config import ChainSettings
+from quorumwatch.config import ChainSettings, Settings, load_settings
 from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.models import (
@@ -19,7 +23,7 @@ from quorumwatch.models import (
     largest_validators,
     status_totals,
 )
-from quorumwatch.report import ChainReport, JailReport, ReportBoard
+from quorumwatch.report import ChainReport, JailReport, ReportBoard, SinkStatus
 
 
 class FakeClock:
@@ -32,16 +36,29 @@ class FakeClock:
         return self.now
 
 
+def address(index: int) -> str:
+    """The 40-hex-digit address 0x…<index>."""
+    return f"0x{index:040x}"
+
+
 def validator(
-    index: int, stake: int, *, jailed: bool = False, active: bool = True, name: str = ""
+    index: int,
+    stake: int = 1000,
+    *,
+    jailed: bool = False,
+    active: bool = True,
+    name: str = "",
+    unjailable_after_ms: int | None = None,
 ) -> Validator:
-    """A validator with address 0x…<index> and the given stake in base units."""
+    """A validator at address(index), named "validator <index>" unless `name` is given, with
+    the given stake in base units."""
     return Validator(
-        address=f"0x{index:040x}",
+        address=address(index),
         name=name or f"validator {index}",
         stake=stake,
         in_consensus_set=active,
         jailed=jailed,
+        unjailable_after_ms=unjailable_after_ms,
         uptime_ratio={"1d": 1.0, "7d": 0.99},
     )
 
@@ -56,6 +73,14 @@ def chain_settings(endpoints: int = 2, **overrides: Any) -> ChainSettings:
     }
     document.update(overrides)
     return ChainSettings.model_validate(document)
+
+
+def daemon_settings(store: Path, **sections: Any) -> Settings:
+    """The daemon's settings for a test: /metrics on a free loopback port, the store at
+    `store`, and the other sections as given (chains=[...], mqtt={...})."""
+    return load_settings(
+        None, metrics={"listen": "127.0.0.1:0"}, storage={"path": str(store)}, **sections
+    )
 
 
 def endpoint_view(name: str, *, up: bool = True, latency: float = 0.2) -> EndpointView:
@@ -111,6 +136,28 @@ def report(
         ),
         jails=jails,
     )
+
+
+def exposition(
+    *reports: ChainReport,
+    now: float | None = None,
+    sinks: SinkStatus | None = None,
+    max_series: int = 100,
+) -> str:
+    """The text /metrics serves with these reports (and sink status) on the board; elapsed
+    times are measured to `now` when it is given; `max_series` caps per-validator series."""
+    board = ReportBoard()
+    for published in reports:
+        board.publish(published)
+    if sinks is not None:
+        board.sinks = sinks
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(
+        collector(board, max_series=max_series)
+        if now is None
+        else collector(board, max_series=max_series, clock=lambda: now)
+    )
+    return generate_latest(registry).decode()
 
 
 ALERT_T0 = 1_750_000_000.0

@@ -1,19 +1,41 @@
-"""Shared test isolation: logging configuration is process-wide state."""
+"""Shared fixtures: logging isolation, an HTTP client session, and real Mosquitto and
+Alertmanager processes on free loopback ports."""
 
 from __future__ import annotations
 
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 import structlog
 
-from tests.services import AM_CONFIG, Broker, BrokerFactory, mosquitto_binary
+from tests.services import (
+    AM_CONFIG,
+    Broker,
+    BrokerFactory,
+    eventually_sync,
+    log_tail,
+    mosquitto_binary,
+)
 from tests.tools import free_port, require_binary, stop_process
+
+E2E = Path(__file__).parent / "e2e"
+# Fixtures that start a heavy real component: a test using one is slow.
+SLOW_FIXTURES = frozenset({"alertmanager", "prometheus_binary"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e/ is e2e; every test starting Alertmanager or Prometheus is
+    slow. (Other slow tests carry @pytest.mark.slow themselves.)"""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.e2e)
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +47,13 @@ def _default_structlog() -> Iterator[None]:
     yield
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session with aiohttp's defaults, closed after the test."""
+    async with aiohttp.ClientSession() as client:
+        yield client
 
 
 @pytest.fixture
@@ -75,19 +104,19 @@ def alertmanager(tmp_path: Path, am_config: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 10
-        while True:
+
+        def ready() -> bool:
             if process.poll() is not None:
-                pytest.fail(f"alertmanager exited: {log_path.read_text()[-2000:]}")
+                pytest.fail(f"alertmanager exited: {log_tail(log_path)}")
             try:
                 with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        break
+                    return bool(response.status == 200)
             except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"alertmanager not ready: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)
+                return False
+
+        eventually_sync(
+            ready, lambda: f"alertmanager to be ready: {log_tail(log_path)}", every=0.05
+        )
         yield url
     finally:
         stop_process(process)

@@ -1,5 +1,6 @@
-"""Real components for tests, started on free loopback ports: Mosquitto and Alertmanager,
-plus an MQTT subscriber that collects what it receives."""
+"""Real components for tests, started on free loopback ports: Mosquitto, the daemon (in this
+event loop or as a subprocess), an MQTT subscriber that collects what it receives; reading
+/metrics and the daemon's JSON log; and `eventually`, the one way tests wait."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -19,14 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import Settings
 from quorumwatch.daemon import run_daemon
 from tests.tools import require_binary, stop_process
 
 WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.02  # how often `eventually` checks
 AM_CONFIG = """\
 global:
   resolve_timeout: 5m
@@ -76,17 +81,7 @@ class Broker:
             self.process = subprocess.Popen(
                 [self.binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 5
-        while True:
-            if self.process.poll() is not None:
-                pytest.fail(f"mosquitto exited: {self.log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"mosquitto did not listen: {self.log.read_text()[-2000:]}")
-                time.sleep(0.02)
+        accepting("mosquitto", self.process, self.port, self.log, 5)
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -112,11 +107,20 @@ class Broker:
 BrokerFactory = Callable[..., Broker]
 
 
+Check = Callable[[], bool] | Callable[[], Awaitable[bool]]
+What = str | Callable[[], str]
+
+
+def _timed_out(what: What, within: float) -> None:
+    pytest.fail(f"timed out after {within} s waiting for {what() if callable(what) else what}")
+
+
 async def eventually(
-    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
-    what: str,
-    within: float = WAIT_SECONDS,
+    check: Check, what: What, within: float = WAIT_SECONDS, *, every: float = POLL_SECONDS
 ) -> None:
+    """Wait until `check()` (awaited if it returns an awaitable) is true, trying every `every`
+    seconds; fail the test after `within` seconds, naming `what` (a callable is called then,
+    e.g. for a log tail). Tests wait for something only through this (or `eventually_sync`)."""
     deadline = time.monotonic() + within
     while True:
         result = check()
@@ -125,8 +129,45 @@ async def eventually(
         if result:
             return
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
+            _timed_out(what, within)
+        await asyncio.sleep(every)
+
+
+def eventually_sync(
+    check: Callable[[], bool],
+    what: What,
+    within: float = WAIT_SECONDS,
+    *,
+    every: float = POLL_SECONDS,
+) -> None:
+    """`eventually` for synchronous code (fixtures that start a process, sync tests)."""
+    deadline = time.monotonic() + within
+    while not check():
+        if time.monotonic() > deadline:
+            _timed_out(what, within)
+        time.sleep(every)
+
+
+def log_tail(path: Path, characters: int = 2000) -> str:
+    return path.read_text(errors="replace")[-characters:] if path.exists() else "(no log)"
+
+
+def accepting(
+    name: str, process: subprocess.Popen[bytes], port: int, log: Path, within: float
+) -> None:
+    """Wait until `process` (`name`) accepts TCP connections on 127.0.0.1:`port`; fail with
+    the tail of its `log` if it exits first or does not listen within `within` seconds."""
+
+    def listening() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited: {log_tail(log)}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            return False
+        return True
+
+    eventually_sync(listening, lambda: f"{name} to listen on {port}: {log_tail(log)}", within)
 
 
 @dataclass
@@ -195,3 +236,142 @@ async def running_daemon(settings: Settings, *, stop_within: float = 10.0) -> As
     finally:
         stop.set()
         await asyncio.wait_for(task, stop_within)
+
+
+@asynccontextmanager
+async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`quorumwatch run --config config` as a subprocess, its output appended to `log` (JSON
+    lines); killed at the end if it is still running."""
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "quorumwatch", "run", "--config", str(config),
+            stdout=output, stderr=output,
+        )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def log_records(log: Path, event: str) -> list[dict[str, Any]]:
+    """The JSON log records in `log` whose event is `event`, in order."""
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [record for record in records if record.get("event") == event]
+
+
+DRIP_SECONDS = 0.2
+
+
+# --- raw loopback servers: endpoints that misbehave below HTTP ---------------------------------
+
+
+@dataclass
+class RawServer:
+    """What a raw loopback server saw: its URL and the connections clients opened and closed."""
+
+    base_url: str = ""
+    open_connections: int = 0
+    peak_connections: int = 0
+    lifetimes: list[float] = field(default_factory=list)  # seconds, per closed connection
+    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while none is open
+
+
+@asynccontextmanager
+async def raw_server(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> AsyncIterator[RawServer]:
+    """Run `handler` for each connection to a free loopback port, counting connections."""
+    state = RawServer()
+    state.idle.set()
+    handlers: set[asyncio.Task[Any]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted = time.monotonic()
+        state.open_connections += 1
+        state.peak_connections = max(state.peak_connections, state.open_connections)
+        state.idle.clear()
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: the point of these tests
+        finally:
+            writer.close()
+            handlers.discard(task)
+            state.lifetimes.append(time.monotonic() - accepted)
+            state.open_connections -= 1
+            if state.open_connections == 0:
+                state.idle.set()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield state
+    finally:
+        server.close()
+        for task in list(handlers):  # Python 3.11's wait_closed does not wait for them
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads the request and never sends a byte back, until the client leaves."""
+    await reader.read()
+
+
+async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Sends a 200's headers, then one byte of a never-ending body every DRIP_SECONDS."""
+    await reader.readuntil(b"\r\n\r\n")
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
+    client_gone = asyncio.ensure_future(reader.read())  # completes at the client's EOF
+    try:
+        while not client_gone.done():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.wait({client_gone}, timeout=DRIP_SECONDS)  # the drip's pace
+    finally:
+        client_gone.cancel()
+
+
+# --- /metrics ----------------------------------------------------------------------------------
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse_samples(text: str) -> Samples:
+    """Every sample of an exposition, by name and label set."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:
+    """The samples at `url`, which must answer 200."""
+    async with session.get(url) as response:
+        assert response.status == 200
+        return parse_samples(await response.text())
+
+
+async def metric_totals(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """Each metric name's sum over its samples (an unlabelled sample's value), or {} while
+    nothing answers at `url`."""
+    try:
+        async with session.get(url) as response:
+            text = await response.text()
+    except aiohttp.ClientError:
+        return {}
+    totals: dict[str, float] = {}
+    for (name, _), value in parse_samples(text).items():
+        totals[name] = totals.get(name, 0.0) + value
+    return totals

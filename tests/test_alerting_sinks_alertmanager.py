@@ -122,12 +122,6 @@ async def _recording(ssl_context: ssl.SSLContext | None = None) -> AsyncIterator
         await runner.cleanup()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _pusher(
     url: str,
     session: aiohttp.ClientSession,

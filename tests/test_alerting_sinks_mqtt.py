@@ -36,7 +36,7 @@ from quorumwatch.alerting.model import (
 )
 from quorumwatch.alerting.sinks.mqtt import OFFLINE_PAYLOAD, MqttPublisher, sanitise_segment
 from quorumwatch.config import MqttSettings
-from quorumwatch.store import AsyncStore
+from quorumwatch.store import AsyncStore, Store
 from quorumwatch.store import alerts as alert_store
 from quorumwatch.store.database import DEFAULT_MAX_OUTBOX_EVENTS
 from tests.builders import alert_event, alert_state
@@ -167,15 +167,20 @@ async def test_events_are_published_at_qos1_not_retained_as_event_json(
         alert_event("e3", chain="evil/chain#+"),
     ]
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
+    later_event = alert_event("e4", entity="e4")
     async with subscribed(broker.port, ALERTS) as live, running(publisher):
         await commit(store, publisher, CHAIN, [], events[:2])
         await commit(store, publisher, "evil/chain#+", [], events[2:])
         await live.wait(lambda s: len(s.event_ids()) >= 3, "three events")
-        await asyncio.sleep(0.2)  # room for a wrong duplicate to show up
+        # The outbox is published in commit order, and the broker keeps it: a wrong duplicate
+        # of the first three would arrive before an event committed after them.
+        await commit(store, publisher, CHAIN, [], [later_event])
+        await live.wait(lambda s: "e4" in s.event_ids(), "the event committed later")
     assert [(m.topic, m.qos, m.payload) for m in live.messages] == [
         (f"{PREFIX}/hyperliquid/alerts/entitycanhalt", 1, events[0].to_json()),
         (f"{PREFIX}/hyperliquid/alerts/chainhalted", 1, events[1].to_json()),
         (f"{PREFIX}/evil_chain__/alerts/entitycanhalt", 1, events[2].to_json()),
+        (f"{PREFIX}/hyperliquid/alerts/entitycanhalt", 1, later_event.to_json()),
     ]
     assert await store.call(alert_store.outbox_stats, time.time()) == (0, None)
     # Subscribed to the alerts first, then to the retained status: once the status arrives,
@@ -341,27 +346,35 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
     """While the broker is frozen (SIGSTOP) after the publisher sent an event, the event's
     outbox row stays and no subscriber has it; once the broker continues and acknowledges,
     the row is deleted and the event is delivered."""
-    sent: list[str] = []
+    topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
+    timeline: list[str] = []  # the event's publish, its PUBACK, the row's delete, in order
     real_publish = aiomqtt.Client.publish
+    real_delete = alert_store.outbox_delete
 
     async def recording_publish(self: aiomqtt.Client, topic: str, *args: Any, **kw: Any) -> None:
-        sent.append(topic)
-        await real_publish(self, topic, *args, **kw)
+        timeline.append(f"sent {topic}")
+        await real_publish(self, topic, *args, **kw)  # at QoS 1: returns on the PUBACK
+        timeline.append(f"acknowledged {topic}")
+
+    def recording_delete(database: Store, entry_id: int) -> None:
+        real_delete(database, entry_id)
+        timeline.append("deleted")
 
     monkeypatch.setattr(aiomqtt.Client, "publish", recording_publish)
+    monkeypatch.setattr(alert_store, "outbox_delete", recording_delete)
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with subscribed(broker.port, ALERTS) as live, running(publisher):
         await connected(publisher)
         broker.pause()
         try:
             await commit(store, publisher, CHAIN, [alert_state()], [alert_event("acked-late")])
-            topic = f"{PREFIX}/{CHAIN}/alerts/entitycanhalt"
-            await eventually(lambda: topic in sent, "the publish to be sent")
-            await asyncio.sleep(0.5)
+            await eventually(lambda: f"sent {topic}" in timeline, "the publish to be sent")
             assert [e.event_id for e in await store.call(alert_store.outbox_peek, 10)] == [
                 "acked-late"
             ]
             assert publisher.connected
+            assert not live.event_ids()
+            timeline.append("broker continued")
         finally:
             broker.resume()
 
@@ -370,8 +383,16 @@ async def test_outbox_row_is_deleted_only_after_the_broker_acknowledges(
 
         await eventually(outbox_empty, "the row to be deleted after the PUBACK")
         await live.wait(lambda s: s.event_ids() == ["acked-late"], "the event")
+    steps = ("broker continued", "deleted")
+    assert [step for step in timeline if topic in step or step in steps] == [
+        f"sent {topic}",
+        "broker continued",
+        f"acknowledged {topic}",
+        "deleted",
+    ]
 
 
+@pytest.mark.slow
 async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
     broker_factory: BrokerFactory, store: AsyncStore
 ) -> None:
@@ -386,21 +407,27 @@ async def test_broker_outage_loses_nothing_and_keeps_order_per_chain(
     publisher = MqttPublisher(settings(broker.port), store, version=VERSION)
     async with running(publisher):
         await connected(publisher)
-        await broker.astop()
-        await eventually(lambda: not publisher.connected, "the publisher to notice")
+        with capture_logs() as logs:
+            await broker.astop()
+            await eventually(lambda: not publisher.connected, "the publisher to notice")
 
-        expected: dict[str, list[str]] = {"chain-a": [], "chain-b": []}
-        for n in range(12):
-            chain = ("chain-a", "chain-b")[n % 2]
-            events = [alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)]
-            await commit(store, publisher, chain, [], events)
-            expected[chain] += [e.event_id for e in events]
-            await asyncio.sleep(0.05)
-        count, age = await store.call(alert_store.outbox_stats, time.time())
-        assert count == 24
-        assert age is not None
-        assert not publisher.connected
-        await asyncio.sleep(1.0)  # the rest of a short outage
+            expected: dict[str, list[str]] = {"chain-a": [], "chain-b": []}
+            for n in range(12):
+                chain = ("chain-a", "chain-b")[n % 2]
+                events = [
+                    alert_event(f"{chain}-{n}-{k}", chain=chain, entity=f"e{k}") for k in (0, 1)
+                ]
+                await commit(store, publisher, chain, [], events)
+                expected[chain] += [e.event_id for e in events]
+            count, age = await store.call(alert_store.outbox_stats, time.time())
+            assert count == 24
+            assert age is not None
+            assert not publisher.connected
+            # The rest of a short outage: the lost connection, then two refused reconnects.
+            await eventually(
+                lambda: sum(e["event"] == "mqtt publishing failed" for e in logs) >= 3,
+                "two failed reconnects",
+            )
 
         await broker.astart()
 
@@ -510,6 +537,7 @@ async def test_shutdown_flushes_every_pending_event_then_says_offline(
     assert sent.index(f"{PREFIX}/{CHAIN}/firing") > sent.index(alert_topics[-1])
 
 
+@pytest.mark.slow
 async def test_shutdown_gives_up_on_a_silent_broker_within_the_budget(
     broker: Broker, store: AsyncStore, sent: list[str]
 ) -> None:

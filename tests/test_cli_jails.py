@@ -21,6 +21,7 @@ from quorumwatch.cli.jails import (
     summary_rows,
 )
 from quorumwatch.jails.events import EventKind, ValidatorEvent
+from tests.tools import split_columns, width
 
 CHAIN = "hl"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -80,44 +81,6 @@ def history() -> list[ValidatorEvent]:
         ev(2, EventKind.UNJAILED, T0 + 3600, inferred=True),
         ev(1, EventKind.JAILED, T0 + DAY, after_gap=True),
     ]
-
-
-def width(text: str) -> int:
-    """Terminal columns, measured independently of the code under test."""
-    total = 0
-    for char in text:
-        if unicodedata.combining(char):
-            continue
-        total += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
-    return total
-
-
-def split_columns(table: str, columns: Sequence[str]) -> list[list[str]]:
-    """Every line of `table` cut at the terminal columns where the header's names start,
-    asserting that each cut falls on a character boundary after a two-space separator."""
-    header, *lines = table.split("\n")
-    offsets: list[int] = []
-    for name in columns:
-        start = header.index(name, offsets[-1] + 1 if offsets else 0)
-        offsets.append(start)  # the header is ASCII: characters are columns
-    result = []
-    for line in [header, *lines]:
-        starts: dict[int, str] = {}
-        col = 0
-        for char in line:
-            starts.setdefault(col, "")
-            starts[col] += char
-            col += width(char)
-        cells = []
-        for i, offset in enumerate(offsets):
-            end = offsets[i + 1] if i + 1 < len(offsets) else col
-            if i > 0:
-                assert offset in starts, f"column {columns[i]} cut inside a character: {line!r}"
-                assert starts[offset - 2] == " ", line
-                assert starts[offset - 1] == " ", line
-            cells.append("".join(starts[c] for c in sorted(starts) if offset <= c < end).strip())
-        result.append(cells)
-    return result
 
 
 # --- durations ------------------------------------------------------------------------------

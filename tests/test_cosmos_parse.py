@@ -416,6 +416,7 @@ def _outcome(parser: Parser, expected: type, body: bytes) -> str:
 _FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("parser", "expected"), RESULT_TYPES, ids=FUZZ_IDS)
 @_FUZZ
 @given(document=_JSON)
@@ -436,6 +437,7 @@ def test_random_bytes_parse_or_raise_data_error(
     assert _outcome(parser, expected, body) in {"ok", *REJECTION_REASONS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("parser", "template", "expected"), FUZZED, ids=FUZZ_IDS)
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())

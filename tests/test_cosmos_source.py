@@ -26,12 +26,6 @@ from quorumwatch.simulator.cosmos import RunningCosmosSimulator, start_cosmos_si
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 async def sim() -> AsyncIterator[RunningCosmosSimulator]:
     async with await start_cosmos_simulator(
         validators=60, jailed=3, unbonded=7, page_limit=20

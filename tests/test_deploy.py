@@ -9,10 +9,8 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +28,7 @@ from quorumwatch.config import load_settings
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.report import JailReport, ReportBoard
 from tests.builders import chain_settings, collector, report, validator
-from tests.services import mosquitto_binary
+from tests.services import accepting, eventually_sync, mosquitto_binary
 from tests.tools import free_port, require_binary, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -343,17 +341,18 @@ def test_alertmanager_inhibits_can_halt_while_can_control_fires(alertmanager: st
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
-    deadline = time.monotonic() + 10
-    while True:
+    states: dict[tuple[str, str], str] = {}
+
+    def inhibited() -> bool:
         with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
-            states = {
-                (a["labels"]["alertname"], a["labels"]["entity"]): a["status"]["state"]
+            states.clear()
+            states.update(
+                ((a["labels"]["alertname"], a["labels"]["entity"]), a["status"]["state"])
                 for a in json.load(response)
-            }
-        if states.get(("EntityCanHalt", "Hyper Foundation")) == "suppressed":
-            break
-        assert time.monotonic() < deadline, states
-        time.sleep(0.05)
+            )
+        return states.get(("EntityCanHalt", "Hyper Foundation")) == "suppressed"
+
+    eventually_sync(inhibited, lambda: f"the inhibition, states {states}", every=0.05)
     assert states == {
         ("EntityCanControl", "Hyper Foundation"): "active",
         ("EntityCanHalt", "Hyper Foundation"): "suppressed",
@@ -499,18 +498,12 @@ def start_mosquitto(config: Path, port: int) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [mosquitto_binary(), "-c", str(config)], stdout=output, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + 10
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"mosquitto exited: {log.read_text()[-2000:]}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            if time.monotonic() > deadline:
-                stop_process(process, timeout=10)
-                pytest.fail(f"mosquitto did not listen: {log.read_text()[-2000:]}")
-            time.sleep(0.02)
+    try:
+        accepting("mosquitto", process, port, log, 10)
+    except BaseException:
+        stop_process(process, timeout=10)
+        raise
+    return process
 
 
 async def test_mosquitto_conf_requires_a_password_and_persists(tmp_path: Path) -> None:

@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import ssl
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,10 +31,11 @@ from quorumwatch.endpoints import (
 )
 from quorumwatch.models import DataError
 from tests.builders import FakeClock, chain_settings
-from tests.tools import self_signed_certificate, server_tls, unanswered_port
+from tests.services import raw_server, silent, slowloris
+from tests.tools import refused_url, self_signed_certificate, server_tls, unanswered_port
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Callable
 
 WALL = 1_750_000_000.0  # injected wall clock: the HTTP-date Retry-After is relative to it
 BIG_BODY = b"x" * 1000
@@ -155,12 +155,6 @@ async def server() -> AsyncIterator[Server]:
         yield running
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _pool(
     session: aiohttp.ClientSession,
     *urls: str,
@@ -188,13 +182,6 @@ def _pool(
         clock=clock or FakeClock(WALL),
         monotonic=monotonic or FakeClock(1000.0),
     )
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 # --- classification ----------------------------------------------------------------------------
@@ -254,7 +241,7 @@ async def test_timeout(server: Server, session: aiohttp.ClientSession) -> None:
 
 async def test_closed_port_is_connect_error(session: aiohttp.ClientSession) -> None:
     """A refused connection is connect_error."""
-    pool = _pool(session, _closed_port_url())
+    pool = _pool(session, refused_url())
     answer = await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
     assert answer.outcome is Outcome.CONNECT_ERROR
     assert pool.endpoints[0].up is False
@@ -519,79 +506,6 @@ async def test_view_is_an_immutable_snapshot(
 
 
 # --- limits: endpoints that misbehave below HTTP ----------------------------------------------
-
-DRIP_SECONDS = 0.2
-
-
-@dataclass
-class RawServer:
-    """What a raw loopback server saw: its URL and the connections clients opened and closed."""
-
-    base_url: str = ""
-    open_connections: int = 0
-    peak_connections: int = 0
-    lifetimes: list[float] = field(default_factory=list)  # seconds, per closed connection
-    idle: asyncio.Event = field(default_factory=asyncio.Event)  # set while none is open
-
-
-@contextlib.asynccontextmanager
-async def raw_server(
-    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> AsyncIterator[RawServer]:
-    """Run `handler` for each connection to a free loopback port, counting connections."""
-    state = RawServer()
-    state.idle.set()
-    handlers: set[asyncio.Task[Any]] = set()
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted = time.monotonic()
-        state.open_connections += 1
-        state.peak_connections = max(state.peak_connections, state.open_connections)
-        state.idle.clear()
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away: the point of these tests
-        finally:
-            writer.close()
-            handlers.discard(task)
-            state.lifetimes.append(time.monotonic() - accepted)
-            state.open_connections -= 1
-            if state.open_connections == 0:
-                state.idle.set()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    state.base_url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    try:
-        yield state
-    finally:
-        server.close()
-        for task in list(handlers):  # Python 3.11's wait_closed does not wait for them
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        await server.wait_closed()
-
-
-async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Reads the request and never sends a byte back, until the client leaves."""
-    await reader.read()
-
-
-async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Sends a 200's headers, then one byte of a never-ending body every DRIP_SECONDS."""
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n")
-    client_gone = asyncio.ensure_future(reader.read())  # completes at the client's EOF
-    try:
-        while not client_gone.done():
-            writer.write(b" ")
-            await writer.drain()
-            await asyncio.wait({client_gone}, timeout=DRIP_SECONDS)  # the drip's pace
-    finally:
-        client_gone.cancel()
 
 
 async def test_no_connection_is_a_connect_timeout(session: aiohttp.ClientSession) -> None:

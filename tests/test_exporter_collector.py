@@ -7,21 +7,14 @@ import subprocess
 import time
 from types import MappingProxyType
 
-from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.labels import safe_text
-from quorumwatch.report import ChainReport, JailReport, ReportBoard, SinkStatus
-from tests.builders import chain_settings, collector, report, validator
-from tests.tools import require_binary
-
-# Names issue #2 fixes as contract that promtool 2.42's lint flags; see the README.
-KNOWN_PROMTOOL_FINDINGS = {
-    'quorumwatch_effective_count non-histogram and non-summary metrics should not have "_count"'
-    " suffix",
-    'quorumwatch_entropy_bits use base unit "bytes" instead of "bits"',
-}
+from quorumwatch.report import JailReport, SinkStatus
+from tests.builders import chain_settings, exposition, report, validator
+from tests.services import parse_samples
+from tests.tools import KNOWN_PROMTOOL_FINDINGS, promtool_findings, require_binary
 
 ANALYSIS_METRICS = {
     "quorumwatch_validators",
@@ -47,29 +40,12 @@ ANALYSIS_METRICS = {
 }
 
 
-def scrape(*reports: ChainReport, max_series: int = 100) -> str:
-    board = ReportBoard()
-    for r in reports:
-        board.publish(r)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector(board, max_series=max_series))
-    return generate_latest(registry).decode()
-
-
-def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 def value(text: str, metric: str, **labels: str) -> float:
-    return samples(text)[(metric, frozenset(labels.items()))]
+    return parse_samples(text)[(metric, frozenset(labels.items()))]
 
 
 def names(text: str) -> set[str]:
-    return {name for name, _ in samples(text)}
+    return {name for name, _ in parse_samples(text)}
 
 
 FOUNDATION_SET = [
@@ -84,7 +60,7 @@ FOUNDATION = {f"0x{i:040x}": "Hyper Foundation" for i in range(1, 6)}
 class TestUpChain:
     def test_contract_values(self) -> None:
         """Coefficients, shares and entity flags are exported under the contract names."""
-        text = scrape(report(FOUNDATION_SET, entity_of=FOUNDATION))
+        text = exposition(report(FOUNDATION_SET, entity_of=FOUNDATION))
         assert value(text, "quorumwatch_chain_up", chain="hyperliquid") == 1
         coefficient = "quorumwatch_nakamoto_coefficient"
         assert (
@@ -131,7 +107,7 @@ class TestUpChain:
 
     def test_statuses_are_disjoint_and_sum_to_all(self) -> None:
         """Validator counts and stake split online/jailed/inactive, summing to every validator."""
-        text = scrape(report(FOUNDATION_SET, entity_of=FOUNDATION))
+        text = exposition(report(FOUNDATION_SET, entity_of=FOUNDATION))
         counts = {
             s: value(text, "quorumwatch_validators", chain="hyperliquid", status=s)
             for s in ("online", "jailed", "inactive")
@@ -143,7 +119,7 @@ class TestUpChain:
 
     def test_per_validator_series(self) -> None:
         """Per-validator series carry chain, validator, name and entity labels."""
-        text = scrape(report(FOUNDATION_SET, entity_of=FOUNDATION))
+        text = exposition(report(FOUNDATION_SET, entity_of=FOUNDATION))
         labels = {
             "chain": "hyperliquid",
             "validator": f"0x{1:040x}",
@@ -164,10 +140,10 @@ class TestUpChain:
     def test_validator_series_are_capped(self) -> None:
         """max_validator_series keeps the largest validators and counts the rest as omitted."""
         settings = chain_settings(max_validator_series=2)
-        text = scrape(report(FOUNDATION_SET, settings=settings), max_series=2)
+        text = exposition(report(FOUNDATION_SET, settings=settings), max_series=2)
         exported = {
             dict(labels)["validator"]
-            for name, labels in samples(text)
+            for name, labels in parse_samples(text)
             if name == "quorumwatch_validator_jailed"
         }
         assert exported == {f"0x{1:040x}", f"0x{2:040x}"}
@@ -176,7 +152,7 @@ class TestUpChain:
     def test_hostile_names_yield_valid_labels(self) -> None:
         """Control characters, newlines, quotes and 10 kB names still render a parseable scrape."""
         hostile = 'a"b\\c\nd\u202e' + "x" * 10_000
-        text = scrape(
+        text = exposition(
             report(
                 [validator(1, 10, name=hostile), validator(2, 10)],
                 entity_of={f"0x{1:040x}": hostile},
@@ -184,7 +160,7 @@ class TestUpChain:
         )
         names_seen = {
             dict(labels).get("name")
-            for name, labels in samples(text)
+            for name, labels in parse_samples(text)
             if name == "quorumwatch_validator_jailed"
         }
         assert all(
@@ -194,7 +170,7 @@ class TestUpChain:
 
     def test_endpoint_series(self) -> None:
         """Endpoint up, outcome counters, latency histogram, availability and healthy count."""
-        text = scrape(report(FOUNDATION_SET, endpoints_up=(True, False)))
+        text = exposition(report(FOUNDATION_SET, endpoints_up=(True, False)))
         assert value(text, "quorumwatch_endpoint_up", chain="hyperliquid", endpoint="ep1") == 0
         assert (
             value(
@@ -249,14 +225,14 @@ class TestUpChain:
         assert (
             "quorumwatch_endpoint_availability_ratio",
             frozenset({"chain": "hyperliquid", "endpoint": "ep0", "window": "24h"}.items()),
-        ) not in samples(text)
+        ) not in parse_samples(text)
         assert value(text, "quorumwatch_endpoints_healthy", chain="hyperliquid") == 1
 
 
 class TestDownChain:
     def test_analysis_series_absent_not_zero(self) -> None:
         """With no valid snapshot, chain_up is 0 and no analysis series is exported at all."""
-        text = scrape(report(None))
+        text = exposition(report(None))
         assert value(text, "quorumwatch_chain_up", chain="hyperliquid") == 0
         assert not ANALYSIS_METRICS & names(text)
         assert value(text, "quorumwatch_last_success_timestamp_seconds", chain="hyperliquid") == 900
@@ -273,25 +249,18 @@ class TestDownChain:
     def test_one_chain_down_leaves_the_other(self) -> None:
         """A down chain does not remove another chain's analysis series."""
         other = report(FOUNDATION_SET, settings=chain_settings(name="other"))
-        text = scrape(report(None), other)
+        text = exposition(report(None), other)
         assert value(text, "quorumwatch_chain_up", chain="other") == 1
         assert value(text, "quorumwatch_liveness_margin_ratio", chain="other") > 0
 
 
 def test_promtool_check_metrics_on_full_scrape() -> None:
     """promtool check metrics finds nothing beyond the two documented contract-name lints."""
-    promtool = require_binary("promtool")
-    text = scrape(
+    text = exposition(
         report(FOUNDATION_SET, entity_of=FOUNDATION),
         report(None, settings=chain_settings(name="down")),
     )
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    findings = {
-        line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()
-    }
-    assert findings == KNOWN_PROMTOOL_FINDINGS
+    assert promtool_findings(text) == KNOWN_PROMTOOL_FINDINGS
 
 
 # --- jail history -----------------------------------------------------------------------------
@@ -331,16 +300,6 @@ def jail_report(*, storm: bool = True) -> JailReport:
     )
 
 
-def scrape_at(now: float, *reports: ChainReport, max_series: int = 100) -> str:
-    """A scrape with the collector's clock fixed at `now`."""
-    board = ReportBoard()
-    for r in reports:
-        board.publish(r)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector(board, max_series=max_series, clock=lambda: now))
-    return generate_latest(registry).decode()
-
-
 def identity(address: str, name: str, entity: str) -> dict[str, str]:
     return {"chain": "hyperliquid", "validator": address, "name": name, "entity": entity}
 
@@ -349,8 +308,8 @@ class TestJailMetrics:
     def test_jail_metrics_from_a_jail_report(self) -> None:
         """Counters (as `_total`), windows, current jail length from the injected clock, the
         unjail delay histogram, jailed stake ratio and storm render under the contract names."""
-        text = scrape_at(
-            JAIL_NOW, report(FOUNDATION_SET, entity_of=FOUNDATION, jails=jail_report())
+        text = exposition(
+            report(FOUNDATION_SET, entity_of=FOUNDATION, jails=jail_report()), now=JAIL_NOW
         )
         chain = {"chain": "hyperliquid"}
         safe_name = safe_text(HOSTILE_NAME)
@@ -362,9 +321,9 @@ class TestJailMetrics:
             assert value(text, "quorumwatch_jail_events", **chain, window=window) == count
         jailed_for = "quorumwatch_validator_jailed_seconds"
         assert value(text, jailed_for, **identity(V11, safe_name, V11)) == 600
-        assert [dict(labels)["validator"] for n, labels in samples(text) if n == jailed_for] == [
-            V11
-        ]
+        assert [
+            dict(labels)["validator"] for n, labels in parse_samples(text) if n == jailed_for
+        ] == [V11]
         assert value(text, "quorumwatch_jailed_stake_ratio", **chain) == 7 / 852
         assert value(text, "quorumwatch_jail_storm", **chain) == 1
         assert "# TYPE quorumwatch_jail_events_total counter" in text
@@ -375,10 +334,10 @@ class TestJailMetrics:
     def test_hostile_names_in_jail_labels(self) -> None:
         """A hostile name in the jail report's names gives a one-line label of at most 64
         characters, without the bidi override."""
-        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET, jails=jail_report()))
+        text = exposition(report(FOUNDATION_SET, jails=jail_report()), now=JAIL_NOW)
         names_seen = {
             dict(labels)["name"]
-            for name, labels in samples(text)
+            for name, labels in parse_samples(text)
             if name
             in ("quorumwatch_validator_jail_events_total", "quorumwatch_validator_jailed_seconds")
         }
@@ -388,10 +347,10 @@ class TestJailMetrics:
     def test_unjail_delay_histogram_is_cumulative(self) -> None:
         """Histogram buckets are the counters' cumulative counts, non-decreasing by bound,
         with +Inf equal to _count, and _sum the delay sum."""
-        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET, jails=jail_report()))
+        text = exposition(report(FOUNDATION_SET, jails=jail_report()), now=JAIL_NOW)
         buckets = {
             dict(labels)["le"]: v
-            for (name, labels), v in samples(text).items()
+            for (name, labels), v in parse_samples(text).items()
             if name == "quorumwatch_unjail_delay_seconds_bucket"
         }
         assert buckets == {**DELAY_BUCKETS, "+Inf": 4}
@@ -406,13 +365,13 @@ class TestJailMetrics:
         r = report(FOUNDATION_SET, jails=jail_report())
         labels = identity(V11, safe_text(HOSTILE_NAME), V11)
         for elapsed in (600.0, 4200.5):
-            text = scrape_at(JAIL_NOW - 600 + elapsed, r)
+            text = exposition(r, now=JAIL_NOW - 600 + elapsed)
             assert value(text, "quorumwatch_validator_jailed_seconds", **labels) == elapsed
 
     def test_down_chain_drops_jailed_seconds_and_ratio_keeps_counters(self) -> None:
         """While the chain is down, current jail lengths and the jailed stake ratio are absent,
         while counters, windows, histogram and storm are still exported."""
-        text = scrape_at(JAIL_NOW, report(None, jails=jail_report(storm=False)))
+        text = exposition(report(None, jails=jail_report(storm=False)), now=JAIL_NOW)
         present = names(text)
         assert "quorumwatch_validator_jailed_seconds" not in present
         assert "quorumwatch_jailed_stake_ratio" not in present
@@ -433,12 +392,14 @@ class TestJailMetrics:
     def test_per_validator_jail_series_are_capped(self) -> None:
         """max_validator_series keeps the most jailed validators' counters only."""
         settings = chain_settings(max_validator_series=1)
-        text = scrape_at(
-            JAIL_NOW, report(FOUNDATION_SET, settings=settings, jails=jail_report()), max_series=1
+        text = exposition(
+            report(FOUNDATION_SET, settings=settings, jails=jail_report()),
+            now=JAIL_NOW,
+            max_series=1,
         )
         exported = [
             dict(labels)["validator"]
-            for name, labels in samples(text)
+            for name, labels in parse_samples(text)
             if name == "quorumwatch_validator_jail_events_total"
         ]
         assert exported == [V11]
@@ -446,7 +407,7 @@ class TestJailMetrics:
 
     def test_no_jail_report_no_jail_series(self) -> None:
         """Without a jail report (no store), no jail history series is exported."""
-        text = scrape_at(JAIL_NOW, report(FOUNDATION_SET))
+        text = exposition(report(FOUNDATION_SET), now=JAIL_NOW)
         assert not {
             "quorumwatch_jail_events_total",
             "quorumwatch_jail_events",
@@ -459,32 +420,27 @@ class TestJailMetrics:
 def test_promtool_check_metrics_with_jail_metrics() -> None:
     """promtool check metrics on a scrape with jail metrics (one chain up, one down) finds
     nothing beyond the two documented contract-name lints."""
-    promtool = require_binary("promtool")
-    text = scrape_at(
-        JAIL_NOW,
+    text = exposition(
         report(FOUNDATION_SET, entity_of=FOUNDATION, jails=jail_report()),
         report(None, settings=chain_settings(name="down"), jails=jail_report(storm=False)),
+        now=JAIL_NOW,
     )
     assert "quorumwatch_unjail_delay_seconds_bucket" in text
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    findings = {
-        line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()
-    }
-    assert findings == KNOWN_PROMTOOL_FINDINGS
+    assert promtool_findings(text) == KNOWN_PROMTOOL_FINDINGS
 
 
 def test_jail_risk_ratio_is_exported_only_where_known() -> None:
     """A validator with a jail risk gets quorumwatch_validator_jail_risk_ratio; others none."""
     risky = dataclasses.replace(validator(1, 10), jail_risk_ratio=0.25)
-    text = scrape(report([risky, validator(2, 10)]))
+    text = exposition(report([risky, validator(2, 10)]))
     labels = {"chain": "hyperliquid", "validator": risky.address, "name": "validator 1"}
     assert (
         value(text, "quorumwatch_validator_jail_risk_ratio", **labels, entity=risky.address) == 0.25
     )
     risks = [
-        labels for name, labels in samples(text) if name == "quorumwatch_validator_jail_risk_ratio"
+        labels
+        for name, labels in parse_samples(text)
+        if name == "quorumwatch_validator_jail_risk_ratio"
     ]
     assert len(risks) == 1
 
@@ -492,8 +448,8 @@ def test_jail_risk_ratio_is_exported_only_where_known() -> None:
 def test_endpoints_disagree_is_exported_only_after_a_comparison() -> None:
     """quorumwatch_endpoints_disagree is present (0/1) only when a comparison was made."""
     compared = dataclasses.replace(report(FOUNDATION_SET), endpoints_disagree=True)
-    assert value(scrape(compared), "quorumwatch_endpoints_disagree", chain="hyperliquid") == 1
-    assert "quorumwatch_endpoints_disagree" not in names(scrape(report(FOUNDATION_SET)))
+    assert value(exposition(compared), "quorumwatch_endpoints_disagree", chain="hyperliquid") == 1
+    assert "quorumwatch_endpoints_disagree" not in names(exposition(report(FOUNDATION_SET)))
 
 
 # --- alert delivery (sinks) ------------------------------------------------------------------
@@ -510,33 +466,26 @@ def sink_status(dropped: int) -> SinkStatus:
     )
 
 
-def scrape_sinks(status: SinkStatus) -> str:
-    board = ReportBoard()
-    board.sinks = status
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector(board))
-    return generate_latest(registry).decode()
-
-
 def test_outbox_dropped_events_is_an_unlabelled_counter_also_at_zero() -> None:
     """quorumwatch_outbox_dropped_events_total is a counter without labels carrying the
     kept count, exported as 0 before any drop, beside quorumwatch_outbox_events and the
     oldest event's age, derived at the scrape from its creation time."""
-    text = scrape_sinks(sink_status(dropped=4242))
+    text = exposition(sinks=sink_status(dropped=4242))
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert families["quorumwatch_outbox_dropped_events"].type == "counter"
     assert value(text, "quorumwatch_outbox_dropped_events_total") == 4242
     assert value(text, "quorumwatch_outbox_events") == 7
     assert 12.5 <= value(text, "quorumwatch_outbox_oldest_event_age_seconds") < 60
     assert (
-        value(scrape_sinks(sink_status(dropped=0)), "quorumwatch_outbox_dropped_events_total") == 0
+        value(exposition(sinks=sink_status(dropped=0)), "quorumwatch_outbox_dropped_events_total")
+        == 0
     )
 
 
 def test_promtool_check_metrics_with_sink_metrics() -> None:
     """promtool check metrics on a scrape of the sink metrics finds nothing."""
     promtool = require_binary("promtool")
-    text = scrape_sinks(sink_status(dropped=3))
+    text = exposition(sinks=sink_status(dropped=3))
     result = subprocess.run(
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )

@@ -244,11 +244,13 @@ def _outcome(body: bytes, config: GenericSettings) -> str:
         ]
     ),
 )
+@pytest.mark.slow
 def test_random_json_gives_validators_or_data_error(document: Any, config: GenericSettings) -> None:
     """Any JSON value gives validators or a DataError with a known reason, never anything else."""
     assert _outcome(json.dumps(document).encode(), config) in {"ok", *REJECTION_REASONS}
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.fixed_dictionaries({}, optional={"stake": _JSON, "active": _JSON}), max_size=3))
 def test_random_field_values_in_valid_rows_give_validators_or_data_error(

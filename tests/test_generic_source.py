@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from quorumwatch.chains.generic.source import GenericSource
 from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.endpoints import EndpointPool, Outcome
 from tests.builders import FakeClock
+from tests.tools import refused_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -82,12 +82,6 @@ async def serve() -> AsyncIterator[Callable[[], Awaitable[Chain]]]:
         yield start
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 def _source(
     session: aiohttp.ClientSession, *urls: str, **generic: Any
 ) -> tuple[GenericSource, EndpointPool]:
@@ -110,13 +104,6 @@ def _source(
     source = make_source(settings, pool, FakeClock(WALL))
     assert isinstance(source, GenericSource)
     return source, pool
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 async def test_get_from_first_endpoint(
@@ -162,7 +149,7 @@ async def test_failover_through_5xx_invalid_data_and_refused_connection(
     a.status = 503
     row = {"op": "v1", "moniker": "A", "power": "1", "jailed": False}
     b.body = json.dumps({"data": {"set": [row, row]}}).encode()
-    source, pool = _source(session, a.base_url, b.base_url, _closed_port_url(), d.base_url)
+    source, pool = _source(session, a.base_url, b.base_url, refused_url(), d.base_url)
     result = await source.fetch()
     assert result.validator_set is not None
     assert result.validator_set.endpoint == "d"

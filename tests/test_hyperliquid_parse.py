@@ -358,6 +358,7 @@ def _outcome(body: bytes) -> str:
     return "ok" if isinstance(validators, tuple) and validators else "unexpected result"
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_JSON)
 def test_random_json_either_parses_or_raises_data_error(document: Any) -> None:
@@ -365,6 +366,7 @@ def test_random_json_either_parses_or_raises_data_error(document: Any) -> None:
     assert _outcome(json.dumps(document).encode()) in {"ok", *REJECTION_REASONS}
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(
     st.lists(st.fixed_dictionaries({}, optional={"stake": _JSON, "isActive": _JSON}), max_size=3)

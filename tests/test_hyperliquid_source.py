@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -14,6 +13,7 @@ from quorumwatch.config import ChainSettings, EndpointSettings
 from quorumwatch.endpoints import EndpointPool, Outcome
 from quorumwatch.simulator import parse_scenario, start_simulator
 from tests.builders import FakeClock
+from tests.tools import refused_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -47,12 +47,6 @@ async def start_sim() -> AsyncIterator[Callable[..., Awaitable[RunningSimulator]
             return sim
 
         yield start
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 def _source(
@@ -90,13 +84,6 @@ async def _summaries_served(session: aiohttp.ClientSession, sim: RunningSimulato
         state = await response.json()
     requests: int = state["requests"]
     return requests
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 async def test_first_healthy_endpoint_supplies_the_set(
@@ -178,7 +165,7 @@ async def test_all_endpoints_failing_gives_no_set(
     down = {"fault": {"kind": "http_status", "status": 503, "applies_to": "all"}}
     b = await start_sim(*_steps(down))
     c = await start_sim(*_steps({"clock_offset_seconds": 600}))
-    source, pool = _source(session, _closed_port_url(), b.base_url, c.base_url)
+    source, pool = _source(session, refused_url(), b.base_url, c.base_url)
     result = await source.fetch()
     assert result.validator_set is None
     assert [failure.split(":")[0] for failure in result.failures] == ["a", "b", "c"]

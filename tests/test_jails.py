@@ -20,33 +20,13 @@ from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, Va
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters, jail_statistics
 from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.models import Validator
+from tests.builders import address as addr
+from tests.builders import validator as val
 
 CHAIN = "hyperliquid"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 T1 = T0 + 30.0
 T2 = T0 + 60.0
-
-
-def addr(index: int) -> str:
-    return f"0x{index:040x}"
-
-
-def val(
-    index: int,
-    *,
-    stake: int = 1000,
-    jailed: bool = False,
-    active: bool = True,
-    unjailable_after_ms: int | None = None,
-) -> Validator:
-    return Validator(
-        address=addr(index),
-        name=f"validator {index}",
-        stake=stake,
-        in_consensus_set=active,
-        jailed=jailed,
-        unjailable_after_ms=unjailable_after_ms,
-    )
 
 
 def baseline(validators: Sequence[Validator], at: float = T0) -> ChainState:
@@ -427,6 +407,7 @@ def run(
     return states, events
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(snapshot_sequences())
 def test_jail_balance_and_replay(sequence: tuple[list[list[Validator]], list[bool]]) -> None:

@@ -26,7 +26,9 @@ from quorumwatch.models import Validator
 from quorumwatch.report import JailReport
 from quorumwatch.store import AsyncStore, Store, StoreError
 from quorumwatch.store import jails as jail_store
+from tests.builders import address as addr
 from tests.builders import chain_settings
+from tests.builders import validator as val
 
 CHAIN = "hyperliquid"
 POLL = 30.0
@@ -35,27 +37,6 @@ DAY = 86400.0
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-
-
-def addr(index: int) -> str:
-    return f"0x{index:040x}"
-
-
-def val(
-    index: int,
-    *,
-    stake: int = 1000,
-    jailed: bool = False,
-    unjailable_after_ms: int | None = None,
-) -> Validator:
-    return Validator(
-        address=addr(index),
-        name=f"validator {index}",
-        stake=stake,
-        in_consensus_set=True,
-        jailed=jailed,
-        unjailable_after_ms=unjailable_after_ms,
-    )
 
 
 def tracker(store: AsyncStore, *, retention_days: int = 400, **overrides: Any) -> JailTracker:

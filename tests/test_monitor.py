@@ -70,12 +70,6 @@ def _raw_row(address: str, stake: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(WALL)
 

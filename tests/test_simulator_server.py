@@ -10,9 +10,10 @@ import pytest
 
 from quorumwatch.simulator.scenario import load_scenario, parse_scenario
 from quorumwatch.simulator.server import DESERIALIZE_ERROR, start_simulator
+from tests.services import eventually
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import Mapping
 
     from quorumwatch.simulator.scenario import JsonObject, Scenario
     from quorumwatch.simulator.server import RunningSimulator
@@ -38,12 +39,6 @@ def _scenario(*later_steps: JsonObject, repeat: int = 1) -> Scenario:
 
 def _fault_step(**fault: Any) -> JsonObject:
     return {"fault": fault}
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 async def _post(
@@ -311,7 +306,7 @@ async def test_close_cancels_hanging_requests_and_leaves_no_tasks() -> None:
     async with aiohttp.ClientSession() as client:
         await _summaries(client, sim)
         hanging = asyncio.create_task(client.post(f"{sim.base_url}/info", json=SUMMARIES))
-        await asyncio.sleep(0.05)
+        await eventually(lambda: sim.timeline.requests == 2, "the request the fault holds")
         started = time.monotonic()
         await sim.close()
         assert time.monotonic() - started < 1

@@ -223,6 +223,7 @@ def test_random_json_either_parses_or_raises_data_error(document: Any) -> None:
 _FIELDS = ("activatedStake", "commission", "epochVoteAccount", "lastVote", "rootSlot", "votePubkey")
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(_FIELDS), _JSON, max_size=3), max_size=3))
 def test_random_field_values_in_valid_rows_parse_or_raise_data_error(

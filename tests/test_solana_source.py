@@ -41,12 +41,6 @@ ACCOUNTS = [
 ]
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
 @contextlib.asynccontextmanager
 async def _simulators(count: int) -> AsyncIterator[list[RunningSolanaSimulator]]:
     async with contextlib.AsyncExitStack() as stack:

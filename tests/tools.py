@@ -1,4 +1,5 @@
-"""Test helpers for external components and free loopback ports."""
+"""Test helpers for external tools (promtool, openssl), free loopback ports, and reading the
+CLI's terminal tables."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import shutil
 import socket
 import ssl
 import subprocess
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,12 +27,34 @@ def require_binary(name: str) -> str:
     pytest.skip(message)
 
 
+# Names issue #2 fixes as contract that promtool 2.42's lint flags; see the README.
+KNOWN_PROMTOOL_FINDINGS = {
+    'quorumwatch_effective_count non-histogram and non-summary metrics should not have "_count"'
+    " suffix",
+    'quorumwatch_entropy_bits use base unit "bytes" instead of "bits"',
+}
+
+
+def promtool_findings(exposition: str) -> set[str]:
+    """What `promtool check metrics` says about an exposition: its non-empty output lines."""
+    result = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=exposition, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return {line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()}
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def refused_url() -> str:
+    """An http:// URL on a loopback port where nothing listens: a connect is refused."""
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
@@ -71,3 +95,44 @@ def server_tls(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
+
+
+# --- terminal tables, measured independently of the code under test ----------------------------
+
+
+def width(text: str) -> int:
+    """Terminal columns, measured independently of the code under test."""
+    total = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        total += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return total
+
+
+def split_columns(table: str, columns: Sequence[str]) -> list[list[str]]:
+    """Every line of `table` cut at the terminal columns where the header's names start,
+    asserting that each cut falls on a character boundary after a two-space separator."""
+    header, *lines = table.split("\n")
+    offsets: list[int] = []
+    for name in columns:
+        start = header.index(name, offsets[-1] + 1 if offsets else 0)
+        offsets.append(start)  # the header is ASCII: characters are columns
+    result = []
+    for line in [header, *lines]:
+        starts: dict[int, str] = {}
+        col = 0
+        for char in line:
+            starts.setdefault(col, "")
+            starts[col] += char
+            col += width(char)
+        cells = []
+        for i, offset in enumerate(offsets):
+            end = offsets[i + 1] if i + 1 < len(offsets) else col
+            if i > 0:
+                assert offset in starts, f"column {columns[i]} cut inside a character: {line!r}"
+                assert starts[offset - 2] == " ", line
+                assert starts[offset - 1] == " ", line
+            cells.append("".join(starts[c] for c in sorted(starts) if offset <= c < end).strip())
+        result.append(cells)
+    return result

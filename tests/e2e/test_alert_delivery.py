@@ -1,42 +1,57 @@
 """Alert delivery end to end, with real components over loopback.
 
 The daemon runs as a subprocess against two simulated chains whose validators are jailed and
-unjailed in turn, so events keep coming. A real Mosquitto is stopped for 60 seconds, and the
-daemon is killed with SIGKILL and started again. Every event the store says was generated must
-reach a deduplicating subscriber, in order per chain, with firing and resolved alternating per
-alert (nothing re-fired). A real Alertmanager receives the alerts and their resolution.
+unjailed in turn, so events keep coming. A real Mosquitto is stopped, and the daemon is killed
+with SIGKILL and started again. Every event the store says was generated must reach a
+deduplicating subscriber, in order per chain, with firing and resolved alternating per alert
+(nothing re-fired). A real Alertmanager receives the alerts and their resolution.
+
+The outage lasts until the publisher is in the state a long outage leaves it in, which takes
+seconds: a backlog in the outbox, and reconnects failing at the capped backoff. With
+`reconnect_max_seconds = 1` and the 0.5 s base, the delay is at its cap from the second failure
+on; after that, a longer outage only repeats the same refused connect. (A stopped broker closes
+its connections, so the keepalive plays no part; nothing in the outbox expires with time.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import signal
-import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import aiomqtt
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
 from quorumwatch.store import alerts as alert_store
-from tests.services import Broker, BrokerFactory
+from tests.services import (
+    Broker,
+    BrokerFactory,
+    daemon_process,
+    eventually,
+    log_records,
+    log_tail,
+    metric_totals,
+)
 from tests.tools import free_port
 
 CHAINS = ("alpha", "beta")
 PREFIX = "qwe2e"
 CYCLE_STEPS = 3000  # far more polls than the test makes; then a quiet final step
 VALIDATORS = [f"0x{i + 1:040x}" for i in range(10)]
-OUTAGE_SECONDS = 60.0
+PUBLISHING_FAILED = "mqtt publishing failed"
+RECONNECT_MAX_SECONDS = 1.0  # at the cap, each delay is between half of this and this
+OUTAGE_BACKLOG = 20  # events queued in the outbox before the broker returns
+# Failures logged in the outage before the broker returns: the lost connection, then refused
+# reconnects; from the second on, each waited the capped delay.
+OUTAGE_FAILURES = 5
+FINAL_POLLS = 3  # polls of the quiet final step, per chain, before the end is checked
+HTTP_EVERY = 0.1  # how often a wait asks /metrics or Alertmanager again
 
 
 def rolling_jails() -> dict[str, Any]:
@@ -107,120 +122,141 @@ def config(
         f'log_level = "warning"\n[metrics]\nlisten = "127.0.0.1:{port}"\n'
         f'[storage]\npath = "{tmp_path / "quorumwatch.db"}"\n'
         f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
-        f'topic_prefix = "{PREFIX}"\nreconnect_max_seconds = 1\n'
+        f'topic_prefix = "{PREFIX}"\nreconnect_max_seconds = {RECONNECT_MAX_SECONDS}\n'
         f'[alertmanager]\nurl = "{alertmanager}"\nresend_interval_seconds = 5\n' + chains
     )
     return path, f"http://127.0.0.1:{port}/metrics"
 
 
-@contextlib.asynccontextmanager
-async def daemon(config_file: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    with log.open("ab") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "quorumwatch", "run", "--config", str(config_file),
-            stdout=output, stderr=output,
-        )  # fmt: skip
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
-    """Unlabelled samples and per-name sums from the daemon's /metrics, {} while it is down."""
-    try:
-        async with session.get(url) as response:
-            text = await response.text()
-    except aiohttp.ClientError:
-        return {}
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
-
-
-async def until(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
-
-
 async def active_alerts(session: aiohttp.ClientSession, alertmanager: str) -> list[dict[str, Any]]:
+    """Alertmanager's active, unsilenced, uninhibited ValidatorJailed alerts."""
     url = f"{alertmanager}/api/v2/alerts?active=true&silenced=false&inhibited=false"
     async with session.get(url) as response:
         alerts: list[dict[str, Any]] = await response.json()
     return [a for a in alerts if a["labels"].get("alertname") == "ValidatorJailed"]
 
 
-async def test_every_event_arrives_once_in_order_through_outage_and_kill(
-    tmp_path: Path, broker_factory: BrokerFactory, alertmanager: str
+@dataclass
+class Run:
+    """What the phases of the test share."""
+
+    session: aiohttp.ClientSession
+    metrics_url: str
+    alertmanager: str
+    log: Path
+    subscriber: DedupingSubscriber
+
+    async def metric(self, name: str) -> float | None:
+        return (await metric_totals(self.session, self.metrics_url)).get(name)
+
+    async def arrived(self, count: int, what: str) -> None:
+        await eventually(lambda: len(self.subscriber.arrivals) >= count, what, 30)
+
+    async def alerts_active(self, active: bool, what: str) -> None:
+        async def check() -> bool:
+            return bool(await active_alerts(self.session, self.alertmanager)) == active
+
+        await eventually(check, what, every=HTTP_EVERY)
+
+
+async def outage_then_kill(run: Run, broker: Broker, config_file: Path) -> None:
+    """Stop the broker until the publisher has a backlog and failed reconnects at the capped
+    backoff; start it again; SIGKILL the daemon once the backlog is arriving."""
+    async with daemon_process(config_file, run.log) as daemon:
+        await run.arrived(10, "the first events")
+        await run.alerts_active(True, "Alertmanager to see an alert")
+        failures = len(log_records(run.log, PUBLISHING_FAILED))
+        await broker.astop()
+
+        async def backlog() -> bool:
+            return (await run.metric("quorumwatch_outbox_events") or 0) >= OUTAGE_BACKLOG
+
+        await eventually(backlog, "events to queue in the outbox", 30, every=HTTP_EVERY)
+        await eventually(
+            lambda: len(log_records(run.log, PUBLISHING_FAILED)) >= failures + OUTAGE_FAILURES,
+            "reconnects to fail at the capped backoff",
+            every=HTTP_EVERY,
+        )
+        assert await run.metric("quorumwatch_mqtt_connected") == 0
+        retries = [r["retry_in_seconds"] for r in log_records(run.log, PUBLISHING_FAILED)]
+        assert min(retries[failures + 1 :]) >= RECONNECT_MAX_SECONDS / 2, retries  # at the cap
+        during_outage = len(run.subscriber.arrivals)
+        await broker.astart()
+        await run.arrived(during_outage + OUTAGE_BACKLOG, "the backlog")
+        daemon.send_signal(signal.SIGKILL)
+        await daemon.wait()
+
+
+async def restart_to_the_end(
+    run: Run, config_file: Path, simulators: tuple[RunningSimulator, ...]
 ) -> None:
-    """Through a 60 s broker outage and a daemon SIGKILL, every generated event reaches the
-    subscriber (deduplicated) in order per chain without re-firing; Alertmanager sees the
-    alerts fire and resolve."""
+    """Start the daemon again; move the chains to the quiet final step; once it is polled
+    and drained and Alertmanager has nothing firing, SIGTERM: the daemon exits 0."""
+    async with daemon_process(config_file, run.log) as daemon:
+        await run.arrived(len(run.subscriber.arrivals) + 10, "events after the kill")
+        for simulator in simulators:
+            async with run.session.post(f"{simulator.base_url}/_sim/goto?step={CYCLE_STEPS}"):
+                pass
+        served = [simulator.timeline.requests for simulator in simulators]
+
+        async def settled() -> bool:
+            """Each chain polled the final step FINAL_POLLS times (so the first of those polls
+            has committed its events): nobody jailed, all published."""
+            totals = await metric_totals(run.session, run.metrics_url)
+            return (
+                all(
+                    simulator.timeline.requests >= before + FINAL_POLLS
+                    for simulator, before in zip(simulators, served, strict=True)
+                )
+                and totals.get("quorumwatch_validator_jailed") == 0
+                and totals.get("quorumwatch_chain_up") == len(CHAINS)
+                and totals.get("quorumwatch_mqtt_connected") == 1
+                and totals.get("quorumwatch_outbox_events") == 0
+            )
+
+        await eventually(settled, "the final step to be polled and drained", 30, every=HTTP_EVERY)
+        await run.alerts_active(False, "Alertmanager to see them resolve")
+        daemon.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(daemon.wait(), 10) == 0
+
+
+async def test_every_event_arrives_once_in_order_through_outage_and_kill(
+    tmp_path: Path,
+    broker_factory: BrokerFactory,
+    alertmanager: str,
+    session: aiohttp.ClientSession,
+) -> None:
+    """Through a broker outage (a backlog queued, reconnects failing at the capped backoff)
+    and a daemon SIGKILL, every generated event reaches the subscriber (deduplicated) in order
+    per chain without re-firing; Alertmanager sees the alerts fire and resolve."""
     broker = broker_factory(
         "persistence true",
         "persistence_location {dir}/",
         "max_queued_messages 100000",
     )
+    database = tmp_path / "quorumwatch.db"
+    log = tmp_path / "daemon.log"
+    subscriber = DedupingSubscriber(broker.port)
     scenario = parse_scenario(rolling_jails())
-    async with (
-        await start_simulator(scenario) as alpha,
-        await start_simulator(scenario) as beta,
-        aiohttp.ClientSession() as session,
-    ):
+    async with await start_simulator(scenario) as alpha, await start_simulator(scenario) as beta:
         config_file, metrics_url = config(tmp_path, broker, alertmanager, [alpha, beta])
-        subscriber = DedupingSubscriber(broker.port)
+        run = Run(session, metrics_url, alertmanager, log, subscriber)
         listening = asyncio.create_task(subscriber.run())
-        log = tmp_path / "daemon.log"
         try:
-            async with daemon(config_file, log) as first:
-                await until(lambda: _arrived(subscriber, 10), "the first events")
-                await until(
-                    lambda: _has_active(session, alertmanager), "Alertmanager to see an alert"
-                )
-                await broker.astop()
-                outage_started = time.monotonic()
-                await until(
-                    lambda: _metric_at_least(session, metrics_url, "quorumwatch_outbox_events", 20),
-                    "events to queue in the outbox",
-                )
-                assert (await metrics(session, metrics_url))["quorumwatch_mqtt_connected"] == 0
-                await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - outage_started)))
-                during_outage = len(subscriber.arrivals)
-                await broker.astart()
-                await until(lambda: _arrived(subscriber, during_outage + 20), "the backlog")
-                first.send_signal(signal.SIGKILL)
-                await first.wait()
-            async with daemon(config_file, log) as second:
-                after_kill = len(subscriber.arrivals) + 10
-                await until(
-                    lambda: _arrived(subscriber, after_kill),
-                    "events after the kill",
-                )
-                for simulator in (alpha, beta):
-                    async with session.post(f"{simulator.base_url}/_sim/goto?step={CYCLE_STEPS}"):
-                        pass
-                await until(lambda: _quiet(session, metrics_url), "the last events to drain", 60)
-                await until(
-                    lambda: _no_active(session, alertmanager), "Alertmanager to see them resolve"
-                )
-                second.send_signal(signal.SIGTERM)
-                assert await asyncio.wait_for(second.wait(), 10) == 0
+            await outage_then_kill(run, broker, config_file)
+            await restart_to_the_end(run, config_file, (alpha, beta))
+            # The daemon has exited, so the store is final: all it generated must arrive.
+            generated = await _generated(database)
+            await run.arrived(generated, f"all {generated} generated events")
         finally:
             listening.cancel()
             await asyncio.gather(listening, return_exceptions=True)
 
-    async with await AsyncStore.open(tmp_path / "quorumwatch.db", read_only=True) as store:
+    async with await AsyncStore.open(database, read_only=True) as store:
         generated = sum((await store.call(alert_store.events_generated)).values())
         pending = len(await store.call(alert_store.outbox_peek, 1000))
     assert pending == 0
-    assert len(subscriber.arrivals) == generated, log.read_text()[-3000:]
+    assert len(subscriber.arrivals) == generated, log_tail(log, 3000)
     for chain in CHAINS:
         events = [e for e in subscriber.arrivals if e["chain"] == chain]
         assert events, chain
@@ -234,35 +270,6 @@ async def test_every_event_arrives_once_in_order_through_outage_and_kill(
             assert sequence == expected[: len(sequence)], f"{chain} {fingerprint}: {sequence}"
 
 
-async def _arrived(subscriber: DedupingSubscriber, count: int) -> bool:
-    return len(subscriber.arrivals) >= count
-
-
-async def _metric_at_least(
-    session: aiohttp.ClientSession, url: str, name: str, value: float
-) -> bool:
-    return (await metrics(session, url)).get(name, 0.0) >= value
-
-
-async def _quiet(session: aiohttp.ClientSession, url: str) -> bool:
-    """Nobody jailed on either chain, and over two samples more than one status refresh
-    apart: connected, outbox empty, no new events."""
-    samples = []
-    for pause in (0.0, 1.5):
-        await asyncio.sleep(pause)
-        samples.append(await metrics(session, url))
-    return all(
-        s.get("quorumwatch_mqtt_connected") == 1
-        and s.get("quorumwatch_outbox_events") == 0
-        and s.get("quorumwatch_validator_jailed", 1.0) == 0
-        and s.get("quorumwatch_chain_up") == len(CHAINS)
-        for s in samples
-    ) and samples[0].get("quorumwatch_events_total") == samples[1].get("quorumwatch_events_total")
-
-
-async def _has_active(session: aiohttp.ClientSession, alertmanager: str) -> bool:
-    return bool(await active_alerts(session, alertmanager))
-
-
-async def _no_active(session: aiohttp.ClientSession, alertmanager: str) -> bool:
-    return not await active_alerts(session, alertmanager)
+async def _generated(database: Path) -> int:
+    async with await AsyncStore.open(database, read_only=True) as store:
+        return sum((await store.call(alert_store.events_generated)).values())

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.config import load_settings
 from quorumwatch.simulator import RunningSimulator, load_scenario, parse_scenario, start_simulator
-from tests.services import running_daemon
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.builders import daemon_settings
+from tests.services import Samples, eventually, metric, running_daemon, scrape
 
 
 def scenario_with(*steps: dict[str, Any]) -> dict[str, Any]:
@@ -33,10 +27,8 @@ def scenario_with(*steps: dict[str, Any]) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def daemon(store: Path, *simulators: RunningSimulator) -> AsyncIterator[str]:
     """Run the daemon against the simulators; yields the /metrics URL."""
-    settings = load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    settings = daemon_settings(
+        store,
         chains=[
             {
                 "name": "hyperliquid",
@@ -53,32 +45,21 @@ async def daemon(store: Path, *simulators: RunningSimulator) -> AsyncIterator[st
         yield url
 
 
-async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:
-    async with session.get(url) as response:
-        assert response.status == 200
-        text = await response.text()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
 async def scrape_until(
-    session: aiohttp.ClientSession, url: str, done: Callable[[Samples], bool], seen: list[Samples]
+    session: aiohttp.ClientSession,
+    url: str,
+    done: Callable[[Samples], bool],
+    what: str,
+    seen: list[Samples],
 ) -> Samples:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        samples = await scrape(session, url)
-        seen.append(samples)
-        if done(samples):
-            return samples
-        await asyncio.sleep(0.02)
-    pytest.fail("condition not reached within 20 s")
+    """Scrape until `done(samples)`, `what` it waits for; every scrape is appended to `seen`."""
 
+    async def check() -> bool:
+        seen.append(await scrape(session, url))
+        return done(seen[-1])
 
-def metric(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+    await eventually(check, what, 20)
+    return seen[-1]
 
 
 def requests(samples: Samples, endpoint: str, outcome: str) -> float:
@@ -108,6 +89,7 @@ async def test_faults_are_classified_and_invalid_data_never_published(tmp_path: 
                 requests(s, "ep0", "invalid_payload") >= 10
                 and metric(s, "quorumwatch_chain_up", chain="hyperliquid") == 1
             ),
+            "ten invalid payloads, then the chain up again",
             seen,
         )
     assert requests(final, "ep0", "http_5xx") == 3
@@ -136,7 +118,7 @@ async def test_failover_keeps_the_chain_up(tmp_path: Path) -> None:
         aiohttp.ClientSession() as session,
     ):
         final = await scrape_until(
-            session, url, lambda s: requests(s, "ep0", "http_5xx") >= 3, seen
+            session, url, lambda s: requests(s, "ep0", "http_5xx") >= 3, "three 5xx on ep0", seen
         )
     reported = [metric(s, "quorumwatch_chain_up", chain="hyperliquid") for s in seen]
     reported = [up for up in reported if up is not None]  # before the first poll: no series

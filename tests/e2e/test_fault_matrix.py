@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from quorumwatch.simulator.faults import (
 from quorumwatch.simulator.generic import start_generic_simulator
 from quorumwatch.simulator.solana import VoteAccountSpec, base58, start_solana_simulator
 from tests.builders import FakeClock
+from tests.tools import refused_url
 
 WALL = 1_750_000_000.0
 POLL_INTERVAL = 30.0
@@ -436,18 +436,10 @@ CASES = [
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    """A loopback port with nothing listening: connecting is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @contextlib.asynccontextmanager
 async def _faulty_url(fault: MatrixFault, upstream: str) -> AsyncIterator[str]:
     if fault.refused:
-        yield f"http://127.0.0.1:{_closed_port()}"
+        yield refused_url()
         return
     async with await start_fault_proxy(upstream) as proxy:
         for rule, injected in fault.injections:
@@ -490,12 +482,6 @@ def _assert_failed_over(report: ChainReport, settings: ChainSettings, now: float
     assert report.validator_set is not None
     assert report.validator_set.endpoint == "healthy"
     assert not _alerts(report, settings, now) & FALSE_ALERTS
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import subprocess
 import unicodedata
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,23 +27,22 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch import cli
 from quorumwatch.cli.jails import EVENT_COLUMNS, MAX_CELL_WIDTH, SUMMARY_COLUMNS
-from quorumwatch.config import load_settings
 from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 from quorumwatch.logs import MAX_VALUE_LENGTH, configure_logging
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.builders import report, validator
+from tests.builders import address, daemon_settings, exposition, report, validator
 from tests.services import BrokerFactory, Subscriber, running_daemon, subscribed
-from tests.test_cli_jails import split_columns, width
-from tests.test_exporter_collector import KNOWN_PROMTOOL_FINDINGS, scrape
-from tests.tools import require_binary
+from tests.tools import (
+    KNOWN_PROMTOOL_FINDINGS,
+    promtool_findings,
+    require_binary,
+    split_columns,
+    width,
+)
 
 CHAIN = "hyperliquid"
 PREFIX = "qwhostile/e2e"
 FORGED_LINE = '\n{"level":"critical","event":"forged","timestamp":"2026-01-01T00:00:00Z"}\n'
-
-
-def address(index: int) -> str:
-    return f"0x{index:040x}"
 
 
 # A fixed corpus: the test is deterministic. Descriptions are served too (the row carries
@@ -120,10 +118,8 @@ def strings_in(document: Any) -> Iterator[str]:
 @contextlib.asynccontextmanager
 async def hostile_daemon(store: Path, base_url: str, broker_port: int) -> AsyncIterator[str]:
     """The daemon polling `base_url`, publishing to the broker; yields the /metrics URL."""
-    daemon_settings = load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    configured = daemon_settings(
+        store,
         mqtt={
             "enabled": True,
             "host": "127.0.0.1",
@@ -141,7 +137,7 @@ async def hostile_daemon(store: Path, base_url: str, broker_port: int) -> AsyncI
             }
         ],
     )
-    async with running_daemon(daemon_settings, stop_within=15) as url:
+    async with running_daemon(configured, stop_within=15) as url:
         yield url
 
 
@@ -174,7 +170,7 @@ async def test_hostile_names_stay_contained_in_metrics_mqtt_logs_and_jail_tables
     clean_environment: None,
 ) -> None:
     """Hostile names leave /metrics valid, MQTT topics safe, logs one line, jail tables aligned."""
-    promtool = require_binary("promtool")
+    require_binary("promtool")  # checked before anything starts
     broker = broker_factory()
     store = tmp_path / "qw.db"
     configure_logging("debug", json_lines=True)
@@ -190,13 +186,13 @@ async def test_hostile_names_stay_contained_in_metrics_mqtt_logs_and_jail_tables
             exposition = await response.text()
     logs = capsys.readouterr().err
 
-    check_exposition(exposition, promtool)
+    check_exposition(exposition)
     check_mqtt(subscriber)
     check_logs(logs)
     check_jail_tables(tmp_path, store, capsys)
 
 
-def check_exposition(text: str, promtool: str) -> None:
+def check_exposition(text: str) -> None:
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     for sample in samples:
         for label, value in sample.labels.items():
@@ -215,11 +211,7 @@ def check_exposition(text: str, promtool: str) -> None:
     }
     assert entities == {safe_text(ENTITY)}
     assert not any(s.name.startswith("fake") for s in samples)  # no injected series
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    findings = {line.strip() for line in (result.stdout + result.stderr).splitlines()}
-    assert findings - {""} <= KNOWN_PROMTOOL_FINDINGS
+    assert promtool_findings(text) <= KNOWN_PROMTOOL_FINDINGS
 
 
 _TOPIC_LEVEL = re.compile(r"[a-z0-9_.-]{1,64}")
@@ -308,7 +300,7 @@ def test_any_names_give_a_parseable_exposition_with_capped_clean_labels(
     """Any names give a parseable exposition whose labels are the capped, clean safe_text."""
     validators = [validator(i, 100, name=name) for i, name in enumerate(names, 1)]
     entity_of = {validators[0].address: entity} if entity else {}
-    text = scrape(report(validators, entity_of=entity_of))
+    text = exposition(report(validators, entity_of=entity_of))
     samples = [s for f in text_string_to_metric_families(text) for s in f.samples]
     for sample in samples:
         for value in sample.labels.values():

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+import pytest
 
 from quorumwatch.config import ChainSettings
 from quorumwatch.jails.events import EventKind
@@ -26,7 +25,8 @@ from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore
 from quorumwatch.store import jails as jail_store
-from tests.builders import FakeClock, collector
+from tests.builders import FakeClock, exposition
+from tests.services import parse_samples
 
 POLL = 1800.0
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -210,18 +210,7 @@ async def run_week(tmp_path: Path) -> tuple[dict[int, ChainReport], Path, FakeCl
     return reports, database, clock
 
 
-def scrape(report: ChainReport, now: float) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    board = ReportBoard()
-    board.publish(report)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector(board, clock=lambda: now))
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(generate_latest(registry).decode())
-        for s in family.samples
-    }
-
-
+@pytest.mark.slow
 async def test_scripted_week(tmp_path: Path) -> None:
     """Counters, windows, storm, histogram, history and the jails report match the script,
     through an outage, a restart and a kill -9 during a write."""
@@ -261,7 +250,7 @@ async def test_scripted_week(tmp_path: Path) -> None:
     assert lengths == JAIL_SECONDS
 
     # Metrics as scraped at the end of the week.
-    samples = scrape(last, clock.now)
+    samples = parse_samples(exposition(last, now=clock.now))
     chain = {"chain": "hl"}
     assert samples[("quorumwatch_jail_events_total", frozenset(chain.items()))] == 11
     v1 = {"chain": "hl", "validator": V[1], "name": "validator 1", "entity": V[1]}

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.config import load_settings
 from quorumwatch.simulator import load_scenario, start_simulator
-from tests.services import running_daemon
+from tests.builders import daemon_settings
+from tests.services import eventually, raw_server, running_daemon, silent
 
-
-@contextlib.asynccontextmanager
-async def silent_server() -> AsyncIterator[str]:
-    """Accepts connections and reads requests but never answers: a hung endpoint."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        await reader.read()  # until the client gives up
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-        await server.wait_closed()
+WATCH_POLLS = 5  # live polls watched while the stuck chain's request hangs
 
 
 async def ok_requests(session: aiohttp.ClientSession, url: str, chain: str) -> float:
@@ -49,20 +29,22 @@ async def ok_requests(session: aiohttp.ClientSession, url: str, chain: str) -> f
     )
 
 
+@pytest.mark.slow
 async def test_hanging_chain_does_not_delay_a_chain_polling_every_second(tmp_path: Path) -> None:
     """While one chain's endpoint holds every request open for 60 s, a chain polling every
     second completes a poll (two requests) about every second."""
-    async with silent_server() as hung, await start_simulator(load_scenario("healthy")) as sim:
-        settings = load_settings(
-            None,
-            metrics={"listen": "127.0.0.1:0"},
-            storage={"path": str(tmp_path / "qw.db")},
+    async with (
+        raw_server(silent) as hung,
+        await start_simulator(load_scenario("healthy")) as sim,
+    ):
+        settings = daemon_settings(
+            tmp_path / "qw.db",
             chains=[
                 {
                     "name": "stuck",
                     "kind": "hyperliquid",
                     "poll_interval_seconds": 1,
-                    "endpoints": [{"name": "hung", "url": hung, "timeout_seconds": 60}],
+                    "endpoints": [{"name": "hung", "url": hung.base_url, "timeout_seconds": 60}],
                 },
                 {
                     "name": "live",
@@ -73,11 +55,22 @@ async def test_hanging_chain_does_not_delay_a_chain_polling_every_second(tmp_pat
             ],
         )
         async with running_daemon(settings) as url, aiohttp.ClientSession() as session:
-            await asyncio.sleep(1.5)
+
+            async def live_at_least(requests: float) -> bool:
+                return await ok_requests(session, url, "live") >= requests
+
+            # The stuck chain's request is held open, and the live chain has polled once.
+            await eventually(lambda: hung.open_connections >= 1, "the stuck chain's request")
+            await eventually(lambda: live_at_least(2), "the live chain's first poll")
             before, started = await ok_requests(session, url, "live"), time.monotonic()
-            await asyncio.sleep(5)
+            await eventually(
+                lambda: live_at_least(before + 2 * WATCH_POLLS),
+                f"{WATCH_POLLS} more live polls",
+                every=0.1,
+            )
             after, elapsed = await ok_requests(session, url, "live"), time.monotonic() - started
             stuck = await ok_requests(session, url, "stuck")
+            assert hung.open_connections >= 1  # still held: the whole watch was under the hang
     polls = (after - before) / 2  # exchangeStatus + validatorSummaries per poll
     assert polls >= elapsed - 1.5, f"{polls} polls in {elapsed:.1f}s"
     assert stuck == 0

@@ -1,8 +1,10 @@
 """The operator stack end to end, with real components over loopback.
 
 The daemon polls a simulated chain every 0.5 s. A real Prometheus (the Debian package, with a
-temporary data directory) scrapes it every second and evaluates the shipped alert rules, and a
-real Alertmanager routes every alert to a webhook receiver in the test.
+temporary data directory) scrapes it every 0.5 s and evaluates the shipped alert rules as often,
+and a real Alertmanager routes every alert to a webhook receiver in the test. Each phase
+(healthy, breach, recovered) is scraped a few times before the test moves on: it waits for the
+scrapes, counted in Prometheus, not for seconds.
 
 Prometheus loads a copy of `deploy/rules/quorumwatch.rules.yml` in which every `for:` and
 `keep_firing_for:` is rewritten to `0s`, so an alert fires and resolves within seconds. The
@@ -36,9 +38,9 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from quorumwatch.config import load_settings
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.services import eventually, running_daemon
+from tests.builders import daemon_settings
+from tests.services import eventually, log_tail, running_daemon
 from tests.tools import free_port, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,10 +56,11 @@ HOLD = 1_000_000  # requests per step: the timeline moves only when the test say
 HEALTHY, BREACH, RECOVERED = 0, 1, 2
 
 POLL_SECONDS = 0.5
+SCRAPE_INTERVAL = "500ms"  # Prometheus' scrape and rule evaluation interval
 ALERT_WAIT = 60.0
 STARTUP_WAIT = 30.0
-BASELINE_SECONDS = 3.0  # healthy scrapes before the breach
-SETTLE_SECONDS = 3.0  # scrapes of a phase before its panel queries
+PHASE_SCRAPES = 3  # scrapes of each phase: healthy before the breach, then before panel queries
+SCRAPES = 'count_over_time(up{job="quorumwatch"}[1h])'  # how many scrapes Prometheus made
 DEFAULT_RANGE = "1h"
 INTERVAL = "5s"
 
@@ -217,10 +220,8 @@ def prometheus_binary() -> str:
 @contextlib.asynccontextmanager
 async def daemon(store: Path, simulator_url: str) -> AsyncIterator[int]:
     """The daemon in-process, polling every 0.5 s; yields its metrics port."""
-    settings = load_settings(
-        None,
-        metrics={"listen": "127.0.0.1:0"},
-        storage={"path": str(store)},
+    settings = daemon_settings(
+        store,
         chains=[
             {
                 "name": CHAIN,
@@ -239,7 +240,7 @@ async def daemon(store: Path, simulator_url: str) -> AsyncIterator[int]:
 
 def prometheus_config(metrics_port: int, rules: Path, alertmanager_url: str) -> Json:
     return {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
         "rule_files": [str(rules)],
         "alerting": {
             "alertmanagers": [
@@ -262,10 +263,6 @@ def write_config(directory: Path, config: Json) -> Path:
     return path
 
 
-def log_tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
-
-
 @contextlib.asynccontextmanager
 async def prometheus(binary: str, directory: Path, config: Json) -> AsyncIterator[str]:
     """A real Prometheus on a free loopback port with its own data dir; yields its base URL."""
@@ -284,17 +281,21 @@ async def prometheus(binary: str, directory: Path, config: Json) -> AsyncIterato
         )
     try:
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + STARTUP_WAIT
-            while True:
+
+            async def ready() -> bool:
                 if process.returncode is not None:
                     pytest.fail(f"prometheus exited: {log_tail(log_path)}")
                 with contextlib.suppress(aiohttp.ClientError, OSError):
                     async with session.get(f"{url}/-/ready") as response:
-                        if response.status == 200:
-                            break
-                if time.monotonic() > deadline:
-                    pytest.fail(f"prometheus not ready: {log_tail(log_path)}")
-                await asyncio.sleep(0.1)
+                        return response.status == 200
+                return False
+
+            await eventually(
+                ready,
+                lambda: f"prometheus to be ready: {log_tail(log_path)}",
+                STARTUP_WAIT,
+                every=0.1,
+            )
         yield url
     finally:
         if process.returncode is None:
@@ -322,6 +323,21 @@ async def instant(session: aiohttp.ClientSession, base: str, expr: str) -> tuple
     """The result of an instant query at now, or (None, error)."""
     data, error = await api(session, f"{base}/api/v1/query", query=expr)
     return (None, error) if data is None else (data.get("result"), None)
+
+
+async def scraped(session: aiohttp.ClientSession, base: str, scrapes: int, what: str) -> None:
+    """Wait until Prometheus has scraped the daemon `scrapes` more times."""
+
+    async def count() -> int:
+        result, _ = await instant(session, base, SCRAPES)
+        return int(float(result[0]["value"][1])) if result else 0
+
+    target = await count() + scrapes
+
+    async def done() -> bool:
+        return await count() >= target
+
+    await eventually(done, f"{scrapes} scrapes {what}", STARTUP_WAIT, every=0.1)
 
 
 # --- dashboards ------------------------------------------------------------------------------
@@ -521,7 +537,7 @@ async def test_alerts_and_dashboards_through_prometheus(
         }
         assert {"ValidatorJailed", "EntityCanControl"} <= durations.keys(), durations
         assert set(durations.values()) == {0}, f"for: not rewritten to 0s: {durations}"
-        await asyncio.sleep(BASELINE_SECONDS)
+        await scraped(session, prom, PHASE_SCRAPES, "of the healthy chain")
 
         watched = {
             "ValidatorJailed": {"validator": JAILED},
@@ -533,11 +549,14 @@ async def test_alerts_and_dashboards_through_prometheus(
         async def wait_for(alert: str, status: str, after: int = -1) -> int | None:
             """The payload index, or None (a problem noted) after ALERT_WAIT."""
             labels = watched[alert]
-            deadline = time.monotonic() + ALERT_WAIT
-            while (index := webhook.first(alert, status, after, **labels)) is None:
-                if time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.1)
+            with contextlib.suppress(pytest.fail.Exception):  # noted below, the test goes on
+                await eventually(
+                    lambda: webhook.first(alert, status, after, **labels) is not None,
+                    f"{status} {alert}",
+                    ALERT_WAIT,
+                    every=0.1,
+                )
+            index = webhook.first(alert, status, after, **labels)
             if index is None:
                 active, _ = await instant(session, prom, f'ALERTS{{alertname="{alert}"}}')
                 problems.append(
@@ -550,13 +569,13 @@ async def test_alerts_and_dashboards_through_prometheus(
             index = await wait_for(alert, "firing")
             if index is not None:
                 fired[alert] = index
-        await asyncio.sleep(SETTLE_SECONDS)
+        await scraped(session, prom, PHASE_SCRAPES, "of the breach")
         during = await panel_results(session, prom)
 
         await goto(RECOVERED)
         for alert, index in fired.items():
             await wait_for(alert, "resolved", after=index)
-        await asyncio.sleep(SETTLE_SECONDS)
+        await scraped(session, prom, PHASE_SCRAPES, "after recovery")
         after = await panel_results(session, prom)
 
         rule_health, _ = await api(session, f"{prom}/api/v1/rules")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sqlite3
 import time
@@ -22,12 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from quorumwatch.simulator import parse_scenario, start_simulator
 from quorumwatch.store import AsyncStore, OutboxEntry, StoreError
 from quorumwatch.store import alerts as alert_store
-from tests.e2e.test_alert_delivery import daemon, metrics, until
-from tests.services import BrokerFactory, subscribed
+from tests.services import (
+    BrokerFactory,
+    daemon_process,
+    eventually,
+    log_records,
+    log_tail,
+    metric_totals,
+    subscribed,
+)
 from tests.tools import free_port, unanswered_port
 
 CHAIN = "hyperliquid"
@@ -37,6 +44,9 @@ CONNECT_TIMEOUT = 1.0
 FLUSHING = "mqtt flushing the outbox before shutdown"
 FLUSHED = "mqtt outbox flushed at shutdown"
 VALIDATORS = [f"0x{i + 1:040x}" for i in range(4)]
+POLL_EVERY = 0.1  # how often a wait asks /metrics or the store again
+
+pytestmark = pytest.mark.slow  # each starts the daemon as a subprocess beside a broker
 
 
 def takeover() -> dict[str, Any]:
@@ -77,7 +87,7 @@ def config(
 
 async def _ready(session: aiohttp.ClientSession, url: str) -> bool:
     """Connected to the broker, the chain polled, and nothing waiting in the outbox."""
-    sample = await metrics(session, url)
+    sample = await metric_totals(session, url)
     return (
         sample.get("quorumwatch_mqtt_connected") == 1
         and sample.get("quorumwatch_chain_up") == 1
@@ -86,7 +96,7 @@ async def _ready(session: aiohttp.ClientSession, url: str) -> bool:
 
 
 async def _disconnected(session: aiohttp.ClientSession, url: str) -> bool:
-    return (await metrics(session, url)).get("quorumwatch_mqtt_connected") == 0
+    return (await metric_totals(session, url)).get("quorumwatch_mqtt_connected") == 0
 
 
 async def _pending_takeover(store: Path) -> list[OutboxEntry]:
@@ -119,7 +129,7 @@ async def _take_over(session: aiohttp.ClientSession, api_url: str, store: Path) 
         pending[:] = await _pending_takeover(store)
         return bool(pending)
 
-    await until(committed, "the takeover's events in the outbox", 10)
+    await eventually(committed, "the takeover's events in the outbox", every=POLL_EVERY)
     return [entry.event_id for entry in pending]
 
 
@@ -133,11 +143,6 @@ async def _terminate(
         await then()
     code = await asyncio.wait_for(process.wait(), 3 * EXIT_SECONDS)
     return code, time.monotonic() - sent
-
-
-def _log_lines(log: Path, event: str) -> list[dict[str, Any]]:
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("event") == event]
 
 
 def _assert_sound(store: Path) -> None:
@@ -164,13 +169,15 @@ async def test_sigterm_flushes_events_the_broker_had_not_acknowledged(
 
         async def resume_once_flushing() -> None:
             async def flushing() -> bool:
-                return bool(_log_lines(log, FLUSHING))
+                return bool(log_records(log, FLUSHING))
 
-            await until(flushing, "the daemon to begin its flush", EXIT_SECONDS)
+            await eventually(flushing, "the daemon to begin its flush", EXIT_SECONDS)
             broker.resume()
 
-        async with daemon(config_file, log) as process:
-            await until(lambda: _ready(session, metrics_url), "the daemon to be ready")
+        async with daemon_process(config_file, log) as process:
+            await eventually(
+                lambda: _ready(session, metrics_url), "the daemon to be ready", 30, every=POLL_EVERY
+            )
             broker.pause()
             try:
                 pending = await _take_over(session, simulator.base_url, store)
@@ -179,14 +186,14 @@ async def test_sigterm_flushes_events_the_broker_had_not_acknowledged(
                 broker.resume()
         generated = await _generated(store)
         await live.wait(lambda s: len(set(s.event_ids())) >= generated, "every event")
-    output = log.read_text()[-3000:]
+    output = log_tail(log, 3000)
     assert code == 0, output
     assert elapsed < EXIT_SECONDS, f"exit took {elapsed:.2f} s"
     assert set(pending) <= set(live.event_ids())
     assert len(set(live.event_ids())) == generated
     assert await _outbox(store) == []
-    assert [line["pending"] for line in _log_lines(log, FLUSHING)] == [len(pending)], output
-    assert [(line["flushed"], line["remaining"]) for line in _log_lines(log, FLUSHED)] == [
+    assert [line["pending"] for line in log_records(log, FLUSHING)] == [len(pending)], output
+    assert [(line["flushed"], line["remaining"]) for line in log_records(log, FLUSHED)] == [
         (len(pending), 0)
     ], output
     _assert_sound(store)
@@ -206,23 +213,29 @@ async def test_sigterm_with_the_broker_down_keeps_the_events_for_the_next_start(
         aiohttp.ClientSession() as session,
     ):
         config_file, metrics_url = config(tmp_path, broker.port, simulator.base_url)
-        async with daemon(config_file, log) as process:
-            await until(lambda: _ready(session, metrics_url), "the daemon to be ready")
-            sample = await metrics(session, metrics_url)
+        async with daemon_process(config_file, log) as process:
+            await eventually(
+                lambda: _ready(session, metrics_url), "the daemon to be ready", 30, every=POLL_EVERY
+            )
+            sample = await metric_totals(session, metrics_url)
             assert sample["quorumwatch_outbox_dropped_events_total"] == 0
             await broker.astop()
-            await until(lambda: _disconnected(session, metrics_url), "the daemon to notice")
+            await eventually(
+                lambda: _disconnected(session, metrics_url),
+                "the daemon to notice",
+                every=POLL_EVERY,
+            )
             pending = await _take_over(session, simulator.base_url, store)
             code, elapsed = await _terminate(process)
-    output = log.read_text()[-3000:]
+    output = log_tail(log, 3000)
     assert code == 0, output
     assert elapsed < EXIT_SECONDS, f"exit took {elapsed:.2f} s"
     kept = [entry.event_id for entry in await _outbox(store)]
     assert kept[: len(pending)] == pending
-    assert [(line["flushed"], line["remaining"]) for line in _log_lines(log, FLUSHED)] == [
+    assert [(line["flushed"], line["remaining"]) for line in log_records(log, FLUSHED)] == [
         (0, len(kept))
     ], output
-    assert _log_lines(log, FLUSHING) == []  # not connected: no attempt, no wait
+    assert log_records(log, FLUSHING) == []  # not connected: no attempt, no wait
     _assert_sound(store)
 
 
@@ -241,16 +254,21 @@ async def test_sigterm_during_a_hanging_broker_connect_waits_only_the_connect_ti
             config_file, metrics_url = config(
                 tmp_path, broker_port, simulator.base_url, connect_timeout=CONNECT_TIMEOUT
             )
-            async with daemon(config_file, log) as process:
+            async with daemon_process(config_file, log) as process:
 
                 async def polled_unconnected() -> bool:
-                    sample = await metrics(session, metrics_url)
+                    sample = await metric_totals(session, metrics_url)
                     return (
                         sample.get("quorumwatch_chain_up") == 1
                         and sample.get("quorumwatch_mqtt_connected") == 0
                     )
 
-                await until(polled_unconnected, "the chain polled while the connect hangs")
+                await eventually(
+                    polled_unconnected,
+                    "the chain polled while the connect hangs",
+                    30,
+                    every=POLL_EVERY,
+                )
                 code, elapsed = await _terminate(process)
-    assert code == 0, log.read_text()[-3000:]
+    assert code == 0, log_tail(log, 3000)
     assert elapsed < CONNECT_TIMEOUT + 1.0, f"exit took {elapsed:.2f} s"
