@@ -15,15 +15,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
 from quorumwatch.config import ChainSettings, Settings, load_settings
-from quorumwatch.endpoints import LATENCY_BUCKETS, EndpointView, Outcome
+from quorumwatch.endpoints import LATENCY_BUCKETS
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.models import (
+    Outcome,
     Validator,
     ValidatorSet,
     largest_validators,
     status_totals,
 )
-from quorumwatch.report import ChainReport, JailReport, ReportBoard, SinkStatus
+from quorumwatch.report import ChainReport, EndpointView, JailReport, ReportBoard, SinkStatus
 
 
 class FakeClock:

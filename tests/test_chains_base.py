@@ -15,8 +15,8 @@ from quorumwatch.chains.base import (
     value_of,
 )
 from quorumwatch.chains.kinds import KindName
-from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Outcome
-from quorumwatch.models import Validator
+from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
+from quorumwatch.models import Outcome, Validator
 from tests.builders import chain_settings, validator
 
 SET_A = (validator(1, 60), validator(2, 40))

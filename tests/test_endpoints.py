@@ -26,10 +26,9 @@ from quorumwatch.endpoints import (
     LATENCY_BUCKETS,
     MAX_RETRY_AFTER_SECONDS,
     EndpointPool,
-    Outcome,
     parse_retry_after,
 )
-from quorumwatch.models import DataError
+from quorumwatch.models import DataError, Outcome
 from tests.builders import FakeClock, chain_settings
 from tests.services import raw_server, silent, slowloris
 from tests.tools import refused_url, self_signed_certificate, server_tls, unanswered_port

@@ -15,7 +15,8 @@ from aioresponses import aioresponses
 from quorumwatch.chains import make_source
 from quorumwatch.chains.generic.source import GenericSource
 from quorumwatch.config import ChainSettings, EndpointSettings
-from quorumwatch.endpoints import EndpointPool, Outcome
+from quorumwatch.endpoints import EndpointPool
+from quorumwatch.models import Outcome
 from tests.builders import FakeClock
 from tests.tools import refused_url
 

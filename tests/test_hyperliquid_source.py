@@ -10,7 +10,8 @@ import pytest
 
 from quorumwatch.chains.hyperliquid.source import HyperliquidSource
 from quorumwatch.config import ChainSettings, EndpointSettings
-from quorumwatch.endpoints import EndpointPool, Outcome
+from quorumwatch.endpoints import EndpointPool
+from quorumwatch.models import Outcome
 from quorumwatch.simulator import parse_scenario, start_simulator
 from tests.builders import FakeClock
 from tests.tools import refused_url
@@ -18,7 +19,7 @@ from tests.tools import refused_url
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
-    from quorumwatch.endpoints import EndpointView
+    from quorumwatch.report import EndpointView
     from quorumwatch.simulator import RunningSimulator
 
 WALL = 1_750_000_000.0

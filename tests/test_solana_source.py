@@ -11,8 +11,8 @@ import pytest
 
 from quorumwatch.chains.solana.source import SolanaSource
 from quorumwatch.config import ChainSettings, EndpointSettings
-from quorumwatch.endpoints import EndpointPool, Outcome
-from quorumwatch.models import ValidatorStatus
+from quorumwatch.endpoints import EndpointPool
+from quorumwatch.models import Outcome, ValidatorStatus
 from quorumwatch.simulator.solana import (
     SLOTS_PER_EPOCH,
     VoteAccountSpec,

@@ -1,3 +1,5 @@
+"""`python -m quorumwatch`: the command line."""
+
 import sys
 
 from quorumwatch.cli import main

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +17,8 @@ import structlog
 from yarl import URL
 
 from quorumwatch.availability import AvailabilityWindows
-from quorumwatch.models import DataError
+from quorumwatch.models import DataError, Outcome
+from quorumwatch.report import EndpointView
 
 if TYPE_CHECKING:
     from quorumwatch.config import EndpointSettings
@@ -33,16 +33,6 @@ _DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts
 log = structlog.get_logger(__name__)
 
 
-class Outcome(enum.StrEnum):
-    OK = "ok"
-    TIMEOUT = "timeout"
-    CONNECT_ERROR = "connect_error"
-    HTTP_429 = "http_429"
-    HTTP_4XX = "http_4xx"
-    HTTP_5XX = "http_5xx"
-    INVALID_PAYLOAD = "invalid_payload"
-
-
 @dataclass(frozen=True, slots=True)
 class Answer(Generic[T]):
     """The result of one request: a decoded value only when the outcome is ok."""
@@ -53,21 +43,6 @@ class Answer(Generic[T]):
     value: T | None = None
     error: str = ""
     data_error: DataError | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointView:
-    """An immutable copy of one endpoint's accounting, for exposition."""
-
-    name: str
-    up: bool
-    requests: Mapping[Outcome, int]
-    latency_bucket_counts: tuple[int, ...]  # cumulative, one per LATENCY_BUCKETS bound
-    latency_sum: float
-    latency_count: int
-    last_latency_seconds: float | None
-    availability: Mapping[str, float | None]
-    clock_skew_seconds: float | None
 
 
 class Endpoint:

@@ -22,6 +22,18 @@ class ValidatorStatus(enum.StrEnum):
     INACTIVE = "inactive"
 
 
+class Outcome(enum.StrEnum):
+    """The class of one request's result: the endpoint accounting's and the metrics' vocabulary."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    HTTP_429 = "http_429"
+    HTTP_4XX = "http_4xx"
+    HTTP_5XX = "http_5xx"
+    INVALID_PAYLOAD = "invalid_payload"
+
+
 class DataError(ValueError):
     """An answer that arrived but cannot be trusted; `reason` is a short, bounded identifier."""
 

@@ -12,9 +12,23 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from quorumwatch.analysis import ChainAnalysis
-    from quorumwatch.endpoints import EndpointView
     from quorumwatch.jails.statistics import JailCounters
-    from quorumwatch.models import StatusTotals, Validator, ValidatorSet
+    from quorumwatch.models import Outcome, StatusTotals, Validator, ValidatorSet
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """An immutable copy of one endpoint's accounting, for exposition; the pool makes it."""
+
+    name: str
+    up: bool
+    requests: Mapping[Outcome, int]
+    latency_bucket_counts: tuple[int, ...]  # cumulative, one per LATENCY_BUCKETS bound
+    latency_sum: float
+    latency_count: int
+    last_latency_seconds: float | None
+    availability: Mapping[str, float | None]
+    clock_skew_seconds: float | None
 
 
 @dataclass(frozen=True, slots=True)

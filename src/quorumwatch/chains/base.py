@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 import structlog
 
 from quorumwatch.chains.kinds import KINDS, KindName
-from quorumwatch.endpoints import Outcome
-from quorumwatch.models import DataError, Validator, ValidatorSet
+from quorumwatch.models import DataError, Outcome, Validator, ValidatorSet
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings

@@ -20,10 +20,10 @@ from prometheus_client.core import (
 
 from quorumwatch import __version__
 from quorumwatch.analysis import TOP_N, Threshold
-from quorumwatch.endpoints import LATENCY_BUCKETS, Outcome
+from quorumwatch.endpoints import LATENCY_BUCKETS
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS
 from quorumwatch.labels import safe_text
-from quorumwatch.models import ValidatorStatus
+from quorumwatch.models import Outcome, ValidatorStatus
 
 if TYPE_CHECKING:
     from quorumwatch.report import ChainReport, ReportBoard, SinkStatus

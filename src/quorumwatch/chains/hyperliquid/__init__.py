@@ -1,0 +1,1 @@
+"""Hyperliquid: the info API's validator summaries, strictly decoded, and its built-in entities."""
