@@ -106,6 +106,7 @@ def report(
     settings: ChainSettings | None = None,
     failures: tuple[str, ...] = (),
     jails: JailReport | None = None,
+    finality_lag_epochs: int | None = None,
 ) -> ChainReport:
     """A report as a poll would publish it: analysed when `validators` is not None, with
     the jail history `jails` (none by default)."""
@@ -136,6 +137,7 @@ def report(
             else ()
         ),
         jails=jails,
+        finality_lag_epochs=finality_lag_epochs if analysis else None,
     )
 
 

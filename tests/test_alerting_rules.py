@@ -195,6 +195,14 @@ CASES = [
         None,
     ),
     Case(
+        "FinalityLagging",
+        [report(stakes(), finality_lag_epochs=6)],
+        Severity.CRITICAL,
+        {"chain": CHAIN},
+        6.0,
+        5.0,
+    ),
+    Case(
         "JailStorm",
         [report(stakes(), jails=jail_report(storm=True, jailed_last_hour=4))],
         Severity.WARNING,
@@ -727,3 +735,34 @@ def test_data_stale_waits_after_a_fresh_start() -> None:
     assert "DataStale" not in {c.alert for c in holding}
     holding, _, _ = conditions(fresh, chain_settings(), {}, RuleMemory(), T0 + 91)
     assert "DataStale" in {c.alert for c in holding}
+
+
+def test_finality_lagging_fires_only_beyond_the_limit() -> None:
+    """FinalityLagging holds above `finality_lag_max_epochs` (5 by default), not at it, and
+    never for a chain without finality checkpoints."""
+
+    def holding(lag: int | None, **alerts: Any) -> set[str]:
+        found, _, _ = conditions(
+            report(stakes(), finality_lag_epochs=lag),
+            chain_settings(alerts=alert_settings(data_stale_seconds=NO_STALENESS, **alerts)),
+            {},
+            RuleMemory(),
+            T0,
+        )
+        return {c.alert for c in found}
+
+    assert "FinalityLagging" not in holding(None)
+    assert "FinalityLagging" not in holding(5)
+    assert "FinalityLagging" in holding(6)
+    assert "FinalityLagging" not in holding(6, finality_lag_max_epochs=6)
+
+
+def test_finality_lagging_carries_over_while_the_chain_is_down() -> None:
+    """A firing FinalityLagging neither resolves nor fires again while no valid set arrives."""
+    rules = Rules(settings=alert_settings(data_stale_seconds=NO_STALENESS))
+    fired = only(rules.poll(report(stakes(), finality_lag_epochs=9), T0), "FinalityLagging")
+    assert [e.status for e in fired] == [AlertStatus.FIRING]
+    assert only(rules.poll(report(None), T0 + 30), "FinalityLagging") == []
+    assert "FinalityLagging" in rules.firing()
+    resolved = only(rules.poll(report(stakes(), finality_lag_epochs=2), T0 + 60), "FinalityLagging")
+    assert [e.status for e in resolved] == [AlertStatus.RESOLVED]

@@ -121,6 +121,8 @@ def exported() -> dict[str, set[str]]:
     board = ReportBoard()
     board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False), jails=jails))
     board.publish(report(None, settings=chain_settings(name="down")))
+    ethereum = chain_settings(name="ethereum")
+    board.publish(report(validators, settings=ethereum, finality_lag_epochs=2))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector(board, clock=lambda: 1000.0))
     labels: dict[str, set[str]] = {}
@@ -153,10 +155,10 @@ def test_prometheus_config_wires_rules_alertmanager_and_scrape() -> None:
 
 
 def test_rules_pass_promtool_check() -> None:
-    """promtool check rules accepts rules/quorumwatch.rules.yml with its 12 rules."""
+    """promtool check rules accepts rules/quorumwatch.rules.yml with its 13 rules."""
     result = run(require_binary("promtool"), "check", "rules", "rules/quorumwatch.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 12 rules found" in result.stdout
+    assert "SUCCESS: 13 rules found" in result.stdout
 
 
 def test_rules_pass_promtool_unit_tests() -> None:

@@ -490,3 +490,17 @@ def test_promtool_check_metrics_with_sink_metrics() -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
     )
     assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_finality_lag_is_exported_only_where_known() -> None:
+    """quorumwatch_finality_lag_epochs carries a chain's lag when its source reports one, and
+    is absent for a chain without finality checkpoints and for a chain that is down."""
+    ethereum = report(FOUNDATION_SET, settings=chain_settings(name="eth"), finality_lag_epochs=3)
+    down = report(None, settings=chain_settings(name="down"))
+    text = exposition(ethereum, report(FOUNDATION_SET), down)
+    lags = {
+        dict(labels)["chain"]: sample
+        for (name, labels), sample in parse_samples(text).items()
+        if name == "quorumwatch_finality_lag_epochs"
+    }
+    assert lags == {"eth": 3}

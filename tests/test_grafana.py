@@ -152,6 +152,8 @@ def exported() -> dict[str, set[str]]:
     board = ReportBoard()
     board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False), jails=jails))
     board.publish(report(None, settings=chain_settings(name="down")))  # rejection counters
+    ethereum = chain_settings(name="ethereum")
+    board.publish(report(validators, settings=ethereum, finality_lag_epochs=2))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector(board))
     labels: dict[str, set[str]] = {}

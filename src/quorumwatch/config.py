@@ -149,6 +149,9 @@ class AlertSettings(_Strict):
     # Hysteresis: a firing share or margin alert resolves only this far back across its line.
     hysteresis_ratio: float = Field(default=0.005, ge=0, le=0.1)
     data_stale_seconds: float | None = Field(default=None, gt=0)  # default: 3 poll intervals
+    # Beyond 5 epochs from head to finalized checkpoint, an Ethereum chain is in the inactivity
+    # leak (finality delay > MIN_EPOCHS_TO_INACTIVITY_PENALTY = 4).
+    finality_lag_max_epochs: int = Field(default=5, ge=1)
     watched_validators: list[ValidatorId] = Field(default_factory=list)
     for_seconds: dict[str, float] = Field(default_factory=dict)  # per alert name
 

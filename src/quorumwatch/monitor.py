@@ -129,6 +129,7 @@ class ChainMonitor:
                     digest=digest,
                     jails=jails,
                     entity_of=entity_of,
+                    finality_lag_epochs=result.finality_lag_epochs,
                 )
         log.warning("poll failed: no valid validator set", failures=failures)
         now = self._clock()
@@ -180,6 +181,7 @@ class ChainMonitor:
         digest: _Digest | None = None,
         jails: JailReport | None = None,
         entity_of: Mapping[str, str] | None = None,
+        finality_lag_epochs: int | None = None,
     ) -> ChainReport:
         """Publish a report; without both a set and its digest, the chain is down."""
         up = validator_set is not None and digest is not None
@@ -202,6 +204,7 @@ class ChainMonitor:
             jails=jails,
             monitoring_since=self._monitoring_since,
             endpoints_disagree=self._endpoints_disagree,
+            finality_lag_epochs=finality_lag_epochs if up else None,
         )
         self._board.publish(report)
         return report

@@ -51,6 +51,7 @@ class ChainReport:
     jails: JailReport | None = None
     monitoring_since: float | None = None  # when this process began polling the chain
     endpoints_disagree: bool | None = None  # None: no second set at the same height this poll
+    finality_lag_epochs: int | None = None  # head epoch − finalized epoch; None: not known
 
     @property
     def healthy_endpoints(self) -> int:

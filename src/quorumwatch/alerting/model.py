@@ -23,6 +23,7 @@ NEEDS_SNAPSHOT = frozenset(
         "NakamotoCoefficientDropped",
         "ValidatorJailed",
         "JailStorm",
+        "FinalityLagging",
     }
 )
 ALWAYS_JUDGED = frozenset({"EndpointDown", "AllEndpointsDown", "SingleEndpoint", "DataStale"})

@@ -42,6 +42,7 @@ DEFAULT_FOR_SECONDS: Mapping[str, float] = MappingProxyType(
         "NakamotoCoefficientDropped": 0.0,
         "ValidatorJailed": 0.0,
         "JailStorm": 0.0,
+        "FinalityLagging": 0.0,
         "EndpointDown": 300.0,
         "AllEndpointsDown": 60.0,
         "SingleEndpoint": 600.0,
@@ -103,6 +104,7 @@ def conditions(
         dropped, memory = _nakamoto_dropped(report, settings, previous, memory)
         found += dropped
         found += _jails(report, settings, chain.jail_storm)
+        found += _finality(report, settings)
     return found, frozenset(judged), memory
 
 
@@ -283,6 +285,28 @@ def _jails(
             )
         )
     return found
+
+
+def _finality(report: ChainReport, settings: AlertSettings) -> list[Condition]:
+    lag = report.finality_lag_epochs
+    limit = settings.finality_lag_max_epochs
+    if lag is None or lag <= limit:
+        return []
+    return [
+        Condition(
+            "FinalityLagging",
+            Severity.CRITICAL,
+            _labels(report),
+            summary=f"{report.chain} is not finalizing.",
+            description=(
+                f"The last finalized checkpoint on {report.chain} is {lag} epochs behind the "
+                f"head, more than {limit}: finality has stopped (at least 1/3 of the stake is "
+                "not attesting) and the inactivity leak is draining the offline validators."
+            ),
+            value=float(lag),
+            threshold=float(limit),
+        )
+    ]
 
 
 def _endpoint_conditions(report: ChainReport) -> list[Condition]:

@@ -36,6 +36,9 @@ class FetchResult:
     rejection_reasons: tuple[str, ...] = ()
     # Whether a second endpoint's set at the same height differed; None when not compared.
     endpoints_disagree: bool | None = None
+    # Epochs from the head to the last finalized checkpoint, where the chain has finality
+    # checkpoints (Ethereum); None for kinds without them.
+    finality_lag_epochs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,6 +116,20 @@ def chain_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
                 report.validator_set.to_tokens(report.totals.stake[status]),
             )
     yield from (up, last_success, duration, rejections, validators, stake)
+    yield from finality_metrics(reports)
+
+
+def finality_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    lag = GaugeMetricFamily(
+        "quorumwatch_finality_lag_epochs",
+        "Epochs from the head to the last finalized checkpoint (2 when healthy); only for chains"
+        " with finality checkpoints (Ethereum)." + _CACHED,
+        labels=["chain"],
+    )
+    for report in reports:
+        if report.finality_lag_epochs is not None:
+            lag.add_metric([report.chain], report.finality_lag_epochs)
+    yield lag
 
 
 def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
