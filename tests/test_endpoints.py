@@ -112,7 +112,16 @@ def _app(hits: Counter[str], release: asyncio.Event) -> web.Application:
                 raise web.HTTPFound("/ok")
         return web.Response(status=599)
 
+    async def negotiated(request: web.Request) -> web.Response:
+        """Binary only: what a beacon node does for `Accept: application/octet-stream`."""
+        hits[request.path] += 1
+        if request.headers.get("Accept") != "application/octet-stream":
+            return web.Response(status=406)
+        headers = {"Eth-Consensus-Version": "fulu"}
+        return web.Response(body=b"\x00\x01\x02", headers=headers)
+
     app = web.Application()
+    app.router.add_get("/negotiated", negotiated)
     app.router.add_post("/{tail:.*}", handle)
     return app
 
@@ -194,6 +203,33 @@ async def test_ok_returns_decoded_value(server: Server, session: aiohttp.ClientS
     assert answer.value == {"ok": True}
     assert answer.endpoint == "e0"
     assert pool.views()[0].requests[Outcome.OK] == 1
+
+
+async def test_get_sends_accept_and_decodes_body_with_headers(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """`get` asks for the given media type, and the decoder sees the body and the answer's
+    headers (the format a binary answer names); the answer keeps its HTTP status."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.get(
+        pool.endpoints[0],
+        "/negotiated",
+        lambda payload: (bytes(payload.body), payload.headers["Eth-Consensus-Version"]),
+        accept="application/octet-stream",
+    )
+    assert answer.outcome is Outcome.OK
+    assert answer.value == (b"\x00\x01\x02", "fulu")
+    assert answer.status == 200
+
+
+async def test_refused_media_type_keeps_the_status(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A 406 for an unsupported media type is http_4xx with status 406, so a source can tell
+    "not in this format" from other refusals and fall back."""
+    pool = _pool(session, server.base_url)
+    answer = await pool.get(pool.endpoints[0], "/negotiated", lambda p: p, accept="text/plain")
+    assert (answer.outcome, answer.status, answer.value) == (Outcome.HTTP_4XX, 406, None)
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,15 @@ class Answer(Generic[T]):
     value: T | None = None
     error: str = ""
     data_error: DataError | None = None
+    status: int | None = None  # the HTTP status, when an answer arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A successful answer as received: its body (read once, never copied) and headers."""
+
+    body: bytearray
+    headers: Mapping[str, str]
 
 
 class Endpoint:
@@ -146,7 +155,22 @@ class EndpointPool:
         self, endpoint: Endpoint, path: str, payload: Any, decode: Callable[[bytes], T]
     ) -> Answer[T]:
         """POST `payload` as JSON to the endpoint's `path` and decode the body with `decode`."""
-        return await self._request(endpoint, "POST", "url", path, decode, json=payload)
+        return await self._request(endpoint, "POST", "url", path, _body_of(decode), json=payload)
+
+    async def get(
+        self,
+        endpoint: Endpoint,
+        path: str,
+        decode: Callable[[Payload], T],
+        *,
+        accept: str,
+        params: Mapping[str, str] | None = None,
+    ) -> Answer[T]:
+        """GET `path` asking for the `accept` media type; `decode` sees body and headers (a
+        binary answer names its format in a header, e.g. `Eth-Consensus-Version`)."""
+        return await self._request(
+            endpoint, "GET", "url", path, decode, params=params, accept=accept
+        )
 
     async def get_json(
         self,
@@ -158,7 +182,7 @@ class EndpointPool:
         params: Mapping[str, str] | None = None,
     ) -> Answer[T]:
         """GET `path` (query `params` URL-escaped) from the endpoint's `base` URL; decode it."""
-        return await self._request(endpoint, "GET", base, path, decode, params=params)
+        return await self._request(endpoint, "GET", base, path, _body_of(decode), params=params)
 
     async def _request(
         self,
@@ -166,54 +190,64 @@ class EndpointPool:
         method: str,
         base: str,
         path: str,
-        decode: Callable[[bytes], T],
+        decode: Callable[[Payload], T],
+        *,
+        accept: str | None = None,
         **options: Any,
     ) -> Answer[T]:
         started = self._monotonic()
         settings = endpoint.settings
+        status: int | None = None
         try:
             # The total deadline covers everything, decoding included; aiohttp enforces
             # the connect and read limits inside it (they raise its own TimeoutErrors).
             async with asyncio.timeout(settings.timeout_seconds):
                 url = endpoint.base_urls[base] + path
                 params = {**endpoint.base_queries[base], **(options.pop("params", None) or {})}
-                options = {
-                    **options,
-                    "headers": endpoint.headers,
-                    "timeout": _socket_limits(settings),
-                }
+                headers = (
+                    endpoint.headers if accept is None else {"Accept": accept, **endpoint.headers}
+                )
+                options = {**options, "headers": headers, "timeout": _socket_limits(settings)}
                 if params:
                     options["params"] = params
-                body, status, retry_after = await self._send(method, url, options)
+                payload, status, retry_after = await self._send(method, url, options)
                 outcome = _classify_status(status)
                 if outcome is not Outcome.OK:
                     if outcome is Outcome.HTTP_429:
                         self._cool_down(endpoint, retry_after)
-                    return self._finish(endpoint, outcome, started, error=f"HTTP {status}")
-                value = await asyncio.to_thread(decode, body)
+                    return self._finish(
+                        endpoint, outcome, started, error=f"HTTP {status}", status=status
+                    )
+                value = await asyncio.to_thread(decode, payload)
         except TimeoutError as exc:  # before OSError: aiohttp's timeouts are both
             error = _describe_timeout(exc, settings)
             return self._finish(endpoint, Outcome.TIMEOUT, started, error=error)
         except DataError as exc:
             return self._finish(
-                endpoint, Outcome.INVALID_PAYLOAD, started, error=str(exc), data_error=exc
+                endpoint,
+                Outcome.INVALID_PAYLOAD,
+                started,
+                error=str(exc),
+                data_error=exc,
+                status=status,
             )
         except (aiohttp.ClientError, OSError) as exc:
             return self._finish(endpoint, Outcome.CONNECT_ERROR, started, error=type(exc).__name__)
-        return self._finish(endpoint, Outcome.OK, started, value=value)
+        return self._finish(endpoint, Outcome.OK, started, value=value, status=status)
 
     async def _send(
         self, method: str, url: str, options: Mapping[str, Any]
-    ) -> tuple[bytes, int, str]:
+    ) -> tuple[Payload, int, str]:
         async with self._session.request(method, url, allow_redirects=False, **options) as response:
             retry_after = response.headers.get("Retry-After", "")
             if _classify_status(response.status) is not Outcome.OK:
                 # The body of a refusal is never used: a large error page must not turn
                 # an http_5xx (or a 429 and its Retry-After) into invalid_payload.
-                return b"", response.status, retry_after
-            return await self._read_body(response), response.status, retry_after
+                return Payload(bytearray(), {}), response.status, retry_after
+            body = await self._read_body(response)
+            return Payload(body, dict(response.headers)), response.status, retry_after
 
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytearray:
         # StreamReader.read(n) returns what is buffered, up to n bytes, not the whole body:
         # read to EOF, giving up as soon as the limit is passed.
         limit = self._max_response_bytes
@@ -225,7 +259,7 @@ class EndpointPool:
             body += chunk
             if len(body) > limit:
                 raise too_large
-        return bytes(body)
+        return body
 
     def _cool_down(self, endpoint: Endpoint, retry_after: str) -> None:
         delay = parse_retry_after(retry_after, self._clock())
@@ -242,12 +276,19 @@ class EndpointPool:
         value: T | None = None,
         error: str = "",
         data_error: DataError | None = None,
+        status: int | None = None,
     ) -> Answer[T]:
         latency = self._monotonic() - started
         endpoint.record(outcome, latency, self._clock())
         if outcome is not Outcome.OK:
             log.warning("request failed", endpoint=endpoint.name, outcome=str(outcome), error=error)
-        return Answer(endpoint.name, outcome, latency, value, error, data_error)
+        return Answer(endpoint.name, outcome, latency, value, error, data_error, status)
+
+
+def _body_of(decode: Callable[[bytes], T]) -> Callable[[Payload], T]:
+    """A body decoder as a payload decoder (JSON answers need no headers). These parsers take
+    `bytes`: the one copy is of a JSON answer that they decode whole anyway."""
+    return lambda payload: decode(bytes(payload.body))
 
 
 def _socket_limits(settings: EndpointSettings) -> aiohttp.ClientTimeout:
