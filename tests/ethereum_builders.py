@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from quorumwatch.chains.ethereum.ssz import FAR_FUTURE_EPOCH, BeaconValidators
+from quorumwatch.chains.ethereum.ssz import (
+    FAR_FUTURE_EPOCH,
+    MAINNET,
+    VALIDATOR_DTYPE,
+    BeaconValidators,
+    Preset,
+    state_layout,
+)
+
+OFFSET_SIZE = 4  # an offset in an SSZ fixed part: uint32, little-endian
+EXTRA_DATA_OFFSET_AT = 436  # in an ExecutionPayloadHeader: the offset of extra_data
 
 GWEI_PER_ETH = 10**9
 SLOT = 9_000_000
@@ -100,3 +110,67 @@ def validators_answer(rows: list[Any], **top: Any) -> bytes:
 
 def validators_json(validators: BeaconValidators) -> bytes:
     return validators_answer([validator_row(validators, i) for i in range(validators.count)])
+
+
+def encode_beacon_state(
+    validators: BeaconValidators,
+    fork: str,
+    *,
+    preset: Preset = MAINNET,
+    overrides: Mapping[str, bytes] | None = None,
+) -> bytes:
+    """A BeaconState of `fork` holding `validators` (indices 0…N-1), every other field zero or
+    empty: a body `read_beacon_state` reads back.
+
+    Written per validator: activation_eligibility_epoch = activation_epoch, withdrawable_epoch
+    = exit_epoch, current participation and inactivity scores zero, previous participation
+    zero when absent. `overrides` replaces any field's encoding by name (a fixed field's keeps
+    its size; a variable field's may be anything, to build malformed states).
+    """
+    layout = state_layout(fork, preset)
+    count = validators.count
+    if not np.array_equal(validators.indices, np.arange(count, dtype=np.uint64)):
+        raise ValueError("an SSZ state holds validators 0…N-1, in order")
+    records = np.zeros(count, dtype=VALIDATOR_DTYPE)
+    records["pubkey"] = validators.pubkeys
+    records["withdrawal_credentials"] = validators.withdrawal_credentials
+    records["effective_balance"] = validators.effective_balance
+    records["slashed"] = validators.slashed
+    records["activation_eligibility_epoch"] = validators.activation_epoch
+    records["activation_epoch"] = validators.activation_epoch
+    records["exit_epoch"] = validators.exit_epoch
+    records["withdrawable_epoch"] = validators.exit_epoch
+    participation = validators.previous_epoch_participation
+    header = bytearray(layout.payload_header_size)
+    header[EXTRA_DATA_OFFSET_AT : EXTRA_DATA_OFFSET_AT + 4] = len(header).to_bytes(4, "little")
+    values: dict[str, bytes] = {
+        "genesis_time": validators.genesis_time.to_bytes(8, "little"),
+        "slot": validators.slot.to_bytes(8, "little"),
+        "validators": records.tobytes(),
+        "balances": validators.balances.astype("<u8").tobytes(),
+        "previous_epoch_participation": (
+            bytes(count) if participation is None else participation.astype(np.uint8).tobytes()
+        ),
+        "current_epoch_participation": bytes(count),
+        "inactivity_scores": bytes(8 * count),
+        "latest_execution_payload_header": bytes(header),
+    }
+    for name, value in (overrides or {}).items():
+        if name not in layout.positions:
+            raise ValueError(f"{layout.fork} BeaconState has no field {name}")
+        values[name] = value
+    fixed = bytearray(layout.fixed_size)
+    tail: list[bytes] = []
+    end = layout.fixed_size
+    for field in layout.fields:
+        at = layout.positions[field.name]
+        value = values.get(field.name, b"")
+        if field.variable:
+            fixed[at : at + OFFSET_SIZE] = end.to_bytes(OFFSET_SIZE, "little")
+            tail.append(value)
+            end += len(value)
+        elif value:
+            if len(value) != field.size:
+                raise ValueError(f"{field.name}: {len(value)} bytes, not {field.size}")
+            fixed[at : at + field.size] = value
+    return bytes(fixed) + b"".join(tail)

@@ -17,12 +17,18 @@ from quorumwatch.chains.ethereum.ssz import (
     MINIMAL,
     SSZ_REJECTION_REASONS,
     BeaconValidators,
-    encode_beacon_state,
     read_beacon_state,
     state_layout,
 )
 from quorumwatch.models import DataError
-from tests.ethereum_builders import GENESIS_TIME, SLOT, credentials, make_validators, pubkey
+from tests.ethereum_builders import (
+    GENESIS_TIME,
+    SLOT,
+    credentials,
+    encode_beacon_state,
+    make_validators,
+    pubkey,
+)
 
 # --- An encoder written apart from the module's layout table, straight from the spec ---------
 

@@ -9,7 +9,6 @@ from quorumwatch.chains.ethereum.parse import parse_validators
 from quorumwatch.chains.ethereum.ssz import (
     FAR_FUTURE_EPOCH,
     BeaconValidators,
-    encode_beacon_state,
     read_beacon_state,
 )
 from quorumwatch.chains.ethereum.status import (
@@ -21,7 +20,7 @@ from quorumwatch.chains.ethereum.status import (
     epoch_at_slot,
 )
 from quorumwatch.models import ValidatorStatus
-from tests.ethereum_builders import make_validators, validators_json
+from tests.ethereum_builders import encode_beacon_state, make_validators, validators_json
 
 EPOCH = 100
 ETH = 10**9
