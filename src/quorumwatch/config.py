@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -195,6 +196,25 @@ class GenericSettings(_Strict):
     time_unit: Literal["s", "ms"] = "s"
 
 
+class EthereumSettings(_Strict):
+    """Ethereum beacon node specifics: which state, which encoding, and off-chain labels."""
+
+    state: Literal["head", "finalized"] = "head"
+    # auto: the SSZ BeaconState, falling back to the JSON validators when the node refuses it.
+    encoding: Literal["auto", "ssz", "json"] = "auto"
+    labels_file: Path | None = None  # CSV `key,entity`: withdrawal address or pubkey → entity
+    operators_file: Path | None = None  # CSV `key,entity`: pubkey → node operator
+
+    @field_validator("labels_file", "operators_file")
+    @classmethod
+    def _readable_labels(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None:
+            from quorumwatch.chains.ethereum.labels import read_labels
+
+            read_labels(path, pubkeys_only=info.field_name == "operators_file")
+        return path
+
+
 class ChainSettings(_Strict):
     name: LabelName
     kind: KindName
@@ -213,6 +233,7 @@ class ChainSettings(_Strict):
     alerts: AlertSettings = AlertSettings()
     cosmos: CosmosSettings | None = None
     generic: GenericSettings | None = None
+    ethereum: EthereumSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -224,6 +245,20 @@ class ChainSettings(_Strict):
         if isinstance(kind, str) and kind in KINDS:
             data["max_response_bytes"] = KINDS[kind].max_response_bytes
         # else: the kind is invalid and reported as such; the field's default stands in.
+        return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _optional_section(cls, data: Any) -> Any:
+        """A kind whose section is optional gets its defaults when the table is left out."""
+        if not isinstance(data, dict):
+            return data
+        name = data.get("kind")
+        kind = KINDS.get(name) if isinstance(name, str) else None
+        if kind is None or kind.section is None or not kind.section_optional:
+            return data
+        if data.get(kind.section) is None:
+            data = {**data, kind.section: {}}
         return data
 
     @model_validator(mode="after")

@@ -75,6 +75,16 @@ class Validator:
 
 
 @dataclass(frozen=True, slots=True)
+class Attribution:
+    """Who is behind each validator, as a source established it from the chain's own data
+    (Ethereum: withdrawal credentials and labels), by validator id. `operator_of` is a third
+    grouping beside the entity: who runs the keys, where that differs from who controls them."""
+
+    entity_of: Mapping[str, str]
+    operator_of: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ValidatorSet:
     """A validated, complete validator set from one endpoint at one moment."""
 
@@ -82,6 +92,11 @@ class ValidatorSet:
     token_decimals: int
     endpoint: str
     fetched_at: float
+    # False when the source cannot tell who is voting (Ethereum over JSON): the liveness
+    # margin is then unknown, not the full margin that every validator online would give.
+    liveness_known: bool = True
+    # The source's own attribution; None: the configured and built-in entity map applies.
+    attribution: Attribution | None = None
 
     def to_tokens(self, base_units: int) -> float:
         """Convert an exact base-unit amount to display tokens, for exposition only."""

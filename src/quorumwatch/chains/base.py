@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 import structlog
 
 from quorumwatch.chains.kinds import KINDS, KindName
-from quorumwatch.models import DataError, Outcome, Validator, ValidatorSet
+from quorumwatch.models import Attribution, DataError, Outcome, Validator, ValidatorSet
 
 if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
@@ -43,10 +43,14 @@ class FetchResult:
 
 @dataclass(frozen=True, slots=True)
 class VersionedSet:
-    """A set read at a known block height or epoch: only sets at one version are compared."""
+    """A set read at a known block height or epoch: only sets at one version are compared.
+    A kind may tell more about the state it read (Ethereum: finality, attribution)."""
 
     validators: tuple[Validator, ...]
-    version: int
+    version: int | None = None
+    finality_lag_epochs: int | None = None
+    liveness_known: bool = True
+    attribution: Attribution | None = None
 
 
 class Source(Protocol):
@@ -110,7 +114,7 @@ class ChainSource(ABC):
             f"{e.name}: waiting out Retry-After" for e in pool.endpoints if e not in available
         ]
         rejections: list[str] = []
-        found: list[tuple[Endpoint, tuple[Validator, ...], int | None]] = []
+        found: list[tuple[Endpoint, VersionedSet]] = []
         for endpoint in available:
             try:
                 got = await self._attempt(endpoint)
@@ -120,20 +124,31 @@ class ChainSource(ABC):
                 if exc.reason is not None:
                     rejections.append(exc.reason)
                 continue
-            if isinstance(got, VersionedSet):
-                found.append((endpoint, got.validators, got.version))
-            else:
-                found.append((endpoint, got, None))
+            # An unversioned set compares with any other unversioned one.
+            found.append((endpoint, got if isinstance(got, VersionedSet) else VersionedSet(got)))
             if not self._settings.compare_endpoints or len(found) == 2:
                 break
         if not found:
             return FetchResult(None, tuple(failures), tuple(rejections))
-        endpoint, validators, version = found[0]
+        endpoint, first = found[0]
         disagree = None
-        if len(found) == 2 and found[1][2] == version:
-            disagree = _comparable(validators) != _comparable(found[1][1])
-        validator_set = ValidatorSet(validators, self._token_decimals, endpoint.name, self._clock())
-        return FetchResult(validator_set, tuple(failures), tuple(rejections), disagree)
+        if len(found) == 2 and found[1][1].version == first.version:
+            disagree = _comparable(first.validators) != _comparable(found[1][1].validators)
+        validator_set = ValidatorSet(
+            first.validators,
+            self._token_decimals,
+            endpoint.name,
+            self._clock(),
+            liveness_known=first.liveness_known,
+            attribution=first.attribution,
+        )
+        return FetchResult(
+            validator_set,
+            tuple(failures),
+            tuple(rejections),
+            disagree,
+            finality_lag_epochs=first.finality_lag_epochs,
+        )
 
     async def _candidates(self) -> list[Endpoint]:
         """The endpoints to try this poll, in configured order: all but those waiting out a

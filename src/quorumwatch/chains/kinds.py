@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
     from quorumwatch.simulator.serving import LoopbackServer
 
-KindName = Literal["hyperliquid", "cosmos", "solana", "generic"]
+KindName = Literal["hyperliquid", "cosmos", "solana", "generic", "ethereum"]
 
 _MIB = 1024 * 1024
 
@@ -41,6 +41,8 @@ class Kind:
     simulator: str
     # The [chains.<section>] table it requires, and that no other kind takes.
     section: str | None = None
+    # The section may be left out: its defaults then apply.
+    section_optional: bool = False
     # What `quorumwatch simulate --kind <name>` prints ({url}, {scenario}); None: the
     # simulator needs more than `simulate` can give, and the kind is not offered there.
     simulate_banner: str | None = None
@@ -123,6 +125,19 @@ _ALL = (
         # Serves a document it is given: `simulate` has none to give.
         simulator="quorumwatch.simulator.generic:start_generic_simulator",
         section="generic",
+    ),
+    Kind(
+        name="ethereum",
+        url_roles=("url",),  # a beacon node's base URL
+        # The SSZ BeaconState is about 2.7 MB plus 139 B per validator (~160 MB at 1.1M); the
+        # JSON validators answer about 500 B per validator (~550 MB at 1.1M): room for both.
+        max_response_bytes=1024 * _MIB,
+        token_decimals=9,  # gwei per ETH: 10**9
+        source="quorumwatch.chains.ethereum.source:EthereumSource",
+        simulator="quorumwatch.simulator.ethereum:start_ethereum_simulator",
+        section="ethereum",
+        section_optional=True,
+        simulate_banner="simulating ethereum: beacon API at {url}",
     ),
 )
 
