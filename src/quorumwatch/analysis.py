@@ -483,13 +483,18 @@ class _NamedEntities:
         total: int,
     ) -> None:
         mapped = entities != UNATTRIBUTED
+        none: StakeColumn = np.zeros(0, dtype=np.uint64)
+        self.ids: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        self.stakes, self.asc, self.online_asc = none, none, none
+        self.unattributed: dict[int, int] = {}
+        if not mapped.any():
+            return
         ids = entities[mapped].astype(np.int64)
         stakes = weights[mapped]
         self.ids, self.stakes = _group_sums(ids, stakes, size, total)
         self.asc = _ascending(self.stakes)
         on = online[mapped]
         self.online_asc = _ascending(_group_sums(ids[on], stakes[on], size, total)[1])
-        self.unattributed: dict[int, int] = {}
         if merged is not None and merged.any():
             part = merged[mapped]
             found, sums = _group_sums(ids[part], stakes[part], size, total)
