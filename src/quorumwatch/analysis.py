@@ -390,9 +390,9 @@ def analyse_columns(
     `stakes`: base units, uint64, or an object array of Python ints when a stake is ≥ 2**64.
     `status`: status codes (`columns.STATUS_*`): rows with code < 3 form the consensus set,
     codes 1 and 2 of which are offline (their stake stays in the denominator).
-    `entity_index`: an index into `entity_names`, or -1 (UNATTRIBUTED): its own entity,
-    named `addresses[i]`. Addresses of unattributed rows must be unique and differ from every
-    entity name (a source rejects duplicate addresses; merge a colliding row into the named
+    `entity_index`: an index into `entity_names` (distinct names), or -1 (UNATTRIBUTED): its
+    own entity, named `addresses[i]`. Addresses of unattributed rows must be unique and differ
+    from every entity name (a source rejects duplicate addresses; merge a colliding row into the named
     entity and mark it in `unattributed`, as `ValidatorColumns.from_validators` does).
     `unattributed`: rows of named entities whose stake still counts as unattributed.
     `top`: how many of the largest entities to materialise besides the named ones (at
@@ -542,7 +542,7 @@ def _entity_shares(
         for i, stake in zip(named.ids.tolist(), named.stakes.tolist(), strict=True)
     ]
     candidates += [(-stake, name, False, False) for stake, name in singles]
-    candidates.sort(key=lambda c: (c[0], c[1]))
+    candidates.sort()  # by (−stake, name): names are unique
     halts = minimum_stake(Threshold.HALT, total)
     controls = minimum_stake(Threshold.CONTROL, total)
     return tuple(
