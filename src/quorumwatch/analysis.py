@@ -34,8 +34,9 @@ from quorumwatch.models import Validator
 
 TOP_N: tuple[int, ...] = (3, 5, 10)
 
-DEFAULT_TOP_ENTITIES = 100
-"""Entities materialised beyond the named ones: the largest holders, named or not."""
+DEFAULT_TOP_ENTITIES = 1000
+"""Entities materialised beyond the named ones: the largest holders, named or not. The default
+of `max_validator_series`, the entity series the collector exports: pass a chain's own."""
 
 MIN_TOP_ENTITIES = 4
 """The fewest largest entities always materialised. A firing EntityCanHalt alert holds while
@@ -392,8 +393,9 @@ def analyse_columns(
     codes 1 and 2 of which are offline (their stake stays in the denominator).
     `entity_index`: an index into `entity_names` (distinct names), or -1 (UNATTRIBUTED): its
     own entity, named `addresses[i]`. Addresses of unattributed rows must be unique and differ
-    from every entity name (a source rejects duplicate addresses; merge a colliding row into the named
-    entity and mark it in `unattributed`, as `ValidatorColumns.from_validators` does).
+    from every entity name (a source rejects duplicate addresses; merge a colliding row into
+    the named entity and mark it in `unattributed`, as `ValidatorColumns.from_validators`
+    does).
     `unattributed`: rows of named entities whose stake still counts as unattributed.
     `top`: how many of the largest entities to materialise besides the named ones (at
     least MIN_TOP_ENTITIES).
