@@ -1,9 +1,11 @@
 """Tests for the pure decentralization analysis in `quorumwatch.analysis`.
 
 Golden vectors come from §6 of /work/shared/reference/decentralization-math.md. The property
-tests compare `analyse` against a deliberately naive reference below (plain sorted loops,
-`fractions.Fraction` for every ratio and threshold rule), over stakes that exercise both the
-float fast path (< 2**53) and the exact-int path (≥ 2**53) of the ranking, and exact boundaries.
+tests compare `analyse` and the columnar core `analyse_columns` against a deliberately naive
+reference below (plain sorted loops, `fractions.Fraction` for every ratio and threshold rule),
+over stakes that exercise every path of the ranking (uint64 running sums below a total of
+2**64, 32-bit limbs above it, object columns for single stakes of 2**64 and more), ties, and
+exact threshold boundaries.
 """
 
 from __future__ import annotations
@@ -14,19 +16,26 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quorumwatch.analysis import (
+    DEFAULT_TOP_ENTITIES,
+    MIN_TOP_ENTITIES,
     TOP_N,
     AnalysisError,
     ChainAnalysis,
     Concentration,
     Grouping,
     Threshold,
+    _Ranking,
     analyse,
+    analyse_columns,
     exact_sum,
     halt_distance,
     liveness_margin,
@@ -34,7 +43,21 @@ from quorumwatch.analysis import (
     nakamoto,
     reaches,
 )
-from quorumwatch.models import Validator
+from quorumwatch.columns import (
+    CONSENSUS_CODES_BELOW,
+    STATUS_DELINQUENT,
+    STATUS_INACTIVE,
+    STATUS_JAILED,
+    STATUS_JAILED_INACTIVE,
+    STATUS_OF_CODE,
+    STATUS_ONLINE,
+    UNATTRIBUTED,
+    ValidatorColumns,
+    stake_column,
+    status_code,
+)
+from quorumwatch.config import AlertSettings
+from quorumwatch.models import Validator, ValidatorStatus
 
 REL = 1e-12  # golden vectors
 TOL = 1e-9  # property comparisons against the exact reference
@@ -147,14 +170,14 @@ def reference_analysis(
     total = sum(v.stake for v in consensus)
     if total == 0:
         return None
-    online = sum(v.stake for v in consensus if not v.jailed)
+    online = sum(v.stake for v in consensus if v.online)
     entity_total: dict[str, int] = {}
     entity_online: dict[str, int] = {}
     attributed: dict[str, bool] = {}
     for v in consensus:
         name = entity_of.get(v.address, v.address)
         entity_total[name] = entity_total.get(name, 0) + v.stake
-        entity_online[name] = entity_online.get(name, 0) + (0 if v.jailed else v.stake)
+        entity_online[name] = entity_online.get(name, 0) + (v.stake if v.online else 0)
         attributed[name] = v.address in entity_of
     unattributed = sum(v.stake for v in consensus if v.address not in entity_of)
     return RefAnalysis(
@@ -164,7 +187,7 @@ def reference_analysis(
         groupings={
             Grouping.VALIDATOR: reference_concentration(
                 [v.stake for v in consensus],
-                [v.stake for v in consensus if not v.jailed],
+                [v.stake for v in consensus if v.online],
                 total,
             ),
             Grouping.ENTITY: reference_concentration(
@@ -941,3 +964,347 @@ def test_minimum_stake_exact_for_huge_totals(threshold: Threshold, total: int) -
     assert not reaches(threshold, s - 1, total)
     assert RULES[threshold](Fraction(s, total))
     assert not RULES[threshold](Fraction(s - 1, total))
+
+
+# --------------------------------------------------------------------------------------------
+# 5. The columnar core: status codes, exactness on every stake path, materialised entities
+# --------------------------------------------------------------------------------------------
+
+# Flags (in consensus set, jailed, delinquent) of each status code.
+CODE_FLAGS: dict[int, tuple[bool, bool, bool]] = {
+    STATUS_ONLINE: (True, False, False),
+    STATUS_JAILED: (True, True, False),
+    STATUS_DELINQUENT: (True, False, True),
+    STATUS_INACTIVE: (False, False, False),
+    STATUS_JAILED_INACTIVE: (False, True, False),
+}
+ENTITY_NAMES = [f"E{i}" for i in range(6)]
+ENTITY_IDS = st.integers(UNATTRIBUTED, len(ENTITY_NAMES) - 1)
+
+
+@dataclass(frozen=True)
+class ColumnCase:
+    """Rows of (stake, status code, entity id or -1); row i has address a{i}."""
+
+    stakes: list[int]
+    codes: list[int]
+    entities: list[int]
+
+    @property
+    def addresses(self) -> list[str]:
+        return [f"a{i}" for i in range(len(self.stakes))]
+
+    def validators(self) -> list[Validator]:
+        return [
+            Validator(
+                address, address, stake, *CODE_FLAGS[code][:2], delinquent=CODE_FLAGS[code][2]
+            )
+            for address, stake, code in zip(self.addresses, self.stakes, self.codes, strict=True)
+        ]
+
+    def entity_of(self) -> dict[str, str]:
+        return {
+            address: ENTITY_NAMES[e]
+            for address, e in zip(self.addresses, self.entities, strict=True)
+            if e != UNATTRIBUTED
+        }
+
+    def analyse(self, top: int = DEFAULT_TOP_ENTITIES) -> ChainAnalysis:
+        return analyse_columns(
+            stake_column(self.stakes),
+            np.array(self.codes, dtype=np.uint8),
+            np.array(self.entities, dtype=np.int64),
+            ENTITY_NAMES,
+            self.addresses,
+            top=top,
+        )
+
+    @property
+    def consensus_total(self) -> int:
+        return sum(s for s, c in zip(self.stakes, self.codes, strict=True) if c < 3)
+
+
+@st.composite
+def column_cases(
+    draw: st.DrawFn,
+    stakes: st.SearchStrategy[int] = STAKES,
+    max_size: int = 60,
+    entity: st.SearchStrategy[int] = ENTITY_IDS,
+) -> ColumnCase:
+    """Random columns: ties via a small palette, every status code, six entities or none."""
+    palette = draw(st.lists(stakes, min_size=1, max_size=6))
+    stake = st.one_of(st.sampled_from(palette), stakes)
+    code = st.sampled_from([0, 0, 0, 0, 1, 2, 3, 4])
+    rows = draw(st.lists(st.tuples(stake, code, entity), max_size=max_size))
+    return ColumnCase([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows])
+
+
+def assert_columns_match_reference(case: ColumnCase) -> None:
+    """The core against the Fraction oracle, and against `analyse` of the same validators."""
+    ref = reference_analysis(case.validators(), case.entity_of())
+    if ref is None:
+        with pytest.raises(AnalysisError):
+            case.analyse()
+        return
+    got = case.analyse()
+    assert_matches_reference(got, ref)
+    assert_invariants(got)
+    assert analyse(case.validators(), case.entity_of()) == got
+
+
+# Stakes that fit uint64 but whose totals pass 2**64: the 32-bit-limb path.
+UINT64_STAKES = st.one_of(
+    st.integers(0, 2**64 - 1),
+    st.integers(2**63 - 8, 2**63 + 8),
+    st.integers(2**64 - 16, 2**64 - 1),
+    st.integers(1, 10),
+    st.sampled_from([1, 2**32 - 1, 2**32, 2**53 + 1, 2**62, 2**64 - 1]),
+)
+# Single stakes of 2**64 and beyond (Cosmos allows up to 2**128 and more): the object path.
+HUGE_STAKES = st.one_of(
+    st.integers(2**64, 2**64 + 16),
+    st.integers(2**64, 2**130),
+    st.integers(0, 2**64 - 1),
+    st.integers(1, 10),
+)
+
+
+def test_status_codes_follow_validator_status() -> None:
+    """Codes 0-3 are ValidatorStatus in order, 4 is jailed outside the set; consensus is < 3."""
+    assert STATUS_OF_CODE[:4] == tuple(ValidatorStatus)
+    for active, jailed, delinquent in itertools.product([False, True], repeat=3):
+        v = Validator("a", "a", 1, active, jailed, delinquent=delinquent)
+        code = status_code(in_consensus_set=active, jailed=jailed, delinquent=delinquent)
+        assert STATUS_OF_CODE[code] is v.status
+        assert (code < CONSENSUS_CODES_BELOW) is active
+        assert (code == STATUS_ONLINE) is v.online
+        assert CODE_FLAGS[code] == (active, jailed, delinquent and active and not jailed)
+
+
+@PROPERTY_SETTINGS
+@given(column_cases())
+def test_columns_match_naive_reference(case: ColumnCase) -> None:
+    """`analyse_columns` matches the Fraction oracle over mixed stakes, ties and all codes."""
+    assert_columns_match_reference(case)
+
+
+@PROPERTY_SETTINGS
+@given(column_cases(UINT64_STAKES))
+def test_columns_limb_path_matches_reference(case: ColumnCase) -> None:
+    """uint64 stakes whose total reaches 2**64 and beyond (limbs) stay exact."""
+    assert_columns_match_reference(case)
+
+
+@PROPERTY_SETTINGS
+@given(column_cases(HUGE_STAKES))
+def test_columns_object_path_matches_reference(case: ColumnCase) -> None:
+    """Single stakes of 2**64 and beyond (object column) stay exact."""
+    assert stake_column(case.stakes).dtype == (
+        object if max(case.stakes, default=0) >= 2**64 else np.uint64
+    )
+    assert_columns_match_reference(case)
+
+
+@PROPERTY_SETTINGS
+@given(column_cases(st.integers(0, 2**58), max_size=40), st.integers(-3, 3))
+def test_columns_totals_around_2_64(case: ColumnCase, delta: int) -> None:
+    """Consensus totals of exactly 2**64 + delta (uint64 cumsum below, limbs from 2**64 on)."""
+    remainder = 2**64 + delta - case.consensus_total
+    half = remainder // 2
+    padded = ColumnCase(
+        [*case.stakes, half, remainder - half],
+        [*case.codes, STATUS_ONLINE, STATUS_JAILED],
+        [*case.entities, UNATTRIBUTED, 0],
+    )
+    assert padded.consensus_total == 2**64 + delta
+    assert stake_column(padded.stakes).dtype == np.uint64
+    assert_columns_match_reference(padded)
+
+
+@PROPERTY_SETTINGS
+@given(boundary_weights(), st.sampled_from([1, 2**20, 2**40, 2**62, 2**100]))
+def test_columns_nakamoto_at_exact_boundaries(
+    case: tuple[list[int], Threshold], scale: int
+) -> None:
+    """On and ±1 around 3S=T, 2S=T, 3S=2T, scaled onto every path, NCs match the naive loop."""
+    weights = [w * scale for w in case[0]]
+    expected = tuple(naive_nakamoto(weights, t) for t in Threshold)
+    if expected[0] is None:
+        return
+    columns = ColumnCase(weights, [STATUS_ONLINE] * len(weights), [UNATTRIBUTED] * len(weights))
+    got = columns.analyse()
+    assert nc_triple(got.groupings[Grouping.VALIDATOR]) == expected
+    assert nc_triple(got.groupings[Grouping.ENTITY]) == expected
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(st.one_of(UINT64_STAKES, HUGE_STAKES), min_size=1, max_size=80), st.data())
+def test_ranking_search_is_exact_for_any_target(weights: list[int], data: st.DataObject) -> None:
+    """The ranking's prefix search (uint64, limb and object paths) equals a plain loop."""
+    positive = sorted((w for w in weights if w > 0), reverse=True)
+    if not positive:
+        return
+    ranked = _Ranking(stake_column(positive), sum(positive))
+    target = data.draw(st.integers(1, sum(positive)))
+    expected = next(k for k in range(1, len(positive) + 1) if sum(positive[:k]) >= target)
+    assert ranked.smallest_prefix_reaching(target) == expected
+    k = data.draw(st.integers(0, len(positive)))
+    assert ranked.prefix(k) == sum(positive[:k])
+
+
+def test_ranking_search_inside_a_run_of_tiny_weights() -> None:
+    """A target deep inside 5,000 weights of 1 after weights near 2**63 is found exactly."""
+    positive = [2**63 + 5] * 3 + [1] * 5000
+    total = sum(positive)
+    assert total > 2**64
+    ranked = _Ranking(stake_column(positive), total)
+    for extra in (1, 2, 2499, 4999, 5000):
+        assert ranked.smallest_prefix_reaching(3 * (2**63 + 5) + extra) == 3 + extra
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        np.array([5, 0, 3, 3, 2**40], dtype=object),  # object column of small ints: narrowed
+        np.array([5, 0, 3, 3, 2**40], dtype=np.int64),
+        np.array([5, 0, 3, 3, 2**40], dtype=np.uint64),
+    ],
+)
+def test_columns_accept_any_integer_stake_column(column: npt.NDArray[Any]) -> None:
+    """Object, int64 and uint64 stake columns of the same values give the same analysis."""
+    expected = analyse(make_validators([5, 0, 3, 3, 2**40]), {})
+    codes = np.zeros(5, dtype=np.uint8)
+    ids = np.full(5, UNATTRIBUTED, dtype=np.int32)
+    got = analyse_columns(column, codes, ids, [], [f"v{i}" for i in range(5)])
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("stakes", "codes", "ids", "names"),
+    [
+        ([1, 2], [0], [-1, -1], []),  # lengths differ
+        ([1, 2], [0, 5], [-1, -1], []),  # unknown status code
+        ([1, 2], [0, 0], [-1, 1], ["E0"]),  # entity id out of range
+        ([1, 2], [0, 0], [-2, -1], []),
+        ([1, -2], [0, 0], [-1, -1], []),  # negative stake
+    ],
+)
+def test_columns_malformed_raise(
+    stakes: list[int], codes: list[int], ids: list[int], names: list[str]
+) -> None:
+    """Malformed columns raise ValueError rather than analysing garbage."""
+    with pytest.raises(ValueError, match=r"length|status|entity|negative"):
+        analyse_columns(
+            np.array(stakes, dtype=object),
+            np.array(codes, dtype=np.uint8),
+            np.array(ids, dtype=np.int64),
+            names,
+            [f"v{i}" for i in range(2)],
+        )
+
+
+def test_columns_without_consensus_stake_raise() -> None:
+    """Only inactive, jailed-outside or zero-stake rows: AnalysisError, as for `analyse`."""
+    with pytest.raises(AnalysisError):
+        analyse_columns(
+            np.array([5, 7, 0], dtype=np.uint64),
+            np.array([STATUS_INACTIVE, STATUS_JAILED_INACTIVE, STATUS_ONLINE], dtype=np.uint8),
+            np.full(3, UNATTRIBUTED, dtype=np.int64),
+            [],
+            ["a", "b", "c"],
+        )
+
+
+def expected_entities(case: ColumnCase, top: int) -> list[tuple[str, int]]:
+    """Named entities with stake and the max(top, MIN_TOP_ENTITIES) largest, by (−stake, name)."""
+    ref = reference_analysis(case.validators(), case.entity_of())
+    assert ref is not None
+    ranked = sorted(
+        ((name, stake) for name, stake in ref.entity_totals.items() if stake > 0),
+        key=lambda item: (-item[1], item[0]),
+    )
+    keep = max(top, MIN_TOP_ENTITIES)
+    return [(n, s) for rank, (n, s) in enumerate(ranked) if rank < keep or n in ENTITY_NAMES]
+
+
+@PROPERTY_SETTINGS
+@given(
+    column_cases(
+        st.sampled_from([1, 2, 3, 5, 2**64 - 1, 2**70]),
+        entity=st.sampled_from([UNATTRIBUTED] * 5 + [0, 1, 2]),  # many single validators tie
+    ),
+    st.integers(0, 12),
+)
+def test_entities_are_named_and_largest(case: ColumnCase, top: int) -> None:
+    """`entities` is every named entity plus the `top` (≥ 4) largest, ties at the cut by name;
+    it holds every entity at or above 1/3 − 0.1 (the largest hysteresis), whatever `top` is."""
+    if case.consensus_total == 0:
+        return
+    got = case.analyse(top)
+    assert [(e.name, e.stake) for e in got.entities] == expected_entities(case, top)
+    ref = reference_analysis(case.validators(), case.entity_of())
+    assert ref is not None
+    alertable = {
+        name
+        for name, stake in ref.entity_totals.items()
+        if stake > 0 and Fraction(stake, ref.total) >= Fraction(1, 3) - Fraction(1, 10)
+    }
+    assert alertable <= {e.name for e in got.entities}
+    assert got.groupings[Grouping.ENTITY].holders == sum(
+        1 for stake in ref.entity_totals.values() if stake > 0
+    )
+
+
+def test_entities_tie_at_the_cut_ranks_by_name() -> None:
+    """Top 4 of one larger and ten equal single validators: the larger, then the first three
+    addresses of the tie; a smaller named entity still follows, past the cut."""
+    stakes = [10] * 10 + [5, 50]  # a0…a9 tie, a10 is entity E3, a11 is the largest
+    case = ColumnCase(stakes, [STATUS_ONLINE] * 12, [UNATTRIBUTED] * 10 + [3, UNATTRIBUTED])
+    got = case.analyse(top=4)
+    assert [(e.name, e.stake, e.attributed) for e in got.entities] == [
+        ("a11", 50, False),
+        ("a0", 10, False),
+        ("a1", 10, False),
+        ("a2", 10, False),
+        ("E3", 5, True),
+    ]
+    assert got.groupings[Grouping.ENTITY].holders == 12
+    assert got.entities == analyse(case.validators(), case.entity_of(), top=4).entities
+
+
+def test_min_top_entities_covers_the_largest_hysteresis() -> None:
+    """At most MIN_TOP_ENTITIES entities can hold 1/3 less the largest allowed hysteresis."""
+    cap = max(
+        Fraction(str(bound.le))
+        for bound in AlertSettings.model_fields["hysteresis_ratio"].metadata
+        if hasattr(bound, "le")
+    )
+    assert math.floor(1 / (Fraction(1, 3) - cap)) <= MIN_TOP_ENTITIES
+
+
+def test_columns_from_validators_merge_an_address_named_like_an_entity() -> None:
+    """An unmapped address equal to an entity's name joins that entity, still unattributed."""
+    validators = [
+        Validator("a", "a", 10, in_consensus_set=True, jailed=False),
+        Validator("b", "b", 30, in_consensus_set=True, jailed=False),
+        Validator("c", "c", 60, in_consensus_set=True, jailed=False),
+    ]
+    columns = ValidatorColumns.from_validators(validators, {"a": "b", "c": "C"})
+    assert columns.unattributed is not None
+    assert columns.unattributed.tolist() == [False, True, False]
+    assert [columns.entity_names[i] for i in columns.entity_index.tolist()] == ["b", "b", "C"]
+    got = analyse(validators, {"a": "b", "c": "C"})
+    assert [(e.name, e.stake, e.attributed) for e in got.entities] == [
+        ("C", 60, True),
+        ("b", 40, True),
+    ]
+    assert got.groupings[Grouping.ENTITY].holders == 2
+    # Named only by a validator outside the consensus set: b's own stake alone, unattributed.
+    outside = Validator("x", "x", 99, in_consensus_set=False, jailed=False)
+    got = analyse([*validators, outside], {"x": "b"})
+    assert {e.name: (e.stake, e.attributed) for e in got.entities} == {
+        "a": (10, False),
+        "b": (30, False),
+        "c": (60, False),
+    }
+    assert got.unattributed_ratio == 1.0

@@ -1,30 +1,48 @@
 """Decentralization analysis: pure functions over exact integer stakes, no I/O.
 
-Threshold rules and Nakamoto coefficients are exact integer arithmetic (halt: 3·S ≥ T,
-majority: 2·S > T, control: 3·S > 2·T). Floating point only locates a candidate prefix,
-which is then verified, and minimised, with exact integers. Concentration indices (HHI,
-Gini, entropy) are floats computed with correctly rounded sums (`math.fsum`).
+The core, `analyse_columns`, reads a validator set as numpy columns (`quorumwatch.columns`);
+`analyse` converts `Validator` objects to columns and calls it. Threshold rules and Nakamoto
+coefficients are decided on exact integer sums (halt: 3·S ≥ T, majority: 2·S > T, control:
+3·S > 2·T): uint64 running sums while the total is below 2**64, otherwise running sums of
+32-bit limbs, each exact in uint64, where a float64 running sum only proposes the answer and
+Python ints decide it. Concentration indices (HHI, Gini, entropy) are float64, summed
+pairwise over the ranked weights, so the same set in any order gives the same floats.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
+import heapq
 import math
-import operator
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
+import numpy as np
+import numpy.typing as npt
+
+from quorumwatch.columns import (
+    CONSENSUS_CODES_BELOW,
+    STATUS_JAILED_INACTIVE,
+    STATUS_ONLINE,
+    UNATTRIBUTED,
+    StakeColumn,
+    ValidatorColumns,
+    stake_column,
+)
 from quorumwatch.models import Validator
 
 TOP_N: tuple[int, ...] = (3, 5, 10)
 
-_IN_CONSENSUS = operator.attrgetter("in_consensus_set")
-_JAILED = operator.attrgetter("jailed")
-_DELINQUENT = operator.attrgetter("delinquent")
-_STAKE = operator.attrgetter("stake")
-_ADDRESS = operator.attrgetter("address")
+DEFAULT_TOP_ENTITIES = 1000
+"""Entities materialised beyond the named ones: the largest holders, named or not. The default
+of `max_validator_series`, the entity series the collector exports: pass a chain's own."""
+
+MIN_TOP_ENTITIES = 4
+"""The fewest largest entities always materialised. A firing EntityCanHalt alert holds while
+the entity's share is at least 1/3 less `hysteresis_ratio`, which config caps at 0.1: at most
+floor(1 / (1/3 − 0.1)) = 4 entities can hold 7/30 or more, so the largest 4 include every
+entity the alert rules and the probe need (tests/test_analysis.py checks the cap)."""
 
 
 class Threshold(enum.StrEnum):
@@ -81,6 +99,8 @@ class Concentration:
 
 @dataclass(frozen=True, slots=True)
 class EntityShare:
+    """One entity's consensus stake; `attributed` if any of it comes from an entity map."""
+
     name: str
     stake: int
     ratio: float
@@ -91,7 +111,14 @@ class EntityShare:
 
 @dataclass(frozen=True, slots=True)
 class ChainAnalysis:
-    """Everything derived from one valid validator set."""
+    """Everything derived from one valid validator set.
+
+    `entities` holds, largest first (ties by name), every named entity (one with an entity
+    id: configured, built-in or detected) and the `top` largest entities, named or single
+    validators, never fewer than MIN_TOP_ENTITIES: so its first `top` are the `top` largest
+    of all, and it holds every entity that can halt or control, or that a firing
+    EntityCanHalt alert can still hold on to. `groupings[Grouping.ENTITY].holders` counts all.
+    """
 
     total_stake: int
     online_stake: int
@@ -101,61 +128,55 @@ class ChainAnalysis:
     unattributed_ratio: float
 
 
-_FLOAT_EXACT_BELOW = 2**53
+_UINT64_END = 2**64
+_LIMB_BITS = 32
+_LIMB_MASK = np.uint64(2**_LIMB_BITS - 1)
+_LIMB_SHIFT = np.uint64(_LIMB_BITS)
+_MAX_TOTAL_BITS = 512  # the float64 proposal needs totals far below 2**1024
+_SLACK = 2.0**-40  # proposal bracket: far wider than the float64 running sum's error
 
 
 class _Ranking:
-    """Positive weights ranked descending, answering exact prefix-sum questions quickly.
+    """Positive weights ranked descending, answering exact prefix-sum questions.
 
-    Bulk passes (running sums, HHI, Gini, entropy) run over floats: contiguous in memory,
-    and sorted with CPython's specialised float comparison. Whether the top k reach a
-    target is decided from the float running sum when it lies outside a rigorous bound on
-    its rounding error, and with an exact integer sum otherwise, so every answer is exact.
+    With a total below 2**64 the running sums are one uint64 cumsum, exact. Otherwise each
+    weight is split into 32-bit limbs whose running sums are exact in uint64 (up to 2**32
+    holders); their float64 combination brackets an answer, and a binary search over exact
+    Python-int prefix sums inside the bracket decides it.
     """
 
-    __slots__ = ("_sorted_ints", "approx_prefix", "count", "floats", "ordered", "total")
+    __slots__ = ("_approx", "_cumulative", "_limbs", "count", "desc", "total")
 
-    def __init__(self, weights: list[int], total: int) -> None:
-        weights = list(filter(None, weights))  # zero-weight holders have no share
-        self.count = len(weights)
+    def __init__(self, desc: StakeColumn, total: int) -> None:
+        self.desc = desc
+        self.count = len(desc)
         self.total = total
-        # In input order, so contiguous in memory: order-free sums (HHI, entropy) use these.
-        self.floats = list(map(operator.truediv, weights, itertools.repeat(1)))
-        self._sorted_ints: list[int] | None
-        if weights and max(weights) < _FLOAT_EXACT_BELOW:
-            # Below 2**53, int -> float is exact and order-preserving: the sorted floats
-            # are the ranking, and int() recovers each weight exactly.
-            self.ordered = sorted(self.floats, reverse=True)
-            self._sorted_ints = None
-        else:
-            self._sorted_ints = sorted(weights, reverse=True)
-            self.ordered = list(map(operator.truediv, self._sorted_ints, itertools.repeat(1)))
-        self.approx_prefix = list(itertools.accumulate(self.ordered))
+        self._cumulative: npt.NDArray[np.uint64] | None = None
+        self._limbs: list[npt.NDArray[np.uint64]] = []
+        self._approx: npt.NDArray[np.float64] = np.zeros(0)
+        if desc.dtype == np.uint64 and total < _UINT64_END:
+            self._cumulative = np.cumsum(desc, dtype=np.uint64)
+        elif self.count:
+            self._limbs = [np.cumsum(limb, dtype=np.uint64) for limb in _limbs(desc)]
+            approx = self._limbs[0].astype(np.float64)
+            for position, limb in enumerate(self._limbs[1:], 1):
+                # Each step adds a non-decreasing sequence, so `approx` is non-decreasing.
+                approx += limb.astype(np.float64) * 2.0 ** (_LIMB_BITS * position)
+            self._approx = approx
 
-    def top(self, k: int) -> list[int]:
-        """The `k` largest weights, exactly."""
-        if self._sorted_ints is not None:
-            return self._sorted_ints[:k]
-        return list(map(int, self.ordered[:k]))
+    def prefix(self, k: int) -> int:
+        """The exact sum of the `k` largest weights (0 ≤ k ≤ count)."""
+        if k <= 0:
+            return 0
+        if self._cumulative is not None:
+            return int(self._cumulative[k - 1])
+        return sum(int(limb[k - 1]) << (_LIMB_BITS * i) for i, limb in enumerate(self._limbs))
 
-    def descending(self) -> Iterator[int]:
-        """All weights, largest first, exactly and lazily."""
-        if self._sorted_ints is not None:
-            return iter(self._sorted_ints)
-        return map(int, self.ordered)
-
-    def top_reaches(self, k: int, target: int) -> bool:
-        """Whether the `k` largest weights sum to at least `target`, decided exactly."""
-        approx = self.approx_prefix[k - 1]
-        approx_target = float(target)
-        # Running-sum and conversion errors of non-negative terms stay below k·2^-52·S;
-        # (k + 2)·2^-51 leaves a wide margin.
-        margin = (k + 2) * 2.0**-51 * (approx + approx_target)
-        if approx - approx_target > margin:
-            return True
-        if approx_target - approx > margin:
-            return False
-        return exact_sum(self.top(k)) >= target
+    def running_sums(self) -> npt.NDArray[np.float64]:
+        """S_1 … S_n as float64 (each correctly rounded, or within a few ulps with limbs)."""
+        if self._cumulative is not None:
+            return self._cumulative.astype(np.float64)
+        return self._approx
 
     def smallest_prefix_reaching(self, target: int) -> int:
         """Smallest k whose top-k sum is ≥ `target` (0 if target ≤ 0); target must be ≤ total."""
@@ -163,12 +184,93 @@ class _Ranking:
             return 0
         if target > self.total:
             raise ValueError("target exceeds the total weight")
-        k = min(bisect_left(self.approx_prefix, float(target)) + 1, self.count)
-        while not self.top_reaches(k, target):
-            k += 1
-        while k > 1 and self.top_reaches(k - 1, target):
-            k -= 1
-        return k
+        if self._cumulative is not None:
+            found = np.searchsorted(self._cumulative, np.uint64(target), side="left")
+            return int(found) + 1
+        approx_target = float(target)
+        # Every k below `low` has S_k < target, and S_high ≥ target: search between exactly.
+        low = int(np.searchsorted(self._approx, approx_target * (1 - _SLACK))) + 1
+        high = int(np.searchsorted(self._approx, approx_target * (1 + _SLACK))) + 1
+        high = min(high, self.count)
+        while low < high:
+            middle = (low + high) // 2
+            if self.prefix(middle) >= target:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+
+def _limbs(column: StakeColumn) -> list[npt.NDArray[np.uint64]]:
+    """`column` split into 32-bit limbs, least significant first, each as uint64."""
+    if column.dtype == np.uint64:
+        return [column & _LIMB_MASK, column >> _LIMB_SHIFT]
+    width = int(column.max()).bit_length()
+    count = max(1, -(-width // _LIMB_BITS))
+    mask = 2**_LIMB_BITS - 1
+    return [((column >> (_LIMB_BITS * i)) & mask).astype(np.uint64) for i in range(count)]
+
+
+def column_sum(column: StakeColumn) -> int:
+    """The exact sum of a stake column (uint64 sums in 32-bit limbs when they could wrap)."""
+    if len(column) == 0:
+        return 0
+    if column.dtype != np.uint64:
+        return exact_sum(column.tolist())
+    if int(column.max()) * len(column) < _UINT64_END:
+        return int(column.sum(dtype=np.uint64))
+    low = int((column & _LIMB_MASK).sum(dtype=np.uint64))
+    high = int((column >> _LIMB_SHIFT).sum(dtype=np.uint64))
+    return low + (high << _LIMB_BITS)
+
+
+def _narrow(column: npt.NDArray[Any]) -> StakeColumn:
+    """An object column as uint64 when every value fits (the fast, exact path)."""
+    if column.dtype == np.uint64:
+        return column
+    if len(column) == 0 or int(column.max()) < _UINT64_END:
+        return column.astype(np.uint64)
+    return column
+
+
+def _ascending(column: StakeColumn) -> StakeColumn:
+    return cast("StakeColumn", np.sort(column))
+
+
+def _merge(*ascending: StakeColumn) -> StakeColumn:
+    """One ascending column of ascending parts (a stable sort merges the runs in linear time)."""
+    parts = [part for part in ascending if len(part)]
+    if not parts:
+        return np.zeros(0, dtype=np.uint64)
+    if len(parts) == 1:
+        return parts[0]
+    if any(part.dtype != np.uint64 for part in parts):
+        parts = [part.astype(object) for part in parts]
+    merged: StakeColumn = np.sort(np.concatenate(parts), kind="stable")
+    return merged
+
+
+def _group_sums(
+    ids: npt.NDArray[np.int64], weights: StakeColumn, size: int, total: int
+) -> tuple[npt.NDArray[np.intp], StakeColumn]:
+    """The ids with a positive sum of `weights` and those sums, exactly."""
+    if weights.dtype != np.uint64:
+        sums = np.zeros(size, dtype=object)
+        np.add.at(sums, ids, weights)
+        present = np.flatnonzero(sums != 0)
+        return present, _narrow(sums[present])
+    if total < _UINT64_END:
+        exact = np.zeros(size, dtype=np.uint64)
+        np.add.at(exact, ids, weights)
+        present = np.flatnonzero(exact)
+        return present, exact[present]
+    low = np.zeros(size, dtype=np.uint64)
+    high = np.zeros(size, dtype=np.uint64)
+    np.add.at(low, ids, weights & _LIMB_MASK)
+    np.add.at(high, ids, weights >> _LIMB_SHIFT)
+    present = np.flatnonzero(low | high)
+    combined = low[present].astype(object) + (high[present].astype(object) << _LIMB_BITS)
+    return present, _narrow(combined)
 
 
 def exact_sum(values: Sequence[int]) -> int:
@@ -179,38 +281,17 @@ def exact_sum(values: Sequence[int]) -> int:
     return sum([sum(values[i : i + chunk]) for i in range(0, len(values), chunk)])
 
 
+def _ranking(weights: Sequence[int]) -> _Ranking:
+    column = stake_column([w for w in weights if w > 0])
+    return _Ranking(_ascending(column)[::-1], column_sum(column))
+
+
 def nakamoto(weights: Sequence[int], threshold: Threshold) -> int | None:
     """Smallest number of holders whose stake meets `threshold`; None when undefined (T = 0)."""
-    positive = [w for w in weights if w > 0]
-    if not positive:
+    ranked = _ranking(weights)
+    if not ranked.count:
         return None
-    ranked = _Ranking(positive, exact_sum(positive))
     return ranked.smallest_prefix_reaching(minimum_stake(threshold, ranked.total))
-
-
-def concentration(ranked: _Ranking, online_desc: Iterable[int], offline: int) -> Concentration:
-    """Concentration indices over one grouping's consensus weights.
-
-    `online_desc` yields each holder's online stake, descending; `offline` is the consensus
-    stake not online. Offline stake stays in the denominator, as it does for a BFT quorum
-    within an epoch, and counts towards the halt distance.
-    """
-    total = ranked.total
-    count = ranked.count
-    total_f = float(total)
-    floats = ranked.floats
-    sum_of_squares = math.fsum(map(operator.mul, floats, floats))
-    return Concentration(
-        holders=count,
-        nakamoto={t: ranked.smallest_prefix_reaching(minimum_stake(t, total)) for t in Threshold},
-        largest_ratio=ranked.top(1)[0] / total,
-        top_ratios={n: exact_sum(ranked.top(n)) / total for n in TOP_N},
-        herfindahl=sum_of_squares / (total_f * total_f),
-        effective_count=total_f * total_f / sum_of_squares,
-        gini=_gini(ranked.approx_prefix, total_f),
-        entropy_bits=_entropy_bits(floats, total_f),
-        halt_distance=_halt_distance(online_desc, offline, total),
-    )
 
 
 def halt_distance(online_weights: Sequence[int], total: int) -> int:
@@ -218,21 +299,40 @@ def halt_distance(online_weights: Sequence[int], total: int) -> int:
 
     Stake in `total` but not online counts as offline already; 0 means the chain is halted.
     """
-    online_desc = sorted((w for w in online_weights if w > 0), reverse=True)
-    return _halt_distance(online_desc, total - exact_sum(online_desc), total)
+    online = _ranking(online_weights)
+    return _halt_distance(online, total - online.total, total)
 
 
-def _halt_distance(online_desc: Iterable[int], offline: int, total: int) -> int:
+def _halt_distance(online: _Ranking, offline: int, total: int) -> int:
     needed = minimum_stake(Threshold.HALT, total) - offline
-    if needed <= 0:
-        return 0
-    lost = 0
-    # Walks only as far as the answer, so a lazily filtered ranking is never materialised.
-    for k, weight in enumerate(online_desc, 1):
-        lost += weight
-        if lost >= needed:
-            return k
-    raise ValueError("online stake does not add up to the total")
+    if needed > online.total:
+        raise ValueError("online stake does not add up to the total")
+    return online.smallest_prefix_reaching(needed)
+
+
+def _concentration(ranked: _Ranking, online: _Ranking, offline: int) -> Concentration:
+    """Concentration indices over one grouping's consensus weights.
+
+    `online` ranks each holder's online stake; `offline` is the consensus stake not online.
+    Offline stake stays in the denominator, as it does for a BFT quorum within an epoch, and
+    counts towards the halt distance.
+    """
+    total = ranked.total
+    count = ranked.count
+    total_f = float(total)
+    shares = ranked.desc.astype(np.float64) / total_f
+    herfindahl = float(np.sum(shares * shares))
+    return Concentration(
+        holders=count,
+        nakamoto={t: ranked.smallest_prefix_reaching(minimum_stake(t, total)) for t in Threshold},
+        largest_ratio=int(ranked.desc[0]) / total,
+        top_ratios={n: ranked.prefix(min(n, count)) / total for n in TOP_N},
+        herfindahl=herfindahl,
+        effective_count=1.0 / herfindahl,
+        gini=_gini(ranked.running_sums(), total_f),
+        entropy_bits=_entropy_bits(shares),
+        halt_distance=_halt_distance(online, offline, total),
+    )
 
 
 def liveness_margin(online_stake: int, total_stake: int) -> float:
@@ -240,117 +340,222 @@ def liveness_margin(online_stake: int, total_stake: int) -> float:
     return (3 * online_stake - 2 * total_stake) / (3 * total_stake)
 
 
-def _gini(prefix_desc: list[float], total: float) -> float:
+def _gini(prefix_desc: npt.NDArray[np.float64], total: float) -> float:
     """Gini from the running sums S_k of descending weights: (2·Σ_k S_k − (n+1)·T) / (n·T)."""
     count = len(prefix_desc)
-    gini = (2.0 * math.fsum(prefix_desc) - (count + 1) * total) / (count * total)
+    gini = (2.0 * float(np.sum(prefix_desc)) - (count + 1) * total) / (count * total)
     return min(max(gini, 0.0), (count - 1) / count)
 
 
-def _entropy_bits(floats: list[float], total: float) -> float:
-    """H = log2 T − Σ x·log2 x / T, which equals −Σ p·log2 p with one pass fewer."""
-    weighted_logs = math.fsum(map(operator.mul, floats, map(math.log2, floats)))
-    entropy = math.log2(total) - weighted_logs / total
-    return min(max(entropy, 0.0), math.log2(len(floats)))
+def _entropy_bits(shares: npt.NDArray[np.float64]) -> float:
+    """H = −Σ p·log2 p over the (positive) shares p."""
+    entropy = -float(np.sum(shares * np.log2(shares))) + 0.0  # + 0.0: never −0.0
+    return min(max(entropy, 0.0), math.log2(len(shares)))
 
 
-def analyse(validators: Sequence[Validator], entity_of: Mapping[str, str]) -> ChainAnalysis:
+def analyse(
+    validators: Sequence[Validator],
+    entity_of: Mapping[str, str],
+    *,
+    top: int = DEFAULT_TOP_ENTITIES,
+) -> ChainAnalysis:
     """Analyse the consensus set of `validators`, grouped per validator and per entity.
 
     `entity_of` maps a validator address to its entity; an unmapped validator is its own
     entity, named by its address. Raises AnalysisError when the consensus set holds no stake.
     """
-    consensus = list(itertools.compress(validators, map(_IN_CONSENSUS, validators)))
-    stakes = list(map(_STAKE, consensus))
-    total = exact_sum(stakes)
+    columns = ValidatorColumns.from_validators(validators, entity_of)
+    return analyse_columns(
+        columns.stakes,
+        columns.status,
+        columns.entity_index,
+        columns.entity_names,
+        columns.addresses,
+        top=top,
+        unattributed=columns.unattributed,
+    )
+
+
+def analyse_columns(
+    stakes: StakeColumn,
+    status: npt.NDArray[np.uint8],
+    entity_index: npt.NDArray[np.int64] | npt.NDArray[np.int32],
+    entity_names: Sequence[str],
+    addresses: Sequence[str],
+    *,
+    top: int = DEFAULT_TOP_ENTITIES,
+    unattributed: npt.NDArray[np.bool_] | None = None,
+) -> ChainAnalysis:
+    """Analyse a validator set given as columns (see `quorumwatch.columns`), row i one validator.
+
+    `stakes`: base units, uint64, or an object array of Python ints when a stake is ≥ 2**64.
+    `status`: status codes (`columns.STATUS_*`): rows with code < 3 form the consensus set,
+    codes 1 and 2 of which are offline (their stake stays in the denominator).
+    `entity_index`: an index into `entity_names` (distinct names), or -1 (UNATTRIBUTED): its
+    own entity, named `addresses[i]`. Addresses of unattributed rows must be unique and differ
+    from every entity name (a source rejects duplicate addresses; merge a colliding row into
+    the named entity and mark it in `unattributed`, as `ValidatorColumns.from_validators`
+    does).
+    `unattributed`: rows of named entities whose stake still counts as unattributed.
+    `top`: how many of the largest entities to materialise besides the named ones (at
+    least MIN_TOP_ENTITIES).
+
+    Raises AnalysisError when the consensus set holds no stake, ValueError on malformed
+    columns.
+    """
+    top = max(top, MIN_TOP_ENTITIES)
+    count = len(stakes)
+    if not len(status) == len(entity_index) == len(addresses) == count:
+        raise ValueError("columns differ in length")
+    if unattributed is not None and len(unattributed) != count:
+        raise ValueError("columns differ in length")
+    if count and int(status.max()) > STATUS_JAILED_INACTIVE:
+        raise ValueError("unknown status code")
+    if count and not UNATTRIBUTED <= int(entity_index.min()) <= int(entity_index.max()) < len(
+        entity_names
+    ):
+        raise ValueError("entity index out of range")
+    if status.dtype != np.uint8 or not np.issubdtype(entity_index.dtype, np.integer):
+        raise ValueError("status must be uint8 codes and entity_index integers")
+    if stakes.dtype != np.uint64:
+        if count and int(stakes.min()) < 0:
+            raise ValueError("a stake is negative")
+        if stakes.dtype != object:
+            stakes = stakes.astype(np.uint64)  # another integer type
+    keep = (status < CONSENSUS_CODES_BELOW) & (stakes > 0)  # zero stake has no share
+    weights = _narrow(stakes[keep])
+    total = column_sum(weights)
     if total <= 0:
         raise AnalysisError("no positive stake in the consensus set")
-    # Offline: jailed, or delinquent (in the set, not voting); both stay in the denominator.
-    offline_flags = map(operator.or_, map(_JAILED, consensus), map(_DELINQUENT, consensus))
-    offline_validators = list(itertools.compress(consensus, offline_flags))
-    offline_stakes = list(map(_STAKE, offline_validators))
-    offline = exact_sum(offline_stakes)
+    if total.bit_length() > _MAX_TOTAL_BITS:
+        raise ValueError(f"total stake beyond 2**{_MAX_TOTAL_BITS}")
+    online = status[keep] == STATUS_ONLINE
+    entities = entity_index[keep]
+    singles = entities == UNATTRIBUTED
+    merged = None if unattributed is None else unattributed[keep] & ~singles
+    offline = total - column_sum(weights[online])
 
-    by_validator = _Ranking(stakes, total)
-    online_by_validator = _skip_once(by_validator.descending(), offline_stakes)
+    online_asc = _ascending(weights[online])
+    by_validator = _Ranking(_merge(online_asc, _ascending(weights[~online]))[::-1], total)
+    validator_online = _Ranking(online_asc[::-1], total - offline)
+    per_validator = _concentration(by_validator, validator_online, offline)
 
-    entity_total, entity_online, unattributed = _aggregate_entities(
-        consensus, stakes, offline_validators, entity_of
+    named = _NamedEntities(
+        entities, weights, online, merged=merged, size=len(entity_names), total=total
     )
-    by_entity = _Ranking(list(entity_total.values()), total)
-    online_by_entity = sorted(entity_online.values(), reverse=True)
+    if named.ids.size:
+        single_online = _ascending(weights[singles & online])
+        single_offline = _ascending(weights[singles & ~online])
+        by_entity = _Ranking(_merge(single_online, single_offline, named.asc)[::-1], total)
+        entity_online = _Ranking(_merge(single_online, named.online_asc)[::-1], total - offline)
+        per_entity = _concentration(by_entity, entity_online, offline)
+    else:
+        by_entity, per_entity = by_validator, per_validator
+    unmapped = singles if merged is None else singles | merged
+    shares = _entity_shares(
+        named,
+        entity_names,
+        _largest_singles(by_entity, weights, singles, keep, addresses, top=top),
+        total,
+        top,
+    )
     return ChainAnalysis(
         total_stake=total,
         online_stake=total - offline,
         liveness_margin=liveness_margin(total - offline, total),
-        groupings={
-            Grouping.VALIDATOR: concentration(by_validator, online_by_validator, offline),
-            Grouping.ENTITY: concentration(by_entity, online_by_entity, offline),
-        },
-        entities=_entity_shares(entity_total, unattributed, total),
-        unattributed_ratio=exact_sum(list(unattributed.values())) / total,
+        groupings={Grouping.VALIDATOR: per_validator, Grouping.ENTITY: per_entity},
+        entities=shares,
+        unattributed_ratio=column_sum(weights[unmapped]) / total,
     )
 
 
-def _skip_once(weights_desc: Iterable[int], skipped: list[int]) -> Iterator[int]:
-    """Yield `weights_desc` with one occurrence of each `skipped` weight left out."""
-    pending: dict[int, int] = {}
-    for weight in skipped:
-        pending[weight] = pending.get(weight, 0) + 1
-    # dict.get, not Counter: Counter's __missing__ is Python code run for every kept weight.
-    for weight in weights_desc:
-        if pending.get(weight):
-            pending[weight] -= 1
-        else:
-            yield weight
+class _NamedEntities:
+    """The named entities with consensus stake: ids, exact stakes, and online stakes."""
+
+    __slots__ = ("asc", "ids", "online_asc", "stakes", "unattributed")
+
+    def __init__(
+        self,
+        entities: npt.NDArray[np.int64] | npt.NDArray[np.int32],
+        weights: StakeColumn,
+        online: npt.NDArray[np.bool_],
+        *,
+        merged: npt.NDArray[np.bool_] | None,
+        size: int,
+        total: int,
+    ) -> None:
+        mapped = entities != UNATTRIBUTED
+        none: StakeColumn = np.zeros(0, dtype=np.uint64)
+        self.ids: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        self.stakes, self.asc, self.online_asc = none, none, none
+        self.unattributed: dict[int, int] = {}
+        if not mapped.any():
+            return
+        ids = entities[mapped].astype(np.int64)
+        stakes = weights[mapped]
+        self.ids, self.stakes = _group_sums(ids, stakes, size, total)
+        self.asc = _ascending(self.stakes)
+        on = online[mapped]
+        self.online_asc = _ascending(_group_sums(ids[on], stakes[on], size, total)[1])
+        if merged is not None and merged.any():
+            part = merged[mapped]
+            found, sums = _group_sums(ids[part], stakes[part], size, total)
+            self.unattributed = dict(zip(found.tolist(), sums.tolist(), strict=True))
 
 
-def _aggregate_entities(
-    consensus: list[Validator],
-    stakes: list[int],
-    offline: list[Validator],
-    entity_of: Mapping[str, str],
-) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:
-    """Per-entity consensus stake, per-entity online stake, and each unmapped validator's stake."""
-    addresses = list(map(_ADDRESS, consensus))
-    # One C-level lookup per validator: with a large map each lookup is a cache miss.
-    mapped = list(map(entity_of.get, addresses))
-    unmapped = list(map(operator.is_, mapped, itertools.repeat(None)))
-    unattributed = dict(
-        zip(
-            itertools.compress(addresses, unmapped),
-            itertools.compress(stakes, unmapped),
-            strict=True,
-        )
-    )
-    entities = [a if m is None else m for m, a in zip(mapped, addresses, strict=True)]
-    entity_total: dict[str, int] = {}
-    get = entity_total.get
-    for entity, stake in zip(entities, stakes, strict=True):
-        entity_total[entity] = get(entity, 0) + stake
-    entity_online = dict(entity_total)
-    for v in offline:
-        entity_online[entity_of.get(v.address, v.address)] -= v.stake
-    return entity_total, {e: s for e, s in entity_online.items() if s > 0}, unattributed
+def _largest_singles(
+    by_entity: _Ranking,
+    weights: StakeColumn,
+    singles: npt.NDArray[np.bool_],
+    keep: npt.NDArray[np.bool_],
+    addresses: Sequence[str],
+    *,
+    top: int,
+) -> list[tuple[int, str]]:
+    """(stake, address) of every unattributed validator that may rank among the `top` largest
+    entities: all larger than the top-th largest entity, and, of those equal to it, the `top`
+    first by address (ties at the boundary rank by name)."""
+    if not singles.any():
+        return []
+    kth = by_entity.desc[min(top, by_entity.count) - 1]
+    rows = np.flatnonzero(keep)
+    larger = np.flatnonzero(singles & (weights > kth))
+    found = [
+        (int(weights[i]), addresses[row])
+        for i, row in zip(larger.tolist(), rows[larger].tolist(), strict=True)
+    ]
+    tied = rows[np.flatnonzero(singles & (weights == kth))]
+    names = map(addresses.__getitem__, tied.tolist())
+    stake = int(kth)
+    found += [(stake, name) for name in heapq.nsmallest(top, names)]
+    return found
 
 
 def _entity_shares(
-    entity_total: Mapping[str, int], unattributed: Mapping[str, int], total: int
+    named: _NamedEntities,
+    entity_names: Sequence[str],
+    singles: list[tuple[int, str]],
+    total: int,
+    top: int,
 ) -> tuple[EntityShare, ...]:
-    """Entities with stake, largest first (ties by name); attributed if any mapped validator
-    contributes, which an entity named like an unmapped validator's address may combine."""
-    ranked = sorted(
-        ((name, stake) for name, stake in entity_total.items() if stake > 0),
-        key=lambda item: (-item[1], item[0]),
-    )
+    """The named entities and the `top` largest, largest first (ties by name)."""
+    candidates = [
+        (-stake, entity_names[i], True, stake > named.unattributed.get(i, 0))
+        for i, stake in zip(named.ids.tolist(), named.stakes.tolist(), strict=True)
+    ]
+    candidates += [(-stake, name, False, False) for stake, name in singles]
+    candidates.sort()  # by (−stake, name): names are unique
+    halts = minimum_stake(Threshold.HALT, total)
+    controls = minimum_stake(Threshold.CONTROL, total)
     return tuple(
         EntityShare(
             name=name,
-            stake=stake,
-            ratio=stake / total,
-            can_halt=reaches(Threshold.HALT, stake, total),
-            can_control=reaches(Threshold.CONTROL, stake, total),
-            attributed=stake > unattributed.get(name, 0),
+            stake=-negated,
+            ratio=-negated / total,
+            can_halt=-negated >= halts,
+            can_control=-negated >= controls,
+            attributed=attributed,
         )
-        for name, stake in ranked
+        for rank, (negated, name, is_named, attributed) in enumerate(candidates)
+        if is_named or rank < top
     )
