@@ -229,8 +229,8 @@ def assert_matches_reference(got: ChainAnalysis, ref: RefAnalysis) -> None:
     assert got.online_stake == ref.online
     assert got.liveness_margin == pytest.approx(float(ref.margin), rel=TOL, abs=1e-15)
     assert got.unattributed_ratio == close(ref.unattributed)
-    assert set(got.groupings) == set(Grouping)
-    for grouping in Grouping:
+    assert set(got.groupings) == {Grouping.VALIDATOR, Grouping.ENTITY}
+    for grouping in got.groupings:
         assert_concentration_matches(got.groupings[grouping], ref.groupings[grouping])
     positive = {e.name: e for e in got.entities if e.stake > 0}
     expected = {name: stake for name, stake in ref.entity_totals.items() if stake > 0}
@@ -529,7 +529,7 @@ def test_entity_merge_vector() -> None:
 def test_residual_all_online() -> None:
     """T=100, [25,25,25,25] all online: halt distance 2 = NC_halt, 34 stake must go offline."""
     got = analyse(make_validators([25, 25, 25, 25]), {})
-    for grouping in Grouping:
+    for grouping in (Grouping.VALIDATOR, Grouping.ENTITY):
         conc = got.groupings[grouping]
         assert conc.halt_distance == 2
         assert conc.nakamoto[Threshold.HALT] == 2
@@ -543,7 +543,7 @@ def test_residual_one_jailed() -> None:
     got = analyse(make_validators([25, 25, 25, 25], jailed=[False, True, False, False]), {})
     assert got.total_stake == 100
     assert got.online_stake == 75
-    for grouping in Grouping:
+    for grouping in got.groupings:
         assert got.groupings[grouping].halt_distance == 1
     assert minimum_stake(Threshold.HALT, 100) - 25 == 9
     assert reaches(Threshold.CONTROL, 75, 100)
@@ -556,7 +556,7 @@ def test_residual_already_halted() -> None:
     got = analyse(make_validators([30, 40, 30], jailed=[False, True, False]), {})
     assert got.total_stake == 100
     assert got.online_stake == 60
-    for grouping in Grouping:
+    for grouping in got.groupings:
         assert got.groupings[grouping].halt_distance == 0
     assert got.liveness_margin == pytest.approx(-1 / 15, rel=REL)
     assert got.liveness_margin == pytest.approx(-0.0667, abs=5e-5)
@@ -658,6 +658,24 @@ def test_analyse_matches_naive_reference(case: Case) -> None:
     got = analyse(case.validators, case.entity_of)
     assert_matches_reference(got, ref)
     assert_invariants(got)
+
+
+@PROPERTY_SETTINGS
+@given(cases(), cases())
+def test_operator_grouping_matches_the_reference(case: Case, operators: Case) -> None:
+    """Given `operator_of`, the operator grouping matches the Fraction reference of the same
+    set grouped by operators, and leaves the validator and entity groupings unchanged."""
+    operator_of = {
+        address: name.replace("E", "O", 1) for address, name in operators.entity_of.items()
+    }
+    ref = reference_analysis(case.validators, operator_of)
+    if ref is None:
+        return
+    got = analyse(case.validators, case.entity_of, operator_of=operator_of)
+    assert_concentration_matches(got.groupings[Grouping.OPERATOR], ref.groupings[Grouping.ENTITY])
+    plain = analyse(case.validators, case.entity_of)
+    assert {g: got.groupings[g] for g in plain.groupings} == plain.groupings
+    assert got.entities == plain.entities
 
 
 @PROPERTY_SETTINGS

@@ -53,7 +53,8 @@ class Threshold(enum.StrEnum):
 
 class Grouping(enum.StrEnum):
     VALIDATOR = "validator"
-    ENTITY = "entity"
+    ENTITY = "entity"  # who controls the stake
+    OPERATOR = "operator"  # who runs the keys, where a source knows (Ethereum)
 
 
 class AnalysisError(ValueError):
@@ -357,14 +358,20 @@ def analyse(
     validators: Sequence[Validator],
     entity_of: Mapping[str, str],
     *,
+    operator_of: Mapping[str, str] | None = None,
     top: int = DEFAULT_TOP_ENTITIES,
 ) -> ChainAnalysis:
-    """Analyse the consensus set of `validators`, grouped per validator and per entity.
+    """Analyse the consensus set of `validators`, grouped per validator and per entity (and
+    per operator, given `operator_of`).
 
     `entity_of` maps a validator address to its entity; an unmapped validator is its own
-    entity, named by its address. Raises AnalysisError when the consensus set holds no stake.
+    entity, named by its address; likewise `operator_of`. Raises AnalysisError when the
+    consensus set holds no stake.
     """
     columns = ValidatorColumns.from_validators(validators, entity_of)
+    operators = None
+    if operator_of is not None:
+        operators = ValidatorColumns.from_validators(validators, operator_of).entity_index
     return analyse_columns(
         columns.stakes,
         columns.status,
@@ -373,6 +380,7 @@ def analyse(
         columns.addresses,
         top=top,
         unattributed=columns.unattributed,
+        operator_index=operators,
     )
 
 
@@ -385,6 +393,7 @@ def analyse_columns(
     *,
     top: int = DEFAULT_TOP_ENTITIES,
     unattributed: npt.NDArray[np.bool_] | None = None,
+    operator_index: npt.NDArray[np.int64] | npt.NDArray[np.int32] | None = None,
 ) -> ChainAnalysis:
     """Analyse a validator set given as columns (see `quorumwatch.columns`), row i one validator.
 
@@ -399,6 +408,8 @@ def analyse_columns(
     `unattributed`: rows of named entities whose stake still counts as unattributed.
     `top`: how many of the largest entities to materialise besides the named ones (at
     least MIN_TOP_ENTITIES).
+    `operator_index`: a third grouping, by operator id (-1: its own operator); only its
+    concentration is computed.
 
     Raises AnalysisError when the consensus set holds no stake, ValueError on malformed
     columns.
@@ -415,6 +426,8 @@ def analyse_columns(
         entity_names
     ):
         raise ValueError("entity index out of range")
+    if operator_index is not None and len(operator_index) != count:
+        raise ValueError("columns differ in length")
     if status.dtype != np.uint8 or not np.issubdtype(entity_index.dtype, np.integer):
         raise ValueError("status must be uint8 codes and entity_index integers")
     if stakes.dtype != np.uint64:
@@ -444,13 +457,22 @@ def analyse_columns(
         entities, weights, online, merged=merged, size=len(entity_names), total=total
     )
     if named.ids.size:
-        single_online = _ascending(weights[singles & online])
-        single_offline = _ascending(weights[singles & ~online])
-        by_entity = _Ranking(_merge(single_online, single_offline, named.asc)[::-1], total)
-        entity_online = _Ranking(_merge(single_online, named.online_asc)[::-1], total - offline)
-        per_entity = _concentration(by_entity, entity_online, offline)
+        by_entity, per_entity = _grouped(
+            named, weights, online, singles, total=total, offline=offline
+        )
     else:
         by_entity, per_entity = by_validator, per_validator
+    groupings = {Grouping.VALIDATOR: per_validator, Grouping.ENTITY: per_entity}
+    if operator_index is not None:
+        operators = operator_index[keep]
+        size = int(operators.max()) + 1 if operators.size else 0
+        run_by = _NamedEntities(operators, weights, online, merged=None, size=size, total=total)
+        lone = operators == UNATTRIBUTED
+        groupings[Grouping.OPERATOR] = (
+            _grouped(run_by, weights, online, lone, total=total, offline=offline)[1]
+            if run_by.ids.size
+            else per_validator
+        )
     unmapped = singles if merged is None else singles | merged
     shares = _entity_shares(
         named,
@@ -463,10 +485,28 @@ def analyse_columns(
         total_stake=total,
         online_stake=total - offline,
         liveness_margin=liveness_margin(total - offline, total),
-        groupings={Grouping.VALIDATOR: per_validator, Grouping.ENTITY: per_entity},
+        groupings=groupings,
         entities=shares,
         unattributed_ratio=column_sum(weights[unmapped]) / total,
     )
+
+
+def _grouped(
+    named: _NamedEntities,
+    weights: StakeColumn,
+    online: npt.NDArray[np.bool_],
+    singles: npt.NDArray[np.bool_],
+    *,
+    total: int,
+    offline: int,
+) -> tuple[_Ranking, Concentration]:
+    """The ranking and concentration of holders grouped as `named`, the `singles` rows each
+    their own holder."""
+    single_online = _ascending(weights[singles & online])
+    single_offline = _ascending(weights[singles & ~online])
+    ranking = _Ranking(_merge(single_online, single_offline, named.asc)[::-1], total)
+    online_ranking = _Ranking(_merge(single_online, named.online_asc)[::-1], total - offline)
+    return ranking, _concentration(ranking, online_ranking, offline)
 
 
 class _NamedEntities:

@@ -43,9 +43,12 @@ class _Digest:
 
 
 def _digest(validator_set: ValidatorSet, entity_of: Mapping[str, str], cap: int) -> _Digest:
-    """All a report derives from a valid set, so that a scrape only has to render it."""
+    """All a report derives from a valid set, so that a scrape only has to render it: the
+    analysis materialises the `cap` largest entities, those that get their own series."""
+    attribution = validator_set.attribution
+    operator_of = attribution.operator_of if attribution is not None else None
     return _Digest(
-        analyse(validator_set.validators, entity_of),
+        analyse(validator_set.validators, entity_of, operator_of=operator_of, top=cap),
         status_totals(validator_set.validators),
         largest_validators(validator_set.validators, cap),
     )
@@ -138,8 +141,11 @@ class ChainMonitor:
         )
 
     def _entities_for(self, validator_set: ValidatorSet) -> Mapping[str, str]:
-        """The entity map for this set: with `group_by_identity`, validators declaring the same
-        identity are one entity, unless the configured or built-in map says otherwise."""
+        """The entity map for this set: the source's own attribution where it made one (it
+        applied the configured map itself); with `group_by_identity`, validators declaring the
+        same identity are one entity, unless the configured or built-in map says otherwise."""
+        if validator_set.attribution is not None:
+            return validator_set.attribution.entity_of
         cosmos = self.settings.cosmos
         if cosmos is None or not cosmos.group_by_identity:
             return self._entity_of

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from quorumwatch.analysis import Grouping, Threshold
+from quorumwatch.analysis import Threshold
 from quorumwatch.labels import safe_text
 from quorumwatch.models import ValidatorStatus
 
@@ -52,7 +52,9 @@ def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
             elif entity.can_halt and policy.warning_when_entity_can_halt:
                 warning.append(f"{share}, at least 1/3: it can halt the chain")
         online_ratio = f"online stake is {online / total:.2%} of consensus stake"
-        if 3 * online <= 2 * total:
+        if not report.liveness_known:
+            pass  # who is voting is unknown (Ethereum over JSON): neither halted nor live
+        elif 3 * online <= 2 * total:
             if policy.critical_when_halted:
                 critical.append(f"{online_ratio}, at most 2/3: the chain cannot commit")
         elif analysis.liveness_margin < policy.liveness_margin_warning:
@@ -91,9 +93,9 @@ def _perfdata(report: ChainReport, policy: PolicySettings) -> str:
                 items.append(f"nakamoto_{threshold}_{grouping}={c.nakamoto[threshold]};;;1")
         largest = analysis.entities[0].ratio
         items.append(f"largest_entity_ratio={largest:.6f};0.333333;0.666667;0;1")
-        items.append(
-            f"liveness_margin={analysis.liveness_margin:.6f};{policy.liveness_margin_warning}:;0:"
-        )
+        if report.liveness_known:
+            margin = analysis.liveness_margin
+            items.append(f"liveness_margin={margin:.6f};{policy.liveness_margin_warning}:;0:")
         if report.totals is not None:
             counts = _status_counts(report)
             items.extend(f"validators_{status}={counts[status]};;;0" for status in counts)
@@ -135,8 +137,8 @@ def _chain_json(verdict: Verdict) -> dict[str, Any]:
     }
     if analysis is not None:
         document["nakamoto"] = {
-            grouping.value: {t.value: analysis.groupings[grouping].nakamoto[t] for t in Threshold}
-            for grouping in Grouping
+            grouping.value: {t.value: concentration.nakamoto[t] for t in Threshold}
+            for grouping, concentration in analysis.groupings.items()
         }
         largest = analysis.entities[0]
         document["largest_entity"] = {
@@ -144,7 +146,8 @@ def _chain_json(verdict: Verdict) -> dict[str, Any]:
             "stake_ratio": largest.ratio,
         }
         document["validators"] = _status_counts(report)
-        document["liveness_margin_ratio"] = analysis.liveness_margin
+        if report.liveness_known:
+            document["liveness_margin_ratio"] = analysis.liveness_margin
     return document
 
 

@@ -54,6 +54,11 @@ class ChainReport:
     finality_lag_epochs: int | None = None  # head epoch − finalized epoch; None: not known
 
     @property
+    def liveness_known(self) -> bool:
+        """Whether this poll's set tells who is voting, so that the liveness margin holds."""
+        return self.validator_set is not None and self.validator_set.liveness_known
+
+    @property
     def healthy_endpoints(self) -> int:
         return sum(e.up for e in self.endpoints)
 

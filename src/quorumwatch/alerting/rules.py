@@ -100,7 +100,10 @@ def conditions(
             # No jail history this poll (store failure): a storm is unknown, not over.
             judged.discard("JailStorm")
         found += _concentration(report, settings, firing)
-        found += _liveness(report, settings, firing)
+        if report.liveness_known:
+            found += _liveness(report, settings, firing)
+        else:  # who is voting is unknown: neither halted nor live
+            judged -= {"ChainHalted", "LivenessMarginLow"}
         dropped, memory = _nakamoto_dropped(report, settings, previous, memory)
         found += dropped
         found += _jails(report, settings, chain.jail_storm)

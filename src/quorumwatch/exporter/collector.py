@@ -186,7 +186,9 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
     for report in reports:
         if report.analysis is None:
             continue
-        margin.add_metric([report.chain], report.analysis.liveness_margin)
+        # Where who is voting is unknown (Ethereum over JSON), so are margin and distance.
+        if report.liveness_known:
+            margin.add_metric([report.chain], report.analysis.liveness_margin)
         for grouping, c in report.analysis.groupings.items():
             labels = [report.chain, grouping.value]
             for threshold in Threshold:
@@ -199,7 +201,8 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
             effective.add_metric(labels, c.effective_count)
             gini.add_metric(labels, c.gini)
             entropy.add_metric(labels, c.entropy_bits)
-            halt_distance.add_metric(labels, c.halt_distance)
+            if report.liveness_known:
+                halt_distance.add_metric(labels, c.halt_distance)
     yield from (nakamoto, holders, largest, top, hhi, effective, gini, entropy)
     yield from (halt_distance, margin)
 
