@@ -207,7 +207,7 @@ def parse_finality_checkpoints(body: bytes) -> FinalityCheckpoints:
     )
 
 
-def parse_validators(body: bytes, *, slot: int, genesis_time: int) -> BeaconValidators:
+def parse_validators(body: bytes | bytearray, *, slot: int, genesis_time: int) -> BeaconValidators:
     """The validators of a `…/states/{state}/validators` answer as columns, in answer order.
 
     `slot` and `genesis_time` are the state's, known to the caller. Raises DataError:
@@ -253,7 +253,7 @@ def parse_validators(body: bytes, *, slot: int, genesis_time: int) -> BeaconVali
     )
 
 
-def _decode(body: bytes, kind: type[T], what: str) -> T:
+def _decode(body: bytes | bytearray, kind: type[T], what: str) -> T:
     """`body` as `kind`; msgspec's complaint becomes a DataError naming the path, not the value."""
     try:
         return msgspec.json.decode(body, type=kind)

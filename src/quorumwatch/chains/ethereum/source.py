@@ -1,0 +1,208 @@
+"""Ethereum source: the validator registry of a beacon node's state, over the standard beacon API.
+
+Per endpoint and poll: `GET /eth/v1/node/syncing` (a syncing node is not used, and its head
+must be dated near our clock), the genesis time (once per endpoint), the finality checkpoints
+of the head state, then the registry of the configured state (`head` or `finalized`): the SSZ
+BeaconState from `GET /eth/v2/debug/beacon/states/{state}`, or the JSON validators from
+`GET /eth/v1/beacon/states/{state}/validators`. With `encoding = "auto"`, SSZ is asked for first
+and a node that refuses it (404, 406, 415 or 501) is read as JSON; the JSON has no
+participation flags, so that set's liveness is unknown.
+
+Weight is the effective balance (gwei) of active validators; pending validators are inactive,
+exited ones are not in the set (see `status.py`); the validator id is its index.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from quorumwatch.chains.base import ChainSource, EndpointRejectedError, VersionedSet, value_of
+from quorumwatch.chains.ethereum.attribution import (
+    LabelSources,
+    attribute,
+    hex_keys,
+    withdrawal_addresses,
+)
+from quorumwatch.chains.ethereum.labels import Labels, read_labels
+from quorumwatch.chains.ethereum.parse import (
+    parse_finality_checkpoints,
+    parse_genesis,
+    parse_syncing,
+    parse_validators,
+)
+from quorumwatch.chains.ethereum.ssz import BeaconValidators, read_beacon_state
+from quorumwatch.chains.ethereum.status import (
+    SECONDS_PER_SLOT,
+    STATUS_CODES,
+    classify,
+    epoch_at_slot,
+)
+from quorumwatch.entities import builtin_entities, validator_key
+from quorumwatch.models import DataError, Validator, ValidatorStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from quorumwatch.config import ChainSettings, EthereumSettings
+    from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Payload
+
+SSZ = "application/octet-stream"
+# What a node answers when it does not serve the state as SSZ: not found (no debug API),
+# not acceptable, unsupported media type, not implemented.
+SSZ_REFUSED = frozenset({404, 406, 415, 501})
+# Registered and not exited: exited validators are not in the set.
+IN_SET_STATUSES = "pending_initialized,pending_queued,active_ongoing,active_exiting,active_slashed"
+FORK_HEADER = "Eth-Consensus-Version"
+
+
+class EthereumSource(ChainSource):
+    """The registry of the configured state from the first beacon node that serves it."""
+
+    kind = "ethereum"
+
+    def __init__(
+        self,
+        pool: EndpointPool,
+        settings: ChainSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(pool, settings, clock=clock)
+        assert settings.ethereum is not None  # ChainSource checked the section
+        self._ethereum: EthereumSettings = settings.ethereum
+        self._labels = LabelSources(
+            configured={
+                validator_key(member): entity.name
+                for entity in settings.entities
+                for member in entity.validators
+            },
+            builtin=builtin_entities(self.kind),
+            labels=_labels_or_none(self._ethereum.labels_file) or Labels({}, {}),
+            operators=_labels_or_none(self._ethereum.operators_file, pubkeys_only=True),
+        )
+        self._genesis_time: dict[str, int] = {}  # per endpoint: it never changes
+
+    async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
+        syncing = value_of(
+            await self._pool.get_json(endpoint, "/eth/v1/node/syncing", parse_syncing)
+        )
+        if syncing.is_syncing:
+            raise EndpointRejectedError(
+                f"syncing: {syncing.sync_distance} slots behind", "catching_up"
+            )
+        genesis_time = await self._genesis(endpoint)
+        self._check_clock(
+            endpoint, genesis_time + SECONDS_PER_SLOT * syncing.head_slot, subject="block"
+        )
+        checkpoints = value_of(
+            await self._pool.get_json(
+                endpoint,
+                "/eth/v1/beacon/states/head/finality_checkpoints",
+                parse_finality_checkpoints,
+            ),
+            "finality_checkpoints",
+        )
+        registry = await self._registry(endpoint, genesis_time, syncing.head_slot)
+        epoch = epoch_at_slot(registry.slot)
+        lag = epoch_at_slot(syncing.head_slot) - checkpoints.finalized.epoch
+        validators, liveness_known, ids, pubkeys, addresses = _validators(registry, epoch)
+        return VersionedSet(
+            validators,
+            version=registry.slot,
+            finality_lag_epochs=max(0, lag),
+            liveness_known=liveness_known,
+            attribution=attribute(ids, pubkeys, addresses, self._labels),
+        )
+
+    async def _genesis(self, endpoint: Endpoint) -> int:
+        known = self._genesis_time.get(endpoint.name)
+        if known is None:
+            genesis = value_of(
+                await self._pool.get_json(endpoint, "/eth/v1/beacon/genesis", parse_genesis),
+                "genesis",
+            )
+            known = self._genesis_time[endpoint.name] = genesis.genesis_time
+        return known
+
+    async def _registry(
+        self, endpoint: Endpoint, genesis_time: int, head_slot: int
+    ) -> BeaconValidators:
+        """The configured state's registry, as SSZ or JSON as the settings and node allow."""
+        state = self._ethereum.state
+        if self._ethereum.encoding != "json":
+            answer = await self._pool.get(
+                endpoint, f"/eth/v2/debug/beacon/states/{state}", _read_ssz, accept=SSZ
+            )
+            if self._ethereum.encoding == "ssz" or answer.status not in SSZ_REFUSED:
+                return value_of(answer, "state")
+        if state == "finalized":
+            checkpoints = value_of(
+                await self._pool.get_json(
+                    endpoint,
+                    "/eth/v1/beacon/states/finalized/finality_checkpoints",
+                    parse_finality_checkpoints,
+                ),
+                "finality_checkpoints",
+            )
+            slot = checkpoints.finalized.epoch * 32
+        else:
+            slot = head_slot
+        answer_json: Answer[BeaconValidators] = await self._pool.get(
+            endpoint,
+            f"/eth/v1/beacon/states/{state}/validators",
+            lambda payload: parse_validators(payload.body, slot=slot, genesis_time=genesis_time),
+            accept="application/json",
+            params={"status": IN_SET_STATUSES},
+        )
+        return value_of(answer_json, "validators")
+
+
+def _read_ssz(payload: Payload) -> BeaconValidators:
+    fork = payload.headers.get(FORK_HEADER)
+    if fork is None:
+        raise DataError("unknown_fork", f"no {FORK_HEADER} header")
+    return read_beacon_state(payload.body, fork)
+
+
+def _labels_or_none(path: Path | None, *, pubkeys_only: bool = False) -> Labels | None:
+    return None if path is None else read_labels(path, pubkeys_only=pubkeys_only)
+
+
+def _validators(
+    registry: BeaconValidators, epoch: int
+) -> tuple[tuple[Validator, ...], bool, list[str], list[str], list[str | None]]:
+    """The set at `epoch`: validators in it, whether liveness is known, and per validator its
+    id, public key and withdrawal address."""
+    classified = classify(registry, epoch)
+    rows = np.flatnonzero(classified.in_set)
+    if rows.size == 0:
+        raise DataError("empty_set", "no registered validator that has not exited")
+    ids = [str(index) for index in registry.indices[rows].tolist()]
+    pubkeys = hex_keys(registry.pubkeys[rows])
+    addresses = withdrawal_addresses(registry.withdrawal_credentials[rows])
+    status = classified.status[rows].tolist()
+    stakes = registry.effective_balance[rows].tolist()
+    active = classified.active[rows].tolist()
+    jailed = STATUS_CODES[ValidatorStatus.JAILED]
+    delinquent = STATUS_CODES[ValidatorStatus.DELINQUENT]
+    validators = tuple(
+        Validator(
+            address=validator_id,
+            name="",
+            stake=stake,
+            in_consensus_set=is_active,
+            jailed=code == jailed,
+            delinquent=code == delinquent,
+            signer=pubkey,
+        )
+        for validator_id, pubkey, stake, is_active, code in zip(
+            ids, pubkeys, stakes, active, status, strict=True
+        )
+    )
+    if not any(v.stake for v in validators if v.in_consensus_set):
+        raise DataError("zero_stake", "the consensus set holds no stake")
+    return validators, classified.liveness_known, ids, pubkeys, addresses
