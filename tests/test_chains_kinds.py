@@ -29,6 +29,7 @@ CHAIN_OF_KIND: dict[str, dict[str, Any]] = {
         "endpoints": [{"name": "e", "url": "http://x"}],
         "generic": {"id_field": "id", "stake_field": "stake", "token_decimals": 4},
     },
+    "ethereum": {"endpoints": [{"name": "e", "url": "http://x"}]},  # its section is optional
 }
 EVERY_KIND = pytest.mark.parametrize("kind", KINDS.values(), ids=list(KINDS))
 
@@ -83,20 +84,29 @@ def test_an_unset_size_limit_is_the_kind_default(kind: Kind) -> None:
     "kind", [k for k in KINDS.values() if k.section is not None], ids=lambda k: k.name
 )
 def test_a_kind_section_goes_with_that_kind_only(kind: Kind) -> None:
-    """A sectioned kind without its section, or another kind with it, is refused by name."""
+    """A sectioned kind without its section (unless it is optional: then its defaults apply),
+    or another kind with it, is refused by name."""
     assert kind.section is not None
     message = f"chains.0: {kind.section}: the [chains.{kind.section}] section goes with kind"
-    without = {**CHAIN_OF_KIND[kind.name], kind.section: None}
+    without = {"kind": kind.name, **CHAIN_OF_KIND[kind.name], kind.section: None}
     other = next(name for name, k in KINDS.items() if k.section is None)
-    stray = {**CHAIN_OF_KIND[other], kind.section: CHAIN_OF_KIND[kind.name][kind.section]}
-    for chain in ({"kind": kind.name, **without}, {"kind": other, **stray}):
+    section = CHAIN_OF_KIND[kind.name].get(kind.section, {})
+    stray = {"kind": other, **CHAIN_OF_KIND[other], kind.section: section}
+    refused = [stray]
+    if kind.section_optional:
+        defaults = load_settings(None, chains=[{"name": "c", **without}]).chains[0]
+        assert getattr(defaults, kind.section) == type(getattr(defaults, kind.section))()
+    else:
+        refused.append(without)
+    for chain in refused:
         with pytest.raises(ConfigError) as caught:
             load_settings(None, chains=[{"name": "c", **chain}])
         assert str(caught.value) == f"{message} {kind.name} only"
 
 
 @pytest.mark.parametrize(
-    ("name", "decimals"), [("hyperliquid", 8), ("cosmos", 12), ("solana", 9), ("generic", 4)]
+    ("name", "decimals"),
+    [("hyperliquid", 8), ("cosmos", 12), ("solana", 9), ("generic", 4), ("ethereum", 9)],
 )
 def test_make_source_builds_the_kind_source_with_its_decimals(name: str, decimals: int) -> None:
     """make_source builds the registered class; decimals are fixed or read from the section

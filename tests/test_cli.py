@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from quorumwatch import __version__, cli
+from quorumwatch.config import EthereumSettings
 
 VALID = """
 [[chains]]
@@ -469,6 +470,13 @@ def test_jails_reads_while_a_writer_holds_a_transaction(
             {"type": "exchangeStatus"},
             '"time"',
         ),
+        (
+            "ethereum",
+            "simulating ethereum: beacon API at ",
+            "/eth/v1/node/syncing",
+            None,
+            '"is_syncing"',
+        ),
     ],
 )
 def test_simulate_serves_other_kinds(
@@ -492,3 +500,51 @@ def test_simulate_serves_other_kinds(
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+def test_simulate_ethereum_prints_label_files_for_its_size(tmp_path: Path) -> None:
+    """`simulate --kind ethereum --validators N` announces labels and operators files written
+    for that set, which a config can name as they are."""
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "quorumwatch",
+            "simulate",
+            "--kind",
+            "ethereum",
+            "--validators",
+            "500",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            assert process.stdout.readline().startswith("simulating ethereum: beacon API at ")
+            labels = process.stdout.readline().removeprefix("labels_file: ").strip()
+            operators = process.stdout.readline().removeprefix("operators_file: ").strip()
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    settings = EthereumSettings(labels_file=Path(labels), operators_file=Path(operators))
+    assert settings.labels_file is not None
+    assert Path(labels).read_text().startswith("key,entity\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--validators", "10"], "--validators"),
+        (["--preset", "mainnet"], "--preset"),
+        (["--kind", "ethereum", "--preset", "nope"], "--preset nope"),
+        (["--kind", "ethereum", "--validators", "0"], "--validators 0"),
+    ],
+)
+def test_simulate_ethereum_flags_are_checked(argv: list[str], named: str) -> None:
+    """The ethereum simulator's flags on another kind, or out of range, exit 3 in one line
+    naming the flag."""
+    result = _quorumwatch("simulate", *argv)
+    assert result.returncode == 3
+    line = _one_stderr_line(result)
+    assert line.startswith(f"quorumwatch: config error: {named}")

@@ -161,7 +161,7 @@ def test_wrong_type_names_the_key(tmp_path: Path) -> None:
 
 def test_invalid_kind_names_the_key(tmp_path: Path) -> None:
     """An unsupported chain kind is reported against chains.0.kind and names the valid kind."""
-    message = _error(tmp_path, MINIMAL.replace('kind = "hyperliquid"', 'kind = "ethereum"'))
+    message = _error(tmp_path, MINIMAL.replace('kind = "hyperliquid"', 'kind = "tezos"'))
     assert message.startswith("chains.0.kind: ")
     assert "hyperliquid" in message
 
@@ -366,7 +366,7 @@ def test_invalid_max_response_bytes_names_the_key(tmp_path: Path, value: str) ->
 
 def test_invalid_kind_is_the_only_error_with_a_null_size_limit() -> None:
     """An unknown kind with max_response_bytes null reports the kind alone, nothing else."""
-    chain = _chain("hyperliquid", max_response_bytes=None) | {"kind": "ethereum"}
+    chain = _chain("hyperliquid", max_response_bytes=None) | {"kind": "tezos"}
     with pytest.raises(ConfigError) as caught:
         load_settings(None, chains=[chain])
     assert str(caught.value).startswith("chains.0.kind: ")

@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -63,10 +63,19 @@ def _parser() -> argparse.ArgumentParser:
         choices=[kind.name for kind in KINDS.values() if kind.simulate_banner is not None],
         default="hyperliquid",
         help="the API to serve; cosmos (180 validators, paginated LCD and RPC) and solana "
-        "(1,500 vote accounts) serve synthetic sets of realistic size",
+        "(1,500 vote accounts) serve synthetic sets of realistic size; ethereum a beacon node "
+        "with a mainnet-shaped set",
     )
     simulate.add_argument(
         "--scenario", default=DEMO_SCENARIO, help="hyperliquid: bundled name or file"
+    )
+    simulate.add_argument(
+        "--validators",
+        type=int,
+        help="ethereum: validators in the set (default 2000; mainnet has about 1,100,000)",
+    )
+    simulate.add_argument(
+        "--preset", help="ethereum: mainnet (default), finality-stalled or json-only"
     )
     simulate.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (0: any port)")
 
@@ -96,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run_daemon(load_settings(args.config))
         if args.command == "simulate":
-            return _simulate(args.kind, args.scenario, args.listen)
+            return _simulate(args)
         if args.command == "jails":
             return _jails(args)
         return _demo(args)
@@ -183,29 +192,64 @@ def _jails(args: argparse.Namespace) -> int:
     return 0
 
 
-def _simulate(kind_name: str, scenario_name: str, listen: str) -> int:
+def _simulate(args: argparse.Namespace) -> int:
     from quorumwatch.config import MetricsSettings
 
-    kind = KINDS[kind_name]
+    kind = KINDS[args.kind]
+    options = _ethereum_options(args)
     banner = kind.simulate_banner
     assert banner is not None  # --kind offers only the kinds that have one
     start = kind.simulator_starter()
     try:
-        host, port = MetricsSettings(listen=listen).host_port
+        host, port = MetricsSettings(listen=args.listen).host_port
     except ValidationError as exc:  # multi-line by default: describe it in one line
         raise ConfigError(describe_validation_error(exc)) from None
-    scenario = _load_scenario(scenario_name) if kind.plays_scenarios else None
+    scenario = _load_scenario(args.scenario) if kind.plays_scenarios else None
     scenarios = () if scenario is None else (scenario,)
 
     async def serve() -> None:
         stop = _stop_on_signals()
-        async with await start(*scenarios, host=host, port=port) as simulator:
+        async with await start(*scenarios, host=host, port=port, **options) as simulator:
             name = kind.name if scenario is None else scenario.name
             print(banner.format(scenario=name, url=simulator.base_url), flush=True)
+            if kind.name == "ethereum":
+                _print_label_files(options["validators"])
             await stop.wait()
 
     asyncio.run(serve())
     return 0
+
+
+def _ethereum_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ethereum simulator's size and preset; an error for these flags on other kinds."""
+    if args.kind != "ethereum":
+        for flag, value in (("--validators", args.validators), ("--preset", args.preset)):
+            if value is not None:
+                raise ConfigError(f"{flag}: goes with --kind ethereum only")
+        return {}
+    from quorumwatch.simulator.ethereum import DEFAULT_VALIDATORS, available_presets
+
+    validators = DEFAULT_VALIDATORS if args.validators is None else args.validators
+    if not 1 <= validators <= 10_000_000:
+        raise ConfigError(f"--validators {validators}: choose 1 to 10000000")
+    preset = args.preset or "mainnet"
+    if preset not in available_presets():
+        choices = ", ".join(available_presets())
+        raise ConfigError(f"--preset {preset}: no such preset; choose from {choices}")
+    return {"validators": validators, "preset": preset}
+
+
+def _print_label_files(validators: int) -> None:
+    """Where the labels and operators files of the simulated set are, for its config."""
+    from quorumwatch.simulator.ethereum import DEFAULT_VALIDATORS, shipped_label_files
+    from quorumwatch.simulator.ethereum_set import write_label_files
+
+    if validators == DEFAULT_VALIDATORS:
+        labels, operators = (str(path) for path in shipped_label_files())
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="quorumwatch-ethereum-labels-"))
+        labels, operators = (str(p) for p in write_label_files(directory, validators=validators))
+    print(f"labels_file: {labels}\noperators_file: {operators}", flush=True)
 
 
 def _demo(args: argparse.Namespace) -> int:
