@@ -35,7 +35,8 @@ from typing import Any
 import aiohttp
 
 from quorumwatch.alerting.evaluator import ChainAlerts
-from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings
+from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings, StorageSettings
+from quorumwatch.jails.tracker import JailTracker
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ReportBoard
@@ -169,7 +170,7 @@ async def soak(
                 session,
                 board,
                 clock=clock,
-                store=store,
+                jails=JailTracker(chain, store, StorageSettings().retention_days),
                 on_report=ChainAlerts(chain, store, clock=clock).evaluate,
             )
             for chain in chains

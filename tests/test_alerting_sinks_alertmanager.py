@@ -24,7 +24,7 @@ from quorumwatch.alerting.sinks.alertmanager import (
     alert_payload,
 )
 from quorumwatch.config import AlertmanagerSettings
-from quorumwatch.daemon import http_session
+from quorumwatch.endpoints import http_session
 from tests.builders import FakeClock
 from tests.tools import free_port, require_binary, self_signed_certificate, server_tls
 

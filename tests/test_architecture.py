@@ -23,6 +23,12 @@ PURE = (
     "jails.statistics",
     "alerting.model",
     "alerting.rules",
+    "columns",
+    "chains.ethereum.ssz",
+    "chains.ethereum.parse",
+    "chains.ethereum.status",
+    "chains.ethereum.labels",
+    "chains.ethereum.attribution",
 )
 # What the pure core must never import: I/O libraries and the project's I/O modules.
 IO_MODULES = (

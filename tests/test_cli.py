@@ -15,6 +15,7 @@ import pytest
 
 from quorumwatch import __version__, cli
 from quorumwatch.config import EthereumSettings
+from tests.tools import refused_url
 
 VALID = """
 [[chains]]
@@ -548,3 +549,24 @@ def test_simulate_ethereum_flags_are_checked(argv: list[str], named: str) -> Non
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith(f"quorumwatch: config error: {named}")
+
+
+def test_once_imports_no_store_mqtt_or_metrics_server(tmp_path: Path) -> None:
+    """`run --once` polls and judges without importing the store, MQTT, Prometheus' client or
+    the exporter (`python -X importtime` lists every module a run imports)."""
+    config = _config(tmp_path, VALID.replace("https://api.hyperliquid.xyz", refused_url()))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMWATCH_")}
+    argv = ["-X", "importtime", "-m", "quorumwatch", "run", "--once", "--config", config]
+    result = subprocess.run(
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
+        check=False,
+    )
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+    assert "quorumwatch.monitor" in imported  # the probe did poll
+    heavy = {"sqlite3", "aiomqtt", "paho", "prometheus_client", "quorumwatch.store"}
+    heavy |= {"quorumwatch.exporter", "quorumwatch.daemon", "quorumwatch.alerting.sinks"}
+    assert not imported & heavy

@@ -21,11 +21,11 @@ from aiohttp import web
 from aioresponses import aioresponses
 
 from quorumwatch.config import EndpointSettings
-from quorumwatch.daemon import http_session
 from quorumwatch.endpoints import (
     LATENCY_BUCKETS,
     MAX_RETRY_AFTER_SECONDS,
     EndpointPool,
+    http_session,
     parse_retry_after,
 )
 from quorumwatch.models import DataError, Outcome
@@ -653,7 +653,7 @@ async def test_untrusted_certificate_is_connect_error(tmp_path: Path) -> None:
 TRUSTING_CLIENT = """
 import asyncio, sys
 from quorumwatch.config import EndpointSettings
-from quorumwatch.daemon import http_session
+from quorumwatch.endpoints import http_session
 from quorumwatch.endpoints import EndpointPool
 
 async def main() -> None:

@@ -504,3 +504,16 @@ def test_finality_lag_is_exported_only_where_known() -> None:
         if name == "quorumwatch_finality_lag_epochs"
     }
     assert lags == {"eth": 3}
+
+
+def test_entity_series_are_not_copies_of_validator_series() -> None:
+    """Entity series exist for named entities and for a lone validator that can halt alone,
+    never for a validator that is merely its own entity."""
+    whale = validator(20, 450)  # 450 of 852 + 450, over 1/3: it can halt alone, unnamed
+    text = exposition(report([*FOUNDATION_SET, whale], entity_of=FOUNDATION))
+    entities = {
+        dict(labels)["entity"]
+        for (name, labels), _ in parse_samples(text).items()
+        if name == "quorumwatch_entity_stake_ratio"
+    }
+    assert entities == {"Hyper Foundation", whale.address}

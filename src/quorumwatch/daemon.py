@@ -20,10 +20,12 @@ from quorumwatch.alerting.sinks.alertmanager import AlertmanagerPusher
 from quorumwatch.alerting.sinks.mqtt import MqttPublisher
 from quorumwatch.alerting.sinks.status import SinkStatusKeeper
 from quorumwatch.config import ConfigError
+from quorumwatch.endpoints import http_session
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
+from quorumwatch.jails.tracker import JailTracker
 from quorumwatch.monitor import ChainMonitor
-from quorumwatch.report import ChainReport, ReportBoard
+from quorumwatch.report import ReportBoard
 from quorumwatch.store import AsyncStore, StoreError
 
 if TYPE_CHECKING:
@@ -59,16 +61,6 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def http_session() -> aiohttp.ClientSession:
-    # No session-wide limits: every request brings its own (EndpointPool: the endpoint's
-    # connect, read and total timeouts; the Alertmanager pusher: its timeout_seconds).
-    # TLS certificates are verified against the system store (or SSL_CERT_FILE).
-    return aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=None),
-        headers={"User-Agent": f"quorumwatch/{__version__}"},
-    )
 
 
 def build_registry(board: ReportBoard, chains: Sequence[ChainSettings]) -> CollectorRegistry:
@@ -121,8 +113,7 @@ async def run_daemon(
                         session,
                         board,
                         clock=clock,
-                        store=store,
-                        retention_days=settings.storage.retention_days,
+                        jails=JailTracker(chain, store, settings.storage.retention_days),
                         on_report=ChainAlerts(chain, store, sinks.listeners, clock=clock).evaluate,
                     ).run(),
                     name=f"poll:{chain.name}",
@@ -218,14 +209,3 @@ class _Sinks:
             if self._mqtt_task is not None:  # done already, unless shutdown() failed
                 await _cancel([self._mqtt_task])
             await self.status.close()
-
-
-async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:
-    """One poll of each chain, concurrently: the `run --once` probe.
-
-    It never touches the store: a probe running beside the daemon must not record events.
-    """
-    board = ReportBoard()
-    async with http_session() as session:
-        monitors = [ChainMonitor(chain, session, board) for chain in chains]
-        return list(await asyncio.gather(*(m.poll_once() for m in monitors)))

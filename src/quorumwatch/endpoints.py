@@ -16,6 +16,7 @@ import aiohttp
 import structlog
 from yarl import URL
 
+from quorumwatch import __version__
 from quorumwatch.availability import AvailabilityWindows
 from quorumwatch.models import DataError, Outcome
 from quorumwatch.report import EndpointView
@@ -289,6 +290,16 @@ def _body_of(decode: Callable[[bytes], T]) -> Callable[[Payload], T]:
     """A body decoder as a payload decoder (JSON answers need no headers). These parsers take
     `bytes`: the one copy is of a JSON answer that they decode whole anyway."""
     return lambda payload: decode(bytes(payload.body))
+
+
+def http_session() -> aiohttp.ClientSession:
+    # No session-wide limits: every request brings its own (EndpointPool: the endpoint's
+    # connect, read and total timeouts; the Alertmanager pusher: its timeout_seconds).
+    # TLS certificates are verified against the system store (or SSL_CERT_FILE).
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None),
+        headers={"User-Agent": f"quorumwatch/{__version__}"},
+    )
 
 
 def _socket_limits(settings: EndpointSettings) -> aiohttp.ClientTimeout:

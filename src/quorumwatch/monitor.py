@@ -13,9 +13,8 @@ import structlog
 
 from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains import make_source
-from quorumwatch.endpoints import EndpointPool
+from quorumwatch.endpoints import EndpointPool, http_session
 from quorumwatch.entities import entity_map, identity_entity
-from quorumwatch.jails.tracker import JailTracker
 from quorumwatch.models import (
     StatusTotals,
     Validator,
@@ -24,13 +23,12 @@ from quorumwatch.models import (
     status_totals,
 )
 from quorumwatch.report import ChainReport, JailReport, ReportBoard
-from quorumwatch.store import StoreError
 
 if TYPE_CHECKING:
     import aiohttp
 
     from quorumwatch.config import ChainSettings
-    from quorumwatch.store import AsyncStore
+    from quorumwatch.jails.tracker import JailTracker
 
 log = structlog.get_logger(__name__)
 
@@ -64,14 +62,13 @@ class ChainMonitor:
         board: ReportBoard,
         *,
         clock: Callable[[], float] = time.time,
-        store: AsyncStore | None = None,
-        retention_days: int = 400,
+        jails: JailTracker | None = None,
         on_report: Callable[[ChainReport], Awaitable[object]] | None = None,
     ) -> None:
         self.settings = settings
         self._on_report = on_report
-        # Without a store (the --once probe) there is no jail history.
-        self._jails = JailTracker(settings, store, retention_days) if store is not None else None
+        # Without a tracker (the --once probe: no store) there is no jail history.
+        self._jails = jails
         self._board = board
         self._clock = clock
         self._pool = EndpointPool(
@@ -159,23 +156,14 @@ class ChainMonitor:
     async def _observe_jails(
         self, validator_set: ValidatorSet | None, digest: _Digest | None, now: float
     ) -> JailReport | None:
-        """Jail history after this poll; None without a store, or if the store failed.
-
-        A store failure loses nothing: the tracked state only advances once a commit
-        succeeds, so the next poll derives the same events again.
-        """
+        """Jail history after this poll; None without a tracker, or if the store failed."""
         if self._jails is None:
             return None
-        try:
-            if validator_set is None or digest is None:
-                self._jails.note_failed_poll()
-                return await self._jails.report(now)
-            return await self._jails.observe(
-                validator_set.validators, digest.analysis.total_stake, now
-            )
-        except StoreError as exc:
-            log.error("jail history not recorded", error=str(exc))
-            return None
+        if validator_set is None or digest is None:
+            return await self._jails.after_poll(None, 0, now)
+        return await self._jails.after_poll(
+            validator_set.validators, digest.analysis.total_stake, now
+        )
 
     def _publish(
         self,
@@ -227,3 +215,14 @@ class ChainMonitor:
                 # The previous report must not stay on the board as if it were current.
                 self._publish(started, self._clock(), [f"poll crashed: {type(exc).__name__}"])
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:
+    """One poll of each chain, concurrently: the `run --once` probe.
+
+    It never touches the store: a probe running beside the daemon must not record events.
+    """
+    board = ReportBoard()
+    async with http_session() as session:
+        monitors = [ChainMonitor(chain, session, board) for chain in chains]
+        return list(await asyncio.gather(*(m.poll_once() for m in monitors)))

@@ -18,8 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from quorumwatch.config import ChainSettings
+from quorumwatch.config import ChainSettings, StorageSettings
 from quorumwatch.jails.events import EventKind
+from quorumwatch.jails.tracker import JailTracker
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
@@ -126,7 +127,8 @@ KILLED_CHILD = textwrap.dedent(
     import asyncio, sys, time
     from pathlib import Path
     import aiohttp
-    from quorumwatch.config import ChainSettings
+    from quorumwatch.config import ChainSettings, StorageSettings
+    from quorumwatch.jails.tracker import JailTracker
     from quorumwatch.logs import configure_logging
     from quorumwatch.monitor import ChainMonitor
     from quorumwatch.report import ReportBoard
@@ -151,7 +153,8 @@ KILLED_CHILD = textwrap.dedent(
         now = float(sys.argv[3])
         store = await PausingAsyncStore.open(Path(sys.argv[2]))
         async with aiohttp.ClientSession() as session:
-            monitor = ChainMonitor(settings, session, ReportBoard(), clock=lambda: now, store=store)
+            jails = JailTracker(settings, store, StorageSettings().retention_days)
+            monitor = ChainMonitor(settings, session, ReportBoard(), clock=lambda: now, jails=jails)
             await monitor.poll_once()
         print("finished", flush=True)
 
@@ -190,7 +193,8 @@ async def run_week(tmp_path: Path) -> tuple[dict[int, ChainReport], Path, FakeCl
 
         async def new_monitor() -> tuple[ChainMonitor, AsyncStore]:
             store = await AsyncStore.open(database)
-            return ChainMonitor(settings, session, ReportBoard(), clock=clock, store=store), store
+            jails = JailTracker(settings, store, StorageSettings().retention_days)
+            return ChainMonitor(settings, session, ReportBoard(), clock=clock, jails=jails), store
 
         monitor, store = await new_monitor()
         for poll in range(POLLS):

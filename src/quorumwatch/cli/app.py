@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run_once(args: argparse.Namespace) -> int:
     from quorumwatch import probe
-    from quorumwatch.daemon import poll_once
+    from quorumwatch.monitor import poll_once
 
     try:
         settings = load_settings(args.config)

@@ -7,6 +7,7 @@ series are absent rather than 0 or stale.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -234,7 +235,10 @@ def entity_metrics(
         if report.analysis is None:
             continue
         unattributed.add_metric([report.chain], report.analysis.unattributed_ratio)
-        for entity in report.analysis.entities[: max_series[report.chain]]:
+        # A validator that is its own entity already has its validator series; it gets entity
+        # series only when it alone can halt, so that entity alerts see it too.
+        exported = (e for e in report.analysis.entities if e.attributed or e.can_halt)
+        for entity in itertools.islice(exported, max_series[report.chain]):
             labels = [report.chain, safe_text(entity.name)]
             share.add_metric(labels, entity.ratio)
             can_halt.add_metric(labels, int(entity.can_halt))

@@ -91,6 +91,21 @@ class JailTracker:
         # others that left are forgotten, so churn (Solana) cannot grow this for ever.
         self._names: dict[str, str] = {}
 
+    async def after_poll(
+        self, validators: tuple[Validator, ...] | None, total_stake: int, now: float
+    ) -> JailReport | None:
+        """The history after a poll that gave `validators` (None: no valid set), or None if
+        the store failed. A store failure loses nothing: the tracked state only advances once
+        a commit succeeds, so the next poll derives the same events again."""
+        try:
+            if validators is None:
+                self.note_failed_poll()
+                return await self.report(now)
+            return await self.observe(validators, total_stake, now)
+        except StoreError as exc:
+            log.error("jail history not recorded", error=str(exc))
+            return None
+
     def note_failed_poll(self) -> None:
         """A poll gave no valid snapshot: the next comparison crosses a gap."""
         self._missed_poll = True
