@@ -277,16 +277,21 @@ def test_example_config_loads() -> None:
 
 
 def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
-    """Uncommenting config.example.toml's extra chains gives a valid four-kind config."""
+    """Uncommenting config.example.toml's extra chains gives a valid five-kind config (its
+    Ethereum label files standing in as empty files)."""
     text = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
     head, extra = text.split("# --- More chains", 1)
     uncommented = "\n".join(
         line[2:] if line.startswith("# ") else line for line in extra.splitlines()[1:]
     )
+    for name in ("ethereum-labels.csv", "ethereum-operators.csv"):
+        (tmp_path / name).write_text("key,entity\n")
+        uncommented = uncommented.replace(f"/etc/quorumwatch/{name}", str(tmp_path / name))
     path = tmp_path / "all.toml"
     path.write_text(head + uncommented)
     settings = load_settings(path)
-    assert [c.kind for c in settings.chains] == ["hyperliquid", "cosmos", "solana", "generic"]
+    kinds = [c.kind for c in settings.chains]
+    assert kinds == ["hyperliquid", "cosmos", "solana", "ethereum", "generic"]
 
 
 # --- request limits ----------------------------------------------------------------------------
