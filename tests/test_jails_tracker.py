@@ -363,8 +363,8 @@ async def test_a_poll_is_one_write_transaction_and_no_read_after_the_first_load(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """After the first observe has loaded the history, a poll with events runs exactly one
-    transaction, BEGIN IMMEDIATE to COMMIT, without a single SELECT; a report while the chain
-    is down runs no statement at all."""
+    transaction, BEGIN IMMEDIATE to COMMIT, without a single SELECT, writing only the validator
+    that changed; a report while the chain is down runs no statement at all."""
     statements: list[str] = []
     monkeypatch.setattr(TracedStore, "statements", statements)
     async with await TracedAsyncStore.open(db) as store:
@@ -380,8 +380,10 @@ async def test_a_poll_is_one_write_transaction_and_no_read_after_the_first_load(
         assert statements[0] == "BEGIN IMMEDIATE"
         assert statements[-1] == "COMMIT"
         assert verbs.count("BEGIN") == verbs.count("COMMIT") == 1
-        assert set(verbs) == {"BEGIN", "INSERT", "DELETE", "COMMIT"}
+        assert set(verbs) == {"BEGIN", "INSERT", "COMMIT"}
         assert any(s.startswith("INSERT OR IGNORE INTO events") for s in statements)
+        written = [s for s in statements if s.startswith("INSERT OR REPLACE INTO validator_state")]
+        assert len(written) == 1  # validator 1, jailed now; validator 2 is unchanged
 
         statements.clear()
         await observe(t, [val(1, jailed=True), val(2)], T0 + 2 * POLL)  # no event

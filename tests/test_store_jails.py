@@ -53,6 +53,18 @@ def test_state_round_trip_is_exact(store: Store) -> None:
     assert loaded.validators[f"0x{1:040x}"].unjailable_after_ms is None
 
 
+def test_commit_against_the_previous_state_persists_the_same_state(store: Store) -> None:
+    """Committing only the difference from the previous state (changed, joined and departed
+    validators) loads back exactly the new state, and other chains are untouched."""
+    first = state(T0, tracked(1), tracked(2), tracked(3), tracked(4))
+    jail_store.commit_poll(store, CHAIN, first, [])
+    jail_store.commit_poll(store, "other", first, [])
+    second = state(T0 + 30, tracked(1), tracked(2, jailed=True), tracked(4, stake=7), tracked(5))
+    jail_store.commit_poll(store, CHAIN, second, [], previous=first)
+    assert jail_store.load_state(store, CHAIN) == second
+    assert jail_store.load_state(store, "other") == first
+
+
 def test_load_state_of_unknown_chain_is_none(store: Store) -> None:
     """load_state returns None for a chain that was never committed, even if others were."""
     jail_store.commit_poll(store, "other", state(T0, tracked(1)), [])

@@ -123,6 +123,9 @@ def track(
 
     for validator in validators:
         old = before.get(validator.address)
+        if old is not None and _unchanged(old, validator):
+            current[validator.address] = old  # no event can follow from it: keep it as it is
+            continue
         jailed_since = None
         if validator.jailed:
             jailed_since = old.jailed_since if old is not None and old.jailed else observed_at
@@ -157,6 +160,16 @@ def track(
             if address not in current:
                 emit(old, EventKind.LEFT)
     return ChainState(observed_at, MappingProxyType(current)), events
+
+
+def _unchanged(old: TrackedValidator, validator: Validator) -> bool:
+    return (
+        old.jailed == validator.jailed
+        and old.active == validator.in_consensus_set
+        and old.stake == validator.stake
+        and old.unjailable_after_ms == validator.unjailable_after_ms
+        and old.name == validator.name
+    )
 
 
 def _cycled_between_polls(old: TrackedValidator, now: TrackedValidator) -> bool:

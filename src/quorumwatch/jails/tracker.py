@@ -126,7 +126,9 @@ class JailTracker:
             track, chain, previous, validators, observed_at, gap=gap
         )
         try:
-            inserted = await self._store.call(jail_store.commit_poll, chain, state, events)
+            inserted = await self._store.call(
+                jail_store.commit_poll, chain, state, events, previous=previous
+            )
         except BaseException:
             # Nothing is committed on a StoreError, as a rule; but a commit cancelled while
             # running may have been: read the history back rather than guess.

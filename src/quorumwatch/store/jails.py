@@ -253,12 +253,19 @@ def _events(
 
 
 def commit_poll(
-    db: Store, chain: str, state: ChainState, events: Sequence[ValidatorEvent]
+    db: Store,
+    chain: str,
+    state: ChainState,
+    events: Sequence[ValidatorEvent],
+    *,
+    previous: ChainState | None = None,
 ) -> list[ValidatorEvent]:
     """Persist one poll in one transaction; return the events newly inserted, in order.
 
-    The chain's tracked validators become exactly `state.validators`. Events already stored
-    (same `event_id`) are skipped and not counted again, so replaying a poll is harmless.
+    The chain's tracked validators become exactly `state.validators`. Given `previous`, the
+    state the last commit persisted, only what changed since is written (a large set changes
+    little from poll to poll); without it, the whole state is. Events already stored (same
+    `event_id`) are skipped and not counted again, so replaying a poll is harmless.
     """
     for event in events:
         if event.chain != chain:
@@ -269,9 +276,23 @@ def commit_poll(
             " ON CONFLICT (chain) DO UPDATE SET observed_at = excluded.observed_at",
             (chain, state.observed_at),
         )
-        conn.execute("DELETE FROM validator_state WHERE chain = ?", (chain,))
+        written: Collection[TrackedValidator]
+        if previous is None:
+            conn.execute("DELETE FROM validator_state WHERE chain = ?", (chain,))
+            written = state.validators.values()
+        else:
+            before = previous.validators
+            conn.executemany(
+                "DELETE FROM validator_state WHERE chain = ? AND address = ?",
+                [(chain, address) for address in before.keys() - state.validators.keys()],
+            )
+            written = [
+                v
+                for address, v in state.validators.items()
+                if (old := before.get(address)) is not v and old != v
+            ]
         conn.executemany(
-            "INSERT INTO validator_state (chain, address, name, stake, active, jailed,"
+            "INSERT OR REPLACE INTO validator_state (chain, address, name, stake, active, jailed,"
             " unjailable_after_ms, jailed_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -284,7 +305,7 @@ def commit_poll(
                     _int_text(v.unjailable_after_ms),
                     v.jailed_since,
                 )
-                for v in state.validators.values()
+                for v in written
             ],
         )
         inserted: list[ValidatorEvent] = []
