@@ -162,7 +162,10 @@ class EthereumSource(ChainSource):
 
 
 def _read_ssz(payload: Payload) -> BeaconValidators:
-    fork = payload.headers.get(FORK_HEADER)
+    # Header names are case-insensitive (hyper-based nodes write them in lower case), and the
+    # payload's headers are a plain mapping of the names as received.
+    wanted = FORK_HEADER.lower()
+    fork = next((v for k, v in payload.headers.items() if k.lower() == wanted), None)
     if fork is None:
         raise DataError("unknown_fork", f"no {FORK_HEADER} header")
     return read_beacon_state(payload.body, fork)
