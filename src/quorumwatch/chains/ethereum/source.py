@@ -37,6 +37,7 @@ from quorumwatch.chains.ethereum.parse import (
 from quorumwatch.chains.ethereum.ssz import BeaconValidators, read_beacon_state
 from quorumwatch.chains.ethereum.status import (
     SECONDS_PER_SLOT,
+    SLOTS_PER_EPOCH,
     STATUS_CODES,
     classify,
     epoch_at_slot,
@@ -106,7 +107,9 @@ class EthereumSource(ChainSource):
             ),
             "finality_checkpoints",
         )
-        registry = await self._registry(endpoint, genesis_time, syncing.head_slot)
+        registry = await self._registry(
+            endpoint, genesis_time, syncing.head_slot, checkpoints.finalized.epoch
+        )
         epoch = epoch_at_slot(registry.slot)
         lag = epoch_at_slot(syncing.head_slot) - checkpoints.finalized.epoch
         validators, liveness_known, ids, pubkeys, addresses = _validators(registry, epoch)
@@ -129,7 +132,7 @@ class EthereumSource(ChainSource):
         return known
 
     async def _registry(
-        self, endpoint: Endpoint, genesis_time: int, head_slot: int
+        self, endpoint: Endpoint, genesis_time: int, head_slot: int, finalized_epoch: int
     ) -> BeaconValidators:
         """The configured state's registry, as SSZ or JSON as the settings and node allow."""
         state = self._ethereum.state
@@ -139,18 +142,9 @@ class EthereumSource(ChainSource):
             )
             if self._ethereum.encoding == "ssz" or answer.status not in SSZ_REFUSED:
                 return value_of(answer, "state")
-        if state == "finalized":
-            checkpoints = value_of(
-                await self._pool.get_json(
-                    endpoint,
-                    "/eth/v1/beacon/states/finalized/finality_checkpoints",
-                    parse_finality_checkpoints,
-                ),
-                "finality_checkpoints",
-            )
-            slot = checkpoints.finalized.epoch * 32
-        else:
-            slot = head_slot
+        # The finalized state is the head's finalized checkpoint: the finalized state's own
+        # checkpoints would name the one before it.
+        slot = finalized_epoch * SLOTS_PER_EPOCH if state == "finalized" else head_slot
         answer_json: Answer[BeaconValidators] = await self._pool.get(
             endpoint,
             f"/eth/v1/beacon/states/{state}/validators",
