@@ -376,3 +376,82 @@ def test_invalid_kind_is_the_only_error_with_a_null_size_limit() -> None:
         load_settings(None, chains=[chain])
     assert str(caught.value).startswith("chains.0.kind: ")
     assert ";" not in str(caught.value)
+
+
+# --- [chains.ethereum] ---------------------------------------------------------------------------
+
+ETHEREUM = MINIMAL.replace('kind = "hyperliquid"', 'kind = "ethereum"')
+LABEL_ADDRESS = "0x" + "ab" * 20
+LABEL_PUBKEY = "0x" + "cd" * 48
+
+
+def _ethereum(**keys: str) -> str:
+    """ETHEREUM with a [chains.ethereum] table holding `keys` (values written as given)."""
+    lines = "".join(f"{key} = {value}\n" for key, value in keys.items())
+    return f"{ETHEREUM}\n[chains.ethereum]\n{lines}"
+
+
+def test_ethereum_section_defaults_when_absent(tmp_path: Path) -> None:
+    """An ethereum chain without [chains.ethereum] reads the head state, encoding auto, no
+    labels or operators file."""
+    section = _load(tmp_path, ETHEREUM).chains[0].ethereum
+    assert section is not None
+    assert (section.state, section.encoding) == ("head", "auto")
+    assert (section.labels_file, section.operators_file) == (None, None)
+
+
+def test_ethereum_section_loads_as_written(tmp_path: Path) -> None:
+    """state, encoding, labels_file and operators_file load with the values written."""
+    labels, operators = tmp_path / "labels.csv", tmp_path / "operators.csv"
+    labels.write_text(f"key,entity\n{LABEL_ADDRESS},Acme\n")
+    operators.write_text(f"key,entity\n{LABEL_PUBKEY},Node Co\n")
+    text = _ethereum(
+        state='"finalized"',
+        encoding='"json"',
+        labels_file=f'"{labels}"',
+        operators_file=f'"{operators}"',
+    )
+    section = _load(tmp_path, text).chains[0].ethereum
+    assert section is not None
+    assert (section.state, section.encoding) == ("finalized", "json")
+    assert (section.labels_file, section.operators_file) == (labels, operators)
+
+
+@pytest.mark.parametrize(
+    ("key", "content", "says"),
+    [
+        ("labels_file", None, "cannot read"),
+        ("labels_file", "address,entity\n", "line 1: the header must be `key,entity`"),
+        ("labels_file", f"key,entity\n{LABEL_ADDRESS},Acme\n0x12,Short\n", "line 3: the key"),
+        ("operators_file", f"key,entity\n{LABEL_ADDRESS},Acme\n", "line 2: an operators file"),
+    ],
+    ids=["missing", "bad-header", "bad-key", "operator-address"],
+)
+def test_bad_labels_file_is_a_one_line_error_naming_the_key(
+    tmp_path: Path, key: str, content: str | None, says: str
+) -> None:
+    """A missing or malformed labels or operators file is a ConfigError starting
+    `chains.0.ethereum.<key>: <path>: ` and saying what is wrong."""
+    path = tmp_path / "file.csv"
+    if content is not None:
+        path.write_text(content)
+    message = _error(tmp_path, _ethereum(**{key: f'"{path}"'}))
+    assert message.startswith(f"chains.0.ethereum.{key}: {path}: ")
+    assert says in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("encoding", '"protobuf"'), ("state", '"justified"'), ("labels", '"x.csv"')],
+)
+def test_bad_ethereum_key_names_the_key(tmp_path: Path, key: str, value: str) -> None:
+    """An unknown encoding or state, or an unknown key, is reported against
+    chains.0.ethereum.<key>."""
+    assert _error(tmp_path, _ethereum(**{key: value})).startswith(f"chains.0.ethereum.{key}: ")
+
+
+def test_ethereum_section_on_another_kind_is_an_error(tmp_path: Path) -> None:
+    """[chains.ethereum] under a hyperliquid chain is reported against chains.0."""
+    message = _error(tmp_path, f'{MINIMAL}\n[chains.ethereum]\nstate = "head"\n')
+    assert message.startswith("chains.0: ")
+    assert "ethereum" in message

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiohttp
 import structlog
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from quorumwatch import __version__
@@ -29,6 +30,7 @@ T = TypeVar("T")
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MAX_RETRY_AFTER_SECONDS = 3600.0
 _READ_CHUNK_BYTES = 64 * 1024
+_NO_HEADERS: Mapping[str, str] = CIMultiDictProxy(CIMultiDict())
 _DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "²"
 
 log = structlog.get_logger(__name__)
@@ -52,7 +54,7 @@ class Payload:
     """A successful answer as received: its body (read once, never copied) and headers."""
 
     body: bytearray
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # header names match in any case, as in HTTP
 
 
 class Endpoint:
@@ -244,9 +246,14 @@ class EndpointPool:
             if _classify_status(response.status) is not Outcome.OK:
                 # The body of a refusal is never used: a large error page must not turn
                 # an http_5xx (or a 429 and its Retry-After) into invalid_payload.
-                return Payload(bytearray(), {}), response.status, retry_after
+                return (
+                    Payload(bytearray(), CIMultiDictProxy(CIMultiDict())),
+                    response.status,
+                    retry_after,
+                )
             body = await self._read_body(response)
-            return Payload(body, dict(response.headers)), response.status, retry_after
+            headers = CIMultiDictProxy(CIMultiDict(response.headers))  # names match in any case
+            return Payload(body, headers), response.status, retry_after
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytearray:
         # StreamReader.read(n) returns what is buffered, up to n bytes, not the whole body:
