@@ -455,3 +455,17 @@ def test_ethereum_section_on_another_kind_is_an_error(tmp_path: Path) -> None:
     message = _error(tmp_path, f'{MINIMAL}\n[chains.ethereum]\nstate = "head"\n')
     assert message.startswith("chains.0: ")
     assert "ethereum" in message
+
+
+def test_ethereum_entity_members_must_be_keys() -> None:
+    """An Ethereum entity member that is neither a withdrawal address nor a public key (say,
+    a validator index, which attribution would never match) is a config error naming it."""
+    chain = {
+        "name": "eth",
+        "kind": "ethereum",
+        "endpoints": [{"name": "node", "url": "http://127.0.0.1:5052"}],
+        "entities": [{"name": "Someone", "validators": ["0x" + "ab" * 20, "12345"]}],
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, chains=[chain])
+    assert str(caught.value).startswith("chains.0: entities.0.validators.1: kind ethereum")

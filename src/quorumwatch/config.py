@@ -272,6 +272,16 @@ class ChainSettings(_Strict):
                     raise ValueError(
                         f"endpoints.{index}.{role}: kind {self.kind} endpoints take {need}"
                     )
+        member = KINDS[self.kind].entity_member
+        if member is not None:
+            check, description = member
+            for index, entity in enumerate(self.entities):
+                for position, key in enumerate(entity.validators):
+                    if not check(key):
+                        raise ValueError(
+                            f"entities.{index}.validators.{position}: kind {self.kind} entities"
+                            f" take {description}"
+                        )
         for kind in KINDS.values():
             section = kind.section
             if section is None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from quorumwatch.chains.ethereum.labels import is_key
+
 if TYPE_CHECKING:
     from quorumwatch.chains.base import ChainSource
     from quorumwatch.config import ChainSettings
@@ -48,6 +50,9 @@ class Kind:
     simulate_banner: str | None = None
     # Its simulator plays a scenario, passed first (`simulate --scenario`).
     plays_scenarios: bool = False
+    # What a `[[chains.entities]]` member must be, where not the kind's validator id: a check
+    # and its description for the config error.
+    entity_member: tuple[Callable[[str], bool], str] | None = None
 
     def decimals(self, settings: ChainSettings) -> int:
         """Display decimals of the stakes of the chain configured by `settings`."""
@@ -137,6 +142,7 @@ _ALL = (
         simulator="quorumwatch.simulator.ethereum:start_ethereum_simulator",
         section="ethereum",
         section_optional=True,
+        entity_member=(is_key, "a 0x withdrawal address (20 bytes) or public key (48 bytes)"),
         simulate_banner="simulating ethereum: beacon API at {url}",
     ),
 )
