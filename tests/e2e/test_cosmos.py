@@ -81,7 +81,7 @@ async def test_default_simulator_matches_a_hand_computation(
     assert report.analysis.total_stake == sum(powers)
     assert report.analysis.online_stake == sum(powers)  # jailed validators left the set
     assert report.analysis.liveness_margin == pytest.approx(1 / 3)
-    for grouping in Grouping:  # no configured entities: every validator is its own
+    for grouping in (Grouping.VALIDATOR, Grouping.ENTITY):  # no entities: each its own
         nakamoto = report.analysis.groupings[grouping].nakamoto
         assert nakamoto[Threshold.HALT] == _nakamoto(powers, "halt")
         assert nakamoto[Threshold.MAJORITY] == _nakamoto(powers, "majority")

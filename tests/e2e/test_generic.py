@@ -99,7 +99,7 @@ async def test_generic_chain_monitored_end_to_end(chain: RunningGenericSimulator
         assert analysis.online_stake == 80 * UNIT
         # Ranked 40, 25, 20, 15 of 100: halt needs ≥ 34 (1), majority > 50 (2: 65),
         # control > 66⅔ (3: 85). Each validator is its own entity: the same by entity.
-        for grouping in Grouping:
+        for grouping in (Grouping.VALIDATOR, Grouping.ENTITY):
             assert dict(analysis.groupings[grouping].nakamoto) == {
                 Threshold.HALT: 1,
                 Threshold.MAJORITY: 2,
