@@ -46,10 +46,12 @@ def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
     else:
         total, online = analysis.total_stake, analysis.online_stake
         for entity in analysis.entities:
+            if not entity.can_halt:
+                continue  # only the few that can halt are worth a line: format no other
             share = f"entity {safe_text(entity.name)} holds {entity.ratio:.2%} of consensus stake"
             if entity.can_control and policy.critical_when_entity_can_control:
                 critical.append(f"{share}, more than 2/3: it can control the chain")
-            elif entity.can_halt and policy.warning_when_entity_can_halt:
+            elif policy.warning_when_entity_can_halt:
                 warning.append(f"{share}, at least 1/3: it can halt the chain")
         online_ratio = f"online stake is {online / total:.2%} of consensus stake"
         if not report.liveness_known:
