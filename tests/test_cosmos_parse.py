@@ -293,6 +293,65 @@ def test_hostile_moniker_is_kept_but_lone_surrogates_become_replacement_characte
     assert (validator.moniker, validator.identity) == ("", "\ufffd\U0001f600")
 
 
+@pytest.mark.parametrize(
+    ("reason", "parser", "body"),
+    [
+        (
+            "rpc_error",
+            parse_rpc_validators,
+            _body({"error": {"code": -1}, "result": {"validators": 5}}),
+        ),
+        ("missing_field", parse_status, _body({"jsonrpc": "2.0", "error": None, "result": None})),
+        (
+            "wrong_type",
+            parse_rpc_validators,
+            _body({**RPC_VALIDATORS, "result": {**RPC_VALIDATORS["result"], "validators": [None]}}),
+        ),
+        ("wrong_type", parse_lcd_validators, _body({**LCD_VALIDATORS, "validators": [None]})),
+        ("wrong_type", parse_signing_infos, _body({**SIGNING_INFOS, "info": [[]]})),
+        (
+            "wrong_type",
+            parse_lcd_validators,
+            _with(LCD_VALIDATORS, "validators.0.description", {"moniker": None}),
+        ),
+        ("missing_field", parse_lcd_validators, _with(LCD_VALIDATORS, "validators.0.jailed", None)),
+        (
+            "invalid_number",
+            parse_status,
+            _with(STATUS, "result.sync_info.latest_block_height", str(2**63)),
+        ),
+        (
+            "absurd_stake",
+            parse_lcd_validators,
+            _with(LCD_VALIDATORS, "validators.0.tokens", str(2**200)),
+        ),
+    ],
+)
+def test_envelope_nulls_and_bounds(reason: str, parser: Parser, body: bytes) -> None:
+    """An RPC error comes before any fault in the result; a null row is wrong_type, a null
+    field missing_field, a null moniker wrong_type; numbers beyond their bounds are refused."""
+    with pytest.raises(DataError) as caught:
+        parser(body)
+    assert caught.value.reason == reason
+
+
+def test_the_first_row_s_fault_is_reported() -> None:
+    """With faults in two rows, the first one's is reported, whether a check or a type says it;
+    a lone surrogate in a key does not change that."""
+    rows = [copy.deepcopy(LCD_VALIDATORS["validators"][0]) for _ in range(2)]
+    rows[0]["consensus_pubkey"]["key"] = "AAAA"
+    rows[1]["jailed"] = "no"
+    document = {**LCD_VALIDATORS, "validators": rows}
+    for body in (_body(document), _body({"\ud800": 1, **document})):
+        with pytest.raises(DataError) as caught:
+            parse_lcd_validators(body)
+        assert (caught.value.reason, caught.value.detail[:13]) == ("invalid_key", "validators[0]")
+    rows.reverse()
+    with pytest.raises(DataError) as caught:
+        parse_lcd_validators(_body(document))
+    assert (caught.value.reason, caught.value.detail[:13]) == ("wrong_type", "validators[0]")
+
+
 def test_absent_or_null_description_gives_empty_names() -> None:
     """A validator without a description, or with a null one, has an empty moniker and identity."""
     for body in (

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from quorumwatch.chains.base import decode_json
 from quorumwatch.chains.generic.parse import MAX_STAKE, REJECTION_REASONS, parse_generic
 from quorumwatch.config import GenericSettings
 from quorumwatch.models import DataError, ValidatorStatus
@@ -264,6 +265,89 @@ def test_random_field_values_in_valid_rows_give_validators_or_data_error(
 def test_deep_nesting_is_malformed_json() -> None:
     """100,000 nested arrays are malformed_json, not a RecursionError."""
     assert _rejection(b"[" * 100_000 + b"]" * 100_000).reason == "malformed_json"
+
+
+# --- decoding: a generic answer's shape is known at run time, so it is decoded untyped ----------
+
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**200), max_value=2**200)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(blacklist_categories=()), max_size=12),  # lone surrogates too
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(st.characters(blacklist_categories=()), max_size=4), children)
+    ),
+    max_leaves=30,
+)
+
+
+def _same(left: Any, right: Any) -> bool:
+    """Equal, and of the same types throughout (so 1 is not 1.0 nor True, and -0.0 not 0.0)."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict):
+        return list(left) == list(right) and all(_same(left[k], right[k]) for k in left)
+    if isinstance(left, list):
+        return len(left) == len(right) and all(map(_same, left, right))
+    if isinstance(left, float):
+        return repr(left) == repr(right)
+    return bool(left == right)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ANY_JSON, st.booleans())
+def test_decoding_gives_what_json_loads_gives(document: Any, ascii_only: bool) -> None:
+    """msgspec's decoding gives json.loads's values exactly: integers of any size as ints,
+    floats to the bit, key order, lone surrogates (escaped, or raw as json.loads allows)."""
+    body = json.dumps(document, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    assert _same(decode_json(body), json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xef\xbb\xbf[1]",
+        "[1]".encode("utf-16"),
+        b"[NaN, Infinity, -Infinity]",
+        b"[1e400, -1e400, 1e-400]",
+        b'["\\ud800", "\\udfff\\ud800", "\xed\xa0\x80"]',
+        b'{"a": 1, "a": 2}',
+        b"[" + b"9" * 4300 + b"]",
+    ],
+    ids=["bom", "utf16", "nan", "out_of_range", "surrogates", "repeated_key", "4300_digits"],
+)
+def test_what_msgspec_refuses_is_decoded_as_json_loads_decodes_it(body: bytes) -> None:
+    """A byte-order mark, UTF-16, NaN, out-of-range floats and lone surrogates are decoded
+    as json.loads decodes them, a repeated key keeps its last value."""
+    assert repr(decode_json(body)) == repr(json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" + b"9" * 4301 + b"]", b'["\xff"]', b"[1,]", b"[" * 100_000, b"\x00[1]"],
+    ids=["4301_digits", "invalid_utf8", "trailing_comma", "deep", "nul"],
+)
+def test_what_json_loads_refuses_is_malformed_json(body: bytes) -> None:
+    """What json.loads refuses, an integer of over 4,300 digits included, is malformed_json."""
+    assert _refused_by_json_loads(body)
+    assert _rejection(body).reason == "malformed_json"
+
+
+def _refused_by_json_loads(body: bytes) -> bool:
+    try:
+        json.loads(body)
+    except (ValueError, RecursionError):
+        return True
+    return False
+
+
+def test_json_integer_stakes_are_exact_up_to_2_pow_128() -> None:
+    """Stakes written as JSON integers are exact however large; above 2**128 is absurd_stake."""
+    body = _flat(_row(stake=2**64), _row(id="v2", stake=MAX_STAKE))
+    assert [v.stake for v in parse_generic(body, FLAT).validators] == [2**64, MAX_STAKE]
+    assert _rejection(_flat(_row(stake=MAX_STAKE + 1))).reason == "absurd_stake"
 
 
 TIMED = FLAT.model_copy(update={"time_field": "meta.time"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from typing import Any
 
@@ -296,6 +297,120 @@ def test_ten_kilobyte_name_is_valid_and_kept() -> None:
     """A 10 kB display name is a valid string: accepted as is (names are display only)."""
     (validator,) = parse_validator_summaries(_body(_row(name="N" * 10_000)))
     assert validator.name == "N" * 10_000
+
+
+# --- decoding: msgspec, with json.loads deciding what msgspec refuses ---------------------------
+
+
+def test_lone_surrogate_in_a_name_becomes_a_replacement_character() -> None:
+    """A name sent as the JSON escape \\ud800 is kept, with U+FFFD in place of the surrogate,
+    while an escaped surrogate pair stays the character it encodes."""
+    body = _body(_row(name="a\ud800b"), _row(validator=OTHER, name="\U0001f600"))
+    assert b"\\ud800" in body
+    assert [v.name for v in parse_validator_summaries(body)] == ["a\ufffdb", "\U0001f600"]
+
+
+def test_byte_order_mark_is_accepted_as_json_loads_accepts_it() -> None:
+    """An answer behind a UTF-8 byte-order mark parses, as it always did."""
+    (validator,) = parse_validator_summaries(b"\xef\xbb\xbf" + _body(_row()))
+    assert validator.stake == 668366174204757
+
+
+@pytest.mark.parametrize(
+    "unread",
+    [b'"\xff"', b"[" * 100_000 + b"]" * 100_000, b'"\xed\xa0\x80\xff"'],
+    ids=["invalid_utf8", "deep_nesting", "surrogate_then_invalid_utf8"],
+)
+def test_undecodable_value_in_an_unread_field_is_malformed_json(unread: bytes) -> None:
+    """Invalid UTF-8 or 100,000 nested arrays in a field the parser skips still make the
+    answer malformed_json, though the typed decode never looks inside it."""
+    body = _body(_row(description="placeholder")).replace(b'"placeholder"', unread)
+    assert _rejection(body).reason == "malformed_json"
+
+
+def test_five_thousand_digit_numbers() -> None:
+    """A 5,000-digit stake is malformed_json (json.loads will not convert it); the same number
+    in a field the parser skips is skipped with it, never converted."""
+    huge = b"9" * 5_000
+    body = _body(_row(stake=1, nRecentBlocks=2)).replace(b'"stake": 1', b'"stake": ' + huge)
+    assert _rejection(body).reason == "malformed_json"
+    body = _body(_row(nRecentBlocks=2)).replace(b'"nRecentBlocks": 2', b'"nRecentBlocks": ' + huge)
+    (validator,) = parse_validator_summaries(body)
+    assert validator.stake == 668366174204757
+
+
+def test_a_repeated_key_keeps_its_last_value() -> None:
+    """As with json.loads, the last of two `stake` keys counts, whichever one is ill-typed."""
+    body = _body(_row(stake=5))
+    (validator,) = parse_validator_summaries(
+        body.replace(b'"stake": 5', b'"stake": "x", "stake": 7')
+    )
+    assert validator.stake == 7
+    last_bad = body.replace(b'"stake": 5', b'"stake": 7, "stake": "x"')
+    assert _rejection(last_bad).reason == "wrong_type"
+
+
+@pytest.mark.parametrize(
+    ("early", "late", "reason"),
+    [
+        ({"validator": "0x1234"}, {"name": 42}, "invalid_address"),
+        ({"stake": -1}, {"isActive": "yes"}, "negative_stake"),
+        ({"stats": [_period("day", "2")]}, {"signer": None}, "wrong_type"),
+        ({"name": 42}, {"validator": "0x1234"}, "wrong_type"),
+    ],
+)
+def test_the_earlier_row_s_fault_is_reported(
+    early: dict[str, Any], late: dict[str, Any], reason: str
+) -> None:
+    """With faults in two rows, the first row's is reported, whether a type says it or a check."""
+    error = _rejection(_body(_row(**early), _row(**{"validator": OTHER, **late})))
+    assert (error.reason, error.detail[:3]) == (reason, "[0]")
+
+
+def _many(count: int, **changes_at: dict[str, Any]) -> bytes:
+    rows = [_row(validator=f"0x{index + 1:040x}", stats=None) for index in range(count)]
+    for index, changes in changes_at.items():
+        rows[int(index.removeprefix("at"))].update(changes)
+    return _body(*rows)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"validator": "0x" + "a" * 39}, "invalid_address"),
+        ({"validator": "0x" + "a" * 40 + "\n"}, "invalid_address"),
+        ({"signer": "0X" + "a" * 40}, "invalid_address"),
+        ({"signer": "0x" + "\u00e9" * 40}, "invalid_address"),
+        ({"stake": -1}, "negative_stake"),
+        ({"stake": 2**128}, "absurd_stake"),
+        ({"stats": [_period("week", "NaN")]}, "wrong_type"),
+    ],
+)
+def test_a_fault_in_a_large_set_names_its_row(changes: dict[str, Any], reason: str) -> None:
+    """In a set of 3,000, whose columns are checked at once, a fault names the row it is in."""
+    error = _rejection(_many(3_000, at1234=changes))
+    assert (error.reason, error.detail.split(".")[0]) == (reason, "[1234]")
+
+
+def test_mixed_case_addresses_in_a_large_set_are_lowercased() -> None:
+    """Upper-case hex digits anywhere in a large set are lowercased, validator and signer."""
+    validators = parse_validator_summaries(
+        _many(3_000, at7={"validator": "0x" + "AB" * 20, "signer": "0x" + "Cd" * 20})
+    )
+    assert (validators[7].address, validators[7].signer) == ("0x" + "ab" * 20, "0x" + "cd" * 20)
+    assert validators[8].address == f"0x{9:040x}"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
+    """The collector, paused while the validators are built, is running again afterwards
+    (and left off if it was off)."""
+    (gc.enable if enabled else gc.disable)()
+    try:
+        parse_validator_summaries(_many(100))
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable()
 
 
 # --- exchangeStatus ----------------------------------------------------------------------------

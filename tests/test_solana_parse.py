@@ -147,6 +147,66 @@ def test_vote_accounts_rejections(body: bytes, reason: str) -> None:
     assert _reason(body) == reason
 
 
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (_row(1, lastVote=MAX_U64 + 1), "wrong_type"),
+        (_row(1, rootSlot=MAX_U64 + 1), "wrong_type"),
+        (_row(1, epochCredits=[[1, MAX_U64 + 1, 0]]), "wrong_type"),
+        (_row(1, epochCredits=[[1, 2, 3, 4]]), "wrong_type"),
+        (_row(1, epochCredits=None, rootSlot=None), "ok"),
+        (_row(1, lastVote=MAX_U64), "ok"),
+        (_row(1, votePubkey="\ud800" * 40), "invalid_address"),
+        (_row(1, votePubkey=_key(1) + "\n"), "invalid_address"),
+        (_row(1, activatedStake=-(2**70)), "negative_stake"),
+        (_row(1, commission=None), "missing_field"),
+    ],
+)
+def test_u64_bounds_keys_and_nulls(row: dict[str, Any], reason: str) -> None:
+    """A u64 is 0..2**64-1 however large the number, a key is base58 only, a null required
+    field is missing."""
+    if reason == "ok":
+        assert parse_vote_accounts(_body([row]))
+    else:
+        assert _reason(_body([row])) == reason
+
+
+@pytest.mark.parametrize(
+    ("current", "delinquent", "reason"),
+    [
+        ([_row(1, activatedStake=-1), _row(2, commission="5")], [], "negative_stake"),
+        ([_row(1, commission="5"), _row(2, activatedStake=-1)], [], "wrong_type"),
+        ([_row(1, votePubkey="short")], [_row(2, lastVote=None)], "invalid_address"),
+        ([_row(1)], [_row(2, activatedStake=MAX_U64 + 1), "row"], "absurd_stake"),
+    ],
+)
+def test_the_first_row_s_fault_is_reported(
+    current: list[Any], delinquent: list[Any], reason: str
+) -> None:
+    """With faults in two rows, the first one's is reported, current before delinquent."""
+    assert _reason(_body(current, delinquent)) == reason
+
+
+@pytest.mark.parametrize(
+    ("envelope", "reason"),
+    [
+        ({"error": {"code": -32005}, "result": {"current": 5}}, "rpc_error"),
+        ({"error": None, "result": {"current": 5}}, "rpc_error"),
+        ({"jsonrpc": "1.0", "result": {"current": 5}}, "wrong_type"),
+        ({"jsonrpc": 2.0, "result": {"current": [], "delinquent": []}}, "wrong_type"),
+        ({"result": None}, "missing_field"),
+        ({"result": {"current": 5}, "\ud800": 1}, "wrong_type"),
+    ],
+)
+def test_envelope_faults_come_before_faults_in_the_result(
+    envelope: dict[str, Any], reason: str
+) -> None:
+    """An error object (of any value), a wrong `jsonrpc` or no result is reported before
+    anything wrong inside the result."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, **envelope}).encode()
+    assert _reason(body) == reason
+
+
 def test_rejection_detail_never_contains_the_value() -> None:
     """A rejected value (a huge stake) appears nowhere in the DataError message."""
     huge = 10**30 + 123_456_789
@@ -277,6 +337,43 @@ def test_block_time_rejections(body: bytes, reason: str) -> None:
     """A broken getBlockTime answer is a DataError with its reason, never a time."""
     with pytest.raises(DataError) as caught:
         parse_block_time(body)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ({"code": -32004.0}, BlockTime(None)),
+        ({"code": [1]}, "rpc_error"),
+        ({"code": {"a": 1}}, "rpc_error"),
+        ({"code": True}, "rpc_error"),
+    ],
+)
+def test_block_time_error_code_of_any_type(error: dict[str, Any], expected: Any) -> None:
+    """A code equal to a no-block code means no time; any other, of any type, is rpc_error
+    (an unhashable code used to escape as a TypeError)."""
+    body = _rpc(error=error, result="garbage")
+    if isinstance(expected, BlockTime):
+        assert parse_block_time(body) == expected
+    else:
+        with pytest.raises(DataError) as caught:
+            parse_block_time(body)
+        assert caught.value.reason == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"epoch": MAX_U64 + 1}, "wrong_type"),
+        ({"transactionCount": MAX_U64 + 1}, "wrong_type"),
+        ({"blockHeight": None}, "missing_field"),
+        ({"slotIndex": 8192, "epoch": None}, "missing_field"),
+    ],
+)
+def test_epoch_info_bounds_and_nulls(fields: dict[str, Any], reason: str) -> None:
+    """Every epoch field is a u64 however large the number; a null one is missing."""
+    with pytest.raises(DataError) as caught:
+        parse_epoch_info(_epoch(**fields))
     assert caught.value.reason == reason
 
 

@@ -3,6 +3,10 @@
 Every rejection carries a bounded `reason` (a metric label) and a detail naming the
 document and field, never the offending value: values are attacker-chosen.
 Numbers arrive as decimal strings; they are parsed exactly, as ints or Decimals.
+
+msgspec decodes each answer into the structs below, checking every field's type as it parses;
+each struct checks what a type cannot say (decimal strings, bech32, keys, times) itself, in
+`__post_init__`, so the first fault met in the document is the one reported.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from quorumwatch.chains.base import decode_json, received_text
+import msgspec
+
+from quorumwatch.chains.base import JsonShape, ShapeError, decode_json, received_text
 from quorumwatch.chains.cosmos import bech32
 from quorumwatch.models import DataError
 
@@ -151,249 +157,337 @@ class SlashingParams:
         return window - int(min_signed.to_integral_value(rounding="ROUND_CEILING"))
 
 
-def _rpc_result(body: bytes, what: str) -> dict[str, Any]:
-    document = decode_json(body)
-    if not isinstance(document, dict):
-        raise DataError("wrong_type", f"{what}: expected an object")
-    if document.get("error") is not None:
-        raise DataError("rpc_error", f"{what}: the node answered a JSON-RPC error")
-    return _object(document, "result", what)
+# --- the answers' shapes ----------------------------------------------------------------------
+# gc=False: a decoded answer holds no reference cycles, so the collector need never scan it.
+
+R = TypeVar("R")
 
 
-def _lcd_document(body: bytes, what: str) -> dict[str, Any]:
-    document = decode_json(body)
-    if not isinstance(document, dict):
-        raise DataError("wrong_type", f"{what}: expected an object")
-    return document
+class _SelfChecked(msgspec.Struct, gc=False):
+    """A struct that checks itself as it is decoded: `checked` raises DataError (its detail
+    starting at one of the struct's fields) or gives the value the struct stands for."""
+
+    def __post_init__(self) -> None:
+        self.checked()
+
+    def checked(self) -> object:
+        raise NotImplementedError
 
 
-def _field(row: dict[str, Any], field: str, where: str) -> Any:
-    if field not in row or row[field] is None:
-        raise DataError("missing_field", f"{where}.{field}")
-    return row[field]
+class _RpcResponse(msgspec.Struct, Generic[R], gc=False):
+    """A CometBFT JSON-RPC response: its error (any non-null one fails it) and result."""
+
+    error: Any = None
+    result: R | None = None
 
 
-def _object(row: dict[str, Any], field: str, where: str) -> dict[str, Any]:
-    value = _field(row, field, where)
-    if not isinstance(value, dict):
-        raise DataError("wrong_type", f"{where}.{field}: expected an object")
-    return value
+class _NodeInfo(msgspec.Struct, gc=False):
+    network: str
 
 
-def _list(row: dict[str, Any], field: str, where: str) -> list[Any]:
-    value = _field(row, field, where)
-    if not isinstance(value, list):
-        raise DataError("wrong_type", f"{where}.{field}: expected an array")
-    return value
+class _SyncInfo(_SelfChecked, gc=False):
+    latest_block_height: str
+    latest_block_time: str
+    catching_up: bool
+
+    def checked(self) -> tuple[int, float]:
+        """The latest block's height and time."""
+        return (
+            _uint(self.latest_block_height, "latest_block_height", MAX_HEIGHT),
+            _timestamp(self.latest_block_time, "latest_block_time"),
+        )
 
 
-def _str(row: dict[str, Any], field: str, where: str) -> str:
-    value = _field(row, field, where)
-    if not isinstance(value, str):
-        raise DataError("wrong_type", f"{where}.{field}: expected a string")
-    return value
+class _Status(msgspec.Struct, gc=False):
+    node_info: _NodeInfo
+    sync_info: _SyncInfo
 
 
-def _bool(row: dict[str, Any], field: str, where: str) -> bool:
-    value = _field(row, field, where)
-    if type(value) is not bool:
-        raise DataError("wrong_type", f"{where}.{field}: expected a boolean")
-    return value
+class _RpcPubKey(msgspec.Struct, gc=False):
+    type: str
+    value: str
 
 
-def _uint(row: dict[str, Any], field: str, where: str, bound: int = MAX_AMOUNT) -> int:
-    value = _str(row, field, where)
-    # The length check comes first: int() of thousands of digits is slow, then refused.
-    if not _UINT.fullmatch(value) or len(value.lstrip("0")) > len(str(bound)) or int(value) > bound:
-        raise DataError("invalid_number", f"{where}.{field}: expected a bounded integer string")
-    return int(value)
+class _RpcRow(_SelfChecked, gc=False):
+    address: str
+    pub_key: _RpcPubKey
+    voting_power: str
+
+    def checked(self) -> RpcValidator:
+        if not _HEX20.fullmatch(self.address):
+            raise DataError("invalid_address", "address: expected 40 upper-case hex")
+        key_type = RPC_KEY_TYPES.get(self.pub_key.type)
+        if key_type is None:
+            raise DataError("unknown_key_type", "pub_key.type")
+        key = _key(self.pub_key.value, key_type, "pub_key")
+        if key.address().hex().upper() != self.address:
+            raise DataError("invalid_address", "address: not the key's address")
+        power = _uint(self.voting_power, "voting_power")
+        if power == 0:
+            raise DataError("invalid_number", "voting_power: zero in the active set")
+        if power > MAX_VOTING_POWER:
+            raise DataError("absurd_stake", "voting_power: beyond CometBFT's maximum")
+        return RpcValidator(self.address, key, power)
 
 
-def _stake_tokens(row: dict[str, Any], where: str) -> int:
-    tokens = _uint(row, "tokens", where)
-    if tokens > MAX_STAKE_TOKENS:
-        raise DataError("absurd_stake", f"{where}.tokens: exceeds 2**128")
-    return tokens
+class _RpcValidators(_SelfChecked, gc=False):
+    block_height: str
+    validators: list[_RpcRow]
+    count: str
+    total: str
+
+    def checked(self) -> tuple[int, int, int]:
+        """The count (which must be the rows'), the block height and the total."""
+        count = _uint(self.count, "count", MAX_HEIGHT)
+        if count != len(self.validators):
+            raise DataError("incomplete_set", "count: differs from the rows")
+        block_height = _uint(self.block_height, "block_height", MAX_HEIGHT)
+        return count, block_height, _uint(self.total, "total", MAX_HEIGHT)
 
 
-def _dec(row: dict[str, Any], field: str, where: str) -> Decimal:
-    value = _str(row, field, where)
-    if not _DEC.fullmatch(value):
-        raise DataError("invalid_number", f"{where}.{field}: expected a decimal string")
-    return Decimal(value)
+class _LcdPubKey(msgspec.Struct, gc=False, rename={"type_url": "@type"}):
+    type_url: str
+    key: str
 
 
-def _timestamp(row: dict[str, Any], field: str, where: str) -> float:
-    value = _str(row, field, where)
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None:
-        raise DataError("wrong_type", f"{where}.{field}: expected an RFC 3339 UTC time")
-    try:
-        whole = datetime.fromisoformat(match[1] + "+00:00").timestamp()
-    except ValueError:
-        raise DataError("wrong_type", f"{where}.{field}: not a valid time") from None
-    return whole + float(match[2] or 0.0)
+class _Description(msgspec.Struct, gc=False):
+    moniker: str | None = ""  # null is refused by the check, absent is ""
+    identity: str | None = ""
 
 
-def _key(value: str, key_type: str, where: str) -> ConsensusKey:
-    try:
-        key = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise DataError("invalid_key", f"{where}: expected base64") from None
-    if len(key) != KEY_LENGTHS[key_type]:
-        raise DataError("invalid_key", f"{where}: wrong length for {key_type}")
-    return ConsensusKey(key_type, key)
+class _LcdRow(_SelfChecked, gc=False):
+    operator_address: str
+    consensus_pubkey: _LcdPubKey
+    status: str
+    jailed: bool
+    tokens: str
+    description: _Description | None = None
+
+    def checked(self) -> LcdValidator:
+        try:
+            hrp, data = bech32.decode(self.operator_address)
+        except bech32.Bech32Error:
+            raise DataError("invalid_address", "operator_address: not bech32") from None
+        if not hrp.endswith("valoper") or len(data) not in (20, 32):
+            raise DataError("invalid_address", "operator_address: not a valoper address")
+        key_type = LCD_KEY_TYPES.get(self.consensus_pubkey.type_url)
+        if key_type is None:
+            raise DataError("unknown_key_type", "consensus_pubkey.@type")
+        key = _key(self.consensus_pubkey.key, key_type, "pubkey")
+        if self.status not in BOND_STATUSES:
+            raise DataError("wrong_type", "status: unknown bond status")
+        description = self.description or _Description()
+        if description.moniker is None or description.identity is None:
+            raise DataError("wrong_type", "description: expected strings")
+        tokens = _uint(self.tokens, "tokens")
+        if tokens > MAX_STAKE_TOKENS:
+            raise DataError("absurd_stake", "tokens: exceeds 2**128")
+        return LcdValidator(
+            operator_address=self.operator_address,
+            key=key,
+            jailed=self.jailed,
+            status=self.status,
+            tokens=tokens,
+            moniker=received_text(description.moniker),
+            identity=received_text(description.identity),
+        )
 
 
-def _next_key(document: dict[str, Any], what: str) -> tuple[str | None, int | None]:
-    pagination = _object(document, "pagination", what)
-    next_key = pagination.get("next_key")
-    if next_key is not None and (
-        not isinstance(next_key, str) or (next_key and not _NEXT_KEY.fullmatch(next_key))
-    ):
-        raise DataError("wrong_type", f"{what}.pagination.next_key: expected short printable ASCII")
-    total = None
-    if pagination.get("total") is not None:
-        total = _uint(pagination, "total", f"{what}.pagination", MAX_HEIGHT)
-    return next_key or None, total
+class _Pagination(_SelfChecked, gc=False):
+    next_key: str | None = None
+    total: str | None = None
+
+    def checked(self) -> tuple[str | None, int | None]:
+        """The key of the next page (None on the last) and the total, if given."""
+        if self.next_key and not _NEXT_KEY.fullmatch(self.next_key):
+            raise DataError("wrong_type", "next_key: expected short printable ASCII")
+        total = None if self.total is None else _uint(self.total, "total", MAX_HEIGHT)
+        return self.next_key or None, total
+
+
+class _LcdValidators(msgspec.Struct, gc=False):
+    validators: list[_LcdRow]
+    pagination: _Pagination
+
+
+class _SigningInfoRow(_SelfChecked, gc=False):
+    address: str
+    missed_blocks_counter: str
+    tombstoned: bool
+
+    def checked(self) -> SigningInfo:
+        try:
+            hrp, _ = bech32.decode(self.address)
+        except bech32.Bech32Error:
+            raise DataError("invalid_address", "address: not bech32") from None
+        if not hrp.endswith("valcons"):
+            raise DataError("invalid_address", "address: not a valcons address")
+        missed = _uint(self.missed_blocks_counter, "missed_blocks_counter", MAX_HEIGHT)
+        return SigningInfo(self.address, missed, self.tombstoned)
+
+
+class _SigningInfos(msgspec.Struct, gc=False):
+    info: list[_SigningInfoRow]
+    pagination: _Pagination
+
+
+class _BondedTokens(_SelfChecked, gc=False):
+    bonded_tokens: str
+
+    def checked(self) -> int:
+        return _uint(self.bonded_tokens, "bonded_tokens")
+
+
+class _Pool(msgspec.Struct, gc=False):
+    pool: _BondedTokens
+
+
+class _SlashingParams(_SelfChecked, gc=False):
+    signed_blocks_window: str
+    min_signed_per_window: str
+
+    def checked(self) -> SlashingParams:
+        window = _uint(self.signed_blocks_window, "signed_blocks_window", MAX_HEIGHT)
+        if not _DEC.fullmatch(self.min_signed_per_window):
+            raise DataError("invalid_number", "min_signed_per_window: expected a decimal string")
+        return SlashingParams(window, Decimal(self.min_signed_per_window))
+
+
+class _Params(msgspec.Struct, gc=False):
+    params: _SlashingParams
+
+
+_STATUS: JsonShape[_RpcResponse[_Status]] = JsonShape(_RpcResponse[_Status])
+_RPC_VALIDATORS: JsonShape[_RpcResponse[_RpcValidators]] = JsonShape(_RpcResponse[_RpcValidators])
+_LCD_VALIDATORS: JsonShape[_LcdValidators] = JsonShape(_LcdValidators)
+_SIGNING_INFOS: JsonShape[_SigningInfos] = JsonShape(_SigningInfos)
+_POOL: JsonShape[_Pool] = JsonShape(_Pool)
+_PARAMS: JsonShape[_Params] = JsonShape(_Params)
+
+
+# --- the parsers -------------------------------------------------------------------------------
 
 
 def parse_status(body: bytes) -> NodeStatus:
     """CometBFT `/status`: network (chain-id), latest height and time, catching_up."""
-    result = _rpc_result(body, "status")
-    node_info = _object(result, "node_info", "status")
-    sync_info = _object(result, "sync_info", "status")
+    status = _rpc_result(body, _STATUS, "status")
+    height, latest_block_time = status.sync_info.checked()
     return NodeStatus(
-        network=_str(node_info, "network", "status.node_info"),
-        height=_uint(sync_info, "latest_block_height", "status.sync_info", MAX_HEIGHT),
-        latest_block_time=_timestamp(sync_info, "latest_block_time", "status.sync_info"),
-        catching_up=_bool(sync_info, "catching_up", "status.sync_info"),
+        network=status.node_info.network,
+        height=height,
+        latest_block_time=latest_block_time,
+        catching_up=status.sync_info.catching_up,
     )
 
 
 def parse_rpc_validators(body: bytes) -> RpcPage:
     """One page of CometBFT `/validators`: the consensus set with voting power."""
-    result = _rpc_result(body, "validators")
-    rows = _list(result, "validators", "validators")
-    validators = []
-    for index, row in enumerate(rows):
-        where = f"validators[{index}]"
-        if not isinstance(row, dict):
-            raise DataError("wrong_type", f"{where}: expected an object")
-        address = _str(row, "address", where)
-        if not _HEX20.fullmatch(address):
-            raise DataError("invalid_address", f"{where}.address: expected 40 upper-case hex")
-        pub_key = _object(row, "pub_key", where)
-        key_type = RPC_KEY_TYPES.get(_str(pub_key, "type", f"{where}.pub_key"))
-        if key_type is None:
-            raise DataError("unknown_key_type", f"{where}.pub_key.type")
-        key = _key(_str(pub_key, "value", f"{where}.pub_key"), key_type, f"{where}.pub_key")
-        if key.address().hex().upper() != address:
-            raise DataError("invalid_address", f"{where}.address: not the key's address")
-        power = _uint(row, "voting_power", where)
-        if power == 0:
-            raise DataError("invalid_number", f"{where}.voting_power: zero in the active set")
-        if power > MAX_VOTING_POWER:
-            raise DataError("absurd_stake", f"{where}.voting_power: beyond CometBFT's maximum")
-        validators.append(RpcValidator(address, key, power))
-    count = _uint(result, "count", "validators", MAX_HEIGHT)
-    if count != len(validators):
-        raise DataError("incomplete_set", "validators.count: differs from the rows")
-    return RpcPage(
-        block_height=_uint(result, "block_height", "validators", MAX_HEIGHT),
-        validators=tuple(validators),
-        count=count,
-        total=_uint(result, "total", "validators", MAX_HEIGHT),
-    )
+    result = _rpc_result(body, _RPC_VALIDATORS, "validators")
+    count, block_height, total = result.checked()
+    validators = tuple(row.checked() for row in result.validators)
+    return RpcPage(block_height, validators, count, total)
 
 
 def parse_lcd_validators(body: bytes) -> Page[LcdValidator]:
     """One page of `/cosmos/staking/v1beta1/validators`."""
-    document = _lcd_document(body, "validators")
-    rows = _list(document, "validators", "validators")
-    items = tuple(_lcd_validator(index, row) for index, row in enumerate(rows))
-    next_key, total = _next_key(document, "validators")
-    return Page(items, next_key, total)
-
-
-def _lcd_validator(index: int, row: Any) -> LcdValidator:
-    where = f"validators[{index}]"
-    if not isinstance(row, dict):
-        raise DataError("wrong_type", f"{where}: expected an object")
-    operator = _str(row, "operator_address", where)
-    try:
-        hrp, data = bech32.decode(operator)
-    except bech32.Bech32Error:
-        raise DataError("invalid_address", f"{where}.operator_address: not bech32") from None
-    if not hrp.endswith("valoper") or len(data) not in (20, 32):
-        raise DataError("invalid_address", f"{where}.operator_address: not a valoper address")
-    pubkey = _object(row, "consensus_pubkey", where)
-    key_type = LCD_KEY_TYPES.get(_str(pubkey, "@type", f"{where}.consensus_pubkey"))
-    if key_type is None:
-        raise DataError("unknown_key_type", f"{where}.consensus_pubkey.@type")
-    key = _key(_str(pubkey, "key", f"{where}.consensus_pubkey"), key_type, f"{where}.pubkey")
-    status = _str(row, "status", where)
-    if status not in BOND_STATUSES:
-        raise DataError("wrong_type", f"{where}.status: unknown bond status")
-    description = row.get("description")
-    if description is None:
-        description = {}
-    elif not isinstance(description, dict):
-        raise DataError("wrong_type", f"{where}.description: expected an object")
-    moniker = description.get("moniker", "")
-    identity = description.get("identity", "")
-    if not isinstance(moniker, str) or not isinstance(identity, str):
-        raise DataError("wrong_type", f"{where}.description: expected strings")
-    return LcdValidator(
-        operator_address=operator,
-        key=key,
-        jailed=_bool(row, "jailed", where),
-        status=status,
-        tokens=_stake_tokens(row, where),
-        moniker=received_text(moniker),
-        identity=received_text(identity),
-    )
+    document = _lcd_document(body, _LCD_VALIDATORS, "validators", "validators")
+    items = tuple(row.checked() for row in document.validators)
+    return Page(items, *document.pagination.checked())
 
 
 def parse_pool(body: bytes) -> int:
     """`bonded_tokens` from `/cosmos/staking/v1beta1/pool`."""
-    pool = _object(_lcd_document(body, "pool"), "pool", "pool")
-    return _uint(pool, "bonded_tokens", "pool")
+    return _lcd_document(body, _POOL, "pool", "pool").pool.checked()
 
 
 def parse_signing_infos(body: bytes) -> Page[SigningInfo]:
     """One page of `/cosmos/slashing/v1beta1/signing_infos`."""
-    document = _lcd_document(body, "signing_infos")
-    rows = _list(document, "info", "signing_infos")
-    items = []
-    for index, row in enumerate(rows):
-        where = f"signing_infos[{index}]"
-        if not isinstance(row, dict):
-            raise DataError("wrong_type", f"{where}: expected an object")
-        address = _str(row, "address", where)
-        try:
-            hrp, _ = bech32.decode(address)
-        except bech32.Bech32Error:
-            raise DataError("invalid_address", f"{where}.address: not bech32") from None
-        if not hrp.endswith("valcons"):
-            raise DataError("invalid_address", f"{where}.address: not a valcons address")
-        items.append(
-            SigningInfo(
-                address=address,
-                missed_blocks=_uint(row, "missed_blocks_counter", where, MAX_HEIGHT),
-                tombstoned=_bool(row, "tombstoned", where),
-            )
-        )
-    next_key, total = _next_key(document, "signing_infos")
-    return Page(tuple(items), next_key, total)
+    document = _lcd_document(body, _SIGNING_INFOS, "signing_infos", "info")
+    items = tuple(row.checked() for row in document.info)
+    return Page(items, *document.pagination.checked())
 
 
 def parse_slashing_params(body: bytes) -> SlashingParams:
     """`signed_blocks_window` and `min_signed_per_window` from `/cosmos/slashing/v1beta1/params`."""
-    params = _object(_lcd_document(body, "slashing_params"), "params", "slashing_params")
-    window = _uint(params, "signed_blocks_window", "slashing_params", MAX_HEIGHT)
-    min_signed = _dec(params, "min_signed_per_window", "slashing_params")
-    parsed = SlashingParams(window, min_signed)
-    if window <= 0 or min_signed > 1 or parsed.max_missed <= 0:
+    parsed = _lcd_document(body, _PARAMS, "slashing_params", "params").params.checked()
+    if (
+        parsed.signed_blocks_window <= 0
+        or parsed.min_signed_per_window > 1
+        or parsed.max_missed <= 0
+    ):
         raise DataError("invalid_params", "slashing_params: no miss can be tolerated")
     return parsed
+
+
+def _rpc_result(body: bytes, shape: JsonShape[_RpcResponse[R]], what: str) -> R:
+    """The result of a CometBFT answer; an error object comes before any fault in the result."""
+    try:
+        response = decode_json(body, shape)
+    except ShapeError as fault:
+        if not isinstance(fault.document, dict):
+            raise DataError("wrong_type", f"{what}: expected an object") from None
+        _rpc_envelope(_RpcResponse(fault.document.get("error"), fault.document.get("result")), what)
+        raise _rejection(fault, what, "result") from None
+    return _rpc_envelope(response, what)
+
+
+def _rpc_envelope(response: _RpcResponse[R], what: str) -> R:
+    if response.error is not None:
+        raise DataError("rpc_error", f"{what}: the node answered a JSON-RPC error")
+    if response.result is None:
+        raise DataError("missing_field", f"{what}.result")
+    return response.result
+
+
+def _lcd_document(body: bytes, shape: JsonShape[T], what: str, container: str) -> T:
+    try:
+        return decode_json(body, shape)
+    except ShapeError as fault:
+        raise _rejection(fault, what, container) from None
+
+
+def _rejection(fault: ShapeError, what: str, container: str) -> DataError:
+    """The DataError for a fault at `fault.path`, named from `what`: the document's own
+    `container` member (the RPC result, the LCD list) is named by `what` alone."""
+    path = fault.path
+    if path[:1] == (container,) and len(path) > 1:
+        path = path[1:]
+    where = what + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    if fault.cause is not None:
+        return DataError(fault.cause.reason, f"{where}.{fault.cause.detail}")
+    if not fault.path:
+        return DataError("wrong_type", f"{what}: expected an object")
+    if fault.kind in ("missing", "null") and isinstance(path[-1], str):  # a field, not a row
+        return DataError("missing_field", where)
+    return DataError("wrong_type", f"{where}: {fault.expected}")
+
+
+# --- the checks a type cannot make ------------------------------------------------------------
+
+
+def _uint(value: str, field: str, bound: int = MAX_AMOUNT) -> int:
+    # The length check comes first: int() of thousands of digits is slow, then refused.
+    if not _UINT.fullmatch(value) or len(value.lstrip("0")) > len(str(bound)) or int(value) > bound:
+        raise DataError("invalid_number", f"{field}: expected a bounded integer string")
+    return int(value)
+
+
+def _timestamp(value: str, field: str) -> float:
+    match = _TIMESTAMP.fullmatch(value)
+    if match is None:
+        raise DataError("wrong_type", f"{field}: expected an RFC 3339 UTC time")
+    try:
+        whole = datetime.fromisoformat(match[1] + "+00:00").timestamp()
+    except ValueError:
+        raise DataError("wrong_type", f"{field}: not a valid time") from None
+    return whole + float(match[2] or 0.0)
+
+
+def _key(value: str, key_type: str, field: str) -> ConsensusKey:
+    try:
+        key = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise DataError("invalid_key", f"{field}: expected base64") from None
+    if len(key) != KEY_LENGTHS[key_type]:
+        raise DataError("invalid_key", f"{field}: wrong length for {key_type}")
+    return ConsensusKey(key_type, key)

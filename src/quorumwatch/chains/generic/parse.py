@@ -4,6 +4,11 @@ The validator list and each validator's fields are located by dotted paths from 
 configuration; a segment indexes an array when it is a decimal integer (`result.0.set`).
 Every rejection carries a bounded `reason` and a detail naming the item and the configured
 path, never the offending value: values are attacker-chosen and may be huge.
+
+The answer is decoded untyped, into Python values (by msgspec, integers exact: see
+`decode_json`), and the configured paths are walked by hand: the shape is only known at run
+time, and whether a segment names an object's member or an array's index depends on what the
+answer holds there, which no struct declared in advance can say.
 """
 
 from __future__ import annotations

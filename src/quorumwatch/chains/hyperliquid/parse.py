@@ -2,16 +2,30 @@
 
 Every rejection carries a bounded `reason` (a metric label) and a detail naming the row
 and field, never the offending value: values are attacker-chosen and may be huge.
+
+msgspec decodes an answer straight into the structs below, checking each field's type as it
+parses (integers exact at any size); what a type cannot say (the address format, the stake's
+bounds, the uptime decimals) is checked on the structs, a column at a time for a large set.
 """
 
 from __future__ import annotations
 
+import gc
 import re
+import threading
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import Annotated, Any
 
-from quorumwatch.chains.base import check_set, decode_json, received_text
+import msgspec
+
+from quorumwatch.chains.base import (
+    JsonShape,
+    ShapeError,
+    check_set,
+    decode_json,
+    received_text,
+)
 from quorumwatch.models import NO_UPTIME, DataError, Validator
 
 # Total HYPE supply is 1e9 (1e17 base units); anything near 2**128 is corrupt data.
@@ -19,8 +33,6 @@ MAX_STAKE = 2**128 - 1
 UPTIME_WINDOWS = {"day": "1d", "week": "7d", "month": "30d"}
 # exchangeStatus.time bound (year ~2262): a larger value is corrupt, and would overflow a float.
 MAX_TIME_MS = 2**63 - 1
-
-V = TypeVar("V")
 
 REJECTION_REASONS = (
     "malformed_json",
@@ -37,103 +49,224 @@ REJECTION_REASONS = (
 )
 
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_SLOT = 43  # an address and the newline after it, in _lowered_addresses
+_LOWER_HEX = b"0123456789abcdef"
+_HEX = b"0123456789abcdefABCDEF"
+
+# gc=False: a decoded answer holds no reference cycles, so the collector need never scan it.
+
+
+class _Sample(msgspec.Struct, gc=False, rename="camel"):
+    """One period's statistics: only its uptime is read, and only for a known period."""
+
+    uptime_fraction: Any = None
+
+
+class _Row(msgspec.Struct, gc=False, rename="camel"):
+    """One `validatorSummaries` row, typed; the fields not named here are skipped."""
+
+    validator: str
+    stake: int
+    unjailable_after: int | None  # required, but may be null
+    name: str
+    is_active: bool
+    is_jailed: bool
+    signer: str
+    stats: list[tuple[str, _Sample]] | None = None
+
+    def check(self) -> None:
+        """The checks a type cannot make, in their order; DataError details start at a field."""
+        _check_address(self.validator, "validator")
+        if self.stake < 0:
+            raise DataError("negative_stake", "stake is negative")
+        if self.stake > MAX_STAKE:
+            raise DataError("absurd_stake", "stake exceeds 2**128")
+        _check_address(self.signer, "signer")
+        self.uptime()
+
+    def uptime(self) -> Mapping[str, float]:
+        """Uptime ratio per window, looked up by period name, never by position."""
+        if not self.stats:
+            return NO_UPTIME
+        uptime: dict[str, float] = {}
+        for period, sample in self.stats:
+            window = UPTIME_WINDOWS.get(period)
+            if window is not None:  # unknown periods are new API data, not an error
+                uptime[window] = _ratio(sample.uptime_fraction, f"stats.{period}")
+        return uptime
+
+
+class _CheckedRow(_Row, gc=False):
+    """A row that checks itself as it is decoded: for an answer the fast shape refuses, so
+    that the fault reported is the first in row order.
+
+    Only these rows can hold a lone surrogate ("\\ud800"): msgspec refuses one, and such an
+    answer is decoded by json.loads, then converted to these rows.
+    """
+
+    def __post_init__(self) -> None:
+        self.check()
+        self.name = received_text(self.name)
+
+
+class _ExchangeStatus(msgspec.Struct, gc=False):
+    time: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
+
+
+_ROWS: JsonShape[list[_Row]] = JsonShape(list[_Row], checked=list[_CheckedRow])
+_EXCHANGE_STATUS: JsonShape[_ExchangeStatus] = JsonShape(_ExchangeStatus)
 
 
 def parse_exchange_status(body: bytes) -> float:
     """The server's clock, in seconds since the epoch, from an `exchangeStatus` answer."""
-    document = decode_json(body)
-    if not isinstance(document, dict):
-        raise DataError("wrong_type", "exchangeStatus: expected an object")
-    server_ms = document.get("time")
-    if server_ms is None:
-        raise DataError("missing_field", "exchangeStatus.time")
-    if not _is_int(server_ms) or not 0 <= server_ms <= MAX_TIME_MS:
-        raise DataError("wrong_type", "exchangeStatus.time: expected a non-negative integer")
-    seconds: float = server_ms / 1000  # int / int: correctly rounded
+    try:
+        status = decode_json(body, _EXCHANGE_STATUS)
+    except ShapeError as fault:
+        if not fault.path:
+            raise DataError("wrong_type", "exchangeStatus: expected an object") from None
+        if fault.kind in ("missing", "null"):
+            raise DataError("missing_field", "exchangeStatus.time") from None
+        raise DataError(
+            "wrong_type", "exchangeStatus.time: expected a non-negative integer"
+        ) from None
+    seconds: float = status.time / 1000  # int / int: correctly rounded
     return seconds
 
 
 def parse_validator_summaries(body: bytes) -> tuple[Validator, ...]:
     """Validators from a `validatorSummaries` answer; raises DataError on anything off."""
-    document = decode_json(body)
-    if not isinstance(document, list):
-        raise DataError("not_a_list", "validatorSummaries: expected an array")
-    if not document:
+    try:
+        rows = decode_json(body, _ROWS)
+    except ShapeError as fault:
+        raise _rejection(fault) from None
+    if not rows:
         raise DataError("empty_set", "validatorSummaries: no validators")
-    validators = tuple(_parse_row(index, row) for index, row in enumerate(document))
-    check_set(validators, [f"[{index}].validator" for index in range(len(validators))])
+    stakes = [row.stake for row in rows]
+    try:
+        uptimes = [row.uptime() if row.stats else NO_UPTIME for row in rows]
+    except DataError:
+        uptimes = []
+    addresses = _lowered_addresses([row.validator for row in rows])
+    signers = _lowered_addresses([row.signer for row in rows])
+    if (
+        addresses is None
+        or signers is None
+        or not uptimes
+        or min(stakes) < 0
+        or max(stakes) > MAX_STAKE
+    ):
+        _check_each(rows)  # raises the first fault, in row order
+        raise AssertionError("a fault was seen but not found")
+    with _COLLECTOR_PAUSED:
+        validators = tuple(
+            [
+                Validator(
+                    address,
+                    row.name,
+                    row.stake,
+                    row.is_active,
+                    row.is_jailed,
+                    signer,
+                    row.unjailable_after,
+                    uptime,
+                )
+                for row, address, signer, uptime in zip(
+                    rows, addresses, signers, uptimes, strict=True
+                )
+            ]
+        )
+    if len(set(addresses)) != len(addresses) or not any(
+        row.stake and row.is_active for row in rows
+    ):
+        check_set(validators, [f"[{index}].validator" for index in range(len(validators))])
     return validators
 
 
-def _parse_row(index: int, row: Any) -> Validator:
-    where = f"[{index}]"
-    if not isinstance(row, dict):
-        raise DataError("wrong_type", f"{where}: expected an object")
-    address = _address(row, "validator", where)
-    stake = _required(row, "stake", where)
-    if not _is_int(stake):
-        raise DataError("wrong_type", f"{where}.stake: expected an integer")
-    if stake < 0:
-        raise DataError("negative_stake", f"{where}.stake is negative")
-    if stake > MAX_STAKE:
-        raise DataError("absurd_stake", f"{where}.stake exceeds 2**128")
-    unjailable_after = _required(row, "unjailableAfter", where, allow_null=True)
-    if unjailable_after is not None and not _is_int(unjailable_after):
-        raise DataError("wrong_type", f"{where}.unjailableAfter: expected an integer or null")
-    return Validator(
-        address=address,
-        name=received_text(_typed(row, "name", str, where)),
-        stake=stake,
-        in_consensus_set=_typed(row, "isActive", bool, where),
-        jailed=_typed(row, "isJailed", bool, where),
-        signer=_address(row, "signer", where),
-        unjailable_after_ms=unjailable_after,
-        uptime_ratio=_uptime(row.get("stats"), where),
-    )
+def _rejection(fault: ShapeError) -> DataError:
+    """The DataError for a validatorSummaries answer that is not an array of rows."""
+    path = fault.path
+    if not path:
+        return DataError("not_a_list", "validatorSummaries: expected an array")
+    where = f"[{path[0]}]"
+    if fault.cause is not None:
+        return DataError(fault.cause.reason, f"{where}.{fault.cause.detail}")
+    if len(path) == 1:
+        return DataError("wrong_type", f"{where}: expected an object")
+    if fault.kind in ("missing", "null") and len(path) == 2:
+        return DataError("missing_field", f"{where}.{path[1]}")
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[1:])
+    return DataError("wrong_type", f"{where}{field}: {fault.expected}")
 
 
-def _required(row: dict[str, Any], field: str, where: str, *, allow_null: bool = False) -> Any:
-    if field not in row or (row[field] is None and not allow_null):
-        raise DataError("missing_field", f"{where}.{field}")
-    return row[field]
+class _CollectorPause:
+    """The cyclic garbage collector paused while a set's Validators are built.
+
+    They hold no reference cycles, so it has nothing to find in them; left running, it would
+    scan every one built so far several times over (a second at a million validators).
+    Parsers run in worker threads: pauses are counted, and the collector resumes (if it was
+    running) when the last one ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.enable()
 
 
-def _typed(row: dict[str, Any], field: str, kind: type[V], where: str) -> V:
-    value = _required(row, field, where)
-    if type(value) is not kind:  # exact: bool is an int, and 1 is not a bool
-        raise DataError("wrong_type", f"{where}.{field}: expected {kind.__name__}")
-    return value
+_COLLECTOR_PAUSED = _CollectorPause()
 
 
-def _address(row: dict[str, Any], field: str, where: str) -> str:
-    value = _typed(row, field, str, where)
+def _check_each(rows: list[_Row]) -> None:
+    for index, row in enumerate(rows):
+        try:
+            row.check()
+        except DataError as exc:
+            raise DataError(exc.reason, f"[{index}].{exc.detail}") from None
+
+
+def _check_address(value: str, field: str) -> None:
     if not _ADDRESS.fullmatch(value):
-        raise DataError("invalid_address", f"{where}.{field}: expected 0x and 40 hex digits")
-    return value.lower()
+        raise DataError("invalid_address", f"{field}: expected 0x and 40 hex digits")
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int
+def _lowered_addresses(values: list[str]) -> list[str] | None:
+    """`values` lower-cased if every one is 0x and 40 hex digits, else None.
 
-
-def _uptime(stats: Any, where: str) -> Mapping[str, float]:
-    """Uptime ratio per window from `stats`, looked up by period name, never by position."""
-    if stats is None:
-        return NO_UPTIME
-    if not isinstance(stats, list):
-        raise DataError("wrong_type", f"{where}.stats: expected an array")
-    uptime: dict[str, float] = {}
-    for entry in stats:
-        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict)):
-            raise DataError("wrong_type", f"{where}.stats: expected [period, {{...}}] pairs")
-        period, values = entry
-        if not isinstance(period, str):
-            raise DataError("wrong_type", f"{where}.stats: expected a period name")
-        window = UPTIME_WINDOWS.get(period)
-        if window is None:
-            continue  # unknown periods are new API data, not an error
-        uptime[window] = _ratio(values.get("uptimeFraction"), f"{where}.stats.{period}")
-    return uptime
+    The pattern is checked on all of them at once: joined, each fills a 43-byte slot whose
+    "0", "x" and newline stand at their offsets, and deleting the hex digits leaves only the
+    x and the newline of each slot. (A newline within a value would leave one too many.)
+    Lower-case digits are tried first: then the values are returned as they are.
+    """
+    count = len(values)
+    joined = "\n".join(values) + "\n"
+    if len(joined) != _SLOT * count or not joined.isascii():
+        return None
+    data = joined.encode()
+    if (
+        data[0::_SLOT] != b"0" * count
+        or data[1::_SLOT] != b"x" * count
+        or data[_SLOT - 1 :: _SLOT] != b"\n" * count
+    ):
+        return None
+    rest = b"x\n" * count
+    if data.translate(None, _LOWER_HEX) == rest:
+        return values
+    if data.translate(None, _HEX) == rest:
+        return [value.lower() for value in values]
+    return None
 
 
 def _ratio(value: Any, where: str) -> float:

@@ -10,11 +10,13 @@ set when it has stake, and `delinquent` when listed under `delinquent`.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Generic, TypeVar
 
-from quorumwatch.chains.base import check_set, decode_json
+import msgspec
+
+from quorumwatch.chains.base import JsonShape, ShapeError, check_set, decode_json
 from quorumwatch.models import DataError, Validator
 
 MAX_U64 = 2**64 - 1
@@ -34,13 +36,19 @@ REJECTION_REASONS = (
     "too_large",
 )
 
+R = TypeVar("R")
+
 # Base58 (Bitcoin alphabet: no 0, O, I, l); a 32-byte key encodes to 32-44 characters.
-_PUBKEY = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
+_PUBKEY = r"\A[1-9A-HJ-NP-Za-km-z]{32,44}\Z"
 _LISTS = ("current", "delinquent")
-_EPOCH_FIELDS = ("absoluteSlot", "blockHeight", "epoch", "slotIndex", "slotsInEpoch")
 # getBlockTime errors that say "no time for this slot", not "broken node": block not
 # available, slot skipped, slot skipped or missing in long-term storage.
 _NO_BLOCK_TIME_CODES = frozenset({-32004, -32007, -32009})
+
+# A u64 is an int >= 0 (msgspec checks that) and <= MAX_U64, which its bounds cannot say
+# (they stop at int64): the structs check that themselves, in __post_init__.
+_U64 = Annotated[int, msgspec.Meta(ge=0)]
+_Pubkey = Annotated[str, msgspec.Meta(pattern=_PUBKEY)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,37 +64,102 @@ class BlockTime:
     seconds: int | None
 
 
+# gc=False: a decoded answer holds no reference cycles, so the collector need never scan it.
+
+
+class _Response(msgspec.Struct, Generic[R], gc=False):
+    """A JSON-RPC 2.0 response; `error` is UNSET when the key is absent."""
+
+    jsonrpc: Any = None
+    error: Any = msgspec.UNSET
+    result: R | None = None
+
+
+class _VoteAccount(msgspec.Struct, gc=False, rename="camel"):
+    vote_pubkey: _Pubkey
+    node_pubkey: _Pubkey
+    activated_stake: int
+    commission: Annotated[int, msgspec.Meta(ge=0, le=100)]
+    epoch_vote_account: bool
+    last_vote: _U64
+    root_slot: _U64 | None = None
+    epoch_credits: list[tuple[_U64, _U64, _U64]] | None = None  # checked, not used
+
+    def __post_init__(self) -> None:
+        if self.activated_stake < 0:
+            raise DataError("negative_stake", "activatedStake is negative")
+        if self.activated_stake > MAX_U64:
+            raise DataError("absurd_stake", "activatedStake exceeds a u64")
+        if self.last_vote > MAX_U64:
+            raise DataError("wrong_type", "lastVote: expected a u64")
+        if self.root_slot is not None and self.root_slot > MAX_U64:
+            raise DataError("wrong_type", "rootSlot: expected a u64 or null")
+        if self.epoch_credits is not None and any(
+            value > MAX_U64 for entry in self.epoch_credits for value in entry
+        ):
+            raise DataError("wrong_type", "epochCredits: expected [epoch, u64, u64] triples")
+
+
+class _VoteAccounts(msgspec.Struct, gc=False):
+    current: list[_VoteAccount]
+    delinquent: list[_VoteAccount]
+
+
+class _EpochInfo(msgspec.Struct, gc=False, rename="camel"):
+    absolute_slot: _U64
+    block_height: _U64
+    epoch: _U64
+    slot_index: _U64
+    slots_in_epoch: _U64
+    transaction_count: _U64 | None = None  # null on nodes without transaction history
+
+    def __post_init__(self) -> None:
+        for field in msgspec.structs.fields(self):
+            value = getattr(self, field.name)
+            if value is not None and value > MAX_U64:
+                raise DataError("wrong_type", f"{field.encode_name}: expected a u64")
+        if self.slots_in_epoch == 0 or self.slot_index >= self.slots_in_epoch:
+            raise DataError("wrong_type", "slotIndex: outside the epoch")
+        if self.slot_index > self.absolute_slot:
+            raise DataError("wrong_type", "slotIndex: beyond absoluteSlot")
+
+
+_VOTE_ACCOUNTS: JsonShape[_Response[_VoteAccounts]] = JsonShape(_Response[_VoteAccounts])
+_EPOCH_INFO: JsonShape[_Response[_EpochInfo]] = JsonShape(_Response[_EpochInfo])
+_BLOCK_TIME: JsonShape[_Response[int]] = JsonShape(
+    _Response[Annotated[int, msgspec.Meta(ge=0, le=MAX_UNIX_SECONDS)]]
+)
+_ANY_RESULT: JsonShape[_Response[Any]] = JsonShape(_Response[Any])
+
+
 def rpc_result(body: bytes, method: str) -> Any:
     """The `result` of a JSON-RPC 2.0 response; DataError("rpc_error") for an error object."""
-    document = decode_json(body)
-    if not isinstance(document, dict):
-        raise DataError("wrong_type", f"{method}: expected a JSON-RPC object")
-    if "error" in document:
-        raise DataError("rpc_error", f"{method}: the node answered with a JSON-RPC error")
-    if document.get("jsonrpc") != "2.0":
-        raise DataError("wrong_type", f'{method}.jsonrpc: expected "2.0"')
-    if document.get("result") is None:
-        raise DataError("missing_field", f"{method}.result")
-    return document["result"]
+    try:
+        response = decode_json(body, _ANY_RESULT)
+    except ShapeError:  # only a document that is not an object has no such shape
+        raise DataError("wrong_type", f"{method}: expected a JSON-RPC object") from None
+    return _envelope_result(response, method)
 
 
 def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
     """Validators from a `getVoteAccounts` answer (current, then delinquent); raises DataError."""
-    result = rpc_result(body, "getVoteAccounts")
-    if not isinstance(result, dict):
-        raise DataError("wrong_type", "getVoteAccounts.result: expected an object")
+    result = _result(body, _VOTE_ACCOUNTS, "getVoteAccounts", _vote_accounts_rejection)
     validators: list[Validator] = []
     id_paths: list[str] = []
-    for list_name in _LISTS:
-        rows = result.get(list_name)
-        if rows is None:
-            raise DataError("missing_field", f"result.{list_name}")
-        if not isinstance(rows, list):
-            raise DataError("wrong_type", f"result.{list_name}: expected an array")
-        for index, row in enumerate(rows):
-            where = f"{list_name}[{index}]"
-            validators.append(_parse_account(row, where, delinquent=list_name == "delinquent"))
-            id_paths.append(f"{where}.votePubkey")
+    for list_name, accounts in zip(_LISTS, (result.current, result.delinquent), strict=True):
+        for index, account in enumerate(accounts):
+            validators.append(
+                Validator(
+                    address=account.vote_pubkey,
+                    name=account.node_pubkey,
+                    stake=account.activated_stake,
+                    in_consensus_set=account.activated_stake > 0,
+                    jailed=False,
+                    signer=account.node_pubkey,
+                    delinquent=list_name == "delinquent",
+                )
+            )
+            id_paths.append(f"{list_name}[{index}].votePubkey")
     if not validators:
         raise DataError("empty_set", "getVoteAccounts: no vote accounts")
     check_set(validators, id_paths)
@@ -95,106 +168,107 @@ def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
 
 def parse_epoch_info(body: bytes) -> EpochInfo:
     """The current epoch and slot from a `getEpochInfo` answer, after checking every field."""
-    result = rpc_result(body, "getEpochInfo")
-    if not isinstance(result, dict):
-        raise DataError("wrong_type", "getEpochInfo.result: expected an object")
-    values = {name: _u64(result, name, "getEpochInfo") for name in _EPOCH_FIELDS}
-    count = result.get("transactionCount")  # null on nodes without transaction history
-    if count is not None and not _is_u64(count):
-        raise DataError("wrong_type", "getEpochInfo.transactionCount: expected a u64 or null")
-    if values["slotsInEpoch"] == 0 or values["slotIndex"] >= values["slotsInEpoch"]:
-        raise DataError("wrong_type", "getEpochInfo.slotIndex: outside the epoch")
-    if values["slotIndex"] > values["absoluteSlot"]:
-        raise DataError("wrong_type", "getEpochInfo.slotIndex: beyond absoluteSlot")
-    return EpochInfo(values["epoch"], values["absoluteSlot"])
+    result = _result(body, _EPOCH_INFO, "getEpochInfo", _epoch_info_rejection)
+    return EpochInfo(result.epoch, result.absolute_slot)
 
 
 def parse_block_time(body: bytes) -> BlockTime:
     """A `getBlockTime` answer: Unix seconds, or none for a skipped or unavailable slot."""
-    document = decode_json(body)
-    if isinstance(document, dict) and isinstance(document.get("error"), dict):
-        if document["error"].get("code") in _NO_BLOCK_TIME_CODES:
+    try:
+        response = decode_json(body, _BLOCK_TIME)
+    except ShapeError as fault:
+        envelope = _loose(fault.document, "getBlockTime", "a JSON-RPC 2.0 object")
+        known = _known_block_time(envelope)
+        if known is not None:
+            return known
+        raise DataError(
+            "wrong_type", "getBlockTime.result: expected Unix seconds or null"
+        ) from None
+    known = _known_block_time(response)
+    return BlockTime(response.result) if known is None else known
+
+
+def _known_block_time(response: _Response[Any]) -> BlockTime | None:
+    """What the envelope says before the result: an error object (no time, for the codes that
+    mean a slot without a block; else rpc_error), a wrong `jsonrpc`, or no result (no time);
+    None when the result decides."""
+    if isinstance(response.error, dict):
+        code = response.error.get("code")
+        if isinstance(code, int | float) and code in _NO_BLOCK_TIME_CODES:
             return BlockTime(None)
         raise DataError("rpc_error", "getBlockTime: the node answered with a JSON-RPC error")
-    if not isinstance(document, dict) or document.get("jsonrpc") != "2.0":
+    if response.jsonrpc != "2.0":
         raise DataError("wrong_type", "getBlockTime: expected a JSON-RPC 2.0 object")
-    result = document.get("result")
-    if result is None:
-        return BlockTime(None)
-    if not _is_int(result) or not 0 <= result <= MAX_UNIX_SECONDS:
-        raise DataError("wrong_type", "getBlockTime.result: expected Unix seconds or null")
-    return BlockTime(result)
+    return BlockTime(None) if response.result is None else None
 
 
-def _parse_account(row: Any, where: str, *, delinquent: bool) -> Validator:
-    if not isinstance(row, dict):
-        raise DataError("wrong_type", f"{where}: expected an object")
-    vote = _pubkey(row, "votePubkey", where)
-    identity = _pubkey(row, "nodePubkey", where)
-    stake = _required(row, "activatedStake", where)
-    if not _is_int(stake):
-        raise DataError("wrong_type", f"{where}.activatedStake: expected an integer")
-    if stake < 0:
-        raise DataError("negative_stake", f"{where}.activatedStake is negative")
-    if stake > MAX_U64:
-        raise DataError("absurd_stake", f"{where}.activatedStake exceeds a u64")
-    commission = _required(row, "commission", where)
-    if not _is_int(commission) or not 0 <= commission <= 100:
-        raise DataError("wrong_type", f"{where}.commission: expected an integer 0-100")
-    if type(_required(row, "epochVoteAccount", where)) is not bool:
-        raise DataError("wrong_type", f"{where}.epochVoteAccount: expected a boolean")
-    _u64(row, "lastVote", where)
-    if row.get("rootSlot") is not None and not _is_u64(row["rootSlot"]):
-        raise DataError("wrong_type", f"{where}.rootSlot: expected a u64 or null")
-    _epoch_credits(row.get("epochCredits"), where)
-    return Validator(
-        address=vote,
-        name=identity,
-        stake=stake,
-        in_consensus_set=stake > 0,
-        jailed=False,
-        signer=identity,
-        delinquent=delinquent,
-    )
+def _result(
+    body: bytes,
+    shape: JsonShape[_Response[R]],
+    method: str,
+    rejection: Callable[[ShapeError, str], DataError],
+) -> R:
+    """The checked `result` of a response in `shape`; the envelope's faults (an error object,
+    a wrong `jsonrpc`, no result) come before any in the result."""
+    try:
+        response = decode_json(body, shape)
+    except ShapeError as fault:
+        _envelope_result(_loose(fault.document, method, "a JSON-RPC object"), method)
+        raise rejection(fault, method) from None
+    return _envelope_result(response, method)
 
 
-def _epoch_credits(credits: Any, where: str) -> None:
-    """Optional `[[epoch, credits, previousCredits], ...]`; checked, not used."""
-    if credits is None:
-        return
-    if not isinstance(credits, list) or not all(
-        isinstance(entry, list) and len(entry) == 3 and all(map(_is_u64, entry))
-        for entry in credits
-    ):
-        raise DataError("wrong_type", f"{where}.epochCredits: expected [epoch, u64, u64] triples")
+def _envelope_result(response: _Response[R], method: str) -> R:
+    if response.error is not msgspec.UNSET:
+        raise DataError("rpc_error", f"{method}: the node answered with a JSON-RPC error")
+    if response.jsonrpc != "2.0":
+        raise DataError("wrong_type", f'{method}.jsonrpc: expected "2.0"')
+    if response.result is None:
+        raise DataError("missing_field", f"{method}.result")
+    return response.result
 
 
-def _required(row: dict[str, Any], field: str, where: str) -> Any:
-    if row.get(field) is None:
-        raise DataError("missing_field", f"{where}.{field}")
-    return row[field]
+def _loose(document: Any, method: str, expected: str) -> _Response[Any]:
+    """The envelope of an answer whose result is not of its shape."""
+    if not isinstance(document, dict):
+        raise DataError("wrong_type", f"{method}: expected {expected}")
+    error = document.get("error", msgspec.UNSET)
+    return _Response(document.get("jsonrpc"), error, document.get("result"))
 
 
-def _pubkey(row: dict[str, Any], field: str, where: str) -> str:
-    value = _required(row, field, where)
-    if not isinstance(value, str):
-        raise DataError("wrong_type", f"{where}.{field}: expected a string")
-    if not _PUBKEY.fullmatch(value):
-        raise DataError("invalid_address", f"{where}.{field}: expected a base58 public key")
-    return value
+def _vote_accounts_rejection(fault: ShapeError, method: str) -> DataError:
+    path = fault.path[1:]  # below "result"
+    if not path:
+        return DataError("wrong_type", f"{method}.result: expected an object")
+    list_name = path[0]
+    if len(path) == 1:
+        if fault.kind in ("missing", "null"):
+            return DataError("missing_field", f"result.{list_name}")
+        return DataError("wrong_type", f"result.{list_name}: expected an array")
+    where = f"{list_name}[{path[1]}]"
+    if fault.cause is not None:
+        return DataError(fault.cause.reason, f"{where}.{fault.cause.detail}")
+    if len(path) == 2:
+        return DataError("wrong_type", f"{where}: expected an object")
+    field = _dotted(path[2:])
+    if fault.kind in ("missing", "null") and len(path) == 3:
+        return DataError("missing_field", f"{where}.{field}")
+    if fault.kind == "pattern":
+        return DataError("invalid_address", f"{where}.{field}: expected a base58 public key")
+    return DataError("wrong_type", f"{where}.{field}: {fault.expected}")
 
 
-def _u64(row: dict[str, Any], field: str, where: str) -> int:
-    value = _required(row, field, where)
-    if not _is_u64(value):
-        raise DataError("wrong_type", f"{where}.{field}: expected a u64")
-    result: int = value
-    return result
+def _epoch_info_rejection(fault: ShapeError, method: str) -> DataError:
+    path = fault.path[1:]  # below "result"
+    if not path:
+        return DataError("wrong_type", f"{method}.result: expected an object")
+    if fault.cause is not None:
+        return DataError(fault.cause.reason, f"{method}.{fault.cause.detail}")
+    field = _dotted(path)
+    if fault.kind in ("missing", "null"):
+        return DataError("missing_field", f"{method}.{field}")
+    return DataError("wrong_type", f"{method}.{field}: {fault.expected}")
 
 
-def _is_int(value: Any) -> bool:
-    return type(value) is int  # exact: a bool is an int, and 1.0 is not one
-
-
-def _is_u64(value: Any) -> bool:
-    return _is_int(value) and 0 <= value <= MAX_U64
+def _dotted(path: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)[1:]
