@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from quorumwatch import __version__, cli
-from quorumwatch.config import EthereumSettings
+from quorumwatch.config import ChainSettings, EthereumSettings
+from quorumwatch.report import ChainReport
+from tests import builders
 from tests.tools import refused_url
 
 VALID = """
@@ -570,3 +572,24 @@ def test_once_imports_no_store_mqtt_or_metrics_server(tmp_path: Path) -> None:
     heavy = {"sqlite3", "aiomqtt", "paho", "prometheus_client", "quorumwatch.store"}
     heavy |= {"quorumwatch.exporter", "quorumwatch.daemon", "quorumwatch.alerting.sinks"}
     assert not imported & heavy
+
+
+def test_once_never_formats_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --once` judges without formatting a report: asyncio.run formats the repr of its
+    result twice (CPython issue 112559), seconds for a report of 1M validators."""
+    formatted: list[object] = []
+
+    def counted_repr(self: object) -> str:
+        formatted.append(self)
+        return "ChainReport(...)"
+
+    async def poll_once(chains: list[ChainSettings]) -> list[ChainReport]:
+        return [builders.report([builders.validator(i) for i in range(10)], settings=chains[0])]
+
+    monkeypatch.setattr(ChainReport, "__repr__", counted_repr)
+    monkeypatch.setattr("quorumwatch.daemon.poll_once", poll_once)
+    assert cli.main(["run", "--once", "--config", _config(tmp_path, VALID)]) == 0
+    assert capsys.readouterr().out.startswith("QUORUMWATCH OK - hl:")
+    assert formatted == []

@@ -130,16 +130,25 @@ def _run_once(args: argparse.Namespace) -> int:
         print(probe.unknown(f"config error: {exc}", args.format))
         return Status.UNKNOWN
     configure_logging("error" if settings.log_level != "debug" else "debug")
+
+    async def judged() -> tuple[str, Status]:
+        # Only the output leaves asyncio.run, never the reports: it formats the repr of its
+        # result twice as it restores the SIGINT handler (CPython issue 112559), and that of
+        # a report of 1M validators takes seconds.
+        reports = await poll_once(chains)
+        verdicts = [
+            probe.judge(report, chain.policy) for report, chain in zip(reports, chains, strict=True)
+        ]
+        render = probe.render_json if args.format == "json" else probe.render_text
+        return render(verdicts), probe.overall(verdicts)
+
     try:
-        reports = asyncio.run(poll_once(chains))
+        output, status = asyncio.run(judged())
     except Exception as exc:  # a probe reports its own failure as UNKNOWN
         print(probe.unknown(f"internal error: {type(exc).__name__}: {exc}", args.format))
         return Status.UNKNOWN
-    verdicts = [
-        probe.judge(report, chain.policy) for report, chain in zip(reports, chains, strict=True)
-    ]
-    print(probe.render_json(verdicts) if args.format == "json" else probe.render_text(verdicts))
-    return probe.overall(verdicts)
+    print(output)
+    return status
 
 
 def _run_daemon(settings: Settings) -> int:

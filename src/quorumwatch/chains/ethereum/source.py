@@ -14,6 +14,7 @@ exited ones are not in the set (see `status.py`); the validator id is its index.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
     from quorumwatch.config import ChainSettings, EthereumSettings
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Payload
+    from quorumwatch.models import Attribution
 
 SSZ = "application/octet-stream"
 # What a node answers when it does not serve the state as SSZ: not found (no debug API),
@@ -112,13 +114,16 @@ class EthereumSource(ChainSource):
         )
         epoch = epoch_at_slot(registry.slot)
         lag = epoch_at_slot(syncing.head_slot) - checkpoints.finalized.epoch
-        validators, liveness_known, ids, pubkeys, addresses = _validators(registry, epoch)
+        # A million validators take seconds to build and attribute: off the event loop.
+        validators, liveness_known, attribution = await asyncio.to_thread(
+            _attributed_set, registry, epoch, self._labels
+        )
         return VersionedSet(
             validators,
             version=registry.slot,
             finality_lag_epochs=max(0, lag),
             liveness_known=liveness_known,
-            attribution=attribute(ids, pubkeys, addresses, self._labels),
+            attribution=attribution,
         )
 
     async def _genesis(self, endpoint: Endpoint) -> int:
@@ -165,6 +170,14 @@ def _read_ssz(payload: Payload) -> BeaconValidators:
 
 def _labels_or_none(path: Path | None, *, pubkeys_only: bool = False) -> Labels | None:
     return None if path is None else read_labels(path, pubkeys_only=pubkeys_only)
+
+
+def _attributed_set(
+    registry: BeaconValidators, epoch: int, labels: LabelSources
+) -> tuple[tuple[Validator, ...], bool, Attribution]:
+    """The set at `epoch` (see `_validators`), whether its liveness is known, its attribution."""
+    validators, liveness_known, ids, pubkeys, addresses = _validators(registry, epoch)
+    return validators, liveness_known, attribute(ids, pubkeys, addresses, labels)
 
 
 def _validators(
