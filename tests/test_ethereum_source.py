@@ -504,3 +504,22 @@ async def test_configured_entity_keys_match_in_any_case(session: aiohttp.ClientS
     assert result.validator_set.attribution is not None
     entity_of = result.validator_set.attribution.entity_of
     assert (entity_of[str(by_pubkey)], entity_of[str(by_address)]) == ("Keyed", "Addressed")
+
+
+async def test_a_state_whose_set_is_empty_is_rejected_not_a_crash(
+    session: aiohttp.ClientSession,
+) -> None:
+    """A state in which every validator has exited fails the endpoint with `empty_set` (the
+    poll goes on to the next endpoint), rather than raising out of the fetch."""
+    async with _simulators(NOW, NOW) as (empty, healthy):
+
+        def exit_all(registry: Registry) -> None:
+            registry.validators["exit_epoch"][:] = 1
+            registry.validators["withdrawable_epoch"][:] = 1
+
+        empty.update(exit_all)
+        source, _ = _source(session, empty.base_url, healthy.base_url, encoding="ssz")
+        result, validators = await _fetch(source)
+    assert result.rejection_reasons == ("empty_set",)
+    assert result.failures[0].startswith("ep0: state: empty_set")
+    assert len(validators) > 0

@@ -221,9 +221,10 @@ def _simulate(args: argparse.Namespace) -> int:
         async with await start(*scenarios, host=host, port=port, **options) as simulator:
             name = kind.name if scenario is None else scenario.name
             print(banner.format(scenario=name, url=simulator.base_url), flush=True)
-            if kind.name == "ethereum":
-                _print_label_files(options["validators"])
-            await stop.wait()
+            with tempfile.TemporaryDirectory(prefix="quorumwatch-ethereum-labels-") as directory:
+                if kind.name == "ethereum":
+                    _print_label_files(options["validators"], Path(directory))
+                await stop.wait()
 
     asyncio.run(serve())
     return 0
@@ -248,15 +249,15 @@ def _ethereum_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"validators": validators, "preset": preset}
 
 
-def _print_label_files(validators: int) -> None:
-    """Where the labels and operators files of the simulated set are, for its config."""
+def _print_label_files(validators: int, directory: Path) -> None:
+    """Where the labels and operators files of the simulated set are, for its config: those
+    shipped for the default size, else written into `directory` (gone when it stops)."""
     from quorumwatch.simulator.ethereum import DEFAULT_VALIDATORS, shipped_label_files
     from quorumwatch.simulator.ethereum_set import write_label_files
 
     if validators == DEFAULT_VALIDATORS:
         labels, operators = (str(path) for path in shipped_label_files())
     else:
-        directory = Path(tempfile.mkdtemp(prefix="quorumwatch-ethereum-labels-"))
         labels, operators = (str(p) for p in write_label_files(directory, validators=validators))
     print(f"labels_file: {labels}\noperators_file: {operators}", flush=True)
 

@@ -115,9 +115,12 @@ class EthereumSource(ChainSource):
         epoch = epoch_at_slot(registry.slot)
         lag = epoch_at_slot(syncing.head_slot) - checkpoints.finalized.epoch
         # A million validators take seconds to build and attribute: off the event loop.
-        validators, liveness_known, attribution = await asyncio.to_thread(
-            _attributed_set, registry, epoch, self._labels
-        )
+        try:
+            validators, liveness_known, attribution = await asyncio.to_thread(
+                _attributed_set, registry, epoch, self._labels
+            )
+        except DataError as exc:  # a state with no validator in the set, or no stake
+            raise EndpointRejectedError(f"state: {exc}", exc.reason) from None
         return VersionedSet(
             validators,
             version=registry.slot,
