@@ -505,34 +505,24 @@ def test_simulate_serves_other_kinds(
             process.wait(timeout=10)
 
 
-def test_simulate_ethereum_prints_label_files_for_its_size(tmp_path: Path) -> None:
+def test_simulate_ethereum_prints_label_files_for_its_size() -> None:
     """`simulate --kind ethereum --validators N` announces labels and operators files written
-    for that set, which a config can name as they are."""
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "quorumwatch",
-            "simulate",
-            "--kind",
-            "ethereum",
-            "--validators",
-            "500",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as process:
+    for that set, which a config can name as they are, and removes them when it stops."""
+    argv = ["-m", "quorumwatch", "simulate", "--kind", "ethereum", "--validators", "500"]
+    with subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None
             assert process.stdout.readline().startswith("simulating ethereum: beacon API at ")
-            labels = process.stdout.readline().removeprefix("labels_file: ").strip()
-            operators = process.stdout.readline().removeprefix("operators_file: ").strip()
+            labels = Path(process.stdout.readline().removeprefix("labels_file: ").strip())
+            operators = Path(process.stdout.readline().removeprefix("operators_file: ").strip())
+            settings = EthereumSettings(labels_file=labels, operators_file=operators)
+            assert settings.labels_file == labels
+            assert labels.read_text().startswith("key,entity\n")
         finally:
             process.terminate()
             process.wait(timeout=10)
-    settings = EthereumSettings(labels_file=Path(labels), operators_file=Path(operators))
-    assert settings.labels_file is not None
-    assert Path(labels).read_text().startswith("key,entity\n")
+    assert not labels.exists()
+    assert not operators.exists()
 
 
 @pytest.mark.parametrize(
