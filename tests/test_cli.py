@@ -579,7 +579,7 @@ def test_once_never_formats_a_report(
         return [builders.report([builders.validator(i) for i in range(10)], settings=chains[0])]
 
     monkeypatch.setattr(ChainReport, "__repr__", counted_repr)
-    monkeypatch.setattr("quorumwatch.daemon.poll_once", poll_once)
+    monkeypatch.setattr("quorumwatch.monitor.poll_once", poll_once)
     assert cli.main(["run", "--once", "--config", _config(tmp_path, VALID)]) == 0
     assert capsys.readouterr().out.startswith("QUORUMWATCH OK - hl:")
     assert formatted == []

@@ -20,10 +20,12 @@ import csv
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 from numpy.typing import NDArray
+
+from quorumwatch.chains.ethereum.parse import ValidatorStatusName
 
 GWEI_PER_ETH = 10**9
 FAR_FUTURE_EPOCH = 2**64 - 1
@@ -42,17 +44,7 @@ TIMELY_HEAD = 4
 ALL_FLAGS = TIMELY_SOURCE | TIMELY_TARGET | TIMELY_HEAD
 
 # The API statuses, in the order of their codes in `statuses()`.
-STATUSES = (
-    "pending_initialized",
-    "pending_queued",
-    "active_ongoing",
-    "active_exiting",
-    "active_slashed",
-    "exited_unslashed",
-    "exited_slashed",
-    "withdrawal_possible",
-    "withdrawal_done",
-)
+STATUSES: tuple[str, ...] = get_args(ValidatorStatusName)
 STATUS_SHORTHANDS: Mapping[str, tuple[str, ...]] = {
     "pending": STATUSES[0:2],
     "active": STATUSES[2:5],
