@@ -101,21 +101,29 @@ def test_each_precedence_step_beats_every_step_below(step: int) -> None:
     assert attribution.operator_of is None
 
 
-def test_unnamed_withdrawal_address_is_the_entity() -> None:
-    """A 0x01 validator that no key, label or built-in entry names has its withdrawal address
-    (lower-case 0x hex) as its entity."""
-    owner = "0x" + "Ee" * 20
-    attribution = attribute(["7"], [PUBKEY], _addresses(_credentials(0x01, owner)), _sources())
-    assert dict(attribution.entity_of) == {"7": owner.lower()}
+def test_unnamed_withdrawal_address_is_the_entity_of_its_validators() -> None:
+    """0x01 validators that no key, label or built-in entry names, two behind one withdrawal
+    address, have that address (lower-case 0x hex) as their entity; one alone behind its own
+    address stands alone."""
+    owner, solo = "0x" + "Ee" * 20, _address(9)
+    addresses = _addresses(
+        _credentials(0x01, owner), _credentials(0x01, owner), _credentials(0x01, solo)
+    )
+    pubkeys = [_pubkey(1), _pubkey(2), _pubkey(3)]
+    attribution = attribute(["7", "8", "9"], pubkeys, addresses, _sources())
+    assert dict(attribution.entity_of) == {"7": owner.lower(), "8": owner.lower()}
 
 
 def test_compounding_credentials_are_attributed_like_eth1_ones() -> None:
     """0x02 credentials give the address a labels row names, and the address itself unnamed."""
     labelled, unnamed = _address(3), _address(4)
     sources = _sources(labels=_labels({labelled: "Acme"}))
-    addresses = _addresses(_credentials(0x02, labelled), _credentials(0x02, unnamed))
-    attribution = attribute(["1", "2"], [_pubkey(1), _pubkey(2)], addresses, sources)
-    assert dict(attribution.entity_of) == {"1": "Acme", "2": unnamed}
+    addresses = _addresses(
+        _credentials(0x02, labelled), _credentials(0x02, unnamed), _credentials(0x01, unnamed)
+    )
+    pubkeys = [_pubkey(1), _pubkey(2), _pubkey(3)]
+    attribution = attribute(["1", "2", "3"], pubkeys, addresses, sources)
+    assert dict(attribution.entity_of) == {"1": "Acme", "2": unnamed, "3": unnamed}
 
 
 def test_bls_credentials_have_no_entity_unless_the_pubkey_is_named() -> None:

@@ -3,14 +3,18 @@
 Entity, in order of precedence: a configured entity (`[[chains.entities]]`) or a labels-file
 row naming the validator's public key; then one naming its withdrawal address (the execution
 address of 0x01 and 0x02 credentials), configured first, then the labels file, then the
-built-in map (Lido's withdrawal vault); otherwise the withdrawal address itself, since whoever
-holds it controls the stake (a detected, unnamed entity); a validator with BLS (0x00)
-credentials and no label stands alone. Operator (`operators_file`, by public key): who runs the
-keys; a validator with no operator row is run by its entity.
+built-in map (Lido's withdrawal vault); otherwise the withdrawal address itself where it
+withdraws two validators or more, since whoever holds it controls their stake (a detected,
+unnamed entity); a validator alone behind its address, or with BLS (0x00) credentials and no
+label, stands alone: an entity of one would only repeat its validator's series.
+
+Operator (`operators_file`, by public key): who runs the keys; a validator with no operator row
+is run by its entity.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -55,6 +59,7 @@ def attribute(
     """The entity (and operator, given an operators file) of validator `ids[i]`, whose public
     key is `pubkeys[i]` and withdrawal address `addresses[i]`."""
     configured, labels = sources.configured, sources.labels
+    shared = {address for address, count in Counter(addresses).items() if count > 1}
     entity_of: dict[str, str] = {}
     for validator, pubkey, address in zip(ids, pubkeys, addresses, strict=True):
         entity = configured.get(pubkey) or labels.by_pubkey.get(pubkey)
@@ -63,7 +68,7 @@ def attribute(
                 configured.get(address)
                 or labels.by_address.get(address)
                 or sources.builtin.get(address)
-                or address
+                or (address if address in shared else None)
             )
         if entity is not None:
             entity_of[validator] = entity
