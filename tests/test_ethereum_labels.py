@@ -128,3 +128,14 @@ def test_missing_or_undecodable_file_names_the_file(tmp_path: Path) -> None:
     latin = tmp_path / "latin.csv"
     latin.write_bytes(b"key,entity\n" + ADDRESS.encode() + b",Caf\xe9\n")
     assert _error(latin).startswith(f"{latin}: cannot read: ")
+
+
+def test_an_unchanged_file_is_read_once_and_a_changed_one_again(tmp_path: Path) -> None:
+    """Reading an unchanged file again gives the labels already read (the config check and the
+    source share one read); a file rewritten since gives its new rows."""
+    path = tmp_path / "labels.csv"
+    path.write_text("key,entity\n0x" + "11" * 20 + ",First\n")
+    first = read_labels(path)
+    assert read_labels(path) is first
+    path.write_text("key,entity\n0x" + "11" * 20 + ",Second name\n")
+    assert dict(read_labels(path).by_address) == {"0x" + "11" * 20: "Second name"}

@@ -9,6 +9,7 @@ the file and the line, never a silently skipped row.
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,8 +38,20 @@ def is_key(text: str) -> bool:
 def read_labels(path: Path, *, pubkeys_only: bool = False) -> Labels:
     """The labels in `path`; ValueError naming the file and line for anything malformed.
 
-    `pubkeys_only`: an operators file, whose keys are all public keys.
+    `pubkeys_only`: an operators file, whose keys are all public keys. A file unchanged since
+    it was last read (same size and modification time) is not read again: the configuration
+    check and the source both read it, and a mainnet operators file holds a million rows.
     """
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    return _read(path, status.st_mtime_ns, status.st_size, pubkeys_only=pubkeys_only)
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: Path, mtime_ns: int, size: int, *, pubkeys_only: bool) -> Labels:
+    """`read_labels`, for one version of the file (`mtime_ns` and `size` key the cache)."""
     try:
         with path.open(encoding="utf-8", newline="") as source:
             rows = list(csv.reader(source))
