@@ -28,6 +28,7 @@ from quorumwatch.columns import (
     UNATTRIBUTED,
     StakeColumn,
     ValidatorColumns,
+    entity_columns,
     stake_column,
 )
 from quorumwatch.models import Validator
@@ -371,7 +372,7 @@ def analyse(
     columns = ValidatorColumns.from_validators(validators, entity_of)
     operators = None
     if operator_of is not None:
-        operators = ValidatorColumns.from_validators(validators, operator_of).entity_index
+        operators = entity_columns(columns.addresses, operator_of)[0]
     return analyse_columns(
         columns.stakes,
         columns.status,

@@ -100,7 +100,7 @@ class ValidatorColumns:
         except OverflowError:
             stakes = stake_column(list(map(_STAKE, validators)))
         addresses = list(map(_ADDRESS, validators))
-        entity_index, entity_names, unattributed = _entity_columns(addresses, entity_of)
+        entity_index, entity_names, unattributed = entity_columns(addresses, entity_of)
         return cls(
             stakes=stakes,
             status=_status_column(validators),
@@ -122,7 +122,7 @@ def _status_column(validators: Sequence[Validator]) -> npt.NDArray[np.uint8]:
     return codes
 
 
-def _entity_columns(
+def entity_columns(
     addresses: list[str], entity_of: Mapping[str, str]
 ) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.bool_] | None]:
     """Entity ids, the names they index, and the unmapped rows merged into a named entity."""
