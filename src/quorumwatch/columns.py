@@ -123,7 +123,7 @@ def _status_column(validators: Sequence[Validator]) -> npt.NDArray[np.uint8]:
 
 
 def entity_columns(
-    addresses: list[str], entity_of: Mapping[str, str]
+    addresses: Sequence[str], entity_of: Mapping[str, str]
 ) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.bool_] | None]:
     """Entity ids, the names they index, and the unmapped rows merged into a named entity."""
     count = len(addresses)
