@@ -53,17 +53,17 @@ def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
                 critical.append(f"{share}, more than 2/3: it can control the chain")
             elif policy.warning_when_entity_can_halt:
                 warning.append(f"{share}, at least 1/3: it can halt the chain")
-        online_ratio = f"online stake is {online / total:.2%} of consensus stake"
-        if not report.liveness_known:
-            pass  # who is voting is unknown (Ethereum over JSON): neither halted nor live
-        elif 3 * online <= 2 * total:
-            if policy.critical_when_halted:
-                critical.append(f"{online_ratio}, at most 2/3: the chain cannot commit")
-        elif analysis.liveness_margin < policy.liveness_margin_warning:
-            warning.append(
-                f"{online_ratio}: liveness margin {analysis.liveness_margin:.4f} "
-                f"below {policy.liveness_margin_warning}"
-            )
+        # Where who is voting is unknown (Ethereum over JSON), neither halted nor live.
+        if report.liveness_known:
+            online_ratio = f"online stake is {online / total:.2%} of consensus stake"
+            if 3 * online <= 2 * total:
+                if policy.critical_when_halted:
+                    critical.append(f"{online_ratio}, at most 2/3: the chain cannot commit")
+            elif analysis.liveness_margin < policy.liveness_margin_warning:
+                warning.append(
+                    f"{online_ratio}: liveness margin {analysis.liveness_margin:.4f} "
+                    f"below {policy.liveness_margin_warning}"
+                )
     if report.healthy_endpoints == 1 and policy.warning_when_single_endpoint:
         warning.append("only 1 endpoint healthy: a single point of failure")
     status = Status.CRITICAL if critical else Status.WARNING if warning else Status.OK

@@ -367,6 +367,11 @@ def check_set(validators: Sequence[Validator], id_paths: Sequence[str]) -> None:
         if validator.address in seen:
             raise DataError("duplicate_validator", f"{path} appears twice")
         seen.add(validator.address)
+    check_stake(validators)
+
+
+def check_stake(validators: Sequence[Validator]) -> None:
+    """Reject a set whose consensus set holds no stake."""
     if not any(v.stake for v in validators if v.in_consensus_set):
         raise DataError("zero_stake", "the consensus set holds no stake")
 

@@ -58,6 +58,7 @@ class QuorumwatchCollector:
         yield from validator_metrics([r for r in reports if r.up])
         yield from endpoint_metrics(reports)
         yield from jail_metrics(reports, self._max_series, self._clock())
+        yield from finality_metrics(reports)
         if self._board.sinks is not None:
             yield from sink_metrics(self._board.sinks)
 
@@ -117,7 +118,6 @@ def chain_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
                 report.validator_set.to_tokens(report.totals.stake[status]),
             )
     yield from (up, last_success, duration, rejections, validators, stake)
-    yield from finality_metrics(reports)
 
 
 def finality_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from quorumwatch.chains.base import ChainSource, EndpointRejectedError, VersionedSet, value_of
+from quorumwatch.chains.base import (
+    ChainSource,
+    EndpointRejectedError,
+    VersionedSet,
+    check_stake,
+    value_of,
+)
 from quorumwatch.chains.ethereum.attribution import (
     LabelSources,
     attribute,
@@ -214,6 +220,5 @@ def _validators(
             ids, pubkeys, stakes, active, status, strict=True
         )
     )
-    if not any(v.stake for v in validators if v.in_consensus_set):
-        raise DataError("zero_stake", "the consensus set holds no stake")
+    check_stake(validators)  # ids are unique: indices, checked as read
     return validators, classified.liveness_known, ids, pubkeys, addresses
