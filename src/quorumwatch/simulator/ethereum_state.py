@@ -57,8 +57,6 @@ SYNC_COMMITTEE = (SYNC_COMMITTEE_SIZE + 1) * 48  # pubkeys, aggregate_pubkey
 VALIDATOR = 121
 HISTORICAL_SUMMARY = 2 * ROOT
 PENDING_DEPOSIT = 48 + 32 + UINT64 + 96 + UINT64  # pubkey, credentials, amount, signature, slot
-PENDING_PARTIAL_WITHDRAWAL = 3 * UINT64  # validator_index, amount, withdrawable_epoch
-PENDING_CONSOLIDATION = 2 * UINT64  # source_index, target_index
 # Deneb's ExecutionPayloadHeader (unchanged in Electra and Fulu), without its extra_data bytes:
 # parent_hash, fee_recipient, state_root, receipts_root, logs_bloom, prev_randao, block_number,
 # gas_limit, gas_used, timestamp, extra_data (offset), base_fee_per_gas (uint256), block_hash,

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-ADDRESS_HEX = 40
 PUBKEY_HEX = 96
 MAX_ENTITY_LENGTH = 128  # as a configured entity's name
 _KEY = re.compile(r"0x(?:[0-9a-f]{40}|[0-9a-f]{96})")

@@ -129,16 +129,6 @@ _EPOCH_INFO: JsonShape[_Response[_EpochInfo]] = JsonShape(_Response[_EpochInfo])
 _BLOCK_TIME: JsonShape[_Response[int]] = JsonShape(
     _Response[Annotated[int, msgspec.Meta(ge=0, le=MAX_UNIX_SECONDS)]]
 )
-_ANY_RESULT: JsonShape[_Response[Any]] = JsonShape(_Response[Any])
-
-
-def rpc_result(body: bytes, method: str) -> Any:
-    """The `result` of a JSON-RPC 2.0 response; DataError("rpc_error") for an error object."""
-    try:
-        response = decode_json(body, _ANY_RESULT)
-    except ShapeError:  # only a document that is not an object has no such shape
-        raise DataError("wrong_type", f"{method}: expected a JSON-RPC object") from None
-    return _envelope_result(response, method)
 
 
 def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
