@@ -57,10 +57,9 @@ def builtin_entities(kind: str) -> dict[str, str]:
     }
 
 
-def entity_map(kind: str, configured: Sequence[EntitySettings]) -> Mapping[str, str]:
-    """Built-in attribution for `kind`, overridden address by address by `configured`."""
-    builtin = builtin_entities(kind)
-    merged = dict(builtin)
+def configured_entities(configured: Sequence[EntitySettings]) -> dict[str, str]:
+    """Validator key → entity name from the configuration; a key under two entities goes to the
+    later one, with a warning."""
     from_config: dict[str, str] = {}
     for entity in configured:
         for address in entity.validators:
@@ -73,12 +72,20 @@ def entity_map(kind: str, configured: Sequence[EntitySettings]) -> Mapping[str, 
                     earlier=earlier,
                     configured=entity.name,
                 )
-            elif earlier is None and builtin.get(key, entity.name) != entity.name:
-                log.warning(
-                    "config overrides built-in entity",
-                    validator=key,
-                    builtin=builtin[key],
-                    configured=entity.name,
-                )
-            from_config[key] = merged[key] = entity.name
-    return merged
+            from_config[key] = entity.name
+    return from_config
+
+
+def entity_map(kind: str, configured: Sequence[EntitySettings]) -> Mapping[str, str]:
+    """Built-in attribution for `kind`, overridden address by address by `configured`."""
+    builtin = builtin_entities(kind)
+    from_config = configured_entities(configured)
+    for key, name in from_config.items():
+        if builtin.get(key, name) != name:
+            log.warning(
+                "config overrides built-in entity",
+                validator=key,
+                builtin=builtin[key],
+                configured=name,
+            )
+    return {**builtin, **from_config}

@@ -49,7 +49,7 @@ from quorumwatch.chains.ethereum.status import (
     classify,
     epoch_at_slot,
 )
-from quorumwatch.entities import builtin_entities, validator_key
+from quorumwatch.entities import builtin_entities, configured_entities
 from quorumwatch.models import DataError, Validator, ValidatorStatus
 
 if TYPE_CHECKING:
@@ -84,11 +84,7 @@ class EthereumSource(ChainSource):
         assert settings.ethereum is not None  # ChainSource checked the section
         self._ethereum: EthereumSettings = settings.ethereum
         self._labels = LabelSources(
-            configured={
-                validator_key(member): entity.name
-                for entity in settings.entities
-                for member in entity.validators
-            },
+            configured=configured_entities(settings.entities),
             builtin=builtin_entities(self.kind),
             labels=_labels_or_none(self._ethereum.labels_file) or Labels({}, {}),
             operators=_labels_or_none(self._ethereum.operators_file, pubkeys_only=True),
