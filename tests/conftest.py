@@ -57,6 +57,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where a test's store file goes (created by whoever opens it)."""
+    return tmp_path / "quorumwatch.db"
+
+
+@pytest.fixture
 def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
     binary = mosquitto_binary()
     brokers: list[Broker] = []

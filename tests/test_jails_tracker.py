@@ -88,11 +88,6 @@ class RecordingStore(AsyncStore):
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "quorumwatch.db"
-
-
-@pytest.fixture
 async def store(db: Path) -> AsyncIterator[RecordingStore]:
     opened = await RecordingStore.open(db)
     assert isinstance(opened, RecordingStore)

@@ -26,12 +26,6 @@ from tests.store_builders import (
     tracked,
 )
 
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "quorumwatch.db"
-
-
 # --- AsyncStore --------------------------------------------------------------------------
 
 

@@ -49,11 +49,6 @@ STORED: list[tuple[CounterKey, tuple[str, str]]] = [
 ]
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "quorumwatch.db"
-
-
 @pytest.mark.parametrize(("key", "stored"), STORED, ids=[str(s) for _, s in STORED])
 def test_keys_round_trip_to_the_stored_strings(key: CounterKey, stored: tuple[str, str]) -> None:
     """Each key is stored as exactly today's (address, name) and parses back to itself."""

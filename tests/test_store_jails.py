@@ -28,11 +28,6 @@ from tests.store_builders import (
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "quorumwatch.db"
-
-
-@pytest.fixture
 def store(db: Path) -> Iterator[Store]:
     with Store(db) as opened:
         yield opened
