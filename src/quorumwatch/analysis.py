@@ -1,7 +1,7 @@
 """Decentralization analysis: pure functions over exact integer stakes, no I/O.
 
 The core, `analyse_columns`, reads a validator set as numpy columns (`quorumwatch.columns`);
-`analyse` converts `Validator` objects to columns and calls it. Threshold rules and Nakamoto
+`analyse` gives it a `ValidatorSet`'s table and entity columns. Threshold rules and Nakamoto
 coefficients are decided on exact integer sums (halt: 3·S ≥ T, majority: 2·S > T, control:
 3·S > 2·T): uint64 running sums while the total is below 2**64, otherwise running sums of
 32-bit limbs, each exact in uint64, where a float64 running sum only proposes the answer and
@@ -23,15 +23,18 @@ import numpy.typing as npt
 
 from quorumwatch.columns import (
     CONSENSUS_CODES_BELOW,
+    LIMB_BITS,
+    LIMB_MASK,
+    LIMB_SHIFT,
     STATUS_JAILED_INACTIVE,
     STATUS_ONLINE,
     UNATTRIBUTED,
     StakeColumn,
-    ValidatorColumns,
+    column_sum,
     entity_columns,
     stake_column,
 )
-from quorumwatch.models import Validator
+from quorumwatch.models import ValidatorSet
 
 TOP_N: tuple[int, ...] = (3, 5, 10)
 
@@ -131,9 +134,6 @@ class ChainAnalysis:
 
 
 _UINT64_END = 2**64
-_LIMB_BITS = 32
-_LIMB_MASK = np.uint64(2**_LIMB_BITS - 1)
-_LIMB_SHIFT = np.uint64(_LIMB_BITS)
 _MAX_TOTAL_BITS = 512  # the float64 proposal needs totals far below 2**1024
 _SLACK = 2.0**-40  # proposal bracket: far wider than the float64 running sum's error
 
@@ -163,7 +163,7 @@ class _Ranking:
             approx = self._limbs[0].astype(np.float64)
             for position, limb in enumerate(self._limbs[1:], 1):
                 # Each step adds a non-decreasing sequence, so `approx` is non-decreasing.
-                approx += limb.astype(np.float64) * 2.0 ** (_LIMB_BITS * position)
+                approx += limb.astype(np.float64) * 2.0 ** (LIMB_BITS * position)
             self._approx = approx
 
     def prefix(self, k: int) -> int:
@@ -172,7 +172,7 @@ class _Ranking:
             return 0
         if self._cumulative is not None:
             return int(self._cumulative[k - 1])
-        return sum(int(limb[k - 1]) << (_LIMB_BITS * i) for i, limb in enumerate(self._limbs))
+        return sum(int(limb[k - 1]) << (LIMB_BITS * i) for i, limb in enumerate(self._limbs))
 
     def running_sums(self) -> npt.NDArray[np.float64]:
         """S_1 … S_n as float64 (each correctly rounded, or within a few ulps with limbs)."""
@@ -206,24 +206,11 @@ class _Ranking:
 def _limbs(column: StakeColumn) -> list[npt.NDArray[np.uint64]]:
     """`column` split into 32-bit limbs, least significant first, each as uint64."""
     if column.dtype == np.uint64:
-        return [column & _LIMB_MASK, column >> _LIMB_SHIFT]
+        return [column & LIMB_MASK, column >> LIMB_SHIFT]
     width = int(column.max()).bit_length()
-    count = max(1, -(-width // _LIMB_BITS))
-    mask = 2**_LIMB_BITS - 1
-    return [((column >> (_LIMB_BITS * i)) & mask).astype(np.uint64) for i in range(count)]
-
-
-def column_sum(column: StakeColumn) -> int:
-    """The exact sum of a stake column (uint64 sums in 32-bit limbs when they could wrap)."""
-    if len(column) == 0:
-        return 0
-    if column.dtype != np.uint64:
-        return exact_sum(column.tolist())
-    if int(column.max()) * len(column) < _UINT64_END:
-        return int(column.sum(dtype=np.uint64))
-    low = int((column & _LIMB_MASK).sum(dtype=np.uint64))
-    high = int((column >> _LIMB_SHIFT).sum(dtype=np.uint64))
-    return low + (high << _LIMB_BITS)
+    count = max(1, -(-width // LIMB_BITS))
+    mask = 2**LIMB_BITS - 1
+    return [((column >> (LIMB_BITS * i)) & mask).astype(np.uint64) for i in range(count)]
 
 
 def _narrow(column: npt.NDArray[Any]) -> StakeColumn:
@@ -268,19 +255,11 @@ def _group_sums(
         return present, exact[present]
     low = np.zeros(size, dtype=np.uint64)
     high = np.zeros(size, dtype=np.uint64)
-    np.add.at(low, ids, weights & _LIMB_MASK)
-    np.add.at(high, ids, weights >> _LIMB_SHIFT)
+    np.add.at(low, ids, weights & LIMB_MASK)
+    np.add.at(high, ids, weights >> LIMB_SHIFT)
     present = np.flatnonzero(low | high)
-    combined = low[present].astype(object) + (high[present].astype(object) << _LIMB_BITS)
+    combined = low[present].astype(object) + (high[present].astype(object) << LIMB_BITS)
     return present, _narrow(combined)
-
-
-def exact_sum(values: Sequence[int]) -> int:
-    """Exact integer sum, in chunks so CPython's machine-word fast path of `sum` applies."""
-    chunk = 1024
-    if len(values) <= chunk:
-        return sum(values)
-    return sum([sum(values[i : i + chunk]) for i in range(0, len(values), chunk)])
 
 
 def _ranking(weights: Sequence[int]) -> _Ranking:
@@ -356,31 +335,34 @@ def _entropy_bits(shares: npt.NDArray[np.float64]) -> float:
 
 
 def analyse(
-    validators: Sequence[Validator],
+    validator_set: ValidatorSet,
     entity_of: Mapping[str, str],
     *,
-    operator_of: Mapping[str, str] | None = None,
     top: int = DEFAULT_TOP_ENTITIES,
 ) -> ChainAnalysis:
-    """Analyse the consensus set of `validators`, grouped per validator and per entity (and
-    per operator, given `operator_of`).
+    """Analyse the consensus set of `validator_set`, grouped per validator and per entity (and
+    per operator, where the source's attribution knows operators).
 
-    `entity_of` maps a validator address to its entity; an unmapped validator is its own
-    entity, named by its address; likewise `operator_of`. Raises AnalysisError when the
-    consensus set holds no stake.
+    Entities come from the set's own attribution where the source made one; otherwise
+    `entity_of` maps a validator address to its entity, and an unmapped validator is its own
+    entity, named by its address. Raises AnalysisError when the consensus set holds no stake.
     """
-    columns = ValidatorColumns.from_validators(validators, entity_of)
-    operators = None
-    if operator_of is not None:
-        operators = entity_columns(columns.addresses, operator_of)[0]
+    table = validator_set.table
+    attribution = validator_set.attribution
+    if attribution is None:
+        entity_index, entity_names, unattributed = entity_columns(table.addresses, entity_of)
+        operators = None
+    else:
+        entity_index, entity_names = attribution.entity_index, attribution.entity_names
+        unattributed, operators = None, attribution.operator_index
     return analyse_columns(
-        columns.stakes,
-        columns.status,
-        columns.entity_index,
-        columns.entity_names,
-        columns.addresses,
+        table.stakes,
+        table.status,
+        entity_index,
+        entity_names,
+        table.addresses,
         top=top,
-        unattributed=columns.unattributed,
+        unattributed=unattributed,
         operator_index=operators,
     )
 
@@ -404,8 +386,7 @@ def analyse_columns(
     `entity_index`: an index into `entity_names` (distinct names), or -1 (UNATTRIBUTED): its
     own entity, named `addresses[i]`. Addresses of unattributed rows must be unique and differ
     from every entity name (a source rejects duplicate addresses; merge a colliding row into
-    the named entity and mark it in `unattributed`, as `ValidatorColumns.from_validators`
-    does).
+    the named entity and mark it in `unattributed`, as `columns.entity_columns` does).
     `unattributed`: rows of named entities whose stake still counts as unattributed.
     `top`: how many of the largest entities to materialise besides the named ones (at
     least MIN_TOP_ENTITIES).

@@ -4,10 +4,16 @@ DataError raised for an answer that cannot be trusted."""
 from __future__ import annotations
 
 import enum
-import heapq
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from quorumwatch.columns import ValidatorTable
 
 # Shared and immutable, so a validator without uptime data costs no allocation.
 NO_UPTIME: Mapping[str, float] = MappingProxyType({})
@@ -74,21 +80,27 @@ class Validator:
         return self.in_consensus_set and not self.jailed and not self.delinquent
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Attribution:
     """Who is behind each validator, as a source established it from the chain's own data
-    (Ethereum: withdrawal credentials and labels), by validator id. `operator_of` is a third
-    grouping beside the entity: who runs the keys, where that differs from who controls them."""
+    (Ethereum: withdrawal credentials and labels), as columns parallel to the set's table.
 
-    entity_of: Mapping[str, str]
-    operator_of: Mapping[str, str] | None = None
+    `entity_index[i]` indexes `entity_names`, or is -1 (`columns.UNATTRIBUTED`): row i is its
+    own entity, named by its address (no such address may equal an entity name).
+    `operator_index` is a third grouping beside the entity, who runs the keys where that
+    differs from who controls them (-1: its own operator); only its concentration is reported.
+    """
+
+    entity_index: NDArray[np.int64]
+    entity_names: Sequence[str]
+    operator_index: NDArray[np.int64] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ValidatorSet:
     """A validated, complete validator set from one endpoint at one moment."""
 
-    validators: tuple[Validator, ...]
+    table: ValidatorTable
     token_decimals: int
     endpoint: str
     fetched_at: float
@@ -102,26 +114,3 @@ class ValidatorSet:
         """Convert an exact base-unit amount to display tokens, for exposition only."""
         scale: int = 10**self.token_decimals
         return base_units / scale
-
-
-@dataclass(frozen=True, slots=True)
-class StatusTotals:
-    """Validator count and stake (base units) per disjoint status, over all registered."""
-
-    validators: Mapping[ValidatorStatus, int]
-    stake: Mapping[ValidatorStatus, int]
-
-
-def status_totals(validators: tuple[Validator, ...]) -> StatusTotals:
-    counts = dict.fromkeys(ValidatorStatus, 0)
-    stake = dict.fromkeys(ValidatorStatus, 0)
-    for v in validators:
-        status = v.status
-        counts[status] += 1
-        stake[status] += v.stake
-    return StatusTotals(MappingProxyType(counts), MappingProxyType(stake))
-
-
-def largest_validators(validators: tuple[Validator, ...], count: int) -> tuple[Validator, ...]:
-    """The `count` largest validators by stake, ties by address: those given their own series."""
-    return tuple(heapq.nsmallest(count, validators, key=lambda v: (-v.stake, v.address)))
