@@ -349,6 +349,7 @@ def analyse(
     """
     table = validator_set.table
     attribution = validator_set.attribution
+    entity_names: Sequence[str]
     if attribution is None:
         entity_index, entity_names, unattributed = entity_columns(table.addresses, entity_of)
         operators = None

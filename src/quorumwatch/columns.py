@@ -234,10 +234,7 @@ class ValidatorTable:
         if count <= 0 or size == 0:
             return np.zeros(0, dtype=np.intp)
         stakes = self.stakes
-        if count >= size:
-            kth = stakes.min()
-        else:
-            kth = np.partition(stakes, size - count)[size - count]
+        kth = stakes.min() if count >= size else np.partition(stakes, size - count)[size - count]
         above = np.flatnonzero(stakes > kth)
         tied = np.flatnonzero(stakes == kth).tolist()
         addresses = self.addresses

@@ -8,17 +8,21 @@ import json
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
+import numpy as np
 import structlog
+from numpy.typing import NDArray
 
 from quorumwatch.chains.kinds import KINDS, KindName
-from quorumwatch.models import Attribution, DataError, Outcome, Validator, ValidatorSet
+from quorumwatch.columns import CONSENSUS_CODES_BELOW, STATUS_JAILED, STATUS_JAILED_INACTIVE
+from quorumwatch.models import Attribution, DataError, Outcome, ValidatorSet
 
 if TYPE_CHECKING:
+    from quorumwatch.columns import ValidatorTable
     from quorumwatch.config import ChainSettings
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
 
@@ -48,7 +52,7 @@ class VersionedSet:
     """A set read at a known block height or epoch: only sets at one version are compared.
     A kind may tell more about the state it read (Ethereum: finality, attribution)."""
 
-    validators: tuple[Validator, ...]
+    table: ValidatorTable
     version: int | None = None
     finality_lag_epochs: int | None = None
     liveness_known: bool = True
@@ -135,9 +139,9 @@ class ChainSource(ABC):
         endpoint, first = found[0]
         disagree = None
         if len(found) == 2 and found[1][1].version == first.version:
-            disagree = _comparable(first.validators) != _comparable(found[1][1].validators)
+            disagree = not _agree(first.table, found[1][1].table)
         validator_set = ValidatorSet(
-            first.validators,
+            first.table,
             self._token_decimals,
             endpoint.name,
             self._clock(),
@@ -158,7 +162,7 @@ class ChainSource(ABC):
         return self._pool.available()
 
     @abstractmethod
-    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
+    async def _attempt(self, endpoint: Endpoint) -> ValidatorTable | VersionedSet:
         """The complete set from `endpoint`, or EndpointRejectedError saying why not."""
 
     def _check_clock(
@@ -188,9 +192,32 @@ class ChainSource(ABC):
         )
 
 
-def _comparable(validators: Sequence[Validator]) -> frozenset[tuple[str, int, bool, bool]]:
-    # Delinquency is left out: it changes from slot to slot, not between agreeing nodes.
-    return frozenset((v.address, v.stake, v.in_consensus_set, v.jailed) for v in validators)
+def _agree(first: ValidatorTable, second: ValidatorTable) -> bool:
+    """Whether two sets list the same validators with the same stake, consensus membership
+    and jailing. Delinquency is left out: it changes from slot to slot, not between agreeing
+    nodes."""
+    if len(first) != len(second):
+        return False
+    keys = [np.argsort(np.asarray(table.addresses, dtype=object)) for table in (first, second)]
+    one, other = (
+        np.asarray(table.addresses, dtype=object)[order]
+        for table, order in zip((first, second), keys, strict=True)
+    )
+    if not np.array_equal(one, other):
+        return False
+    for column in (_membership, _jailing):
+        if not np.array_equal(column(first)[keys[0]], column(second)[keys[1]]):
+            return False
+    return bool(np.array_equal(first.stakes[keys[0]], second.stakes[keys[1]]))
+
+
+def _membership(table: ValidatorTable) -> NDArray[np.bool_]:
+    membership: NDArray[np.bool_] = table.status < CONSENSUS_CODES_BELOW
+    return membership
+
+
+def _jailing(table: ValidatorTable) -> NDArray[np.bool_]:
+    return (table.status == STATUS_JAILED) | (table.status == STATUS_JAILED_INACTIVE)
 
 
 class JsonShape(Generic[T]):
@@ -357,22 +384,24 @@ def received_text(value: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", value)
 
 
-def check_set(validators: Sequence[Validator], id_paths: Sequence[str]) -> None:
+def check_set(table: ValidatorTable, id_paths: Callable[[int], str]) -> None:
     """Reject a set that lists a validator twice or holds no consensus stake.
 
-    `id_paths[i]` says where validator i's id was read, for the error detail.
+    `id_paths(i)` says where validator i's id was read, for the error detail.
     """
-    seen: set[str] = set()
-    for validator, path in zip(validators, id_paths, strict=True):
-        if validator.address in seen:
-            raise DataError("duplicate_validator", f"{path} appears twice")
-        seen.add(validator.address)
-    check_stake(validators)
+    addresses = table.addresses
+    if len(set(addresses)) != len(addresses):
+        seen: set[str] = set()
+        for row, address in enumerate(addresses):
+            if address in seen:
+                raise DataError("duplicate_validator", f"{id_paths(row)} appears twice")
+            seen.add(address)
+    check_stake(table)
 
 
-def check_stake(validators: Sequence[Validator]) -> None:
+def check_stake(table: ValidatorTable) -> None:
     """Reject a set whose consensus set holds no stake."""
-    if not any(v.stake for v in validators if v.in_consensus_set):
+    if not np.any(table.stakes[table.status < CONSENSUS_CODES_BELOW] > 0):
         raise DataError("zero_stake", "the consensus set holds no stake")
 
 
