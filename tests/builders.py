@@ -14,16 +14,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import ChainSettings, Settings, load_settings
 from quorumwatch.endpoints import LATENCY_BUCKETS
 from quorumwatch.exporter.collector import QuorumwatchCollector
-from quorumwatch.models import (
-    Outcome,
-    Validator,
-    ValidatorSet,
-    largest_validators,
-    status_totals,
-)
+from quorumwatch.models import Outcome, Validator, ValidatorSet
 from quorumwatch.report import ChainReport, EndpointView, JailReport, ReportBoard, SinkStatus
 
 
@@ -113,11 +108,13 @@ def report(
     entity_map = MappingProxyType(dict(entity_of or {}))
     settings = settings or chain_settings(endpoints=len(endpoints_up))
     validator_set = (
-        ValidatorSet(tuple(validators), token_decimals=8, endpoint="ep0", fetched_at=1000.0)
+        ValidatorSet(
+            ValidatorTable.of(validators), token_decimals=8, endpoint="ep0", fetched_at=1000.0
+        )
         if validators is not None
         else None
     )
-    analysis = analyse(validator_set.validators, entity_map) if validator_set else None
+    analysis = analyse(validator_set, entity_map) if validator_set else None
     return ChainReport(
         chain=settings.name,
         polled_at=1000.0,
@@ -130,9 +127,11 @@ def report(
         endpoints=tuple(endpoint_view(f"ep{i}", up=u) for i, u in enumerate(endpoints_up)),
         rejections=MappingProxyType({"empty_set": 2} if analysis is None else {}),
         poll_duration_seconds=0.5,
-        totals=status_totals(validator_set.validators) if validator_set else None,
+        totals=validator_set.table.totals() if validator_set else None,
         exported_validators=(
-            largest_validators(validator_set.validators, settings.max_validator_series)
+            validator_set.table.rows(
+                validator_set.table.largest(settings.max_validator_series).tolist()
+            )
             if validator_set
             else ()
         ),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -34,15 +34,14 @@ from quorumwatch.analysis import (
     Grouping,
     Threshold,
     _Ranking,
-    analyse,
     analyse_columns,
-    exact_sum,
     halt_distance,
     liveness_margin,
     minimum_stake,
     nakamoto,
     reaches,
 )
+from quorumwatch.analysis import analyse as analyse_set
 from quorumwatch.columns import (
     CONSENSUS_CODES_BELOW,
     STATUS_DELINQUENT,
@@ -52,12 +51,34 @@ from quorumwatch.columns import (
     STATUS_OF_CODE,
     STATUS_ONLINE,
     UNATTRIBUTED,
-    ValidatorColumns,
+    ValidatorTable,
+    entity_columns,
+    exact_sum,
     stake_column,
-    status_code,
+    status_codes,
 )
 from quorumwatch.config import AlertSettings
-from quorumwatch.models import Validator, ValidatorStatus
+from quorumwatch.models import Attribution, Validator, ValidatorSet, ValidatorStatus
+
+
+def analyse(
+    validators: Sequence[Validator],
+    entity_of: Mapping[str, str],
+    *,
+    operator_of: Mapping[str, str] | None = None,
+    top: int = DEFAULT_TOP_ENTITIES,
+) -> ChainAnalysis:
+    """`analysis.analyse` of `validators` as one set, entities from `entity_of`; given
+    `operator_of`, as a source that attributes its set (entities and operators) would."""
+    table = ValidatorTable.of(validators)
+    attribution = None
+    if operator_of is not None:
+        entity_index, entity_names, _ = entity_columns(table.addresses, entity_of)
+        operators, _, _ = entity_columns(table.addresses, operator_of)
+        attribution = Attribution(entity_index, entity_names, operators)
+    validator_set = ValidatorSet(table, 0, "ep", 0.0, attribution=attribution)
+    return analyse_set(validator_set, entity_of, top=top)
+
 
 REL = 1e-12  # golden vectors
 TOL = 1e-9  # property comparisons against the exact reference
@@ -1092,7 +1113,7 @@ def test_status_codes_follow_validator_status() -> None:
     assert STATUS_OF_CODE[:4] == tuple(ValidatorStatus)
     for active, jailed, delinquent in itertools.product([False, True], repeat=3):
         v = Validator("a", "a", 1, active, jailed, delinquent=delinquent)
-        code = status_code(in_consensus_set=active, jailed=jailed, delinquent=delinquent)
+        code = int(status_codes([active], [jailed], [delinquent])[0])
         assert STATUS_OF_CODE[code] is v.status
         assert (code < CONSENSUS_CODES_BELOW) is active
         assert (code == STATUS_ONLINE) is v.online
@@ -1300,17 +1321,19 @@ def test_min_top_entities_covers_the_largest_hysteresis() -> None:
     assert math.floor(1 / (Fraction(1, 3) - cap)) <= MIN_TOP_ENTITIES
 
 
-def test_columns_from_validators_merge_an_address_named_like_an_entity() -> None:
+def test_entity_columns_merge_an_address_named_like_an_entity() -> None:
     """An unmapped address equal to an entity's name joins that entity, still unattributed."""
     validators = [
         Validator("a", "a", 10, in_consensus_set=True, jailed=False),
         Validator("b", "b", 30, in_consensus_set=True, jailed=False),
         Validator("c", "c", 60, in_consensus_set=True, jailed=False),
     ]
-    columns = ValidatorColumns.from_validators(validators, {"a": "b", "c": "C"})
-    assert columns.unattributed is not None
-    assert columns.unattributed.tolist() == [False, True, False]
-    assert [columns.entity_names[i] for i in columns.entity_index.tolist()] == ["b", "b", "C"]
+    index, names, unattributed = entity_columns(
+        [v.address for v in validators], {"a": "b", "c": "C"}
+    )
+    assert unattributed is not None
+    assert unattributed.tolist() == [False, True, False]
+    assert [names[i] for i in index.tolist()] == ["b", "b", "C"]
     got = analyse(validators, {"a": "b", "c": "C"})
     assert [(e.name, e.stake, e.attributed) for e in got.entities] == [
         ("C", 60, True),

@@ -35,6 +35,9 @@ STATUS_DELINQUENT = 2  # in the consensus set, not voting (Solana)
 STATUS_INACTIVE = 3
 STATUS_JAILED_INACTIVE = 4  # jailed outside the consensus set
 
+JAILED_CODES = (STATUS_JAILED, STATUS_JAILED_INACTIVE)
+"""The codes of jailed rows, inside the consensus set or out of it."""
+
 STATUS_OF_CODE: tuple[ValidatorStatus, ...] = (*ValidatorStatus, ValidatorStatus.JAILED)
 """The `ValidatorStatus` of each code, indexed by code."""
 
@@ -63,21 +66,12 @@ _FLAGS_OF_CODE: tuple[tuple[bool, bool, bool], ...] = (
 )
 
 
-def status_code(*, in_consensus_set: bool, jailed: bool, delinquent: bool) -> int:
-    """The status code of one validator's flags (agrees with `Validator.status`)."""
-    if jailed:
-        return STATUS_JAILED if in_consensus_set else STATUS_JAILED_INACTIVE
-    if not in_consensus_set:
-        return STATUS_INACTIVE
-    return STATUS_DELINQUENT if delinquent else STATUS_ONLINE
-
-
 def status_codes(
     in_consensus_set: Sequence[bool],
     jailed: Sequence[bool],
     delinquent: Sequence[bool] | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """The status code of each row of parallel flag columns (agrees with `status_code`)."""
+    """The status code of each row of parallel flag columns (agrees with `Validator.status`)."""
     count = len(in_consensus_set)
     active = np.fromiter(in_consensus_set, dtype=np.bool_, count=count)
     jail = np.fromiter(jailed, dtype=np.bool_, count=count)

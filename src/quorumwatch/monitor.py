@@ -9,23 +9,20 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+import numpy as np
 import structlog
 
 from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains import make_source
+from quorumwatch.columns import JAILED_CODES, UNATTRIBUTED, StatusTotals
 from quorumwatch.endpoints import EndpointPool, http_session
 from quorumwatch.entities import entity_map, identity_entity
-from quorumwatch.models import (
-    StatusTotals,
-    Validator,
-    ValidatorSet,
-    largest_validators,
-    status_totals,
-)
+from quorumwatch.models import Validator, ValidatorSet
 from quorumwatch.report import ChainReport, JailReport, ReportBoard
 
 if TYPE_CHECKING:
     import aiohttp
+    from numpy.typing import NDArray
 
     from quorumwatch.config import ChainSettings
     from quorumwatch.jails.tracker import JailTracker
@@ -38,17 +35,37 @@ class _Digest:
     analysis: ChainAnalysis
     totals: StatusTotals
     exported_validators: tuple[Validator, ...]
+    entity_of: Mapping[str, str]
 
 
 def _digest(validator_set: ValidatorSet, entity_of: Mapping[str, str], cap: int) -> _Digest:
     """All a report derives from a valid set, so that a scrape only has to render it: the
-    analysis materialises the `cap` largest entities, those that get their own series."""
-    attribution = validator_set.attribution
-    operator_of = attribution.operator_of if attribution is not None else None
+    analysis materialises the `cap` largest entities, and the `cap` largest validators, those
+    that get their own series."""
+    table = validator_set.table
+    exported = table.largest(cap)
     return _Digest(
-        analyse(validator_set.validators, entity_of, operator_of=operator_of, top=cap),
-        status_totals(validator_set.validators),
-        largest_validators(validator_set.validators, cap),
+        analyse(validator_set, entity_of, top=cap),
+        table.totals(),
+        table.rows(exported.tolist()),
+        _named_entities(validator_set, exported, entity_of),
+    )
+
+
+def _named_entities(
+    validator_set: ValidatorSet, exported: NDArray[np.intp], entity_of: Mapping[str, str]
+) -> Mapping[str, str]:
+    """The entity of each validator a report names one by one (exported or jailed), where
+    the source attributed the set itself; otherwise `entity_of`, which already holds them."""
+    attribution = validator_set.attribution
+    if attribution is None:
+        return entity_of
+    table = validator_set.table
+    rows = np.union1d(exported, table.rows_with_status(*JAILED_CODES))
+    named = rows[attribution.entity_index[rows] != UNATTRIBUTED].tolist()
+    names = attribution.entity_names
+    return MappingProxyType(
+        {table.addresses[row]: names[attribution.entity_index[row]] for row in named}
     )
 
 
@@ -128,7 +145,6 @@ class ChainMonitor:
                     validator_set=validator_set,
                     digest=digest,
                     jails=jails,
-                    entity_of=entity_of,
                     finality_lag_epochs=result.finality_lag_epochs,
                 )
         log.warning("poll failed: no valid validator set", failures=failures)
@@ -138,18 +154,18 @@ class ChainMonitor:
         )
 
     def _entities_for(self, validator_set: ValidatorSet) -> Mapping[str, str]:
-        """The entity map for this set: the source's own attribution where it made one (it
-        applied the configured map itself); with `group_by_identity`, validators declaring the
-        same identity are one entity, unless the configured or built-in map says otherwise."""
-        if validator_set.attribution is not None:
-            return validator_set.attribution.entity_of
+        """The entity map for this set (unless the source attributed it itself, applying the
+        configured map): with `group_by_identity`, validators declaring the same identity are
+        one entity, unless the configured or built-in map says otherwise."""
         cosmos = self.settings.cosmos
-        if cosmos is None or not cosmos.group_by_identity:
+        hints = validator_set.table.entity_hints
+        if cosmos is None or not cosmos.group_by_identity or hints is None:
             return self._entity_of
+        addresses = validator_set.table.addresses
         declared = {
-            v.address: identity_entity(v.entity_hint)
-            for v in validator_set.validators
-            if v.entity_hint
+            address: identity_entity(hint)
+            for address, hint in zip(addresses, hints, strict=True)
+            if hint
         }
         return MappingProxyType({**declared, **self._entity_of})
 
@@ -161,9 +177,7 @@ class ChainMonitor:
             return None
         if validator_set is None or digest is None:
             return await self._jails.after_poll(None, 0, now)
-        return await self._jails.after_poll(
-            validator_set.validators, digest.analysis.total_stake, now
-        )
+        return await self._jails.after_poll(validator_set.table, digest.analysis.total_stake, now)
 
     def _publish(
         self,
@@ -174,7 +188,6 @@ class ChainMonitor:
         validator_set: ValidatorSet | None = None,
         digest: _Digest | None = None,
         jails: JailReport | None = None,
-        entity_of: Mapping[str, str] | None = None,
         finality_lag_epochs: int | None = None,
     ) -> ChainReport:
         """Publish a report; without both a set and its digest, the chain is down."""
@@ -189,7 +202,7 @@ class ChainMonitor:
             analysis=digest.analysis if digest and up else None,
             totals=digest.totals if digest and up else None,
             exported_validators=digest.exported_validators if digest and up else (),
-            entity_of=entity_of if entity_of is not None else self._entity_of,
+            entity_of=digest.entity_of if digest and up else self._entity_of,
             failures=tuple(failures),
             last_success_at=self._last_success_at,
             endpoints=self._pool.views(),

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from quorumwatch.analysis import ChainAnalysis
-    from quorumwatch.jails.statistics import JailCounters
     from quorumwatch.columns import StatusTotals
+    from quorumwatch.jails.statistics import JailCounters
     from quorumwatch.models import Outcome, Validator, ValidatorSet
 
 

@@ -26,6 +26,7 @@ from quorumwatch.alerting.model import (
     fingerprint,
 )
 from quorumwatch.analysis import Grouping, Threshold
+from quorumwatch.columns import JAILED_CODES
 from quorumwatch.entities import validator_key
 from quorumwatch.labels import safe_text
 
@@ -265,9 +266,8 @@ def _jails(
     found = []
     watched = {validator_key(address) for address in settings.watched_validators}
     if report.validator_set is not None:
-        for v in report.validator_set.validators:
-            if not v.jailed:
-                continue
+        table = report.validator_set.table
+        for v in table.rows(table.rows_with_status(*JAILED_CODES).tolist()):
             entity = report.entity_of.get(v.address, v.address)
             found.append(
                 Condition(

@@ -18,7 +18,7 @@ import structlog
 from numpy.typing import NDArray
 
 from quorumwatch.chains.kinds import KINDS, KindName
-from quorumwatch.columns import CONSENSUS_CODES_BELOW, STATUS_JAILED, STATUS_JAILED_INACTIVE
+from quorumwatch.columns import CONSENSUS_CODES_BELOW, JAILED_CODES
 from quorumwatch.models import Attribution, DataError, Outcome, ValidatorSet
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ def _membership(table: ValidatorTable) -> NDArray[np.bool_]:
 
 
 def _jailing(table: ValidatorTable) -> NDArray[np.bool_]:
-    return (table.status == STATUS_JAILED) | (table.status == STATUS_JAILED_INACTIVE)
+    return np.isin(table.status, JAILED_CODES)
 
 
 class JsonShape(Generic[T]):

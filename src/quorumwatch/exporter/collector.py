@@ -277,7 +277,7 @@ def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
             continue
         total = report.analysis.total_stake
         exported = report.exported_validators
-        omitted.add_metric([report.chain], len(report.validator_set.validators) - len(exported))
+        omitted.add_metric([report.chain], len(report.validator_set.table) - len(exported))
         for v in exported:
             entity = report.entity_of.get(v.address, v.address)
             labels = [report.chain, v.address, safe_text(v.name), safe_text(entity)]
