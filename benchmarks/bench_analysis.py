@@ -5,8 +5,9 @@
 
 For each stake profile it times, best of `--repeats`: one `sorted()` of the stakes as a Python
 list (the baseline), the columnar core `analyse_columns` on prebuilt columns, with and without
-an entity map, the conversion of `Validator` objects to columns, and `analyse`, which
-converts and then calls the core. Target for the core at 1,000,000 holders: <= 1x.
+an entity map, the entity columns of the map, and `analyse` of the set as a source builds it
+(a `ValidatorTable`), which makes the entity columns and then calls the core. Target at
+1,000,000 holders: <= 1x, with and without an entity map.
 
 Profiles: `spread` draws stakes from 1e10 to 1e15 (as bench_pipeline.py does), so the total
 passes 2**64 and running sums use 32-bit limbs; `gwei` is Ethereum-like, mostly 32 ETH in
@@ -19,12 +20,16 @@ from __future__ import annotations
 import argparse
 import random
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 
+import numpy as np
+import numpy.typing as npt
+
 from quorumwatch.analysis import analyse, analyse_columns
-from quorumwatch.columns import ValidatorColumns
-from quorumwatch.models import Validator
+from quorumwatch.columns import ValidatorTable, entity_columns
+from quorumwatch.models import Validator, ValidatorSet
 
 GWEI_PER_ETH = 10**9
 
@@ -61,13 +66,25 @@ def seconds(action: Callable[[], object], repeats: int) -> float:
     return min(timeit.repeat(action, repeat=repeats, number=1))
 
 
-def analyse_prebuilt(columns: ValidatorColumns) -> Callable[[], object]:
+@dataclass(frozen=True)
+class Prebuilt:
+    table: ValidatorTable
+    entity_index: npt.NDArray[np.int64]
+    entity_names: list[str]
+    unattributed: npt.NDArray[np.bool_] | None
+
+    @classmethod
+    def of(cls, table: ValidatorTable, entity_of: Mapping[str, str]) -> Prebuilt:
+        return cls(table, *entity_columns(table.addresses, entity_of))
+
+
+def analyse_prebuilt(columns: Prebuilt) -> Callable[[], object]:
     return lambda: analyse_columns(
-        columns.stakes,
-        columns.status,
+        columns.table.stakes,
+        columns.table.status,
         columns.entity_index,
         columns.entity_names,
-        columns.addresses,
+        columns.table.addresses,
         unattributed=columns.unattributed,
     )
 
@@ -85,29 +102,21 @@ def run(count: int, entities: int, profile: str, repeats: int) -> None:
         f"entity map: {len(entity_of):,} validators in {entities:,} entities"
     )
     no_map: MappingProxyType[str, str] = MappingProxyType({})
-    plain = ValidatorColumns.from_validators(validator_set, no_map)
-    mapped = ValidatorColumns.from_validators(validator_set, entity_of)
+    table = ValidatorTable.of(validator_set)
+    as_polled = ValidatorSet(table, 0, "bench", 0.0)
+    plain = Prebuilt.of(table, no_map)
+    mapped = Prebuilt.of(table, entity_of)
     baseline = seconds(lambda: sorted(stakes), repeats)
     rows = [
         ("sorted(stakes), the baseline", baseline),
         ("analyse_columns, no entity map", seconds(analyse_prebuilt(plain), repeats)),
         ("analyse_columns, entity map", seconds(analyse_prebuilt(mapped), repeats)),
         (
-            "  columns from Validators, no map",
-            seconds(lambda: ValidatorColumns.from_validators(validator_set, no_map), repeats),
+            "  entity columns of the map",
+            seconds(lambda: entity_columns(table.addresses, entity_of), repeats),
         ),
-        (
-            "  columns from Validators, entity map",
-            seconds(lambda: ValidatorColumns.from_validators(validator_set, entity_of), repeats),
-        ),
-        (
-            "analyse(validators), no entity map",
-            seconds(lambda: analyse(validator_set, {}), repeats),
-        ),
-        (
-            "analyse(validators), entity map",
-            seconds(lambda: analyse(validator_set, entity_of), repeats),
-        ),
+        ("analyse(set), no entity map", seconds(lambda: analyse(as_polled, no_map), repeats)),
+        ("analyse(set), entity map", seconds(lambda: analyse(as_polled, entity_of), repeats)),
     ]
     for label, elapsed in rows:
         print(f"  {label:<40} {elapsed:8.4f} s {elapsed / baseline:7.2f}x")

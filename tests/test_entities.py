@@ -6,7 +6,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from quorumwatch.config import EntitySettings
-from quorumwatch.entities import builtin_entities, entity_map, identity_entity, validator_key
+from quorumwatch.entities import (
+    absent_members,
+    builtin_entities,
+    entity_map,
+    identity_entity,
+    validator_key,
+)
 from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 
 FOUNDATION = {
@@ -129,3 +135,9 @@ def test_identities_alike_when_shown_still_name_distinct_entities(first: str, se
     for name in names:
         assert len(name) <= MAX_LABEL_LENGTH
         assert name == safe_text(name)
+
+
+def test_absent_members_lists_each_entitys_missing_validators() -> None:
+    """Every entity of the map is reported, with the members the set lacks (none if all)."""
+    entity_of = {"a": "E", "b": "E", "c": "F", "d": "G"}
+    assert absent_members(entity_of, ["a", "c", "x"]) == {"E": {"b"}, "F": set(), "G": {"d"}}

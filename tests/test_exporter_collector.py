@@ -517,3 +517,17 @@ def test_entity_series_are_not_copies_of_validator_series() -> None:
         if name == "quorumwatch_entity_stake_ratio"
     }
     assert entities == {"Hyper Foundation", whale.address}
+
+
+def test_absent_entity_members_are_exported_per_entity() -> None:
+    """quorumwatch_entity_members_absent carries each mapped entity's count of members
+    missing from the set, zero included."""
+    absent = MappingProxyType({"Foundation": 2, "Other": 0})
+    polled = dataclasses.replace(report(FOUNDATION_SET), absent_members=absent)
+    samples = {
+        (s.labels["entity"], s.value)
+        for family in text_string_to_metric_families(exposition(polled))
+        if family.name == "quorumwatch_entity_members_absent"
+        for s in family.samples
+    }
+    assert samples == {("Foundation", 2.0), ("Other", 0.0)}

@@ -13,7 +13,7 @@ import structlog
 
 from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.chains.base import FetchResult, Source
-from quorumwatch.config import ChainSettings, EndpointSettings
+from quorumwatch.config import ChainSettings, EndpointSettings, EntitySettings
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
@@ -90,12 +90,14 @@ def _monitor(
     clock: FakeClock,
     *,
     poll_interval: float = 30.0,
+    entities: list[EntitySettings] | None = None,
 ) -> ChainMonitor:
     settings = ChainSettings(
         name="hl",
         kind="hyperliquid",
         poll_interval_seconds=poll_interval,
         endpoints=[EndpointSettings(name="sim", url=sim.base_url, timeout_seconds=5)],
+        entities=entities or [],
     )
     return ChainMonitor(settings, session, board, clock=clock)
 
@@ -284,3 +286,25 @@ async def test_log_lines_of_a_poll_name_chain_and_endpoint(
     assert all(line["chain"] == "hl" for line in lines)
     assert any(line.get("endpoint") == "sim" and "outcome" in line for line in lines)
     assert structlog.contextvars.get_contextvars() == {}
+
+
+async def test_an_absent_entity_member_is_counted_and_logged_once(
+    session: aiohttp.ClientSession, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A configured member missing from the set is counted per entity on every poll and
+    logged once, when it goes missing, and again only after it came back and left anew."""
+    configure_logging("info", json_lines=True)
+    departed = "0x00000000000000000000000000000000000000d4"
+    entities = [EntitySettings(name="Foundation", validators=[ALICE, BOB, departed])]
+    without_bob = [VALIDATORS[0], VALIDATORS[2]]
+    steps = [{"validators": VALIDATORS}, {"validators": VALIDATORS}, {"validators": without_bob}]
+    async with _simulator(steps, clock) as sim:
+        monitor = _monitor(sim, session, ReportBoard(), clock, entities=entities)
+        counts = []
+        for _ in steps:
+            counts.append(dict((await monitor.poll_once()).absent_members))
+            sim.advance()
+    assert counts == [{"Foundation": 1}, {"Foundation": 1}, {"Foundation": 2}]
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    logged = [line["member"] for line in lines if line["event"].startswith("entity member")]
+    assert logged == [departed, BOB]

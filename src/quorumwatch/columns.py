@@ -277,6 +277,8 @@ def entity_columns(
     dense = np.cumsum(starts, dtype=np.int64) - 1
     entity_index = np.where(first == UNATTRIBUTED, UNATTRIBUTED, dense[first])
     names: list[str] = [mapped[row] or "" for row in np.flatnonzero(starts).tolist()]
+    if set(names).isdisjoint(addresses):  # a C-level pass: names are few, addresses many
+        return entity_index, names, None
     unmapped = np.flatnonzero(first == UNATTRIBUTED)
     collisions = first_row.keys() & map(addresses.__getitem__, unmapped.tolist())
     if not collisions:

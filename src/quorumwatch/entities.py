@@ -12,7 +12,7 @@ import structlog
 from quorumwatch.labels import MAX_LABEL_LENGTH, safe_text
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from quorumwatch.config import EntitySettings
 
@@ -89,3 +89,14 @@ def entity_map(kind: str, configured: Sequence[EntitySettings]) -> Mapping[str, 
                 configured=name,
             )
     return {**builtin, **from_config}
+
+
+def absent_members(entity_of: Mapping[str, str], addresses: Iterable[str]) -> dict[str, set[str]]:
+    """The members of each entity of `entity_of` that the set of `addresses` lacks (a renamed
+    or departed validator), by entity; every entity of the map is a key, with no members
+    when all of its validators are present."""
+    missing = set(entity_of).difference(addresses)
+    absent: dict[str, set[str]] = {entity: set() for entity in entity_of.values()}
+    for member in missing:
+        absent[entity_of[member]].add(member)
+    return absent

@@ -16,7 +16,7 @@ from quorumwatch.analysis import AnalysisError, ChainAnalysis, analyse
 from quorumwatch.chains import make_source
 from quorumwatch.columns import JAILED_CODES, UNATTRIBUTED, StatusTotals
 from quorumwatch.endpoints import EndpointPool, http_session
-from quorumwatch.entities import entity_map, identity_entity
+from quorumwatch.entities import absent_members, entity_map, identity_entity
 from quorumwatch.models import Validator, ValidatorSet
 from quorumwatch.report import ChainReport, JailReport, ReportBoard
 
@@ -100,6 +100,7 @@ class ChainMonitor:
         self._last_success_at: float | None = None
         self._monitoring_since = clock()
         self._endpoints_disagree: bool | None = None
+        self._absent: set[str] = set()
 
     async def poll_once(self) -> ChainReport:
         # Every log line of this poll, the pool's and the source's included, names the chain.
@@ -138,6 +139,7 @@ class ChainMonitor:
                 log.info("poll ok", endpoint=validator_set.endpoint)
                 now = self._clock()
                 jails = await self._observe_jails(validator_set, digest, now)
+                absent = self._absent_members(validator_set)
                 return self._publish(
                     started,
                     now,
@@ -146,6 +148,7 @@ class ChainMonitor:
                     digest=digest,
                     jails=jails,
                     finality_lag_epochs=result.finality_lag_epochs,
+                    absent_members=absent,
                 )
         log.warning("poll failed: no valid validator set", failures=failures)
         now = self._clock()
@@ -169,6 +172,23 @@ class ChainMonitor:
         }
         return MappingProxyType({**declared, **self._entity_of})
 
+    def _absent_members(self, validator_set: ValidatorSet) -> Mapping[str, int]:
+        """How many members of each mapped entity the set lacks, each newly absent one logged
+        once: an entity map that drifts from the chain (a renamed or departed node) would
+        otherwise quietly shrink the entity."""
+        if validator_set.attribution is not None or not self._entity_of:
+            return MappingProxyType({})
+        absent = absent_members(self._entity_of, validator_set.table.addresses)
+        now_absent = set().union(*absent.values())
+        for member in sorted(now_absent - self._absent):
+            log.warning(
+                "entity member not in the validator set",
+                entity=self._entity_of[member],
+                member=member,
+            )
+        self._absent = now_absent
+        return MappingProxyType({entity: len(members) for entity, members in absent.items()})
+
     async def _observe_jails(
         self, validator_set: ValidatorSet | None, digest: _Digest | None, now: float
     ) -> JailReport | None:
@@ -189,6 +209,7 @@ class ChainMonitor:
         digest: _Digest | None = None,
         jails: JailReport | None = None,
         finality_lag_epochs: int | None = None,
+        absent_members: Mapping[str, int] | None = None,
     ) -> ChainReport:
         """Publish a report; without both a set and its digest, the chain is down."""
         up = validator_set is not None and digest is not None
@@ -212,6 +233,7 @@ class ChainMonitor:
             monitoring_since=self._monitoring_since,
             endpoints_disagree=self._endpoints_disagree,
             finality_lag_epochs=finality_lag_epochs if up else None,
+            absent_members=absent_members if up and absent_members else MappingProxyType({}),
         )
         self._board.publish(report)
         return report

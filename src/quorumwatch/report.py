@@ -53,6 +53,9 @@ class ChainReport:
     monitoring_since: float | None = None  # when this process began polling the chain
     endpoints_disagree: bool | None = None  # None: no second set at the same height this poll
     finality_lag_epochs: int | None = None  # head epoch − finalized epoch; None: not known
+    # Per entity of the configured and built-in map, how many of its members this poll's set
+    # lacks; empty when the source attributed the set itself, or the chain is down.
+    absent_members: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def liveness_known(self) -> bool:

@@ -231,9 +231,17 @@ def entity_metrics(
         "1 if the entity alone holds more than 2/3 of consensus stake (3S>2T)." + _CACHED,
         labels=["chain", "entity"],
     )
+    absent = GaugeMetricFamily(
+        "quorumwatch_entity_members_absent",
+        "Validators the built-in or configured entity map names for the entity that are not in"
+        " the validator set (a renamed or departed member)." + _CACHED,
+        labels=["chain", "entity"],
+    )
     for report in reports:
         if report.analysis is None:
             continue
+        for name, count in sorted(report.absent_members.items()):
+            absent.add_metric([report.chain, safe_text(name)], count)
         unattributed.add_metric([report.chain], report.analysis.unattributed_ratio)
         # A validator that is its own entity already has its validator series; it gets entity
         # series only when it alone can halt, so that entity alerts see it too.
@@ -243,7 +251,7 @@ def entity_metrics(
             share.add_metric(labels, entity.ratio)
             can_halt.add_metric(labels, int(entity.can_halt))
             can_control.add_metric(labels, int(entity.can_control))
-    yield from (unattributed, share, can_halt, can_control)
+    yield from (unattributed, share, can_halt, can_control, absent)
 
 
 def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
