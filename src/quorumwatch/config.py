@@ -103,6 +103,30 @@ class EndpointSettings(_Strict):
     # Sent with every request, e.g. an API key; never logged or exported.
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
+    @field_validator("headers")
+    @classmethod
+    def _credentials_once(
+        cls, headers: dict[str, SecretStr], info: ValidationInfo
+    ) -> dict[str, SecretStr]:
+        """Credentials given once: a header named twice (in any case) is sent twice, and a
+        URL's userinfo is sent as an Authorization header, which aiohttp refuses to combine
+        with a configured one at every request."""
+        names: dict[str, str] = {}
+        for name in headers:
+            first = names.setdefault(name.lower(), name)
+            if first != name:
+                raise ValueError(f"{first} and {name}: the same header twice")
+        authorization = names.get("authorization")
+        if authorization is not None:
+            for role in ("url", "lcd", "rpc"):
+                url = info.data.get(role)
+                if url is not None and (url.username is not None or url.password is not None):
+                    raise ValueError(
+                        f"{authorization}: credentials given twice, here and as the userinfo"
+                        f" of {role}: keep one"
+                    )
+        return headers
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry credentials (userinfo, query): a repr shows only where they point.
         for name, value in super().__repr_args__():
