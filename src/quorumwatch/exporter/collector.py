@@ -160,7 +160,7 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
         labels=by_grouping,
     )
     effective = GaugeMetricFamily(
-        "quorumwatch_effective_count",
+        "quorumwatch_effective_holders",
         "Effective number of holders, 1/HHI." + _CACHED,
         labels=by_grouping,
     )
@@ -170,8 +170,8 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
         labels=by_grouping,
     )
     entropy = GaugeMetricFamily(
-        "quorumwatch_entropy_bits",
-        "Shannon entropy of stake shares, in bits." + _CACHED,
+        "quorumwatch_shannon_entropy",
+        "Shannon entropy of stake shares, in bits (log base 2)." + _CACHED,
         labels=by_grouping,
     )
     halt_distance = GaugeMetricFamily(
@@ -365,7 +365,7 @@ def jail_metrics(
         labels=identity,
     )
     windows = GaugeMetricFamily(
-        "quorumwatch_jail_events",
+        "quorumwatch_jail_events_in_window",
         "Validators jailed within the window.",
         labels=["chain", "window"],
     )
