@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -149,9 +149,11 @@ def exposition(
     now: float | None = None,
     sinks: SinkStatus | None = None,
     max_series: int = 100,
+    without_validator_series: Collection[str] = frozenset(),
 ) -> str:
     """The text /metrics serves with these reports (and sink status) on the board; elapsed
-    times are measured to `now` when it is given; `max_series` caps per-validator series."""
+    times are measured to `now` when it is given; `max_series` caps per-validator series, and
+    the chains in `without_validator_series` have none."""
     board = ReportBoard()
     for published in reports:
         board.publish(published)
@@ -159,9 +161,12 @@ def exposition(
         board.sinks = sinks
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        collector(board, max_series=max_series)
-        if now is None
-        else collector(board, max_series=max_series, clock=lambda: now)
+        collector(
+            board,
+            max_series=max_series,
+            clock=time.time if now is None else lambda: now,
+            without_validator_series=without_validator_series,
+        )
     )
     return generate_latest(registry).decode()
 
@@ -279,8 +284,17 @@ def alert_event(
 
 
 def collector(
-    board: ReportBoard, *, max_series: int = 100, clock: Callable[[], float] = time.time
+    board: ReportBoard,
+    *,
+    max_series: int = 100,
+    clock: Callable[[], float] = time.time,
+    without_validator_series: Collection[str] = frozenset(),
 ) -> QuorumwatchCollector:
     """The daemon's collector over `board`, with the same per-validator series cap for every
-    chain (100 is the configuration's default)."""
-    return QuorumwatchCollector(board, defaultdict(lambda: max_series), clock)
+    chain (100 is the configuration's default) and none for `without_validator_series`."""
+    return QuorumwatchCollector(
+        board,
+        defaultdict(lambda: max_series),
+        clock,
+        without_validator_series=without_validator_series,
+    )

@@ -17,6 +17,7 @@ from tests.builders import (
     collector,
     every_kind_board,
     exposition,
+    jail_history,
     report,
     validator,
 )
@@ -508,3 +509,54 @@ def test_entity_series_are_not_copies_of_validator_series() -> None:
         if name == "quorumwatch_entity_stake_ratio"
     }
     assert entities == {"Hyper Foundation", whale.address}
+
+
+class TestWithoutValidatorSeries:
+    """`validator_series = false` on a chain: none of its per-validator series, everything else."""
+
+    PER_VALIDATOR = frozenset(
+        {
+            "quorumwatch_validator_stake_ratio",
+            "quorumwatch_validator_jailed",
+            "quorumwatch_validator_uptime_ratio",
+            "quorumwatch_validator_jail_risk_ratio",
+            "quorumwatch_validator_jail_events_total",
+            "quorumwatch_validator_jailed_seconds",
+        }
+    )
+
+    def scrape(self) -> str:
+        risky = [dataclasses.replace(v, jail_risk_ratio=0.1) for v in FOUNDATION_SET]
+        jails = jail_history(V11, JAIL_NOW - 600)
+        return exposition(
+            report(risky, entity_of=FOUNDATION, jails=jails),
+            report(risky, entity_of=FOUNDATION, settings=chain_settings(name="other"), jails=jails),
+            now=JAIL_NOW,
+            without_validator_series={"hyperliquid"},
+        )
+
+    def series_by_chain(self, text: str) -> dict[str, set[str]]:
+        chains: dict[str, set[str]] = {}
+        for name, labels in parse_samples(text):
+            chains.setdefault(dict(labels).get("chain", ""), set()).add(name)
+        return chains
+
+    def test_no_per_validator_series_for_that_chain_only(self) -> None:
+        """The chain has no per-validator series, and counts all its validators as omitted;
+        another chain keeps every one of them."""
+        text = self.scrape()
+        chains = self.series_by_chain(text)
+        assert not self.PER_VALIDATOR & chains["hyperliquid"]
+        assert chains["other"] >= self.PER_VALIDATOR
+        omitted = "quorumwatch_validator_series_omitted"
+        assert value(text, omitted, chain="hyperliquid") == len(FOUNDATION_SET)
+        assert value(text, omitted, chain="other") == 0
+
+    def test_entity_and_chain_series_stay(self) -> None:
+        """The chain keeps the same entity, concentration, jail and endpoint series as a chain
+        with per-validator series."""
+        text = self.scrape()
+        chains = self.series_by_chain(text)
+        assert chains["hyperliquid"] == chains["other"] - self.PER_VALIDATOR
+        entity = {"chain": "hyperliquid", "entity": "Hyper Foundation"}
+        assert value(text, "quorumwatch_entity_can_control", **entity) == 1
