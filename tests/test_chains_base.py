@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar, cast
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from quorumwatch.chains.base import (
     ChainSource,
@@ -22,7 +24,7 @@ from tests.builders import chain_settings, validator
 SET_A = (validator(1, 60), validator(2, 40))
 SET_B = (validator(1, 60), validator(2, 41))
 
-Result = tuple[Validator, ...] | VersionedSet | EndpointRejectedError
+Result = tuple[Validator, ...] | VersionedSet | BaseException
 
 
 class ScriptedSource(ChainSource):
@@ -44,7 +46,7 @@ class ScriptedSource(ChainSource):
     async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
         self.tried.append(endpoint.name)
         result = self.results[endpoint.name]
-        if isinstance(result, EndpointRejectedError):
+        if isinstance(result, BaseException):
             raise result
         return result
 
@@ -153,6 +155,39 @@ async def test_an_endpoint_whose_set_is_rejected_is_marked_down() -> None:
     result = await source.fetch()
     assert result.validator_set is not None
     assert [e.up for e in source.pool.endpoints] == [False, True]
+
+
+async def test_an_unexpected_exception_fails_only_its_endpoint() -> None:
+    """An attempt raising what no check foresaw rejects its endpoint with reason `unexpected`
+    (logged by type, never by message) and the next endpoint serves."""
+    source = ScriptedSource(answers(RuntimeError("http://user:s3cret@api.example"), SET_A))
+    for endpoint in source.pool.endpoints:
+        endpoint.up = True  # as after successful requests
+    with capture_logs() as logs:
+        result = await source.fetch()
+    assert result.validator_set is not None
+    assert result.validator_set.endpoint == "ep1"
+    assert (result.failures, result.rejection_reasons) == (
+        ("ep0: unexpected (RuntimeError)",),
+        ("unexpected",),
+    )
+    assert [e.up for e in source.pool.endpoints] == [False, True]
+    assert [(e["endpoint"], e["error"]) for e in logs] == [("ep0", "RuntimeError")]
+    assert "s3cret" not in repr(logs)
+
+
+@pytest.mark.parametrize(
+    "exit_",
+    [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(1)],
+    ids=lambda exit_: type(exit_).__name__,
+)
+async def test_cancellation_and_exits_end_the_fetch(exit_: BaseException) -> None:
+    """CancelledError, KeyboardInterrupt and SystemExit from an attempt end the fetch as they
+    are: no later endpoint is asked."""
+    source = ScriptedSource(answers(exit_, SET_A))
+    with pytest.raises(type(exit_)):
+        await source.fetch()
+    assert source.tried == ["ep0"]
 
 
 @pytest.mark.parametrize(

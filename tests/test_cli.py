@@ -107,6 +107,32 @@ def test_once_json_with_invalid_config_reports_unknown(tmp_path: Path) -> None:
     assert "chains.0.turbo: unknown key" in document["error"]
 
 
+TWICE = VALID.replace("https://", "https://user:s3cret@") + 'headers = {Authorization = "t0ken"}\n'
+TWICE_ERROR = (
+    "config error: chains.0.endpoints.0.headers: Authorization: credentials given twice, here"
+    " and as the userinfo of url: keep one"
+)
+
+
+def test_run_with_credentials_given_twice_exits_3_naming_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` on an endpoint with userinfo and an Authorization header exits 3 with one stderr
+    line naming the header, and no secret."""
+    assert cli.main(["run", "--config", _config(tmp_path, TWICE)]) == 3
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"quorumwatch: {TWICE_ERROR}\n")
+
+
+def test_once_with_credentials_given_twice_is_unknown_naming_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --once` on an endpoint with userinfo and an Authorization header exits 3 printing
+    `QUORUMWATCH UNKNOWN - config error` naming the header (never `internal error`)."""
+    assert cli.main(["run", "--once", "--config", _config(tmp_path, TWICE)]) == 3
+    assert capsys.readouterr().out == f"QUORUMWATCH UNKNOWN - {TWICE_ERROR}\n"
+
+
 def test_once_with_unknown_chain_exits_3_naming_it(tmp_path: Path) -> None:
     """`run --once --chain nope` on a valid config exits 3 with UNKNOWN naming `nope`."""
     result = _quorumwatch("run", "--once", "--chain", "nope", "--config", _config(tmp_path, VALID))

@@ -469,3 +469,74 @@ def test_ethereum_entity_members_must_be_keys() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, chains=[chain])
     assert str(caught.value).startswith("chains.0: entities.0.validators.1: kind ethereum")
+
+
+def _endpoint(kind: str, **endpoint: Any) -> dict[str, Any]:
+    """A chain of `kind` with one endpoint of these keys, as `load_settings` overrides."""
+    sections = {"cosmos": {"chain_id": "cosmoshub-4"}}
+    return {
+        "name": "c",
+        "kind": kind,
+        "endpoints": [{"name": "e", **endpoint}],
+        **({kind: sections[kind]} if kind in sections else {}),
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "urls", "header"),
+    [
+        ("hyperliquid", {"url": "https://user:s3cret@api.example"}, "Authorization"),
+        ("hyperliquid", {"url": "https://user@api.example"}, "authorization"),
+        ("solana", {"url": "https://:s3cret@api.example"}, "AUTHORIZATION"),
+        (
+            "cosmos",
+            {"lcd": "https://lcd.example", "rpc": "https://user:s3cret@rpc.example"},
+            "Authorization",
+        ),
+    ],
+)
+def test_authorization_beside_url_userinfo_is_rejected_naming_the_header(
+    kind: str, urls: dict[str, str], header: str
+) -> None:
+    """An Authorization header (any case) beside userinfo in any of the endpoint's URLs, even
+    a user or a password alone, is one error naming the header and the URL key, never the
+    secret."""
+    chain = _endpoint(kind, **urls, headers={header: "Bearer t0ken"})
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, chains=[chain])
+    message = str(caught.value)
+    role = next(role for role, url in urls.items() if "@" in url)
+    assert message == (
+        f"chains.0.endpoints.0.headers: {header}: credentials given twice, here and as the"
+        f" userinfo of {role}: keep one"
+    )
+    assert "s3cret" not in message
+    assert "t0ken" not in message
+
+
+def test_a_header_given_twice_in_two_cases_is_rejected() -> None:
+    """Authorization and authorization on one endpoint (TOML keys are case-sensitive, HTTP
+    header names are not) is an error naming both."""
+    headers = {"Authorization": "a", "authorization": "b"}
+    chain = _endpoint("hyperliquid", url="https://api.example", headers=headers)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, chains=[chain])
+    assert str(caught.value) == (
+        "chains.0.endpoints.0.headers: Authorization and authorization: the same header twice"
+    )
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        {"url": "https://user:s3cret@api.example"},
+        {"url": "https://api.example", "headers": {"Authorization": "Bearer t0ken"}},
+        {"url": "https://user:s3cret@api.example", "headers": {"X-Api-Key": "k3y"}},
+        {"url": "https://api.example?api_key=k3y", "headers": {"Authorization": "Bearer t0ken"}},
+    ],
+)
+def test_credentials_given_once_load(endpoint: dict[str, Any]) -> None:
+    """Userinfo alone, an Authorization header alone, userinfo beside another header, and a
+    query key beside an Authorization header all load."""
+    settings = load_settings(None, chains=[_endpoint("hyperliquid", **endpoint)])
+    assert settings.chains[0].endpoints[0].headers.keys() == endpoint.get("headers", {}).keys()

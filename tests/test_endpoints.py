@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
+from structlog.testing import capture_logs
 
 from quorumwatch.config import EndpointSettings
 from quorumwatch.endpoints import (
@@ -289,6 +290,64 @@ async def test_dropped_connection_is_connect_error(session: aiohttp.ClientSessio
         mocked.post("http://api.invalid/info", exception=aiohttp.ServerDisconnectedError())
         answer = await pool.post_json(pool.endpoints[0], "/info", {}, _decode)
     assert answer.outcome is Outcome.CONNECT_ERROR
+
+
+async def test_userinfo_beside_an_authorization_header_is_unexpected(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """aiohttp's ValueError for credentials given twice (issue #13) is counted unexpected on
+    the endpoint, which goes down; the log names the type, never the URL or its password."""
+    url = server.base_url.replace("http://", "http://user:s3cret@")
+    pool = _pool(session, url)
+    # The config refuses this pair; an endpoint built around the check still must not crash.
+    pool.endpoints[0].headers = {"Authorization": "Bearer t0ken"}
+    pool.endpoints[0].up = True
+    with capture_logs() as logs:
+        answer = await pool.post_json(pool.endpoints[0], "/ok", {}, _decode)
+    assert (answer.outcome, answer.error, answer.value) == (Outcome.UNEXPECTED, "ValueError", None)
+    assert pool.views()[0].requests[Outcome.UNEXPECTED] == 1
+    assert pool.endpoints[0].up is False
+    assert server.hits["/ok"] == 0
+    [entry] = logs
+    assert (entry["outcome"], entry["error"]) == ("unexpected", "ValueError")
+    assert "s3cret" not in repr(logs)
+    assert "127.0.0.1" not in repr(logs)
+    assert "t0ken" not in repr(logs)
+
+
+async def test_decoder_raising_what_it_should_not_is_unexpected(
+    server: Server, session: aiohttp.ClientSession
+) -> None:
+    """A decoder raising anything but DataError (a parser's bug) makes the request unexpected,
+    keeping the HTTP status, and the log holds the exception's type, not its message."""
+
+    def buggy(body: bytes) -> Any:
+        raise KeyError(f"http://user:s3cret@host/{body!r}")
+
+    pool = _pool(session, server.base_url)
+    with capture_logs() as logs:
+        answer = await pool.post_json(pool.endpoints[0], "/ok", {}, buggy)
+    assert (answer.outcome, answer.error, answer.status) == (Outcome.UNEXPECTED, "KeyError", 200)
+    assert pool.views()[0].requests[Outcome.UNEXPECTED] == 1
+    assert "s3cret" not in repr(logs)
+
+
+@pytest.mark.parametrize(
+    "exit_",
+    [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(1)],
+    ids=lambda exit_: type(exit_).__name__,
+)
+async def test_cancellation_and_exits_are_not_classified(
+    session: aiohttp.ClientSession, exit_: BaseException
+) -> None:
+    """CancelledError, KeyboardInterrupt and SystemExit raised in a request go through the
+    pool as they are, with nothing counted."""
+    pool = _pool(session, "http://api.invalid")
+    with aioresponses() as mocked:
+        mocked.post("http://api.invalid/info", exception=exit_)
+        with pytest.raises(type(exit_)):
+            await pool.post_json(pool.endpoints[0], "/info", {}, _decode)
+    assert sum(pool.views()[0].requests.values()) == 0
 
 
 async def test_undecodable_body_is_invalid_payload(

@@ -103,6 +103,30 @@ class EndpointSettings(_Strict):
     # Sent with every request, e.g. an API key; never logged or exported.
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
+    @field_validator("headers")
+    @classmethod
+    def _credentials_once(
+        cls, headers: dict[str, SecretStr], info: ValidationInfo
+    ) -> dict[str, SecretStr]:
+        """Credentials given once: a header named twice (in any case) is sent twice, and a
+        URL's userinfo is sent as an Authorization header, which aiohttp refuses to combine
+        with a configured one at every request."""
+        names: dict[str, str] = {}
+        for name in headers:
+            first = names.setdefault(name.lower(), name)
+            if first != name:
+                raise ValueError(f"{first} and {name}: the same header twice")
+        authorization = names.get("authorization")
+        if authorization is not None:
+            for role in ("url", "lcd", "rpc"):
+                url = info.data.get(role)
+                if url is not None and (url.username is not None or url.password is not None):
+                    raise ValueError(
+                        f"{authorization}: credentials given twice, here and as the userinfo"
+                        f" of {role}: keep one"
+                    )
+        return headers
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry credentials (userinfo, query): a repr shows only where they point.
         for name, value in super().__repr_args__():
@@ -221,6 +245,9 @@ class ChainSettings(_Strict):
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     max_clock_skew_seconds: float = Field(default=60.0, gt=0)
     max_validator_series: int = Field(default=1000, ge=0)
+    # False: no per-validator series at all (entity and chain series stay), for those who pay
+    # per series; max_validator_series still caps the entity series.
+    validator_series: bool = True
     # Unset (or null): the kind's default from KINDS, filled in by _kind_response_limit, so
     # every reader of the field sees the effective limit.
     max_response_bytes: int = Field(default=KINDS["generic"].max_response_bytes, gt=0)

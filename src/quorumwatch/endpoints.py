@@ -115,7 +115,8 @@ class EndpointPool:
     """Ordered endpoints of one chain; POSTs JSON and classifies every request.
 
     Decoding and validation run in a worker thread, so a large answer never blocks the
-    event loop; a validation failure is classified `invalid_payload`.
+    event loop; a validation failure is classified `invalid_payload`, and any exception
+    that no class describes `unexpected`, so that one endpoint never ends a poll.
     """
 
     def __init__(
@@ -236,6 +237,12 @@ class EndpointPool:
             )
         except (aiohttp.ClientError, OSError) as exc:
             return self._finish(endpoint, Outcome.CONNECT_ERROR, started, error=type(exc).__name__)
+        except Exception as exc:  # not BaseException: cancellation and exits go through
+            # Only its type is kept: an unknown exception's message may quote the URL, and
+            # with it the credentials (aiohttp's refusal of a header does).
+            return self._finish(
+                endpoint, Outcome.UNEXPECTED, started, error=type(exc).__name__, status=status
+            )
         return self._finish(endpoint, Outcome.OK, started, value=value, status=status)
 
     async def _send(

@@ -38,6 +38,9 @@ class Outcome(enum.StrEnum):
     HTTP_4XX = "http_4xx"
     HTTP_5XX = "http_5xx"
     INVALID_PAYLOAD = "invalid_payload"
+    # An exception that none of the above classifies (a library's refusal, a parser's bug):
+    # counted against the one endpoint, so that the poll goes on to the next.
+    UNEXPECTED = "unexpected"
 
 
 class DataError(ValueError):

@@ -10,10 +10,16 @@ chain is down, with no analysis, and DataStale holds once the limit has passed).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+import importlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,13 +27,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
+from quorumwatch import cli
 from quorumwatch.alerting.rules import RuleMemory, conditions
+from quorumwatch.chains.kinds import KINDS as KIND_REGISTRY
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings, GenericSettings
+from quorumwatch.endpoints import Endpoint, EndpointPool
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import parse_scenario, start_simulator
 from quorumwatch.simulator.cosmos import start_cosmos_simulator
+from quorumwatch.simulator.ethereum import start_ethereum_simulator
 from quorumwatch.simulator.faults import (
     Fault,
     Hang,
@@ -216,12 +227,20 @@ def _data_faults(shape: DataShape) -> list[MatrixFault]:
 
 
 @dataclass(frozen=True)
-class Kind:
+class Api:
+    """A kind's API as served healthy by its simulator, and how an endpoint of it is set up."""
+
     name: str
-    shape: DataShape
     healthy: Callable[[FakeClock], contextlib.AbstractAsyncContextManager[str]]
     endpoint: Callable[[str, str, float], EndpointSettings]
     generic: GenericSettings | None = None
+
+
+@dataclass(frozen=True)
+class Kind(Api):
+    """A kind in the whole matrix: its answers are JSON that the proxy can rewrite."""
+
+    shape: DataShape = field(kw_only=True)
 
     def faults(self) -> list[MatrixFault]:
         return _transport_faults(self.shape.set_rule) + _data_faults(self.shape)
@@ -273,7 +292,9 @@ async def _hyperliquid(clock: FakeClock) -> AsyncIterator[str]:
 
 HYPERLIQUID = Kind(
     "hyperliquid",
-    DataShape(
+    _hyperliquid,
+    _url_endpoint,
+    shape=DataShape(
         set_rule=Rule(body=b'"validatorSummaries"'),
         rows=lambda document: document,
         stake_field="stake",
@@ -284,8 +305,6 @@ HYPERLIQUID = Kind(
         clock_shift=_shift_field("time", scale=1000.0),
         clock_subject="clock",
     ),
-    _hyperliquid,
-    _url_endpoint,
 )
 
 
@@ -322,7 +341,9 @@ def _rpc_power(power: int, *, every: bool) -> Rewrite:
 
 COSMOS = Kind(
     "cosmos",
-    DataShape(
+    _cosmos,
+    _cosmos_endpoint,
+    shape=DataShape(
         set_rule=Rule(path=LCD_VALIDATORS),
         rows=lambda document: document["validators"],
         stake_field="tokens",
@@ -349,8 +370,6 @@ COSMOS = Kind(
             },
         },
     ),
-    _cosmos,
-    _cosmos_endpoint,
 )
 
 
@@ -371,7 +390,9 @@ async def _solana(clock: FakeClock) -> AsyncIterator[str]:
 
 SOLANA = Kind(
     "solana",
-    DataShape(
+    _solana,
+    _url_endpoint,
+    shape=DataShape(
         set_rule=Rule(body=b'"getVoteAccounts"'),
         rows=lambda document: document["result"]["current"],
         stake_field="activatedStake",
@@ -382,27 +403,27 @@ SOLANA = Kind(
         clock_shift=_shift_field("result"),
         clock_subject="block",
     ),
-    _solana,
-    _url_endpoint,
 )
 
 
-# Generic: a made-up API with 12 equal members and the answer's time beside them.
+# Generic: a made-up API with 12 equal members and the answer's time (the clock's when the
+# simulator starts) beside them.
 GENERIC_DOCUMENT = {
-    "time": WALL,
     "data": {"set": [{"op": f"v{i}", "power": str(10**21 + i)} for i in range(12)]},
 }
 
 
 @contextlib.asynccontextmanager
 async def _generic(clock: FakeClock) -> AsyncIterator[str]:
-    async with await start_generic_simulator(GENERIC_DOCUMENT) as sim:
+    async with await start_generic_simulator({**GENERIC_DOCUMENT, "time": clock.now}) as sim:
         yield sim.base_url
 
 
 GENERIC = Kind(
     "generic",
-    DataShape(
+    _generic,
+    _url_endpoint,
+    shape=DataShape(
         set_rule=Rule(path="/api/validators"),
         rows=lambda document: document["data"]["set"],
         stake_field="power",
@@ -414,9 +435,7 @@ GENERIC = Kind(
         clock_subject="data",
         set_read_when_stale=True,
     ),
-    _generic,
-    _url_endpoint,
-    GenericSettings(
+    generic=GenericSettings(
         path="/api/validators",
         list_path="data.set",
         id_field="op",
@@ -431,6 +450,144 @@ CASES = [
     for kind in KINDS
     for fault in kind.faults()
 ]
+
+
+# Ethereum: the simulator's default beacon node (2,000 validators); its state is SSZ, which
+# the proxy's JSON rewrites cannot fault, so only unexpected exceptions are injected here.
+@contextlib.asynccontextmanager
+async def _ethereum(clock: FakeClock) -> AsyncIterator[str]:
+    async with await start_ethereum_simulator(clock=clock) as sim:
+        yield sim.base_url
+
+
+ETHEREUM = Api("ethereum", _ethereum, _url_endpoint)
+APIS = (*KINDS, ETHEREUM)  # every kind: unexpected exceptions are injected in each
+
+
+# --- unexpected exceptions ----------------------------------------------------------------------
+
+FAULTY = "faulty"
+# What an exception's message may quote: it must never reach a log, a failure or the output.
+SECRET = "s3cret"
+# The endpoint the pool is asking (worker threads decoding its answers included).
+_ASKING: ContextVar[str | None] = ContextVar("asking", default=None)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """An exception that no check foresaw, raised in one stage of the faulty endpoint's
+    answers: the function replaced, per kind, and what the faulty endpoint must count."""
+
+    id: str
+    error: type[Exception]
+    targets: dict[str, str]  # kind: "module:attribute", the function that raises
+    outcome: str  # "ok" when every request was answered and the set was then refused
+    rejection: str | None = None
+
+
+def _everywhere(target: str) -> dict[str, str]:
+    return dict.fromkeys((api.name for api in APIS), target)
+
+
+STAGES = (
+    # aiohttp's own refusal (userinfo beside an Authorization header, issue #13).
+    Stage(
+        "unexpected_request",
+        ValueError,
+        _everywhere("quorumwatch.endpoints:EndpointPool._send"),
+        "unexpected",
+    ),
+    # Bytes to a document: the JSON decoder each parser calls (the first request's).
+    Stage(
+        "unexpected_decode",
+        TypeError,
+        {
+            **{
+                kind: f"quorumwatch.chains.{kind}.parse:decode_json"
+                for kind in ("hyperliquid", "cosmos", "solana", "generic")
+            },
+            "ethereum": "quorumwatch.chains.ethereum.parse:_decode",
+        },
+        "unexpected",
+    ),
+    # The document to a validator set: the set's parser, as its source calls it.
+    Stage(
+        "unexpected_parse",
+        KeyError,
+        {
+            "hyperliquid": "quorumwatch.chains.hyperliquid.source:parse_validator_summaries",
+            "cosmos": "quorumwatch.chains.cosmos.source:parse_lcd_validators",
+            "solana": "quorumwatch.chains.solana.source:parse_vote_accounts",
+            "generic": "quorumwatch.chains.generic.source:parse_generic",
+            "ethereum": "quorumwatch.chains.ethereum.source:read_beacon_state",
+        },
+        "unexpected",
+    ),
+    # The source's judgement of what it read, after every request succeeded: the clock check.
+    Stage(
+        "unexpected_check",
+        ZeroDivisionError,
+        _everywhere("quorumwatch.chains.base:ChainSource._check_clock"),
+        "ok",
+        "unexpected",
+    ),
+)
+UNEXPECTED_CASES = [
+    pytest.param(api, stage, id=f"{api.name}-{stage.id}") for api in APIS for stage in STAGES
+]
+
+
+def _inject(monkeypatch: pytest.MonkeyPatch, stage: Stage, kind: str) -> None:
+    """Make the stage's function raise when it runs for the faulty endpoint: while the pool
+    asks it, or when it is handed that endpoint."""
+    asked = EndpointPool._request
+
+    async def asking(pool: EndpointPool, endpoint: Endpoint, *args: Any, **kwargs: Any) -> Any:
+        token = _ASKING.set(endpoint.name)
+        try:
+            return await asked(pool, endpoint, *args, **kwargs)
+        finally:
+            _ASKING.reset(token)
+
+    module, _, path = stage.targets[kind].partition(":")
+    *owners, name = path.split(".")
+    owner: Any = importlib.import_module(module)
+    for part in owners:
+        owner = getattr(owner, part)
+    original = getattr(owner, name)
+
+    def raising(*args: Any, **kwargs: Any) -> Any:
+        given = (arg.name for arg in args if isinstance(arg, Endpoint))
+        if _ASKING.get() == FAULTY or FAULTY in given:
+            raise stage.error(f"injected: http://user:{SECRET}@{FAULTY}.invalid/")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(EndpointPool, "_request", asking)
+    monkeypatch.setattr(owner, name, raising)
+
+
+OnceRunner = Callable[[ChainSettings], Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def run_once_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> OnceRunner:
+    """`quorumwatch run --once --format json` on one chain, giving its exit code, stdout and
+    stderr: in this process, where an injection holds, on a worker thread, since it runs an
+    event loop of its own."""
+
+    async def run(settings: ChainSettings) -> tuple[int, str, str]:
+        config = tmp_path / "empty.toml"
+        config.write_text("")
+        monkeypatch.setenv("QUORUMWATCH_CHAINS", json.dumps([settings.model_dump(mode="json")]))
+        capsys.readouterr()
+        argv = ["run", "--once", "--config", str(config), "--format", "json"]
+        code = await asyncio.to_thread(cli.main, argv)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -448,7 +605,7 @@ async def _faulty_url(fault: MatrixFault, upstream: str) -> AsyncIterator[str]:
 
 
 def _monitor(
-    session: aiohttp.ClientSession, clock: FakeClock, kind: Kind, *endpoints: EndpointSettings
+    session: aiohttp.ClientSession, clock: FakeClock, kind: Api, *endpoints: EndpointSettings
 ) -> ChainMonitor:
     settings = ChainSettings(
         name=kind.name,
@@ -572,15 +729,84 @@ async def test_stale_endpoint_is_never_asked_for_its_set(
         assert proxy.count(kind.shape.set_rule) == 0
 
 
+@pytest.mark.parametrize(("api", "stage"), UNEXPECTED_CASES)
+async def test_unexpected_exception_fails_over(
+    session: aiohttp.ClientSession,
+    monkeypatch: pytest.MonkeyPatch,
+    run_once_json: OnceRunner,
+    api: Api,
+    stage: Stage,
+) -> None:
+    """An exception no check foresaw, in one stage of the faulty endpoint's answers, is counted
+    on it and logged by type, never by message; the healthy endpoint serves, with no alert
+    but EndpointDown that it alone would not raise, and `run --once` judges the chain by it
+    (WARNING: one endpoint healthy)."""
+    _inject(monkeypatch, stage, api.name)
+    clock = FakeClock(time.time())  # `run --once` reads the real clock
+    async with api.healthy(clock) as url:
+        healthy = api.endpoint("healthy", url, 5.0)
+        alone = await _monitor(session, clock, api, healthy).poll_once()
+        monitor = _monitor(session, clock, api, api.endpoint(FAULTY, url, 5.0), healthy)
+        with capture_logs() as logs:
+            report = await monitor.poll_once()
+        code, out, err = await run_once_json(monitor.settings)
+    assert report.up, report.failures
+    assert report.validator_set is not None
+    assert report.validator_set.endpoint == "healthy"
+    assert report.analysis == alone.analysis
+    alerts = _alerts(report, monitor.settings, clock.now)
+    assert alerts - {"EndpointDown"} == _alerts(alone, monitor.settings, clock.now)
+    assert _failed(_requests(report, FAULTY)) == (
+        {} if stage.outcome == "ok" else {stage.outcome: 1}
+    )
+    assert dict(report.rejections) == ({} if stage.rejection is None else {stage.rejection: 1})
+    assert next(e for e in report.endpoints if e.name == FAULTY).up is False
+    assert (FAULTY, stage.error.__name__) in {(e.get("endpoint"), e.get("error")) for e in logs}
+    assert SECRET not in repr(logs) + repr(report.failures) + out + err
+
+    assert code == 1, out
+    [chain] = json.loads(out)["chains"]
+    assert chain["reasons"] == ["only 1 endpoint healthy: a single point of failure"]
+    assert chain["nakamoto"] is not None
+    assert [(e["name"], e["up"]) for e in chain["endpoints"]] == [
+        (FAULTY, False),
+        ("healthy", True),
+    ]
+
+
+def _documented(header: str) -> dict[str, dict[str, str]]:
+    """The table of docs/fault-matrix.md whose header row starts with `header`: per row id (its
+    first cell), the cell under each column."""
+    lines = (Path(__file__).parents[2] / "docs" / "fault-matrix.md").read_text("utf-8").splitlines()
+    top = next(index for index, line in enumerate(lines) if line.startswith(header))
+    columns = [cell.strip() for cell in lines[top].split("|")[1:-1]]
+    table = {}
+    for line in itertools.takewhile(lambda line: line.startswith("|"), lines[top + 2 :]):
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        table[cells[0].strip("`")] = dict(zip(columns, cells, strict=True))
+    return table
+
+
+def _cell(outcome: str, rejection: str | None) -> str:
+    return f"`{outcome}`" + (f" · `{rejection}`" if rejection else "")
+
+
 def test_the_documented_table_states_every_case_as_tested() -> None:
     """docs/fault-matrix.md has a row per fault giving, per kind, the outcome and reason tested."""
-    doc = (Path(__file__).parents[2] / "docs" / "fault-matrix.md").read_text(encoding="utf-8")
-    rows = [line.split("|")[1:-1] for line in doc.splitlines() if line.startswith("| `")]
-    header = next(line for line in doc.splitlines() if line.startswith("| fault | how"))
-    columns = [cell.strip() for cell in header.split("|")[1:-1]]
-    table = {row[0].strip().strip("`"): [cell.strip() for cell in row] for row in rows}
+    table = _documented("| fault | how")
     for kind in KINDS:
         for fault in kind.faults():
-            expected = f"`{fault.outcome}`" + (f" · `{fault.rejection}`" if fault.rejection else "")
-            assert table[fault.id][columns.index(kind.name)] == expected, (kind.name, fault.id)
-    assert set(table) >= {fault.id for kind in KINDS for fault in kind.faults()}
+            expected = _cell(fault.outcome, fault.rejection)
+            assert table[fault.id][kind.name] == expected, (kind.name, fault.id)
+    assert set(table) == {fault.id for kind in KINDS for fault in kind.faults()}
+
+
+def test_the_documented_unexpected_table_states_every_case_as_tested() -> None:
+    """docs/fault-matrix.md has a row per stage of unexpected exception giving, for each of the
+    five kinds, the outcome and reason tested."""
+    table = _documented("| stage | how")
+    for stage in STAGES:
+        for api in APIS:
+            assert table[stage.id][api.name] == _cell(stage.outcome, stage.rejection), stage.id
+    assert set(table) == {stage.id for stage in STAGES}
+    assert [api.name for api in APIS] == list(KIND_REGISTRY)  # every kind, in its order

@@ -84,6 +84,16 @@ def value_of(answer: Answer[T], what: str = "") -> T:
     raise EndpointRejectedError(f"{prefix}{answer.outcome}{detail}", reason)
 
 
+def _rejection(endpoint: Endpoint, exc: Exception) -> EndpointRejectedError:
+    """Why `endpoint` is not used, from what its attempt raised. Anything but a rejection (a
+    bug, a library's refusal) is reason `unexpected`: this endpoint fails, not the poll. Only
+    its type is logged and described, for its message may quote a URL."""
+    if isinstance(exc, EndpointRejectedError):
+        return exc
+    log.warning("endpoint failed unexpectedly", endpoint=endpoint.name, error=type(exc).__name__)
+    return EndpointRejectedError(f"{Outcome.UNEXPECTED} ({type(exc).__name__})", "unexpected")
+
+
 class ChainSource(ABC):
     """A kind's source: tries endpoints in configured order (those waiting out a Retry-After
     skipped) until one gives a complete set, reporting every failure and rejection reason.
@@ -124,11 +134,12 @@ class ChainSource(ABC):
         for endpoint in available:
             try:
                 got = await self._attempt(endpoint)
-            except EndpointRejectedError as exc:
+            except Exception as exc:  # not BaseException: cancellation and exits go through
+                rejected = _rejection(endpoint, exc)
                 pool.reject(endpoint)  # even when each request succeeded
-                failures.append(f"{endpoint.name}: {exc.description}")
-                if exc.reason is not None:
-                    rejections.append(exc.reason)
+                failures.append(f"{endpoint.name}: {rejected.description}")
+                if rejected.reason is not None:
+                    rejections.append(rejected.reason)
                 continue
             # An unversioned set compares with any other unversioned one.
             found.append((endpoint, got if isinstance(got, VersionedSet) else VersionedSet(got)))

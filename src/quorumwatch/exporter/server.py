@@ -1,4 +1,4 @@
-"""The /metrics HTTP endpoint, with a landing page at /."""
+"""The /metrics HTTP endpoint (text format or OpenMetrics), with a landing page at /."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
 _LANDING = (
@@ -46,13 +47,13 @@ def basic_auth(username: str, password: str) -> Middleware:
 def metrics_app(
     registry: CollectorRegistry, *, credentials: tuple[str, str] | None = None
 ) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        # Always the text format 0.0.4, never OpenMetrics: there a counter's family drops
-        # `_total`, and quorumwatch_jail_events_total would collide with the contract gauge
-        # quorumwatch_jail_events, failing the whole scrape.
+    async def metrics(request: web.Request) -> web.Response:
+        # OpenMetrics when the Accept header asks for it (Prometheus does by default), else
+        # the text format 0.0.4.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         # Rendering thousands of series takes milliseconds: keep it off the event loop.
-        body = await asyncio.to_thread(generate_latest, registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = await asyncio.to_thread(encode, registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def landing(_: web.Request) -> web.Response:
         return web.Response(text=_LANDING, content_type="text/html")

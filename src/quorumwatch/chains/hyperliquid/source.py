@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from quorumwatch.chains.base import ChainSource, EndpointRejectedError, value_of
+from quorumwatch.chains.base import ChainSource, value_of
 from quorumwatch.chains.hyperliquid.parse import parse_exchange_status, parse_validator_summaries
 from quorumwatch.models import Validator
 
@@ -29,7 +29,7 @@ class HyperliquidSource(ChainSource):
 
     kind = "hyperliquid"
     # This poll's probe results: why each candidate is not used, None if it may be.
-    _problems: Mapping[Endpoint, EndpointRejectedError | None] = MappingProxyType({})
+    _problems: Mapping[Endpoint, Exception | None] = MappingProxyType({})
 
     async def _candidates(self) -> list[Endpoint]:
         """The endpoints to try, each probed at once before any is asked for the set."""
@@ -48,13 +48,13 @@ class HyperliquidSource(ChainSource):
             )
         )
 
-    async def _probe(self, endpoint: Endpoint) -> EndpointRejectedError | None:
+    async def _probe(self, endpoint: Endpoint) -> Exception | None:
         """None when the endpoint answers with a current clock, else why it is not used."""
         answer = await self._pool.post_json(
             endpoint, INFO_PATH, STATUS_REQUEST, parse_exchange_status
         )
         try:
             self._check_clock(endpoint, value_of(answer), subject="clock")
-        except EndpointRejectedError as exc:
+        except Exception as exc:  # raised by _attempt, in the failover loop, which judges it
             return exc
         return None
