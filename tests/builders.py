@@ -19,6 +19,7 @@ from quorumwatch.chains.kinds import KINDS
 from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import ChainSettings, Settings, load_settings
 from quorumwatch.endpoints import LATENCY_BUCKETS
+from quorumwatch.entities import absent_members
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.models import Outcome, Validator, ValidatorSet
@@ -140,6 +141,16 @@ def report(
         ),
         jails=jails,
         finality_lag_epochs=finality_lag_epochs if analysis else None,
+        absent_members=MappingProxyType(
+            {
+                entity: len(members)
+                for entity, members in absent_members(
+                    entity_map, validator_set.table.addresses
+                ).items()
+            }
+            if validator_set
+            else {}
+        ),
     )
 
 
