@@ -3,9 +3,10 @@ clock."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -14,9 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from quorumwatch.alerting.model import AlertEvent, AlertState, AlertStatus, Severity, fingerprint
 from quorumwatch.analysis import analyse
+from quorumwatch.chains.kinds import KINDS
 from quorumwatch.config import ChainSettings, Settings, load_settings
 from quorumwatch.endpoints import LATENCY_BUCKETS
 from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.models import (
     Outcome,
     Validator,
@@ -146,9 +149,11 @@ def exposition(
     now: float | None = None,
     sinks: SinkStatus | None = None,
     max_series: int = 100,
+    without_validator_series: Collection[str] = frozenset(),
 ) -> str:
     """The text /metrics serves with these reports (and sink status) on the board; elapsed
-    times are measured to `now` when it is given; `max_series` caps per-validator series."""
+    times are measured to `now` when it is given; `max_series` caps per-validator series, and
+    the chains in `without_validator_series` have none."""
     board = ReportBoard()
     for published in reports:
         board.publish(published)
@@ -156,11 +161,71 @@ def exposition(
         board.sinks = sinks
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
-        collector(board, max_series=max_series)
-        if now is None
-        else collector(board, max_series=max_series, clock=lambda: now)
+        collector(
+            board,
+            max_series=max_series,
+            clock=time.time if now is None else lambda: now,
+            without_validator_series=without_validator_series,
+        )
     )
     return generate_latest(registry).decode()
+
+
+def jail_history(jailed: str, since: float, *, storm: bool = False) -> JailReport:
+    """`jailed` jailed twice, in jail since `since`, and once unjailed 90 s after its
+    unjailableAfter."""
+    return JailReport(
+        counters=JailCounters(
+            jails=2,
+            validator_jails=MappingProxyType({jailed: 2}),
+            unjail_delay_bucket_counts=tuple(int(bound >= 90) for bound in UNJAIL_DELAY_BUCKETS),
+            unjail_delay_sum=90.0,
+            unjail_delay_count=1,
+        ),
+        windows=MappingProxyType({"1h": 1, "24h": 2, "7d": 2}),
+        storm=storm,
+        jailed_since=MappingProxyType({jailed: since}),
+        names=MappingProxyType({jailed: "jailed validator"}),
+    )
+
+
+def every_kind_board(now: float) -> ReportBoard:
+    """A board as a daemon watching one chain of every kind holds at `now`: each chain named
+    after its kind, analysed, with jail history and its kind's own data (a Cosmos jail risk, a
+    delinquent Solana validator, Ethereum's finality lag, two endpoints compared), plus a chain
+    that is down and the status of both alert sinks."""
+    kind_data: dict[str, dict[str, Any]] = {
+        "cosmos": {"jail_risk_ratio": 0.5},
+        "solana": {"delinquent": True},
+    }
+    board = ReportBoard()
+    for kind in KINDS:
+        validators = [
+            validator(1, 400),
+            validator(2, 300),
+            dataclasses.replace(validator(3, 200), **kind_data.get(kind, {})),
+            validator(4, 100, jailed=True),
+            validator(5, 50, active=False),
+        ]
+        published = report(
+            validators,
+            entity_of={address(1): "Operator", address(2): "Operator"},
+            settings=chain_settings(name=kind),
+            jails=jail_history(address(4), now - 600),
+            finality_lag_epochs=2 if kind == "ethereum" else None,
+        )
+        board.publish(dataclasses.replace(published, endpoints_disagree=False))
+    jails = jail_history(address(4), now - 600, storm=True)
+    board.publish(report(None, settings=chain_settings(name="down"), jails=jails))
+    board.sinks = SinkStatus(
+        outbox_events=1,
+        outbox_oldest_created_at=now - 5,
+        outbox_dropped_events=0,
+        events_generated=MappingProxyType({("EntityCanHalt", "firing"): 1}),
+        mqtt_connected=True,
+        alertmanager_failures=0,
+    )
+    return board
 
 
 ALERT_T0 = 1_750_000_000.0
@@ -219,8 +284,17 @@ def alert_event(
 
 
 def collector(
-    board: ReportBoard, *, max_series: int = 100, clock: Callable[[], float] = time.time
+    board: ReportBoard,
+    *,
+    max_series: int = 100,
+    clock: Callable[[], float] = time.time,
+    without_validator_series: Collection[str] = frozenset(),
 ) -> QuorumwatchCollector:
     """The daemon's collector over `board`, with the same per-validator series cap for every
-    chain (100 is the configuration's default)."""
-    return QuorumwatchCollector(board, defaultdict(lambda: max_series), clock)
+    chain (100 is the configuration's default) and none for `without_validator_series`."""
+    return QuorumwatchCollector(
+        board,
+        defaultdict(lambda: max_series),
+        clock,
+        without_validator_series=without_validator_series,
+    )

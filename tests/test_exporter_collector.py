@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import time
 from types import MappingProxyType
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.labels import safe_text
 from quorumwatch.report import JailReport, SinkStatus
-from tests.builders import chain_settings, exposition, report, validator
+from tests.builders import (
+    chain_settings,
+    collector,
+    every_kind_board,
+    exposition,
+    jail_history,
+    report,
+    validator,
+)
 from tests.services import parse_samples
-from tests.tools import KNOWN_PROMTOOL_FINDINGS, promtool_findings, require_binary
+from tests.tools import promtool_findings
 
 ANALYSIS_METRICS = {
     "quorumwatch_validators",
@@ -24,9 +32,9 @@ ANALYSIS_METRICS = {
     "quorumwatch_largest_stake_ratio",
     "quorumwatch_top_stake_ratio",
     "quorumwatch_herfindahl_index",
-    "quorumwatch_effective_count",
+    "quorumwatch_effective_holders",
     "quorumwatch_gini_coefficient",
-    "quorumwatch_entropy_bits",
+    "quorumwatch_shannon_entropy",
     "quorumwatch_halt_distance",
     "quorumwatch_liveness_margin_ratio",
     "quorumwatch_unattributed_stake_ratio",
@@ -254,13 +262,19 @@ class TestDownChain:
         assert value(text, "quorumwatch_liveness_margin_ratio", chain="other") > 0
 
 
-def test_promtool_check_metrics_on_full_scrape() -> None:
-    """promtool check metrics finds nothing beyond the two documented contract-name lints."""
-    text = exposition(
-        report(FOUNDATION_SET, entity_of=FOUNDATION),
-        report(None, settings=chain_settings(name="down")),
-    )
-    assert promtool_findings(text) == KNOWN_PROMTOOL_FINDINGS
+def test_promtool_finds_nothing_in_a_scrape_of_every_kind() -> None:
+    """promtool check metrics finds nothing in a scrape of one chain of every kind with jail
+    history, a down chain and both sinks, where every quorumwatch family has samples."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector(every_kind_board(JAIL_NOW), clock=lambda: JAIL_NOW))
+    text = generate_latest(registry).decode()
+    empty = [
+        family.name
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("quorumwatch_") and not family.samples
+    ]
+    assert empty == []
+    assert promtool_findings(text) == set()
 
 
 # --- jail history -----------------------------------------------------------------------------
@@ -318,7 +332,7 @@ class TestJailMetrics:
         assert value(text, per_validator, **identity(V11, safe_name, V11)) == 3
         assert value(text, per_validator, **identity(V1, "validator 1", "Hyper Foundation")) == 2
         for window, count in {"1h": 1, "24h": 3, "7d": 5}.items():
-            assert value(text, "quorumwatch_jail_events", **chain, window=window) == count
+            assert value(text, "quorumwatch_jail_events_in_window", **chain, window=window) == count
         jailed_for = "quorumwatch_validator_jailed_seconds"
         assert value(text, jailed_for, **identity(V11, safe_name, V11)) == 600
         assert [
@@ -328,7 +342,7 @@ class TestJailMetrics:
         assert value(text, "quorumwatch_jail_storm", **chain) == 1
         assert "# TYPE quorumwatch_jail_events_total counter" in text
         assert "# TYPE quorumwatch_validator_jail_events_total counter" in text
-        assert "# TYPE quorumwatch_jail_events gauge" in text
+        assert "# TYPE quorumwatch_jail_events_in_window gauge" in text
         assert "# TYPE quorumwatch_unjail_delay_seconds histogram" in text
 
     def test_hostile_names_in_jail_labels(self) -> None:
@@ -377,7 +391,7 @@ class TestJailMetrics:
         assert "quorumwatch_jailed_stake_ratio" not in present
         chain = {"chain": "hyperliquid"}
         assert value(text, "quorumwatch_jail_events_total", **chain) == 5
-        assert value(text, "quorumwatch_jail_events", **chain, window="7d") == 5
+        assert value(text, "quorumwatch_jail_events_in_window", **chain, window="7d") == 5
         assert value(text, "quorumwatch_unjail_delay_seconds_count", **chain) == 4
         assert value(text, "quorumwatch_jail_storm", **chain) == 0
         assert (
@@ -410,23 +424,11 @@ class TestJailMetrics:
         text = exposition(report(FOUNDATION_SET), now=JAIL_NOW)
         assert not {
             "quorumwatch_jail_events_total",
-            "quorumwatch_jail_events",
+            "quorumwatch_jail_events_in_window",
             "quorumwatch_validator_jailed_seconds",
             "quorumwatch_unjail_delay_seconds_count",
             "quorumwatch_jail_storm",
         } & names(text)
-
-
-def test_promtool_check_metrics_with_jail_metrics() -> None:
-    """promtool check metrics on a scrape with jail metrics (one chain up, one down) finds
-    nothing beyond the two documented contract-name lints."""
-    text = exposition(
-        report(FOUNDATION_SET, entity_of=FOUNDATION, jails=jail_report()),
-        report(None, settings=chain_settings(name="down"), jails=jail_report(storm=False)),
-        now=JAIL_NOW,
-    )
-    assert "quorumwatch_unjail_delay_seconds_bucket" in text
-    assert promtool_findings(text) == KNOWN_PROMTOOL_FINDINGS
 
 
 def test_jail_risk_ratio_is_exported_only_where_known() -> None:
@@ -482,16 +484,6 @@ def test_outbox_dropped_events_is_an_unlabelled_counter_also_at_zero() -> None:
     )
 
 
-def test_promtool_check_metrics_with_sink_metrics() -> None:
-    """promtool check metrics on a scrape of the sink metrics finds nothing."""
-    promtool = require_binary("promtool")
-    text = exposition(sinks=sink_status(dropped=3))
-    result = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
-    )
-    assert (result.returncode, result.stdout + result.stderr) == (0, "")
-
-
 def test_finality_lag_is_exported_only_where_known() -> None:
     """quorumwatch_finality_lag_epochs carries a chain's lag when its source reports one, and
     is absent for a chain without finality checkpoints and for a chain that is down."""
@@ -517,3 +509,54 @@ def test_entity_series_are_not_copies_of_validator_series() -> None:
         if name == "quorumwatch_entity_stake_ratio"
     }
     assert entities == {"Hyper Foundation", whale.address}
+
+
+class TestWithoutValidatorSeries:
+    """`validator_series = false` on a chain: none of its per-validator series, everything else."""
+
+    PER_VALIDATOR = frozenset(
+        {
+            "quorumwatch_validator_stake_ratio",
+            "quorumwatch_validator_jailed",
+            "quorumwatch_validator_uptime_ratio",
+            "quorumwatch_validator_jail_risk_ratio",
+            "quorumwatch_validator_jail_events_total",
+            "quorumwatch_validator_jailed_seconds",
+        }
+    )
+
+    def scrape(self) -> str:
+        risky = [dataclasses.replace(v, jail_risk_ratio=0.1) for v in FOUNDATION_SET]
+        jails = jail_history(V11, JAIL_NOW - 600)
+        return exposition(
+            report(risky, entity_of=FOUNDATION, jails=jails),
+            report(risky, entity_of=FOUNDATION, settings=chain_settings(name="other"), jails=jails),
+            now=JAIL_NOW,
+            without_validator_series={"hyperliquid"},
+        )
+
+    def series_by_chain(self, text: str) -> dict[str, set[str]]:
+        chains: dict[str, set[str]] = {}
+        for name, labels in parse_samples(text):
+            chains.setdefault(dict(labels).get("chain", ""), set()).add(name)
+        return chains
+
+    def test_no_per_validator_series_for_that_chain_only(self) -> None:
+        """The chain has no per-validator series, and counts all its validators as omitted;
+        another chain keeps every one of them."""
+        text = self.scrape()
+        chains = self.series_by_chain(text)
+        assert not self.PER_VALIDATOR & chains["hyperliquid"]
+        assert chains["other"] >= self.PER_VALIDATOR
+        omitted = "quorumwatch_validator_series_omitted"
+        assert value(text, omitted, chain="hyperliquid") == len(FOUNDATION_SET)
+        assert value(text, omitted, chain="other") == 0
+
+    def test_entity_and_chain_series_stay(self) -> None:
+        """The chain keeps the same entity, concentration, jail and endpoint series as a chain
+        with per-validator series."""
+        text = self.scrape()
+        chains = self.series_by_chain(text)
+        assert chains["hyperliquid"] == chains["other"] - self.PER_VALIDATOR
+        entity = {"chain": "hyperliquid", "entity": "Hyper Foundation"}
+        assert value(text, "quorumwatch_entity_can_control", **entity) == 1

@@ -1,5 +1,5 @@
-"""The HTTP server: /metrics in the text format, the status page and /api/v1/state, and the
-optional basic auth and TLS over all three."""
+"""The HTTP server: /metrics in the text format or OpenMetrics, the status page and
+/api/v1/state, and the optional basic auth and TLS over all three."""
 
 from __future__ import annotations
 
@@ -7,20 +7,36 @@ import asyncio
 import base64
 import hashlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Metric
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
 
+from quorumwatch.chains.kinds import KINDS
+from quorumwatch.daemon import build_registry
 from quorumwatch.exporter.server import start_metrics_server
+from tests.builders import chain_settings, every_kind_board
 from tests.tools import self_signed_certificate, server_tls
 
 PATHS = ("/metrics", "/", "/api/v1/state")
 STATE = {"schema": "test", "chains": [{"name": "<script>alert(1)</script>"}]}
+
+# prometheus_client's OpenMetrics parser, which has no annotations, as it is typed.
+openmetrics_families: Callable[[str], Iterator[Metric]] = (
+    openmetrics_parser.text_string_to_metric_families
+)
+
+# What Prometheus 2.42 sends by default.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 def auth(user: str, password: str) -> dict[str, str]:
@@ -28,13 +44,24 @@ def auth(user: str, password: str) -> dict[str, str]:
     return {"Authorization": f"Basic {token}"}
 
 
+def every_kind_registry() -> CollectorRegistry:
+    """The daemon's registry over a board with one chain of every kind and a down one."""
+    board = every_kind_board(1_750_000_000.0)
+    return build_registry(board, [chain_settings(name=chain) for chain in board.reports])
+
+
 @asynccontextmanager
-async def serving(state: dict[str, Any] | None = None, **options: Any) -> AsyncIterator[int]:
-    """The server on a free loopback port, serving `state` (STATE by default) as the state
-    document, with `options` (credentials, ssl_context); yields the port."""
+async def serving(
+    registry: CollectorRegistry | None = None,
+    state: dict[str, Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[int]:
+    """The server on a free loopback port, serving `registry` (an empty one by default) and
+    `state` (STATE by default) as the state document, with `options` (credentials,
+    ssl_context); yields the port."""
     document = STATE if state is None else state
     runner, port = await start_metrics_server(
-        CollectorRegistry(), "127.0.0.1", 0, state=lambda: document, **options
+        registry or CollectorRegistry(), "127.0.0.1", 0, state=lambda: document, **options
     )
     try:
         yield port
@@ -67,18 +94,37 @@ def sha256_source(code: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(code.encode()).digest()).decode() + "'"
 
 
-async def test_serves_text_format_even_when_openmetrics_is_asked_for() -> None:
-    """/metrics answers in the text format even when OpenMetrics is asked for."""
+async def test_serves_text_format_unless_openmetrics_is_asked_for() -> None:
+    """/metrics answers in the text format 0.0.4 to a client that does not ask for OpenMetrics."""
+    async with serving(every_kind_registry()) as port, aiohttp.ClientSession() as session:
+        for accept in ({}, {"Accept": "text/plain;version=0.0.4"}):
+            async with session.get(f"http://127.0.0.1:{port}/metrics", headers=accept) as response:
+                assert response.status == 200
+                content_type = response.headers["Content-Type"]
+                assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+                families = text_string_to_metric_families(await response.text())
+                assert "quorumwatch_jail_events" in {family.name for family in families}
+
+
+async def test_serves_openmetrics_when_asked() -> None:
+    """Asked as Prometheus asks, /metrics answers in OpenMetrics 1.0.0, which prometheus_client's
+    OpenMetrics parser reads whole: every kind's chain, jail counter and window gauge included."""
     async with (
-        serving() as port,
+        serving(every_kind_registry()) as port,
         aiohttp.ClientSession() as session,
         session.get(
-            f"http://127.0.0.1:{port}/metrics",
-            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+            f"http://127.0.0.1:{port}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}
         ) as response,
     ):
         assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain;")
+        content_type = response.headers["Content-Type"]
+        assert content_type.startswith("application/openmetrics-text; version=1.0.0;")
+        text = await response.text()
+    families = {family.name: family for family in openmetrics_families(text)}
+    assert families["quorumwatch_jail_events"].type == "counter"
+    assert families["quorumwatch_jail_events_in_window"].type == "gauge"
+    chains = {sample.labels["chain"] for sample in families["quorumwatch_chain_up"].samples}
+    assert chains == {*KINDS, "down"}
 
 
 async def test_status_page_is_one_self_contained_file_allowed_only_its_own_code() -> None:
@@ -135,7 +181,7 @@ async def test_a_document_holding_nan_is_a_server_error_not_invalid_json() -> No
     """A NaN in the document (never valid JSON) answers 500 instead of a body that no
     browser can parse."""
     async with (
-        serving({"ratio": float("nan")}) as port,
+        serving(state={"ratio": float("nan")}) as port,
         aiohttp.ClientSession() as session,
         session.get(f"http://127.0.0.1:{port}/api/v1/state") as response,
     ):

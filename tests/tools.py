@@ -27,21 +27,18 @@ def require_binary(name: str) -> str:
     pytest.skip(message)
 
 
-# Names issue #2 fixes as contract that promtool 2.42's lint flags; see the README.
-KNOWN_PROMTOOL_FINDINGS = {
-    'quorumwatch_effective_count non-histogram and non-summary metrics should not have "_count"'
-    " suffix",
-    'quorumwatch_entropy_bits use base unit "bytes" instead of "bits"',
-}
-
-
 def promtool_findings(exposition: str) -> set[str]:
-    """What `promtool check metrics` says about an exposition: its non-empty output lines."""
+    """What `promtool check metrics` says about an exposition: its non-empty output lines, and
+    its exit status unless 0; empty when it finds nothing."""
     result = subprocess.run(
         [require_binary("promtool"), "check", "metrics"],
         input=exposition, capture_output=True, text=True, check=False,
     )  # fmt: skip
-    return {line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()}
+    lines = (result.stdout + result.stderr).splitlines()
+    findings = {line.strip() for line in lines if line.strip()}
+    if result.returncode != 0:
+        findings.add(f"promtool exited {result.returncode}")
+    return findings
 
 
 def free_port() -> int:

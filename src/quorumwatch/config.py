@@ -245,6 +245,9 @@ class ChainSettings(_Strict):
     poll_interval_seconds: float = Field(default=30.0, gt=0)
     max_clock_skew_seconds: float = Field(default=60.0, gt=0)
     max_validator_series: int = Field(default=1000, ge=0)
+    # False: no per-validator series at all (entity and chain series stay), for those who pay
+    # per series; max_validator_series still caps the entity series.
+    validator_series: bool = True
     # Unset (or null): the kind's default from KINDS, filled in by _kind_response_limit, so
     # every reader of the field sees the effective limit.
     max_response_bytes: int = Field(default=KINDS["generic"].max_response_bytes, gt=0)

@@ -66,7 +66,13 @@ def freeze_startup_heap() -> None:
 
 def build_registry(board: ReportBoard, chains: Sequence[ChainSettings]) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(QuorumwatchCollector(board, {c.name: c.max_validator_series for c in chains}))
+    registry.register(
+        QuorumwatchCollector(
+            board,
+            {c.name: c.max_validator_series for c in chains},
+            without_validator_series={c.name for c in chains if not c.validator_series},
+        )
+    )
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import (
@@ -40,10 +40,14 @@ class QuorumwatchCollector:
         board: ReportBoard,
         max_series: Mapping[str, int],
         clock: Callable[[], float] = time.time,
+        *,
+        without_validator_series: Collection[str] = frozenset(),
     ) -> None:
         self._board = board
         self._max_series = max_series  # chain -> `max_validator_series`: per-validator series cap
         self._clock = clock  # only for elapsed times, such as the length of a current jail
+        # Chains with `validator_series = false`: their entity and chain series stay.
+        self._without_validator_series = without_validator_series
 
     def describe(self) -> list[Metric]:
         # Avoids the registry calling collect() at registration, before any poll.
@@ -55,9 +59,12 @@ class QuorumwatchCollector:
         yield from chain_metrics(reports)
         yield from decentralization_metrics([r for r in reports if r.up])
         yield from entity_metrics([r for r in reports if r.up], self._max_series)
-        yield from validator_metrics([r for r in reports if r.up])
+        off = self._without_validator_series
+        yield from validator_metrics([r for r in reports if r.up], without_validator_series=off)
         yield from endpoint_metrics(reports)
-        yield from jail_metrics(reports, self._max_series, self._clock())
+        yield from jail_metrics(
+            reports, self._max_series, self._clock(), without_validator_series=off
+        )
         yield from finality_metrics(reports)
         if self._board.sinks is not None:
             yield from sink_metrics(self._board.sinks)
@@ -160,7 +167,7 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
         labels=by_grouping,
     )
     effective = GaugeMetricFamily(
-        "quorumwatch_effective_count",
+        "quorumwatch_effective_holders",
         "Effective number of holders, 1/HHI." + _CACHED,
         labels=by_grouping,
     )
@@ -170,8 +177,8 @@ def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]
         labels=by_grouping,
     )
     entropy = GaugeMetricFamily(
-        "quorumwatch_entropy_bits",
-        "Shannon entropy of stake shares, in bits." + _CACHED,
+        "quorumwatch_shannon_entropy",
+        "Shannon entropy of stake shares, in bits (log base 2)." + _CACHED,
         labels=by_grouping,
     )
     halt_distance = GaugeMetricFamily(
@@ -246,7 +253,9 @@ def entity_metrics(
     yield from (unattributed, share, can_halt, can_control)
 
 
-def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+def validator_metrics(
+    reports: Iterable[ChainReport], *, without_validator_series: Collection[str] = frozenset()
+) -> Iterator[Metric]:
     identity = ["chain", "validator", "name", "entity"]
     share = GaugeMetricFamily(
         "quorumwatch_validator_stake_ratio",
@@ -269,14 +278,15 @@ def validator_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
     )
     omitted = GaugeMetricFamily(
         "quorumwatch_validator_series_omitted",
-        "Validators left out of per-validator series by max_validator_series.",
+        "Validators left out of per-validator series by max_validator_series, or all of them"
+        " with validator_series = false.",
         labels=["chain"],
     )
     for report in reports:
         if report.validator_set is None or report.analysis is None:
             continue
         total = report.analysis.total_stake
-        exported = report.exported_validators
+        exported = () if report.chain in without_validator_series else report.exported_validators
         omitted.add_metric([report.chain], len(report.validator_set.validators) - len(exported))
         for v in exported:
             entity = report.entity_of.get(v.address, v.address)
@@ -351,7 +361,11 @@ def endpoint_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
 
 
 def jail_metrics(
-    reports: Iterable[ChainReport], max_series: Mapping[str, int], now: float
+    reports: Iterable[ChainReport],
+    max_series: Mapping[str, int],
+    now: float,
+    *,
+    without_validator_series: Collection[str] = frozenset(),
 ) -> Iterator[Metric]:
     identity = ["chain", "validator", "name", "entity"]
     total = CounterMetricFamily(
@@ -365,7 +379,7 @@ def jail_metrics(
         labels=identity,
     )
     windows = GaugeMetricFamily(
-        "quorumwatch_jail_events",
+        "quorumwatch_jail_events_in_window",
         "Validators jailed within the window.",
         labels=["chain", "window"],
     )
@@ -399,8 +413,9 @@ def jail_metrics(
             continue
         counters = jails.counters
         total.add_metric([report.chain], counters.jails)
+        validator_series = report.chain not in without_validator_series
         ranked = sorted(counters.validator_jails.items(), key=lambda item: (-item[1], item[0]))
-        for address, count in ranked[: max_series[report.chain]]:
+        for address, count in ranked[: max_series[report.chain] if validator_series else 0]:
             per_validator.add_metric(_identity(report, address, jails.names), count)
         for window, count in jails.windows.items():
             windows.add_metric([report.chain, window], count)
@@ -411,7 +426,7 @@ def jail_metrics(
         buckets.append(("+Inf", counters.unjail_delay_count))
         delay.add_metric([report.chain], buckets, counters.unjail_delay_sum)
         storm.add_metric([report.chain], int(jails.storm))
-        if report.up:
+        if report.up and validator_series:
             for address, since in sorted(jails.jailed_since.items()):
                 jailed_for.add_metric(
                     _identity(report, address, jails.names), max(0.0, now - since)

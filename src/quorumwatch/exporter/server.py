@@ -1,5 +1,5 @@
-"""The HTTP server: /metrics, the status page at / and its data at /api/v1/state, all behind
-the same optional TLS and basic auth."""
+"""The HTTP server: /metrics (text format or OpenMetrics), the status page at / and its data at
+/api/v1/state, all behind the same optional TLS and basic auth."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
 STATE_PATH = "/api/v1/state"
@@ -87,13 +88,13 @@ def metrics_app(
         "Referrer-Policy": "no-referrer",
     }
 
-    async def metrics(_: web.Request) -> web.Response:
-        # Always the text format 0.0.4, never OpenMetrics: there a counter's family drops
-        # `_total`, and quorumwatch_jail_events_total would collide with the contract gauge
-        # quorumwatch_jail_events, failing the whole scrape.
+    async def metrics(request: web.Request) -> web.Response:
+        # OpenMetrics when the Accept header asks for it (Prometheus does by default), else
+        # the text format 0.0.4.
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         # Rendering thousands of series takes milliseconds: keep it off the event loop.
-        body = await asyncio.to_thread(generate_latest, registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body = await asyncio.to_thread(encode, registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def status(_: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html", headers=page_headers)
