@@ -18,6 +18,7 @@ PURE = (
     "labels",
     "report",
     "probe",
+    "exporter.state",
     "jails.events",
     "jails.storms",
     "jails.statistics",

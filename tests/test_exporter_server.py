@@ -1,12 +1,17 @@
-"""The /metrics server: text format or OpenMetrics, landing page, optional basic auth and TLS."""
+"""The HTTP server: /metrics in the text format or OpenMetrics, the status page and
+/api/v1/state, and the optional basic auth and TLS over all three."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Metric
@@ -18,6 +23,9 @@ from quorumwatch.daemon import build_registry
 from quorumwatch.exporter.server import start_metrics_server
 from tests.builders import chain_settings, every_kind_board
 from tests.tools import self_signed_certificate, server_tls
+
+PATHS = ("/metrics", "/", "/api/v1/state")
+STATE = {"schema": "test", "chains": [{"name": "<script>alert(1)</script>"}]}
 
 # prometheus_client's OpenMetrics parser, which has no annotations, as it is typed.
 openmetrics_families: Callable[[str], Iterator[Metric]] = (
@@ -42,44 +50,76 @@ def every_kind_registry() -> CollectorRegistry:
     return build_registry(board, [chain_settings(name=chain) for chain in board.reports])
 
 
-async def test_serves_text_format_and_landing_page() -> None:
-    """/metrics answers in the text format 0.0.4 to a client that does not ask for OpenMetrics;
-    / links to it."""
-    runner, port = await start_metrics_server(every_kind_registry(), "127.0.0.1", 0)
+@asynccontextmanager
+async def serving(
+    registry: CollectorRegistry | None = None,
+    state: dict[str, Any] | None = None,
+    **options: Any,
+) -> AsyncIterator[int]:
+    """The server on a free loopback port, serving `registry` (an empty one by default) and
+    `state` (STATE by default) as the state document, with `options` (credentials,
+    ssl_context); yields the port."""
+    document = STATE if state is None else state
+    runner, port = await start_metrics_server(
+        registry or CollectorRegistry(), "127.0.0.1", 0, state=lambda: document, **options
+    )
     try:
-        async with aiohttp.ClientSession() as session:
-            for accept in ({}, {"Accept": "text/plain;version=0.0.4"}):
-                async with session.get(
-                    f"http://127.0.0.1:{port}/metrics", headers=accept
-                ) as response:
-                    assert response.status == 200
-                    content_type = response.headers["Content-Type"]
-                    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-                    families = text_string_to_metric_families(await response.text())
-                    assert "quorumwatch_jail_events" in {family.name for family in families}
-            async with session.get(f"http://127.0.0.1:{port}/") as response:
-                assert 'href="/metrics"' in await response.text()
+        yield port
     finally:
         await runner.cleanup()
+
+
+class InlineCode(HTMLParser):
+    """The text of every <script> and <style> element of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.code: dict[str, list[str]] = {"script": [], "style": []}
+        self._open: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.code:
+            self._open = tag
+            self.code[tag].append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self.code[self._open][-1] += data
+
+
+def sha256_source(code: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(code.encode()).digest()).decode() + "'"
+
+
+async def test_serves_text_format_unless_openmetrics_is_asked_for() -> None:
+    """/metrics answers in the text format 0.0.4 to a client that does not ask for OpenMetrics."""
+    async with serving(every_kind_registry()) as port, aiohttp.ClientSession() as session:
+        for accept in ({}, {"Accept": "text/plain;version=0.0.4"}):
+            async with session.get(f"http://127.0.0.1:{port}/metrics", headers=accept) as response:
+                assert response.status == 200
+                content_type = response.headers["Content-Type"]
+                assert content_type == "text/plain; version=0.0.4; charset=utf-8"
+                families = text_string_to_metric_families(await response.text())
+                assert "quorumwatch_jail_events" in {family.name for family in families}
 
 
 async def test_serves_openmetrics_when_asked() -> None:
     """Asked as Prometheus asks, /metrics answers in OpenMetrics 1.0.0, which prometheus_client's
     OpenMetrics parser reads whole: every kind's chain, jail counter and window gauge included."""
-    runner, port = await start_metrics_server(every_kind_registry(), "127.0.0.1", 0)
-    try:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"http://127.0.0.1:{port}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}
-            ) as response,
-        ):
-            assert response.status == 200
-            content_type = response.headers["Content-Type"]
-            assert content_type.startswith("application/openmetrics-text; version=1.0.0;")
-            text = await response.text()
-    finally:
-        await runner.cleanup()
+    async with (
+        serving(every_kind_registry()) as port,
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"http://127.0.0.1:{port}/metrics", headers={"Accept": PROMETHEUS_ACCEPT}
+        ) as response,
+    ):
+        assert response.status == 200
+        content_type = response.headers["Content-Type"]
+        assert content_type.startswith("application/openmetrics-text; version=1.0.0;")
+        text = await response.text()
     families = {family.name: family for family in openmetrics_families(text)}
     assert families["quorumwatch_jail_events"].type == "counter"
     assert families["quorumwatch_jail_events_in_window"].type == "gauge"
@@ -87,36 +127,90 @@ async def test_serves_openmetrics_when_asked() -> None:
     assert chains == {*KINDS, "down"}
 
 
-async def test_basic_auth_refuses_missing_and_wrong_credentials() -> None:
-    """With credentials set, /metrics is 401 without or with wrong ones and 200 with right ones."""
-    runner, port = await start_metrics_server(
-        CollectorRegistry(), "127.0.0.1", 0, credentials=("prom", "s3cret:with:colons")
-    )
-    url = f"http://127.0.0.1:{port}/metrics"
+async def test_status_page_is_one_self_contained_file_allowed_only_its_own_code() -> None:
+    """/ is one HTML page that loads nothing from elsewhere and links /metrics and the state;
+    its policy allows exactly its one inline script and style, by hash, and fetches only from
+    its origin."""
+    async with (
+        serving() as port,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/") as response,
+    ):
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        page = await response.text()
+        policy = response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    parser = InlineCode()
+    parser.feed(page)
+    (script,), (style,) = parser.code["script"], parser.code["style"]
+    assert "'unsafe-inline'" not in policy
+    assert f"script-src {sha256_source(script)};" in policy
+    assert f"style-src {sha256_source(style)};" in policy
+    assert "default-src 'none';" in policy
+    assert "connect-src 'self';" in policy
+    assert "src=" not in page  # no external script, image or frame
+    assert "@import" not in style
+    assert 'href="metrics"' in page
+    assert 'href="api/v1/state"' in page
+
+
+async def test_state_serves_the_document_as_json_fresh_on_every_request() -> None:
+    """/api/v1/state is the state callable's document, asked for anew on each request, as
+    UTF-8 JSON that no cache keeps."""
+    calls: list[int] = []
+
+    def state() -> dict[str, Any]:
+        calls.append(1)
+        return {**STATE, "call": len(calls)}
+
+    runner, port = await start_metrics_server(CollectorRegistry(), "127.0.0.1", 0, state=state)
     try:
         async with aiohttp.ClientSession() as session:
+            for call in (1, 2):
+                async with session.get(f"http://127.0.0.1:{port}/api/v1/state") as response:
+                    assert response.status == 200
+                    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+                    assert response.headers["Cache-Control"] == "no-store"
+                    assert await response.json() == {**STATE, "call": call}
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_document_holding_nan_is_a_server_error_not_invalid_json() -> None:
+    """A NaN in the document (never valid JSON) answers 500 instead of a body that no
+    browser can parse."""
+    async with (
+        serving(state={"ratio": float("nan")}) as port,
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/api/v1/state") as response,
+    ):
+        assert response.status == 500
+
+
+async def test_basic_auth_refuses_missing_and_wrong_credentials_on_every_path() -> None:
+    """With credentials set, /metrics, / and /api/v1/state are 401 without or with wrong
+    credentials and 200 with the right ones."""
+    async with (
+        serving(credentials=("prom", "s3cret:with:colons")) as port,
+        aiohttp.ClientSession() as session,
+    ):
+        for path in PATHS:
+            url = f"http://127.0.0.1:{port}{path}"
             for headers in ({}, auth("prom", "nope"), {"Authorization": "Basic !!!"}):
                 async with session.get(url, headers=headers) as response:
-                    assert response.status == 401
+                    assert response.status == 401, path
                     assert response.headers["WWW-Authenticate"].startswith("Basic")
             async with session.get(url, headers=auth("prom", "s3cret:with:colons")) as response:
-                assert response.status == 200
-    finally:
-        await runner.cleanup()
+                assert response.status == 200, path
 
 
-async def test_tls_serves_metrics_over_https(tmp_path: Path) -> None:
-    """With a certificate, /metrics is served over TLS and verifies against that certificate."""
+async def test_tls_serves_every_path_over_https(tmp_path: Path) -> None:
+    """With a certificate, /metrics, / and /api/v1/state are served over TLS and verify
+    against that certificate."""
     cert, key = await asyncio.to_thread(self_signed_certificate, tmp_path)
-    runner, port = await start_metrics_server(
-        CollectorRegistry(), "127.0.0.1", 0, ssl_context=server_tls(cert, key)
-    )
-    try:
-        client_context = ssl.create_default_context(cafile=str(cert))
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"https://127.0.0.1:{port}/metrics", ssl=client_context) as response,
-        ):
-            assert response.status == 200
-    finally:
-        await runner.cleanup()
+    client_context = ssl.create_default_context(cafile=str(cert))
+    async with serving(ssl_context=server_tls(cert, key)) as port, aiohttp.ClientSession() as s:
+        for path in PATHS:
+            async with s.get(f"https://127.0.0.1:{port}{path}", ssl=client_context) as response:
+                assert response.status == 200, path

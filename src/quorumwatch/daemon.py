@@ -23,6 +23,7 @@ from quorumwatch.config import ConfigError
 from quorumwatch.endpoints import http_session
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
+from quorumwatch.exporter.state import state_document
 from quorumwatch.jails.tracker import JailTracker
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ReportBoard
@@ -85,7 +86,8 @@ async def run_daemon(
     on_listening: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
-    """Poll every chain on its own schedule and serve /metrics until `stop` is set."""
+    """Poll every chain on its own schedule and serve /metrics and the status page until
+    `stop` is set."""
     board = ReportBoard()
     host, port = settings.metrics.host_port
     try:
@@ -93,6 +95,7 @@ async def run_daemon(
             build_registry(board, settings.chains),
             host,
             port,
+            state=lambda: state_document(board, settings.chains, clock()),
             ssl_context=_metrics_tls(settings),
             credentials=_metrics_credentials(settings),
         )
@@ -149,9 +152,10 @@ async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:
 
 class _Sinks:
     """The configured alert sinks and who tells whom: each evaluation's commit goes to the
-    status keeper, the MQTT publisher and the Alertmanager pusher; the publisher tells the
-    keeper of its outbox reads, deletes and connection, the pusher of its failures; the keeper
-    puts the status on the board. Nothing polls the store."""
+    status keeper, the board (for the status page), the MQTT publisher and the Alertmanager
+    pusher; the publisher tells the keeper of its outbox reads, deletes and connection, the
+    pusher of its failures; the keeper puts the status on the board. Nothing polls the
+    store."""
 
     def __init__(
         self,
@@ -182,7 +186,7 @@ class _Sinks:
             if settings.alertmanager.url is not None
             else None
         )
-        self.listeners: list[AlertListener] = [self.status.committed]
+        self.listeners: list[AlertListener] = [self.status.committed, board.alerts_committed]
         self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown
         self._mqtt_task: asyncio.Task[None] | None = None  # ends in MqttPublisher.shutdown()
         if self.mqtt is not None:

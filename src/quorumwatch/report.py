@@ -1,6 +1,7 @@
 """What the poll loops publish and the sinks report: one immutable report per chain, the board
-that holds the latest of each, and the alert sinks' delivery status. Pure data; readers (the
-collector, the rules, the probe) never import the I/O side."""
+that holds the latest of each, the firing alerts and the alert sinks' delivery status. Pure
+data; readers (the collector, the status page, the rules, the probe) never import the I/O
+side."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from quorumwatch.alerting.model import AlertCommit, AlertState
     from quorumwatch.analysis import ChainAnalysis
     from quorumwatch.columns import StatusTotals
     from quorumwatch.jails.statistics import JailCounters
@@ -88,13 +90,20 @@ class SinkStatus:
 
 @dataclass(slots=True)
 class ReportBoard:
-    """The latest report per chain; replaced whole, so a reader sees one consistent view."""
+    """The latest report per chain and each chain's firing alerts; replaced whole, so a reader
+    sees one consistent view."""
 
     reports: Mapping[str, ChainReport] = field(default_factory=dict)
     sinks: SinkStatus | None = None
+    firing: Mapping[str, tuple[AlertState, ...]] = field(default_factory=dict)
 
     def publish(self, report: ChainReport) -> None:
         self.reports = MappingProxyType({**self.reports, report.chain: report})
+
+    def alerts_committed(self, commit: AlertCommit) -> None:
+        """An alert listener: the chain's firing alerts, exactly as the evaluator committed them
+        (the firing set MQTT retains and Alertmanager is sent)."""
+        self.firing = MappingProxyType({**self.firing, commit.chain: tuple(commit.firing)})
 
 
 @dataclass(frozen=True, slots=True)

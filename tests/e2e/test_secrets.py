@@ -15,6 +15,7 @@ from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.alerting.rules import RuleMemory, advance, conditions
 from quorumwatch.config import ChainSettings, load_settings
 from quorumwatch.exporter.collector import QuorumwatchCollector
+from quorumwatch.exporter.state import state_document
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.probe import judge, render_json, render_text
@@ -27,8 +28,9 @@ SECRETS = ("userinfo-Pw-1", "query-Key-2", "header-Token-3", "mqtt-Pw-4")
 async def test_endpoint_credentials_are_sent_but_never_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Userinfo, query and header credentials reach the API, yet no log line, metric, probe
-    output, alert event or config dump contains any of them, failing or not."""
+    """Userinfo, query and header credentials reach the API, yet no log line, metric, status
+    page document, probe output, alert event or config dump contains any of them, failing or
+    not."""
     seen: list[dict[str, Any]] = []
     rows = render_validator_summaries(load_scenario("healthy").steps[0])
 
@@ -90,6 +92,7 @@ async def test_endpoint_credentials_are_sent_but_never_output(
     outputs = [
         capsys.readouterr().err,
         generate_latest(registry).decode(),
+        json.dumps(state_document(board, [settings], report.polled_at)),
         render_text([judge(report, settings.policy)]),
         render_json([judge(report, settings.policy)]),
         json.dumps([e.to_document() for e in events]),

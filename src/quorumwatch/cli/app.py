@@ -304,7 +304,8 @@ async def _serve_demo(
         host = settings.metrics.host_port[0]
         print(
             f"quorumwatch demo: scenario {scenario}, simulated API at {api_url}/info\n"
-            f"metrics at http://{host}:{port}/metrics (Ctrl-C to stop)",
+            f"metrics at http://{host}:{port}/metrics (Ctrl-C to stop)\n"
+            f"status page at http://{host}:{port}/",
             flush=True,
         )
 

@@ -1,13 +1,20 @@
-"""The /metrics HTTP endpoint (text format or OpenMetrics), with a landing page at /."""
+"""The HTTP server: /metrics (text format or OpenMetrics), the status page at / and its data at
+/api/v1/state, all behind the same optional TLS and basic auth."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import functools
+import hashlib
 import hmac
+import json
+import re
 import ssl
 from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -15,13 +22,37 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
-_LANDING = (
-    "<html><head><title>quorumwatch</title></head><body><h1>quorumwatch</h1>"
-    '<p><a href="/metrics">Metrics</a></p></body></html>'
-)
+STATE_PATH = "/api/v1/state"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+StateView = Callable[[], dict[str, Any]]  # the /api/v1/state document as of the request
+
+# NaN is not JSON: a document holding one is a bug, answered 500 rather than unparseable.
+_dumps = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
+
+
+def status_page() -> str:
+    """The status page: one HTML file with its style and script inline, shipped as package
+    data."""
+    return resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+
+
+def content_security_policy(page: str) -> str:
+    """The page's policy: its own inline script and style run, allowed by their hashes, and
+    it fetches only from its own origin. Nothing else runs, even if a name ever reached the
+    page as markup."""
+
+    def inline(tag: str) -> str:
+        (body,) = re.findall(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        return f"'sha256-{digest}'"
+
+    return (
+        f"default-src 'none'; script-src {inline('script')}; style-src {inline('style')}; "
+        "connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def basic_auth(username: str, password: str) -> Middleware:
@@ -45,8 +76,18 @@ def basic_auth(username: str, password: str) -> Middleware:
 
 
 def metrics_app(
-    registry: CollectorRegistry, *, credentials: tuple[str, str] | None = None
+    registry: CollectorRegistry,
+    *,
+    state: StateView,
+    credentials: tuple[str, str] | None = None,
 ) -> web.Application:
+    page = status_page()
+    page_headers = {
+        "Content-Security-Policy": content_security_policy(page),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
     async def metrics(request: web.Request) -> web.Response:
         # OpenMetrics when the Accept header asks for it (Prometheus does by default), else
         # the text format 0.0.4.
@@ -55,12 +96,20 @@ def metrics_app(
         body = await asyncio.to_thread(encode, registry)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def landing(_: web.Request) -> web.Response:
-        return web.Response(text=_LANDING, content_type="text/html")
+    async def status(_: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html", headers=page_headers)
+
+    async def state_json(_: web.Request) -> web.Response:
+        return web.json_response(
+            state(),
+            dumps=_dumps,
+            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        )
 
     app = web.Application(middlewares=[basic_auth(*credentials)] if credentials else [])
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", landing)
+    app.router.add_get("/", status)
+    app.router.add_get(STATE_PATH, state_json)
     return app
 
 
@@ -69,14 +118,16 @@ async def start_metrics_server(
     host: str,
     port: int,
     *,
+    state: StateView,
     ssl_context: ssl.SSLContext | None = None,
     credentials: tuple[str, str] | None = None,
 ) -> tuple[web.AppRunner, int]:
-    """Serve metrics on host:port (port 0 picks a free one); returns the runner and port."""
+    """Serve metrics, the status page and `state` on host:port (port 0 picks a free one);
+    returns the runner and port."""
     # A scrape in flight at SIGTERM gets a second, not aiohttp's default minute: the
     # daemon exits within 5 s.
     runner = web.AppRunner(
-        metrics_app(registry, credentials=credentials),
+        metrics_app(registry, state=state, credentials=credentials),
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
     )
