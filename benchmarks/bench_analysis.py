@@ -5,8 +5,9 @@
 
 For each stake profile it times, best of `--repeats`: one `sorted()` of the stakes as a Python
 list (the baseline), the columnar core `analyse_columns` on prebuilt columns, with and without
-an entity map, the conversion of `Validator` objects to columns, and `analyse`, which
-converts and then calls the core. Target for the core at 1,000,000 holders: <= 1x.
+an entity map, the conversion of `Validator` objects to columns (`ValidatorTable.of` and
+`entity_columns`), and `analyse` of a set of `Validator` objects, converted first. Target for
+the core at 1,000,000 holders: <= 1x.
 
 Profiles: `spread` draws stakes from 1e10 to 1e15 (as bench_pipeline.py does), so the total
 passes 2**64 and running sums use 32-bit limbs; `gwei` is Ethereum-like, mostly 32 ETH in
@@ -19,12 +20,16 @@ from __future__ import annotations
 import argparse
 import random
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import MappingProxyType
 
-from quorumwatch.analysis import analyse, analyse_columns
-from quorumwatch.columns import ValidatorColumns
-from quorumwatch.models import Validator
+import numpy as np
+import numpy.typing as npt
+
+from quorumwatch.analysis import ChainAnalysis, analyse, analyse_columns
+from quorumwatch.columns import ValidatorTable, entity_columns
+from quorumwatch.models import Validator, ValidatorSet
 
 GWEI_PER_ETH = 10**9
 
@@ -61,15 +66,38 @@ def seconds(action: Callable[[], object], repeats: int) -> float:
     return min(timeit.repeat(action, repeat=repeats, number=1))
 
 
-def analyse_prebuilt(columns: ValidatorColumns) -> Callable[[], object]:
+@dataclass(frozen=True, slots=True)
+class Prebuilt:
+    """A set's table and entity columns, as `analyse` builds them before the core."""
+
+    table: ValidatorTable
+    entity_index: npt.NDArray[np.int64]
+    entity_names: list[str]
+    unattributed: npt.NDArray[np.bool_] | None
+
+
+def prebuilt(validators: Sequence[Validator], entity_of: Mapping[str, str]) -> Prebuilt:
+    table = ValidatorTable.of(validators)
+    return Prebuilt(table, *entity_columns(table.addresses, entity_of))
+
+
+def analyse_prebuilt(columns: Prebuilt) -> Callable[[], object]:
     return lambda: analyse_columns(
-        columns.stakes,
-        columns.status,
+        columns.table.stakes,
+        columns.table.status,
         columns.entity_index,
         columns.entity_names,
-        columns.addresses,
+        columns.table.addresses,
         unattributed=columns.unattributed,
     )
+
+
+def analyse_validators(
+    validators: Sequence[Validator], entity_of: Mapping[str, str]
+) -> ChainAnalysis:
+    """`analyse` of a set of `validators`, its table built first."""
+    validator_set = ValidatorSet(ValidatorTable.of(validators), 0, "bench", 0.0)
+    return analyse(validator_set, entity_of)
 
 
 def run(count: int, entities: int, profile: str, repeats: int) -> None:
@@ -85,8 +113,8 @@ def run(count: int, entities: int, profile: str, repeats: int) -> None:
         f"entity map: {len(entity_of):,} validators in {entities:,} entities"
     )
     no_map: MappingProxyType[str, str] = MappingProxyType({})
-    plain = ValidatorColumns.from_validators(validator_set, no_map)
-    mapped = ValidatorColumns.from_validators(validator_set, entity_of)
+    plain = prebuilt(validator_set, no_map)
+    mapped = prebuilt(validator_set, entity_of)
     baseline = seconds(lambda: sorted(stakes), repeats)
     rows = [
         ("sorted(stakes), the baseline", baseline),
@@ -94,19 +122,19 @@ def run(count: int, entities: int, profile: str, repeats: int) -> None:
         ("analyse_columns, entity map", seconds(analyse_prebuilt(mapped), repeats)),
         (
             "  columns from Validators, no map",
-            seconds(lambda: ValidatorColumns.from_validators(validator_set, no_map), repeats),
+            seconds(lambda: prebuilt(validator_set, no_map), repeats),
         ),
         (
             "  columns from Validators, entity map",
-            seconds(lambda: ValidatorColumns.from_validators(validator_set, entity_of), repeats),
+            seconds(lambda: prebuilt(validator_set, entity_of), repeats),
         ),
         (
             "analyse(validators), no entity map",
-            seconds(lambda: analyse(validator_set, {}), repeats),
+            seconds(lambda: analyse_validators(validator_set, {}), repeats),
         ),
         (
             "analyse(validators), entity map",
-            seconds(lambda: analyse(validator_set, entity_of), repeats),
+            seconds(lambda: analyse_validators(validator_set, entity_of), repeats),
         ),
     ]
     for label, elapsed in rows:
