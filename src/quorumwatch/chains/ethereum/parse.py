@@ -305,7 +305,7 @@ def _u64_column(texts: list[str], where: str) -> NDArray[np.uint64]:
     if digits is not None and not np.any(digits.view(f"S{_U64_DIGITS}") > _MAX_U64_TEXT):
         values = np.zeros(len(texts), dtype=np.uint64)
         for place in range(_U64_DIGITS):
-            values = values * np.uint64(10) + (digits[:, place] - np.uint8(_ASCII_ZERO))
+            values = values * np.uint64(10) + (digits[:, place] - _ASCII_ZERO)
         return values
     first = next(i for i, text in enumerate(texts) if not _is_u64(text))
     raise DataError("invalid_number", f"{where.format(first)}: expected a decimal uint64 string")
@@ -347,7 +347,7 @@ def _hex_column(texts: list[str], where: str, size: int, reason: str) -> NDArray
     """
     count = len(texts)
     width = 2 + 2 * size
-    if set(map(len, texts)) <= {width}:
+    if set(map(len, texts)) == {width}:
         joined = "".join(texts).encode("ascii", errors="replace")  # "?" is no hex digit
         chars = np.frombuffer(joined, dtype=np.uint8).reshape(count, width)
         nibbles = _NIBBLE[chars[:, 2:]]
