@@ -8,8 +8,8 @@ Figures (targets on a 2-core machine, simulators on loopback):
 - one Ethereum poll at `--validators` N: `ChainMonitor.poll_once()` end to end, without a store
   (fetch, decode, analysis: what `run --once` does), over SSZ (<= 5 s) and JSON (<= 15 s);
   broken down into the transfer alone (a plain GET of the body), the source's fetch (transfer,
-  decode, `Validator` objects, attribution) with the longest event-loop stall during it (a
-  1 ms ticker), and the analysis (`analyse`, `status_totals`, `largest_validators`);
+  decode, the set's columns, attribution) with the longest event-loop stall during it (a
+  1 ms ticker), and the analysis (`analyse`, `ValidatorTable.totals`, `.largest`);
 - the daemon's peak RSS (VmHWM) over SSZ (<= 1 GiB) and JSON (<= 2 GiB): `quorumwatch run`
   as a subprocess with a store, polling back to back, read once /metrics shows a second
   successful poll (which ran while the first's report and jail state were held), then
@@ -22,8 +22,8 @@ Figures (targets on a 2-core machine, simulators on loopback):
   every 5 s, as a client sees it: median and p99 of `--scrapes` scrapes (<= 50 ms);
 - the analysis core (`analyse_columns`) of `--holders` holders, with and without an entity
   map, as a ratio to one `sorted()` of the same stakes (<= 1x, judged from 1M holders up),
-  per stake profile of bench_analysis.py; `analyse()` on `Validator` objects (columns built
-  first) is shown too;
+  per stake profile of bench_analysis.py; `analyse()` of the set as a source builds it (its
+  entity columns made from the map first) is shown too;
 - decoding Hyperliquid-shaped holders against `json.loads` (<= 2x): bench_decode.py's figure,
   run as it is when that module exists.
 
@@ -65,11 +65,11 @@ from quorumwatch.chains import make_source
 from quorumwatch.chains.ethereum.source import IN_SET_STATUSES, SSZ
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.cli.app import DEMO_SCENARIO
-from quorumwatch.columns import ValidatorColumns
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import EndpointPool, http_session
 from quorumwatch.logs import configure_logging
-from quorumwatch.models import largest_validators, status_totals
+from quorumwatch.models import ValidatorSet
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ReportBoard
 from quorumwatch.simulator import load_scenario
@@ -78,7 +78,13 @@ from quorumwatch.simulator.ethereum_set import write_label_files
 if not __package__:  # run as a script: the benchmarks package is imported from the root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_analysis import PROFILES, analyse_prebuilt, seconds, validators
+from benchmarks.bench_analysis import (
+    PROFILES,
+    Prebuilt,
+    analyse_prebuilt,
+    seconds,
+    validators,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 _MIB = 1024 * 1024
@@ -398,21 +404,16 @@ async def poll_stages(settings: ChainSettings, session: aiohttp.ClientSession) -
     pool = EndpointPool(settings.endpoints, session, max_response_bytes=settings.max_response_bytes)
     fetch = make_source(settings, pool, time.time).fetch
     stall, (elapsed, result) = await longest_stall(lambda: timed(fetch))
-    note("  fetch: transfer, decode, objects, labels", f"{elapsed:.3f} s")
+    note("  fetch: transfer, decode, columns, labels", f"{elapsed:.3f} s")
     note("    longest event-loop stall in it", f"{stall:.3f} s")
     validator_set, cap = result.validator_set, settings.max_validator_series
     assert validator_set is not None
     assert validator_set.attribution is not None
-    attribution = validator_set.attribution
+    table = validator_set.table
     stages: dict[str, Callable[[], object]] = {
-        "analyse": lambda: analyse(
-            validator_set.validators,
-            attribution.entity_of,
-            operator_of=attribution.operator_of,
-            top=cap,
-        ),
-        "status_totals": lambda: status_totals(validator_set.validators),
-        "largest_validators": lambda: largest_validators(validator_set.validators, cap),
+        "analyse": lambda: analyse(validator_set, {}, top=cap),
+        "totals": table.totals,
+        "largest": lambda: table.largest(cap),
     }
     for name, stage in stages.items():
         started = time.perf_counter()  # with the garbage collector on, as in a poll
@@ -477,16 +478,17 @@ def analysis_figures(holders: int, profile: str) -> None:
     )
     baseline = seconds(lambda: sorted(stakes), 3)
     note("sorted(stakes), the baseline", f"{baseline:.4f} s")
+    table = ValidatorTable.of(validator_set)
+    as_polled = ValidatorSet(table, 0, "bench", 0.0)
     for mapped, entities in (("no entity map", {}), ("entity map", entity_of)):
-        columns = ValidatorColumns.from_validators(validator_set, entities)
-        elapsed = seconds(analyse_prebuilt(columns), 3)
+        elapsed = seconds(analyse_prebuilt(Prebuilt.of(table, entities)), 3)
         label, ratio = f"analyse_columns, {mapped}", elapsed / baseline
         if holders >= TARGET_HOLDERS:
             target(label, f"{elapsed:.4f} s = {ratio:.2f}x", "<= 1x", ratio <= 1)
         else:  # sorted() of a small list takes microseconds: the ratio says little
             note(label, f"{elapsed:.4f} s = {ratio:.2f}x")
-        whole = seconds(partial(analyse, validator_set, entities), 3)
-        note(f"  analyse(Validators), {mapped}", f"{whole:.4f} s = {whole / baseline:.2f}x")
+        whole = seconds(partial(analyse, as_polled, entities), 3)
+        note(f"  analyse(set), {mapped}", f"{whole:.4f} s = {whole / baseline:.2f}x")
 
 
 def decode_figures() -> None:

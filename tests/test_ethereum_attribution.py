@@ -1,8 +1,9 @@
-"""Ethereum attribution: entity precedence from keys, addresses and labels; operators."""
+"""Ethereum attribution: entity precedence from keys, addresses and labels; operators; the
+columns it returns."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -10,16 +11,20 @@ import numpy as np
 import pytest
 
 from quorumwatch.chains.ethereum.attribution import (
+    PUBKEY_SIZE,
+    KeyedNames,
     LabelSources,
     attribute,
     hex_keys,
-    withdrawal_addresses,
 )
 from quorumwatch.chains.ethereum.labels import Labels, read_labels
+from quorumwatch.columns import UNATTRIBUTED
 from quorumwatch.entities import builtin_entities, validator_key
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from quorumwatch.models import Attribution
 
 LIDO = "0xb9d7934878b5fb9610b3fe8a5e441e8fad7e293f"
 
@@ -36,11 +41,6 @@ def _credentials(prefix: int, address: str) -> bytes:
     return bytes([prefix]) + bytes(11) + bytes.fromhex(address[2:])
 
 
-def _addresses(*credentials: bytes) -> list[str | None]:
-    rows = np.frombuffer(b"".join(credentials), np.uint8).reshape(len(credentials), 32)
-    return withdrawal_addresses(rows)
-
-
 def _labels(
     by_address: Mapping[str, str] | None = None, by_pubkey: Mapping[str, str] | None = None
 ) -> Labels:
@@ -52,7 +52,7 @@ def _sources(
     labels: Labels | None = None,
     operators: Labels | None = None,
 ) -> LabelSources:
-    return LabelSources(
+    return LabelSources.of(
         configured=configured or {},
         builtin=builtin_entities("ethereum"),
         labels=labels or _labels(),
@@ -60,14 +60,46 @@ def _sources(
     )
 
 
-def test_keys_and_withdrawal_addresses_are_lower_case_hex() -> None:
-    """hex_keys renders rows as 0x lower-case hex; only 0x01/0x02 credentials give an address
-    (their last 20 bytes), 0x00 and unknown prefixes give None."""
+def _attribute(
+    pubkeys: Sequence[str], credentials: Sequence[bytes], sources: LabelSources, first_id: int = 0
+) -> Attribution:
+    """The attribution of validators `first_id`, `first_id` + 1, … with these keys."""
+    count = len(pubkeys)
+    keys = np.frombuffer(b"".join(bytes.fromhex(k[2:]) for k in pubkeys), np.uint8)
+    withdrawal = np.frombuffer(b"".join(credentials), np.uint8)
+    ids = np.arange(first_id, first_id + count, dtype=np.uint64)
+    return attribute(ids, keys.reshape(count, 48), withdrawal.reshape(count, 32), sources)
+
+
+def _entity_of(attribution: Attribution, first_id: int = 0) -> dict[str, str]:
+    """Validator id → entity name, for the attributed validators."""
+    names = attribution.entity_names
+    return {
+        str(first_id + row): names[entity]
+        for row, entity in enumerate(attribution.entity_index.tolist())
+        if entity != UNATTRIBUTED
+    }
+
+
+def test_hex_keys_are_lower_case_0x_hex() -> None:
+    """hex_keys renders each row of bytes as 0x and its lower-case hex digits."""
+    keys = np.frombuffer(bytes(range(160, 256)), np.uint8).reshape(2, 48)
+    assert hex_keys(keys) == [
+        "0x" + bytes(range(160, 208)).hex(),
+        "0x" + bytes(range(208, 256)).hex(),
+    ]
+
+
+def test_only_execution_credentials_name_an_address() -> None:
+    """Two validators behind one address each with 0x01 or 0x02 credentials have that address
+    (lower-case 0x hex) as their entity; with 0x00 or an unknown 0x03 prefix they have none."""
     address = "0x" + "AB" * 20
-    rows = [_credentials(prefix, address) for prefix in (0x00, 0x01, 0x02, 0x03)]
-    assert _addresses(*rows) == [None, address.lower(), address.lower(), None]
-    keys = np.frombuffer(bytes(range(96)), np.uint8).reshape(2, 48)
-    assert hex_keys(keys) == ["0x" + bytes(range(48)).hex(), "0x" + bytes(range(48, 96)).hex()]
+    pubkeys = [_pubkey(n) for n in range(8)]
+    prefixes = [0x00, 0x00, 0x01, 0x01, 0x02, 0x02, 0x03, 0x03]
+    attribution = _attribute(pubkeys, [_credentials(p, address) for p in prefixes], _sources())
+    owner = address.lower()
+    assert _entity_of(attribution) == {"2": owner, "3": owner, "4": owner, "5": owner}
+    assert attribution.entity_names == (owner,)
 
 
 # The precedence steps, highest first, each as (configured, labels by address, labels by
@@ -85,7 +117,8 @@ STEPS: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {
 @pytest.mark.parametrize("step", range(len(STEPS) + 1), ids=[*STEPS, "built in"])
 def test_each_precedence_step_beats_every_step_below(step: int) -> None:
     """With the steps from `step` down all naming a Lido-vault validator, its entity is that
-    step's name; with none of them configured or labelled, the built-in "Lido"."""
+    step's name, the only name in the attribution; with none of them configured or labelled,
+    the built-in "Lido"."""
     configured: dict[str, str] = {}
     by_address: dict[str, str] = {}
     by_pubkey: dict[str, str] = {}
@@ -94,11 +127,11 @@ def test_each_precedence_step_beats_every_step_below(step: int) -> None:
         by_address.update(address_rows)
         by_pubkey.update(pubkey_rows)
     sources = _sources(configured, _labels(by_address, by_pubkey))
-    addresses = _addresses(_credentials(0x01, LIDO))
-    attribution = attribute(["42"], [PUBKEY], addresses, sources)
+    attribution = _attribute([PUBKEY], [_credentials(0x01, LIDO)], sources, first_id=42)
     expected = list(STEPS)[step] if step < len(STEPS) else "Lido"
-    assert dict(attribution.entity_of) == {"42": expected}
-    assert attribution.operator_of is None
+    assert _entity_of(attribution, 42) == {"42": expected}
+    assert attribution.entity_names == (expected,)
+    assert attribution.operator_index is None
 
 
 def test_unnamed_withdrawal_address_is_the_entity_of_its_validators() -> None:
@@ -106,24 +139,32 @@ def test_unnamed_withdrawal_address_is_the_entity_of_its_validators() -> None:
     address, have that address (lower-case 0x hex) as their entity; one alone behind its own
     address stands alone."""
     owner, solo = "0x" + "Ee" * 20, _address(9)
-    addresses = _addresses(
-        _credentials(0x01, owner), _credentials(0x01, owner), _credentials(0x01, solo)
-    )
-    pubkeys = [_pubkey(1), _pubkey(2), _pubkey(3)]
-    attribution = attribute(["7", "8", "9"], pubkeys, addresses, _sources())
-    assert dict(attribution.entity_of) == {"7": owner.lower(), "8": owner.lower()}
+    credentials = [_credentials(0x01, owner), _credentials(0x01, owner), _credentials(0x01, solo)]
+    attribution = _attribute([_pubkey(1), _pubkey(2), _pubkey(3)], credentials, _sources(), 7)
+    assert _entity_of(attribution, 7) == {"7": owner.lower(), "8": owner.lower()}
+
+
+def test_addresses_sharing_their_first_eight_bytes_are_told_apart() -> None:
+    """Withdrawal addresses that differ only after their first 8 bytes, interleaved, group
+    exactly: two behind each of the first two, one alone behind the third."""
+    first, second, third = ("0x" + "77" * 8 + tail * 12 for tail in ("01", "02", "03"))
+    owners = [first, second, first, second, third]
+    credentials = [_credentials(0x01, owner) for owner in owners]
+    attribution = _attribute([_pubkey(n) for n in range(5)], credentials, _sources())
+    assert _entity_of(attribution) == {"0": first, "1": second, "2": first, "3": second}
 
 
 def test_compounding_credentials_are_attributed_like_eth1_ones() -> None:
     """0x02 credentials give the address a labels row names, and the address itself unnamed."""
     labelled, unnamed = _address(3), _address(4)
     sources = _sources(labels=_labels({labelled: "Acme"}))
-    addresses = _addresses(
-        _credentials(0x02, labelled), _credentials(0x02, unnamed), _credentials(0x01, unnamed)
-    )
-    pubkeys = [_pubkey(1), _pubkey(2), _pubkey(3)]
-    attribution = attribute(["1", "2", "3"], pubkeys, addresses, sources)
-    assert dict(attribution.entity_of) == {"1": "Acme", "2": unnamed, "3": unnamed}
+    credentials = [
+        _credentials(0x02, labelled),
+        _credentials(0x02, unnamed),
+        _credentials(0x01, unnamed),
+    ]
+    attribution = _attribute([_pubkey(1), _pubkey(2), _pubkey(3)], credentials, sources, 1)
+    assert _entity_of(attribution, 1) == {"1": "Acme", "2": unnamed, "3": unnamed}
 
 
 def test_bls_credentials_have_no_entity_unless_the_pubkey_is_named() -> None:
@@ -134,25 +175,27 @@ def test_bls_credentials_have_no_entity_unless_the_pubkey_is_named() -> None:
         {_pubkey(2): "Configured"},
         _labels({tail: "Address label"}, {_pubkey(3): "Pubkey label"}),
     )
-    addresses = _addresses(*(_credentials(0x00, tail) for _ in range(3)))
-    assert addresses == [None, None, None]
-    ids = ["1", "2", "3"]
-    attribution = attribute(ids, [_pubkey(1), _pubkey(2), _pubkey(3)], addresses, sources)
-    assert dict(attribution.entity_of) == {"2": "Configured", "3": "Pubkey label"}
+    credentials = [_credentials(0x00, tail)] * 3
+    attribution = _attribute([_pubkey(1), _pubkey(2), _pubkey(3)], credentials, sources, 1)
+    assert _entity_of(attribution, 1) == {"2": "Configured", "3": "Pubkey label"}
 
 
 def test_operator_by_pubkey_else_the_entity() -> None:
-    """With an operators file: a listed pubkey's operator; otherwise the validator's entity;
-    an unlabelled 0x00 validator has neither."""
-    listed, unlisted, lone = _pubkey(1), _pubkey(2), _pubkey(3)
-    sources = _sources(operators=_labels(by_pubkey={listed: "Node Co"}))
-    addresses = _addresses(
-        _credentials(0x01, LIDO), _credentials(0x01, LIDO), _credentials(0x00, LIDO)
+    """With an operators file: a listed pubkey's operator; otherwise the validator's entity,
+    the same operator as a pubkey listed under the entity's name; an unlabelled 0x00
+    validator has neither."""
+    listed, unlisted, lone, listed_as_lido = _pubkey(1), _pubkey(2), _pubkey(3), _pubkey(4)
+    sources = _sources(
+        operators=_labels(by_pubkey={listed: "Node Co", listed_as_lido: "Lido"}),
     )
-    attribution = attribute(["1", "2", "3"], [listed, unlisted, lone], addresses, sources)
-    assert dict(attribution.entity_of) == {"1": "Lido", "2": "Lido"}
-    assert attribution.operator_of is not None
-    assert dict(attribution.operator_of) == {"1": "Node Co", "2": "Lido"}
+    credentials = [_credentials(0x01, LIDO), _credentials(0x01, LIDO), _credentials(0x00, LIDO)]
+    credentials.append(_credentials(0x01, _address(7)))
+    attribution = _attribute([listed, unlisted, lone, listed_as_lido], credentials, sources)
+    assert _entity_of(attribution) == {"0": "Lido", "1": "Lido"}
+    assert attribution.operator_index is not None
+    node_co, lido, none, also_lido = attribution.operator_index.tolist()
+    assert (none, node_co != lido, also_lido) == (UNATTRIBUTED, True, lido)
+    assert UNATTRIBUTED not in (node_co, lido)
 
 
 def test_keys_match_whatever_their_case_in_the_files_and_config(tmp_path: Path) -> None:
@@ -177,8 +220,41 @@ def test_keys_match_whatever_their_case_in_the_files_and_config(tmp_path: Path) 
     )
     pubkeys = [labelled_pubkey, configured_pubkey, _pubkey(1), _pubkey(2)]
     owners = (_address(1), _address(2), labelled_address, configured_address)
-    addresses = _addresses(*(_credentials(0x01, owner) for owner in owners))
-    attribution = attribute(["1", "2", "3", "4"], pubkeys, addresses, sources)
-    assert dict(attribution.entity_of) == {"1": "PK", "2": "CPK", "3": "AD", "4": "CAD"}
-    assert attribution.operator_of is not None
-    assert attribution.operator_of["2"] == "Runner"
+    credentials = [_credentials(0x01, owner) for owner in owners]
+    attribution = _attribute(pubkeys, credentials, sources, 1)
+    assert _entity_of(attribution, 1) == {"1": "PK", "2": "CPK", "3": "AD", "4": "CAD"}
+    assert attribution.operator_index is not None
+    operators = attribution.operator_index.tolist()
+    assert len(set(operators)) == 4  # "Runner" runs validator 2, not its entity CPK
+
+
+@pytest.mark.parametrize("operators", [False, True], ids=["entities", "with operators"])
+def test_a_lone_validator_whose_id_is_an_entity_name_joins_that_entity(operators: bool) -> None:
+    """Validator 3, unattributed, is put in the entity a label names "3" (a lone validator is
+    named by its id, and two entities may not share a name), and so is its operator; one
+    labelled "07" names no validator's id, so validator 7 stays alone."""
+    pubkeys = [_pubkey(n) for n in range(8)]
+    sources = _sources(
+        labels=_labels(by_pubkey={pubkeys[0]: "3", pubkeys[1]: "07"}),
+        operators=_labels() if operators else None,
+    )
+    credentials = [_credentials(0x00, _address(0))] * 8
+    attribution = _attribute(pubkeys, credentials, sources)
+    assert _entity_of(attribution) == {"0": "3", "1": "07", "3": "3"}
+    if attribution.operator_index is not None:
+        groups = attribution.operator_index.tolist()
+        assert groups[3] == groups[0] != UNATTRIBUTED
+        assert groups[7] == UNATTRIBUTED
+
+
+def test_keys_sharing_their_first_eight_bytes_are_each_matched() -> None:
+    """KeyedNames finds every key of a run sharing a first-8-byte prefix, names each by its
+    own entry, and leaves a key of that prefix that it does not hold unmatched."""
+    prefix = "0x" + "5a" * 8
+    keys = [prefix + f"{n:02x}" * 40 for n in (3, 1, 2)]
+    keyed = KeyedNames({key: f"name {n}" for n, key in enumerate(keys)}, PUBKEY_SIZE)
+    wanted = [keys[2], prefix + "09" * 40, keys[0], _pubkey(1), keys[1]]
+    rows = np.frombuffer(b"".join(bytes.fromhex(k[2:]) for k in wanted), np.uint8)
+    found, codes = keyed.find(rows.reshape(len(wanted), PUBKEY_SIZE))
+    named = {int(row): keyed.names[code] for row, code in zip(found, codes, strict=True)}
+    assert named == {0: "name 2", 2: "name 0", 4: "name 1"}

@@ -139,6 +139,7 @@ def _answer_with(row: int = 1, /, **changes: Any) -> bytes:
         "0x10",
         "",
         "\u0663",  # ARABIC-INDIC DIGIT THREE: a digit, not an ASCII one
+        "1,2",  # the separator a column's strings are joined with
         "1" * 5000,
     ],
 )

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from quorumwatch.chains.ethereum.source import EthereumSource
+from quorumwatch.chains.ethereum.source import EthereumSource, ValidatorIds
+from quorumwatch.columns import UNATTRIBUTED
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import EndpointPool
 from quorumwatch.models import ValidatorStatus
@@ -81,9 +82,11 @@ def _source(
 
 
 async def _fetch(source: EthereumSource) -> tuple[FetchResult, tuple[Validator, ...]]:
+    """The fetch's result, and every row of its set as a `Validator` (a small set)."""
     result = await source.fetch()
     assert result.validator_set is not None, result.failures
-    return result, result.validator_set.validators
+    table = result.validator_set.table
+    return result, table.rows(range(len(table)))
 
 
 def _paths(sim: RunningEthereumSimulator) -> list[str]:
@@ -101,6 +104,39 @@ def _comparable(validators: Iterable[Validator]) -> set[tuple[str, int, bool, bo
 
 def _head_epoch(sim: RunningEthereumSimulator) -> int:
     return sim.head_slot() // SLOTS_PER_EPOCH
+
+
+# -- the set's columns ----------------------------------------------------------------------------
+
+
+def test_validator_ids_are_the_indices_written_when_read() -> None:
+    """ValidatorIds reads as the decimal indices, by position (from the end too), sliced and
+    iterated; past the end is an IndexError, as for any sequence."""
+    ids = ValidatorIds(np.array([7, 2**64 - 1, 0], dtype=np.uint64))
+    assert (len(ids), ids[0], ids[1], ids[-1]) == (3, "7", str(2**64 - 1), "0")
+    assert list(ids) == ["7", str(2**64 - 1), "0"]
+    assert list(ids[1:]) == [str(2**64 - 1), "0"]
+    with pytest.raises(IndexError):
+        ids[3]
+
+
+@pytest.mark.parametrize("encoding", ["ssz", "json"])
+async def test_the_set_is_columns_over_the_state(
+    session: aiohttp.ClientSession, encoding: str
+) -> None:
+    """The set read over either encoding is columns: ids written on access, no names,
+    effective balances as uint64 and status codes as uint8, its attribution as columns of the
+    same length."""
+    async with _simulators(NOW) as (sim,):
+        source, _ = _source(session, sim.base_url, encoding=encoding)
+        result = await source.fetch()
+    assert result.validator_set is not None
+    table, attribution = result.validator_set.table, result.validator_set.attribution
+    assert isinstance(table.addresses, ValidatorIds)
+    assert set(table.names) == {""}
+    assert (table.stakes.dtype, table.status.dtype) == (np.dtype(np.uint64), np.dtype(np.uint8))
+    assert attribution is not None
+    assert attribution.entity_index.shape == (len(table),)
 
 
 # -- SSZ and JSON ------------------------------------------------------------------------------
@@ -459,9 +495,10 @@ async def test_label_files_group_the_stake_as_the_independent_count(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     """With the simulator's labels and operators files, active stake per entity and per
-    operator is what expected_stakes computes: the same named groups with the same stakes, and
-    the same stakes for the unnamed ones (which expected_stakes names by address, while the
-    source leaves a validator alone behind its address unnamed: its own holder)."""
+    operator is what expected_stakes computes: the same stakes per group, and for the named
+    entities the same names (expected_stakes names the unnamed ones by address, while the
+    source leaves a validator alone behind its address unnamed: its own holder; operators are
+    groups without names)."""
     labels, operators = write_label_files(tmp_path, validators=N)
     async with _simulators(NOW) as (sim,):
         source, _ = _source(
@@ -474,19 +511,24 @@ async def test_label_files_group_the_stake_as_the_independent_count(
     assert result.validator_set is not None
     attribution = result.validator_set.attribution
     assert attribution is not None
-    assert attribution.operator_of is not None
+    assert attribution.operator_index is not None
     by_entity: dict[str, int] = {}
-    by_operator: dict[str, int] = {}
-    for v in validators:
+    by_operator: dict[tuple[str, int], int] = {}
+    for v, entity_id, operator_id in zip(
+        validators,
+        attribution.entity_index.tolist(),
+        attribution.operator_index.tolist(),
+        strict=True,
+    ):
         if v.in_consensus_set:
-            entity = attribution.entity_of.get(v.address, v.signer)
-            operator = attribution.operator_of.get(v.address, entity)
+            entity = v.address if entity_id == UNATTRIBUTED else attribution.entity_names[entity_id]
+            operator = (v.address, 0) if operator_id == UNATTRIBUTED else ("", operator_id)
             by_entity[entity] = by_entity.get(entity, 0) + v.stake
             by_operator[operator] = by_operator.get(operator, 0) + v.stake
     for grouped, expected in ((by_entity, truth.by_entity), (by_operator, truth.by_operator)):
         assert sorted(grouped.values()) == sorted(expected.values())
-        named = {name: stake for name, stake in expected.items() if not name.startswith("0x")}
-        assert {name: grouped[name] for name in named} == named
+    named = {name: stake for name, stake in truth.by_entity.items() if not name.startswith("0x")}
+    assert {name: by_entity[name] for name in named} == named
     assert "Lido" in by_entity
 
 
@@ -505,9 +547,11 @@ async def test_configured_entity_keys_match_in_any_case(session: aiohttp.ClientS
         source, _ = _source(session, sim.base_url, chain={"entities": entities})
         result, _ = await _fetch(source)
     assert result.validator_set is not None
-    assert result.validator_set.attribution is not None
-    entity_of = result.validator_set.attribution.entity_of
-    assert (entity_of[str(by_pubkey)], entity_of[str(by_address)]) == ("Keyed", "Addressed")
+    attribution = result.validator_set.attribution
+    assert attribution is not None
+    ids = list(result.validator_set.table.addresses)
+    entity_ids = [attribution.entity_index[ids.index(str(i))] for i in (by_pubkey, by_address)]
+    assert [attribution.entity_names[i] for i in entity_ids] == ["Keyed", "Addressed"]
 
 
 async def test_a_state_whose_set_is_empty_is_rejected_not_a_crash(

@@ -13,11 +13,16 @@ from quorumwatch.chains.ethereum.ssz import (
 )
 from quorumwatch.chains.ethereum.status import (
     SLOTS_PER_EPOCH,
-    STATUS_CODES,
-    STATUS_ORDER,
     TIMELY_TARGET,
     classify,
     epoch_at_slot,
+)
+from quorumwatch.columns import (
+    STATUS_DELINQUENT,
+    STATUS_INACTIVE,
+    STATUS_JAILED,
+    STATUS_OF_CODE,
+    STATUS_ONLINE,
 )
 from quorumwatch.models import ValidatorStatus
 from tests.ethereum_builders import encode_beacon_state, make_validators, validators_json
@@ -25,10 +30,12 @@ from tests.ethereum_builders import encode_beacon_state, make_validators, valida
 EPOCH = 100
 ETH = 10**9
 SOURCE, HEAD = 1, 4  # the other two participation flags
-ONLINE = STATUS_CODES[ValidatorStatus.ONLINE]
-JAILED = STATUS_CODES[ValidatorStatus.JAILED]
-DELINQUENT = STATUS_CODES[ValidatorStatus.DELINQUENT]
-INACTIVE = STATUS_CODES[ValidatorStatus.INACTIVE]
+ONLINE, JAILED, DELINQUENT, INACTIVE = (
+    STATUS_ONLINE,
+    STATUS_JAILED,
+    STATUS_DELINQUENT,
+    STATUS_INACTIVE,
+)
 FAR = FAR_FUTURE_EPOCH
 
 # activation, exit, slashed, flags, effective ETH → status, in the set, weight ETH
@@ -60,11 +67,13 @@ def _validators() -> BeaconValidators:
     )
 
 
-def test_codes_follow_the_order_of_validator_status() -> None:
-    """The documented mapping: online 0, jailed 1, delinquent 2, inactive 3."""
-    assert tuple(ValidatorStatus) == STATUS_ORDER
+def test_codes_are_the_tables_with_slashed_jailed_inside_the_consensus_set() -> None:
+    """The table's codes: online 0, jailed 1 (inside the consensus set: its stake stays in the
+    denominator, as a slashed validator's does while it is active), delinquent 2, inactive 3."""
     assert (ONLINE, JAILED, DELINQUENT, INACTIVE) == (0, 1, 2, 3)
-    assert [STATUS_CODES[s] for s in STATUS_ORDER] == [0, 1, 2, 3]
+    assert [STATUS_OF_CODE[code] for code in (ONLINE, JAILED, DELINQUENT, INACTIVE)] == list(
+        ValidatorStatus
+    )
 
 
 @pytest.mark.parametrize("path", ["ssz", "columns"])
@@ -77,8 +86,8 @@ def test_every_case_is_classified(path: str) -> None:
     for name, status, in_set, weight, outcome in zip(
         CASES, result.status, result.in_set, result.weight, expected, strict=True
     ):
-        assert (STATUS_ORDER[status], bool(in_set), int(weight)) == (
-            STATUS_ORDER[outcome[0]],
+        assert (STATUS_OF_CODE[status], bool(in_set), int(weight)) == (
+            STATUS_OF_CODE[outcome[0]],
             outcome[1],
             outcome[2] * ETH,
         ), name

@@ -10,33 +10,30 @@ label, stands alone: an entity of one would only repeat its validator's series.
 
 Operator (`operators_file`, by public key): who runs the keys; a validator with no operator row
 is run by its entity.
+
+Everything is computed over whole columns of key bytes: withdrawal addresses are grouped by
+one sort, and keys are matched against each map's keys sorted once, so a name is looked up once
+per distinct address or key, never per validator.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import numpy as np
 from numpy.typing import NDArray
 
 from quorumwatch.chains.ethereum.labels import Labels
+from quorumwatch.columns import UNATTRIBUTED
 from quorumwatch.models import Attribution
 
 EXECUTION_CREDENTIALS = (0x01, 0x02)  # ETH1_ADDRESS and COMPOUNDING withdrawal prefixes
+ADDRESS_SIZE = 20
+PUBKEY_SIZE = 48
 _ADDRESS_AT = 12  # the address is the last 20 of the credentials' 32 bytes
-
-
-@dataclass(frozen=True, slots=True)
-class LabelSources:
-    """Every map a validator can be named from, keys lower-case 0x hex."""
-
-    configured: Mapping[str, str]  # [[chains.entities]]: addresses and public keys
-    builtin: Mapping[str, str]  # shipped with the kind: addresses
-    labels: Labels  # labels_file
-    operators: Labels | None  # operators_file
+_PREFIX = 8  # the leading bytes of a key compared as one big-endian uint64
+_MAX_INDEX = 2**64 - 1
 
 
 def hex_keys(rows: NDArray[np.uint8]) -> list[str]:
@@ -46,41 +43,225 @@ def hex_keys(rows: NDArray[np.uint8]) -> list[str]:
     return ["0x" + text[i : i + width] for i in range(0, len(text), width)]
 
 
-def withdrawal_addresses(credentials: NDArray[np.uint8]) -> list[str | None]:
-    """The execution address of each validator's 0x01/0x02 credentials, None for the rest."""
-    executable = np.isin(credentials[:, 0], EXECUTION_CREDENTIALS)
-    addresses = hex_keys(np.ascontiguousarray(credentials[:, _ADDRESS_AT:]))
-    return [a if e else None for a, e in zip(addresses, executable.tolist(), strict=True)]
+def _prefixes(keys: NDArray[np.uint8]) -> NDArray[np.uint64]:
+    """Each key's first 8 bytes as a big-endian number: its order is the keys' byte order."""
+    leading = np.ascontiguousarray(keys[:, :_PREFIX]).view(">u8").ravel()
+    return leading.astype(np.uint64)
+
+
+def _byte_order(keys: NDArray[np.uint8]) -> NDArray[np.intp]:
+    """The order that sorts `keys` (rows of bytes) lexicographically."""
+    count, size = keys.shape
+    padded = np.zeros((count, -(-size // _PREFIX) * _PREFIX), dtype=np.uint8)
+    padded[:, :size] = keys
+    words = padded.view(">u8").astype(np.uint64)
+    order: NDArray[np.intp] = np.lexsort(words.T[::-1])  # lexsort's last key is its first
+    return order
+
+
+class KeyedNames:
+    """Names by fixed-size byte key (withdrawal addresses or public keys), sorted once so that
+    a whole column of keys is matched at a time."""
+
+    __slots__ = ("_codes", "_keys", "_prefixes", "_run", "names")
+
+    def __init__(self, by_key: Mapping[str, str], size: int) -> None:
+        """`by_key`'s keys are lower-case 0x hex of `size` bytes each (see `LabelSources.of`)."""
+        # "x" is no hex digit: only the prefixes are removed.
+        raw = bytes.fromhex("".join(by_key).replace("0x", ""))
+        keys = np.frombuffer(raw, dtype=np.uint8).reshape(len(by_key), size)
+        order = _byte_order(keys)
+        self._keys = keys[order]
+        self._prefixes = _prefixes(self._keys)
+        named = list(by_key.values())
+        self.names: tuple[str, ...] = tuple(dict.fromkeys(named))  # distinct, indexed by code
+        code = {name: i for i, name in enumerate(self.names)}
+        self._codes = np.fromiter(map(code.__getitem__, named), dtype=np.intp, count=len(named))[
+            order
+        ]
+        # Keys that share a prefix sit together: a match is tried against each in turn.
+        starts = np.flatnonzero(np.diff(self._prefixes) != 0) + 1
+        runs = np.diff(starts, prepend=0, append=len(named))
+        self._run = int(runs.max()) if named else 0
+
+    def find(self, keys: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+        """The rows of `keys` (one key a row, this map's size) that this map names, and the
+        code of each one's name (an index into `names`)."""
+        count = len(self._keys)
+        if count == 0 or len(keys) == 0:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        prefixes = _prefixes(keys)
+        at = np.searchsorted(self._prefixes, prefixes)
+        rows = np.flatnonzero(at < count)
+        at = at[rows]
+        found_rows, found_at = [], []
+        for _ in range(self._run):
+            candidate = self._prefixes[at] == prefixes[rows]
+            rows, at = rows[candidate], at[candidate]
+            same = np.all(keys[rows] == self._keys[at], axis=1)
+            found_rows.append(rows[same])
+            found_at.append(at[same])
+            rows, at = rows[~same], at[~same] + 1
+            inside = at < count
+            rows, at = rows[inside], at[inside]
+        return np.concatenate(found_rows), self._codes[np.concatenate(found_at)]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LabelSources:
+    """Every map a validator can be named from, each by its key bytes, precedence applied."""
+
+    by_address: KeyedNames  # configured, else the labels file, else built in
+    by_pubkey: KeyedNames  # configured, else the labels file
+    operators: KeyedNames | None  # operators_file
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        configured: Mapping[str, str],
+        builtin: Mapping[str, str],
+        labels: Labels,
+        operators: Labels | None,
+    ) -> LabelSources:
+        """The maps keyed by lower-case 0x hex: `configured` ([[chains.entities]], whose
+        members the configuration checked are keys) holds addresses and public keys, `builtin`
+        addresses."""
+        return cls(
+            by_address=KeyedNames(
+                {**builtin, **labels.by_address, **_sized(configured, ADDRESS_SIZE)},
+                ADDRESS_SIZE,
+            ),
+            by_pubkey=KeyedNames(
+                {**labels.by_pubkey, **_sized(configured, PUBKEY_SIZE)}, PUBKEY_SIZE
+            ),
+            operators=None if operators is None else KeyedNames(operators.by_pubkey, PUBKEY_SIZE),
+        )
+
+
+def _sized(by_key: Mapping[str, str], size: int) -> dict[str, str]:
+    """The entries of `by_key` whose keys are 0x hex of `size` bytes."""
+    return {key: name for key, name in by_key.items() if len(key) == 2 + 2 * size}
+
+
+class _Names:
+    """Distinct names, each given the next id the first time it is seen."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, int] = {}
+
+    def ids(self, names: Sequence[str]) -> NDArray[np.int64]:
+        known = self._ids
+        fresh = [name for name in dict.fromkeys(names) if name not in known]
+        known.update(zip(fresh, range(len(known), len(known) + len(fresh)), strict=True))
+        return np.fromiter(map(known.__getitem__, names), dtype=np.int64, count=len(names))
+
+    def coded(self, keyed: KeyedNames, codes: NDArray[np.intp]) -> NDArray[np.int64]:
+        """The ids of the names `codes` index in `keyed`, each distinct name looked up once."""
+        distinct = np.unique(codes)
+        table = np.zeros(len(keyed.names), dtype=np.int64)
+        table[distinct] = self.ids([keyed.names[code] for code in distinct.tolist()])
+        result: NDArray[np.int64] = table[codes]
+        return result
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._ids)
+
+
+def _group(keys: NDArray[np.uint8]) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """The distinct rows of `keys`: one row of each, each row's group, each group's size.
+
+    One sort by the keys' first 8 bytes groups them, unless two different keys share those
+    bytes, when a sort by all of them does.
+    """
+    prefixes = _prefixes(keys)
+    order = np.argsort(prefixes)
+    ordered = keys[order]
+    changed = np.any(ordered[1:] != ordered[:-1], axis=1)
+    ordered_prefixes = prefixes[order]
+    if np.any(changed & (ordered_prefixes[1:] == ordered_prefixes[:-1])):
+        order = _byte_order(keys)
+        ordered = keys[order]
+        changed = np.any(ordered[1:] != ordered[:-1], axis=1)
+    starts = np.concatenate(([True], changed))
+    groups = np.cumsum(starts) - 1
+    inverse = np.empty(len(keys), dtype=np.intp)
+    inverse[order] = groups
+    first = np.flatnonzero(starts)
+    sizes = np.diff(first, append=len(keys))
+    return order[first], inverse, sizes
+
+
+def _used(index: NDArray[np.int64], size: int) -> NDArray[np.bool_]:
+    """Which of `size` ids some row of `index` has."""
+    counts = np.bincount(index[index != UNATTRIBUTED], minlength=size)
+    used: NDArray[np.bool_] = counts > 0
+    return used
+
+
+def _merge_named_ids(
+    index: NDArray[np.int64], ids: NDArray[np.uint64], names: Sequence[str], used: Sequence[int]
+) -> None:
+    """Give an unattributed row whose id is the name of a used group that group, in place: a
+    lone row is named by its id, and no two groups may share a name."""
+    numbered: dict[int, int] = {}
+    for group in used:
+        name = names[group]
+        # As a validator index is written: ASCII digits, no leading zero, below 2**64.
+        if name.isdigit() and name.isascii() and (name == "0" or name[0] != "0"):
+            number = int(name)
+            if number <= _MAX_INDEX:
+                numbered[number] = group
+    if not numbered:
+        return
+    keys = np.array(sorted(numbered), dtype=np.uint64)
+    groups = np.array([numbered[key] for key in sorted(numbered)], dtype=np.int64)
+    lone = np.flatnonzero(index == UNATTRIBUTED)
+    at = np.minimum(np.searchsorted(keys, ids[lone]), len(keys) - 1)
+    hit = keys[at] == ids[lone]
+    index[lone[hit]] = groups[at[hit]]
 
 
 def attribute(
-    ids: list[str], pubkeys: list[str], addresses: list[str | None], sources: LabelSources
+    ids: NDArray[np.uint64],
+    pubkeys: NDArray[np.uint8],
+    credentials: NDArray[np.uint8],
+    sources: LabelSources,
 ) -> Attribution:
-    """The entity (and operator, given an operators file) of validator `ids[i]`, whose public
-    key is `pubkeys[i]` and withdrawal address `addresses[i]`."""
-    configured, labels = sources.configured, sources.labels
-    shared = {address for address, count in Counter(addresses).items() if count > 1}
-    entity_of: dict[str, str] = {}
-    for validator, pubkey, address in zip(ids, pubkeys, addresses, strict=True):
-        entity = configured.get(pubkey) or labels.by_pubkey.get(pubkey)
-        if entity is None and address is not None:
-            entity = (
-                configured.get(address)
-                or labels.by_address.get(address)
-                or sources.builtin.get(address)
-                or (address if address in shared else None)
-            )
-        if entity is not None:
-            entity_of[validator] = entity
-    operator_of: dict[str, str] | None = None
+    """The entity (and operator, given an operators file) of each validator: row i is validator
+    `ids[i]`, with public key `pubkeys[i]` (48 bytes) and withdrawal credentials
+    `credentials[i]` (32 bytes)."""
+    names = _Names()
+    entity = np.full(len(ids), UNATTRIBUTED, dtype=np.int64)
+    executable = np.flatnonzero(np.isin(credentials[:, 0], EXECUTION_CREDENTIALS))
+    if executable.size:
+        addresses = credentials[executable, _ADDRESS_AT:]
+        first, inverse, sizes = _group(addresses)
+        distinct = addresses[first]
+        by_address = np.full(len(first), UNATTRIBUTED, dtype=np.int64)
+        shared = np.flatnonzero(sizes > 1)
+        by_address[shared] = names.ids(hex_keys(distinct[shared]))
+        named, codes = sources.by_address.find(distinct)
+        by_address[named] = names.coded(sources.by_address, codes)
+        entity[executable] = by_address[inverse]
+    named, codes = sources.by_pubkey.find(pubkeys)
+    entity[named] = names.coded(sources.by_pubkey, codes)
+
+    operator = None
     if sources.operators is not None:
-        runs = sources.operators.by_pubkey
-        operator_of = {}
-        for validator, pubkey in zip(ids, pubkeys, strict=True):
-            operator = runs.get(pubkey) or entity_of.get(validator)
-            if operator is not None:
-                operator_of[validator] = operator
-    return Attribution(
-        MappingProxyType(entity_of),
-        None if operator_of is None else MappingProxyType(operator_of),
-    )
+        operator = entity.copy()
+        named, codes = sources.operators.find(pubkeys)
+        operator[named] = names.coded(sources.operators, codes)
+        every = names.names
+        _merge_named_ids(operator, ids, every, np.flatnonzero(_used(operator, len(every))).tolist())
+
+    # Dense entity ids: an address's own name is unused where a map names it.
+    every = names.names
+    used = _used(entity, len(every))
+    dense = np.cumsum(used, dtype=np.int64) - 1
+    attributed = entity != UNATTRIBUTED
+    entity[attributed] = dense[entity[attributed]]
+    entity_names = [every[i] for i in np.flatnonzero(used).tolist()]
+    _merge_named_ids(entity, ids, entity_names, range(len(entity_names)))
+    return Attribution(entity, tuple(entity_names), operator)

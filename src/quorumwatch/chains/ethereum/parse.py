@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
+from itertools import repeat
 from operator import attrgetter
 from typing import Literal, TypeVar
 
@@ -49,8 +50,13 @@ REJECTION_REASONS = tuple(
 
 _U64_DIGITS = len(str(MAX_U64))  # 20
 _U64_TEXT = re.compile(r"[0-9]{1,20}")
-_MAX_U64_TEXT = str(MAX_U64)
-_ASCII_ZERO = ord("0")
+_MAX_U64_TEXT = str(MAX_U64).encode()
+_ASCII_ZERO = np.uint8(ord("0"))
+_ZERO, _X = ord("0"), ord("x")
+# Each byte's value as a hex digit (either case), 255 for a byte that is none.
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+_NIBBLE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
+_NIBBLE[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16)
 
 T = TypeVar("T")
 
@@ -67,7 +73,9 @@ ValidatorStatusName = Literal[
 ]
 
 
-class _Validator(msgspec.Struct):
+# gc=False: a million rows of strings hold no reference cycle, and tracking them would have
+# the collector walk every one of them again and again while they are decoded.
+class _Validator(msgspec.Struct, gc=False):
     pubkey: str
     withdrawal_credentials: str
     effective_balance: str
@@ -78,7 +86,7 @@ class _Validator(msgspec.Struct):
     withdrawable_epoch: str
 
 
-class _ValidatorRow(msgspec.Struct):
+class _ValidatorRow(msgspec.Struct, gc=False):
     index: str
     balance: str
     status: ValidatorStatusName
@@ -292,18 +300,32 @@ def _u64_column(texts: list[str], where: str) -> NDArray[np.uint64]:
 
     `where` is a format string taking the row of the first bad value, found only on failure.
     """
-    strings = np.array(texts, dtype=np.str_)
-    if strings.dtype.itemsize <= 4 * _U64_DIGITS and np.all(np.strings.str_len(strings) > 0):
-        # Right-aligned in 20 characters, digits compare as numbers do, and parse column-wise.
-        padded = np.strings.zfill(strings, _U64_DIGITS)
-        digits = padded.view(np.uint32).reshape(len(texts), _U64_DIGITS) - np.uint32(_ASCII_ZERO)
-        if np.all(digits <= 9) and not np.any(padded > _MAX_U64_TEXT):  # "-" and "+" wrap high
-            values = np.zeros(len(texts), dtype=np.uint64)
-            for place in range(_U64_DIGITS):
-                values = values * np.uint64(10) + digits[:, place]
-            return values
+    digits = _right_aligned_digits(texts)
+    # Right-aligned in 20 characters, digits compare as numbers do, and parse column-wise.
+    if digits is not None and not np.any(digits.view(f"S{_U64_DIGITS}") > _MAX_U64_TEXT):
+        values = np.zeros(len(texts), dtype=np.uint64)
+        for place in range(_U64_DIGITS):
+            values = values * np.uint64(10) + (digits[:, place] - _ASCII_ZERO)
+        return values
     first = next(i for i, text in enumerate(texts) if not _is_u64(text))
     raise DataError("invalid_number", f"{where.format(first)}: expected a decimal uint64 string")
+
+
+def _right_aligned_digits(texts: list[str]) -> NDArray[np.uint8] | None:
+    """Each text as a row of 20 ASCII digits, right-aligned and padded with "0"; None unless
+    every text is 1 to 20 ASCII digits. The padded texts are joined into one byte string that
+    numpy reads as a matrix: no array of Python strings is made."""
+    if "" in texts:
+        return None
+    padded = "".join(map(str.zfill, texts, repeat(_U64_DIGITS)))
+    # A text of more than 20 characters makes the whole longer; "?" is not a digit either.
+    chars = padded.encode("ascii", errors="replace")
+    if len(chars) != len(texts) * _U64_DIGITS:
+        return None
+    digits = np.frombuffer(chars, dtype=np.uint8).reshape(len(texts), _U64_DIGITS)
+    if np.any(digits - _ASCII_ZERO > 9):  # a sign, which zfill keeps in front, wraps high
+        return None
+    return digits
 
 
 @cache
@@ -320,17 +342,18 @@ def _hex(text: str, size: int, where: str) -> bytes:
 def _hex_column(texts: list[str], where: str, size: int, reason: str) -> NDArray[np.uint8]:
     """0x-prefixed hex strings of `size` bytes each as an (N, size) uint8 array, decoded at once.
 
-    Each text has exactly the length and prefix, so the digits joined decode to exactly
-    N·size bytes unless one holds whitespace (which fromhex skips) or a non-hex character.
+    Each text has exactly the length, so the texts joined are an (N, 2 + 2·size) matrix of
+    characters whose first two columns must be "0x" and whose other characters are hex digits.
     """
     count = len(texts)
-    if set(map(len, texts)) == {2 + 2 * size} and all(t.startswith("0x") for t in texts):
-        try:
-            raw = bytes.fromhex("".join([t[2:] for t in texts]))
-        except ValueError:
-            raw = b""
-        if len(raw) == count * size:
-            return np.frombuffer(raw, dtype=np.uint8).reshape(count, size)
+    width = 2 + 2 * size
+    if set(map(len, texts)) == {width}:
+        joined = "".join(texts).encode("ascii", errors="replace")  # "?" is no hex digit
+        chars = np.frombuffer(joined, dtype=np.uint8).reshape(count, width)
+        nibbles = _NIBBLE[chars[:, 2:]]
+        if np.all(chars[:, 0] == _ZERO) and np.all(chars[:, 1] == _X) and nibbles.max() < 16:
+            raw: NDArray[np.uint8] = (nibbles[:, 0::2] << np.uint8(4)) | nibbles[:, 1::2]
+            return raw
     first = next(i for i, text in enumerate(texts) if _hex_pattern(size).fullmatch(text) is None)
     raise DataError(reason, f"{where.format(first)}: expected 0x and {2 * size} hex digits")
 

@@ -9,15 +9,17 @@ and a node that refuses it (404, 406, 415 or 501) is read as JSON; the JSON has 
 participation flags, so that set's liveness is unknown.
 
 Weight is the effective balance (gwei) of active validators; pending validators are inactive,
-exited ones are not in the set (see `status.py`); the validator id is its index.
+exited ones are not in the set (see `status.py`); the validator id is its index. The set is
+built as columns over the state's own arrays: no object per validator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -28,12 +30,7 @@ from quorumwatch.chains.base import (
     check_stake,
     value_of,
 )
-from quorumwatch.chains.ethereum.attribution import (
-    LabelSources,
-    attribute,
-    hex_keys,
-    withdrawal_addresses,
-)
+from quorumwatch.chains.ethereum.attribution import LabelSources, attribute
 from quorumwatch.chains.ethereum.labels import Labels, read_labels
 from quorumwatch.chains.ethereum.parse import (
     parse_finality_checkpoints,
@@ -45,15 +42,17 @@ from quorumwatch.chains.ethereum.ssz import BeaconValidators, read_beacon_state
 from quorumwatch.chains.ethereum.status import (
     SECONDS_PER_SLOT,
     SLOTS_PER_EPOCH,
-    STATUS_CODES,
     classify,
     epoch_at_slot,
 )
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.entities import builtin_entities, configured_entities
-from quorumwatch.models import DataError, Validator, ValidatorStatus
+from quorumwatch.models import DataError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
+
+    from numpy.typing import NDArray
 
     from quorumwatch.config import ChainSettings, EthereumSettings
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Payload
@@ -83,7 +82,7 @@ class EthereumSource(ChainSource):
         super().__init__(pool, settings, clock=clock)
         assert settings.ethereum is not None  # ChainSource checked the section
         self._ethereum: EthereumSettings = settings.ethereum
-        self._labels = LabelSources(
+        self._labels = LabelSources.of(
             configured=configured_entities(settings.entities),
             builtin=builtin_entities(self.kind),
             labels=_labels_or_none(self._ethereum.labels_file) or Labels({}, {}),
@@ -116,15 +115,15 @@ class EthereumSource(ChainSource):
         )
         epoch = epoch_at_slot(registry.slot)
         lag = epoch_at_slot(syncing.head_slot) - checkpoints.finalized.epoch
-        # A million validators take seconds to build and attribute: off the event loop.
+        # A million validators take a second to classify and attribute: off the event loop.
         try:
-            validators, liveness_known, attribution = await asyncio.to_thread(
-                _attributed_set, registry, epoch, self._labels
+            table, liveness_known, attribution = await asyncio.to_thread(
+                validator_set, registry, epoch, self._labels
             )
         except DataError as exc:  # a state with no validator in the set, or no stake
             raise EndpointRejectedError(f"state: {exc}", exc.reason) from None
         return VersionedSet(
-            validators,
+            table,
             version=registry.slot,
             finality_lag_epochs=max(0, lag),
             liveness_known=liveness_known,
@@ -177,44 +176,49 @@ def _labels_or_none(path: Path | None, *, pubkeys_only: bool = False) -> Labels 
     return None if path is None else read_labels(path, pubkeys_only=pubkeys_only)
 
 
-def _attributed_set(
+class ValidatorIds(Sequence[str]):
+    """The ids of a set's validators, their indices in decimal, each written when read: a
+    million strings are never made for the few a report names."""
+
+    __slots__ = ("_indices",)
+
+    def __init__(self, indices: NDArray[np.uint64]) -> None:
+        self._indices = indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> ValidatorIds: ...
+    def __getitem__(self, index: int | slice) -> str | ValidatorIds:
+        if isinstance(index, slice):
+            return ValidatorIds(self._indices[index])
+        return str(self._indices.item(index))
+
+    def __iter__(self) -> Iterator[str]:
+        return map(str, self._indices.tolist())
+
+
+def validator_set(
     registry: BeaconValidators, epoch: int, labels: LabelSources
-) -> tuple[tuple[Validator, ...], bool, Attribution]:
-    """The set at `epoch` (see `_validators`), whether its liveness is known, its attribution."""
-    validators, liveness_known, ids, pubkeys, addresses = _validators(registry, epoch)
-    return validators, liveness_known, attribute(ids, pubkeys, addresses, labels)
-
-
-def _validators(
-    registry: BeaconValidators, epoch: int
-) -> tuple[tuple[Validator, ...], bool, list[str], list[str], list[str | None]]:
-    """The set at `epoch`: validators in it, whether liveness is known, and per validator its
-    id, public key and withdrawal address."""
+) -> tuple[ValidatorTable, bool, Attribution]:
+    """The set at `epoch`: its validators (registered, not exited) as a table, whether their
+    liveness is known, and their attribution."""
     classified = classify(registry, epoch)
     rows = np.flatnonzero(classified.in_set)
     if rows.size == 0:
         raise DataError("empty_set", "no registered validator that has not exited")
-    ids = [str(index) for index in registry.indices[rows].tolist()]
-    pubkeys = hex_keys(registry.pubkeys[rows])
-    addresses = withdrawal_addresses(registry.withdrawal_credentials[rows])
-    status = classified.status[rows].tolist()
-    stakes = registry.effective_balance[rows].tolist()
-    active = classified.active[rows].tolist()
-    jailed = STATUS_CODES[ValidatorStatus.JAILED]
-    delinquent = STATUS_CODES[ValidatorStatus.DELINQUENT]
-    validators = tuple(
-        Validator(
-            address=validator_id,
-            name="",
-            stake=stake,
-            in_consensus_set=is_active,
-            jailed=code == jailed,
-            delinquent=code == delinquent,
-            signer=pubkey,
-        )
-        for validator_id, pubkey, stake, is_active, code in zip(
-            ids, pubkeys, stakes, active, status, strict=True
-        )
+    indices = registry.indices[rows]
+    table = ValidatorTable(
+        addresses=ValidatorIds(indices),  # unique: indices, checked as read
+        names=("",) * rows.size,  # no validator has a name: one shared empty string
+        stakes=registry.effective_balance[rows],
+        status=classified.status[rows],
     )
-    check_stake(validators)  # ids are unique: indices, checked as read
-    return validators, classified.liveness_known, ids, pubkeys, addresses
+    check_stake(table)
+    attribution = attribute(
+        indices, registry.pubkeys[rows], registry.withdrawal_credentials[rows], labels
+    )
+    return table, classified.liveness_known, attribution
