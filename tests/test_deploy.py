@@ -250,7 +250,8 @@ def test_catalogue_rules_aggregate_the_replicas_away() -> None:
         expr = " ".join(rule["expr"].split())
         references = len(list(metric_matchers(expr)))
         aggregated = re.findall(r"\b(?:max|min) without \(instance\) \(", expr)
-        assert references and len(aggregated) == references, (rule["alert"], expr)
+        assert references, rule["alert"]
+        assert len(aggregated) == references, (rule["alert"], expr)
 
 
 def test_rule_unit_tests_cover_every_alert() -> None:
