@@ -37,7 +37,7 @@ import pytest
 from yarl import URL
 
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.builders import daemon_settings
+from tests.builders import daemon_settings, equal_stakes
 from tests.services import (
     Json,
     Webhook,
@@ -88,10 +88,7 @@ def scenario(unjailable_after_ms: int) -> Json:
         "steps": [
             {
                 "repeat": HOLD,
-                "validators": [
-                    {"validator": v, "name": f"validator {i}", "stake_hype": "1000"}
-                    for i, v in enumerate(VALIDATORS)
-                ],
+                "validators": equal_stakes(VALIDATORS),
             },
             {
                 "repeat": HOLD,
