@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
 from quorumwatch.simulator import RunningSimulator, parse_scenario, start_simulator
@@ -462,6 +463,7 @@ class Deduplicator:
             self.accepted.append(event)
 
 
+@pytest.mark.slow
 async def test_a_subscriber_deduplicates_the_pairs_mqtt_events(
     broker_factory: BrokerFactory, tmp_path: Path
 ) -> None:
