@@ -83,6 +83,14 @@ def daemon_settings(store: Path, **sections: Any) -> Settings:
     )
 
 
+def equal_stakes(addresses: Sequence[str]) -> list[dict[str, str]]:
+    """A simulator scenario's validators: 1000 HYPE each, named `validator <index>`."""
+    return [
+        {"validator": v, "name": f"validator {i}", "stake_hype": "1000"}
+        for i, v in enumerate(addresses)
+    ]
+
+
 def endpoint_view(name: str, *, up: bool = True, latency: float = 0.2) -> EndpointView:
     return EndpointView(
         name=name,

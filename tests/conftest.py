@@ -1,11 +1,8 @@
-"""Shared fixtures: logging isolation, an HTTP client session, and real Mosquitto and
-Alertmanager processes on free loopback ports."""
+"""Shared fixtures: logging isolation, an HTTP client session, real Mosquitto and
+Alertmanager processes on free loopback ports, the Prometheus binary and a webhook receiver."""
 
 from __future__ import annotations
 
-import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -15,13 +12,15 @@ import structlog
 
 from tests.services import (
     AM_CONFIG,
+    AlertmanagerNode,
     Broker,
     BrokerFactory,
-    eventually_sync,
-    log_tail,
+    Webhook,
+    alertmanager_binary,
     mosquitto_binary,
+    webhook_receiver,
 )
-from tests.tools import free_port, require_binary, stop_process
+from tests.tools import free_port, require_binary
 
 E2E = Path(__file__).parent / "e2e"
 # Fixtures that start a heavy real component: a test using one is slow.
@@ -93,36 +92,20 @@ def am_config(tmp_path: Path) -> Path:
 @pytest.fixture
 def alertmanager(tmp_path: Path, am_config: Path) -> Iterator[str]:
     """A real Alertmanager on a free loopback port, clustering off; yields its base URL."""
-    binary = require_binary("prometheus-alertmanager")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "alertmanager.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={am_config}",
-                f"--storage.path={tmp_path / 'am-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    node = AlertmanagerNode(alertmanager_binary(), tmp_path / "alertmanager", am_config)
     try:
-
-        def ready() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"alertmanager exited: {log_tail(log_path)}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                    return bool(response.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        eventually_sync(
-            ready, lambda: f"alertmanager to be ready: {log_tail(log_path)}", every=0.05
-        )
-        yield url
+        node.start()
+        yield node.url
     finally:
-        stop_process(process)
+        node.stop()
+
+
+@pytest.fixture
+def prometheus_binary() -> str:
+    return require_binary("prometheus")
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[Webhook]:
+    async with webhook_receiver() as receiver:
+        yield receiver

@@ -1,21 +1,26 @@
-"""Real components for tests, started on free loopback ports: Mosquitto, the daemon (in this
-event loop or as a subprocess), an MQTT subscriber that collects what it receives; reading
-/metrics and the daemon's JSON log; and `eventually`, the one way tests wait."""
+"""Real components for tests, started on free loopback ports: Mosquitto, Prometheus,
+Alertmanager (alone or clustered), a webhook receiver, the daemon (in this event loop or as a
+subprocess), an MQTT subscriber that collects what it receives; reading /metrics and the
+daemon's JSON log; and `eventually`, the one way tests wait."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import inspect
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +29,17 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import pytest
+from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.config import Settings
 from quorumwatch.daemon import run_daemon
-from tests.tools import require_binary, stop_process
+from tests.tools import free_port, require_binary, stop_process
 
 WAIT_SECONDS = 10.0
 POLL_SECONDS = 0.02  # how often `eventually` checks
+PROMETHEUS_START_SECONDS = 30.0
+RULES = Path(__file__).resolve().parents[1] / "deploy" / "rules" / "quorumwatch.rules.yml"
 AM_CONFIG = """\
 global:
   resolve_timeout: 5m
@@ -239,13 +247,16 @@ async def running_daemon(settings: Settings, *, stop_within: float = 10.0) -> As
 
 
 @asynccontextmanager
-async def daemon_process(config: Path, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`quorumwatch run --config config` as a subprocess, its output appended to `log` (JSON
-    lines); killed at the end if it is still running."""
+async def daemon_process(
+    config: Path, log: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`quorumwatch run --config config` as a subprocess, with `env` added to this process's
+    environment, its output appended to `log` (JSON lines); killed at the end if it is still
+    running."""
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "quorumwatch", "run", "--config", str(config),
-            stdout=output, stderr=output,
+            stdout=output, stderr=output, env={**os.environ, **(env or {})},
         )  # fmt: skip
     try:
         yield process
@@ -336,6 +347,244 @@ async def slowloris(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
             await asyncio.wait({client_gone}, timeout=DRIP_SECONDS)  # the drip's pace
     finally:
         client_gone.cancel()
+
+
+# --- Prometheus, Alertmanager and a webhook receiver ------------------------------------------
+
+Json = dict[str, Any]
+
+# The value of `for:` / `keep_firing_for:` in block style, with an optional trailing comment.
+DURATION_KEY = re.compile(
+    r"^(?P<key>\s*(?:-\s+)?(?:for|keep_firing_for)\s*:\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s#]+)",
+    re.MULTILINE,
+)
+
+
+def zero_durations(rules: str) -> str:
+    """The rules with every `for:` and `keep_firing_for:` set to 0s."""
+    return DURATION_KEY.sub(lambda m: f"{m.group('key')}0s", rules)
+
+
+def rules_copy(directory: Path) -> Path:
+    """A copy of the shipped rules with every duration 0s, in `directory`: an alert fires and
+    resolves within seconds (the shipped durations are covered by the promtool unit tests)."""
+    assert RULES.is_file(), f"{RULES} is missing"
+    path = directory / RULES.name
+    path.write_text(zero_durations(RULES.read_text(encoding="utf-8")))
+    return path
+
+
+def _prometheus_config(directory: Path, config: Json) -> Path:
+    directory.mkdir()
+    path = directory / "prometheus.yml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+@asynccontextmanager
+async def prometheus(binary: str, directory: Path, config: Json) -> AsyncIterator[str]:
+    """A real Prometheus on a free loopback port with its own data dir; yields its base URL."""
+    config_path = _prometheus_config(directory, config)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = directory / "prometheus.log"
+    with log_path.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                if process.returncode is not None:
+                    pytest.fail(f"prometheus exited: {log_tail(log_path)}")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with session.get(f"{url}/-/ready") as response:
+                        return response.status == 200
+                return False
+
+            await eventually(
+                ready,
+                lambda: f"prometheus to be ready: {log_tail(log_path)}",
+                PROMETHEUS_START_SECONDS,
+                every=0.1,
+            )
+        yield url
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def api(session: aiohttp.ClientSession, url: str, **params: Any) -> tuple[Any, str | None]:
+    """(data, None) from a Prometheus API call, or (None, error)."""
+    try:
+        async with session.get(url, params=params) as response:
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if body.get("status") != "success":
+        return None, f"{body.get('errorType')}: {body.get('error')}"
+    return body.get("data"), None
+
+
+async def instant(session: aiohttp.ClientSession, base: str, expr: str) -> tuple[Any, str | None]:
+    """The result of an instant query at now, or (None, error)."""
+    data, error = await api(session, f"{base}/api/v1/query", query=expr)
+    return (None, error) if data is None else (data.get("result"), None)
+
+
+# Gossip on loopback in milliseconds, so a cluster settles, and a node hears of the others'
+# notifications, well within a test; the wait between peers' notifications stays far above
+# the gossip interval, so the second node hears of the first's before it would send its own.
+CLUSTER_TIMING = (
+    "--cluster.gossip-interval=10ms",
+    "--cluster.pushpull-interval=1s",
+    "--cluster.peer-timeout=500ms",
+    "--cluster.probe-interval=100ms",
+    "--cluster.probe-timeout=50ms",
+    "--cluster.settle-timeout=5s",
+    "--cluster.reconnect-interval=1s",
+)
+
+
+@dataclass
+class AlertmanagerNode:
+    """One Alertmanager on 127.0.0.1:`port` with its own storage in `directory`; clustering
+    off unless `cluster_port` is given, then gossiping on it with the nodes at `peers`."""
+
+    binary: str
+    directory: Path
+    config: Path
+    port: int = field(default_factory=free_port)
+    cluster_port: int | None = None
+    peers: Sequence[int] = ()
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "alertmanager.log"
+
+    def start(self) -> None:
+        """Start it and wait until its API is ready (not until a cluster has settled)."""
+        self.directory.mkdir(exist_ok=True)
+        if self.cluster_port is None:
+            cluster = ["--cluster.listen-address="]
+        else:
+            address = f"127.0.0.1:{self.cluster_port}"
+            cluster = [
+                f"--cluster.listen-address={address}",
+                f"--cluster.advertise-address={address}",
+                *(f"--cluster.peer=127.0.0.1:{peer}" for peer in self.peers),
+                *CLUSTER_TIMING,
+            ]
+        with self.log.open("ab") as log_file:
+            self.process = subprocess.Popen(
+                [
+                    self.binary,
+                    f"--config.file={self.config}",
+                    f"--storage.path={self.directory / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                    f"--web.external-url={self.url}",
+                    *cluster,
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        process = self.process
+
+        def ready() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"alertmanager exited: {log_tail(self.log)}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
+                    return bool(response.status == 200)
+            except (urllib.error.URLError, OSError):
+                return False
+
+        eventually_sync(
+            ready, lambda: f"alertmanager to be ready: {log_tail(self.log)}", every=0.05
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to its peers, nothing flushed."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            stop_process(process)
+
+
+def alertmanager_binary() -> str:
+    return require_binary("prometheus-alertmanager")
+
+
+@dataclass
+class Webhook:
+    """Every payload Alertmanager POSTed, in arrival order."""
+
+    url: str
+    payloads: list[Json] = field(default_factory=list)
+
+    def first(self, alertname: str, status: str, after: int = -1, **labels: str) -> int | None:
+        """Index of the first payload after `after` carrying the alert with this status."""
+        for index, payload in enumerate(self.payloads):
+            if index <= after:
+                continue
+            for alert in payload.get("alerts", []):
+                alert_labels = alert.get("labels", {})
+                if (
+                    alert_labels.get("alertname") == alertname
+                    and alert.get("status") == status
+                    and all(alert_labels.get(k) == v for k, v in labels.items())
+                ):
+                    return index
+        return None
+
+    def summary(self) -> str:
+        seen = [
+            f"{p.get('externalURL')}: {a.get('status')} {a.get('labels')}"
+            for p in self.payloads
+            for a in p.get("alerts", [])
+        ]
+        return "\n  ".join(["webhook received:", *seen]) if seen else "webhook received nothing"
+
+
+@asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Webhook]:
+    """An Alertmanager webhook receiver on a free loopback port, recording every payload."""
+    payloads: list[Json] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        payloads.append(await request.json())
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port: int = runner.addresses[0][1]
+    try:
+        yield Webhook(f"http://127.0.0.1:{port}/hook", payloads)
+    finally:
+        await runner.cleanup()
 
 
 # --- /metrics ----------------------------------------------------------------------------------

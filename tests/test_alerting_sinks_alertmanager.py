@@ -131,7 +131,8 @@ def _pusher(
     settings = AlertmanagerSettings.model_validate(
         {"url": url, "resend_interval_seconds": resend, "timeout_seconds": 2.0}
     )
-    return AlertmanagerPusher(settings, session, clock=clock or FakeClock(T0))
+    assert settings.url is not None
+    return AlertmanagerPusher(settings.url, settings, session, clock=clock or FakeClock(T0))
 
 
 def _names(alerts: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -375,3 +375,33 @@ async def test_alertmanager_failures_reach_the_board_without_mqtt(tmp_path: Path
     assert recording.calls == Counter(
         {"outbox_stats": 1, "outbox_dropped": 1, "events_generated": 1}
     )
+
+
+async def test_failures_of_every_alertmanager_add_up(tmp_path: Path) -> None:
+    """With `alertmanager.urls` naming two Alertmanagers that refuse connections, each pushes
+    on its own: their first pushes make 2 failures on the board, and the pushes a newly
+    firing alert prompts make 4."""
+    refused = f"http://127.0.0.1:{free_port()}"
+    settings = Settings(
+        chains=[chain_settings()],
+        storage={"path": tmp_path / "q.db"},
+        alertmanager={"urls": [f"{refused}/one", f"{refused}/two"]},
+    )
+    board = ReportBoard()
+    async with (
+        await AsyncStore.open(settings.storage.path) as store,
+        aiohttp.ClientSession() as session,
+    ):
+        sinks = _Sinks(settings, store, session, board, time.time)
+        sinks.start()
+        try:
+            for failures in (2, 4):
+                await eventually(
+                    lambda n=failures: (
+                        board.sinks is not None and board.sinks.alertmanager_failures == n
+                    ),
+                    f"{failures} failed pushes",
+                )
+                evaluated(sinks, "alpha", [ALPHA])
+        finally:
+            await sinks.close(0.1)

@@ -213,6 +213,31 @@ def test_duplicate_chain_names_name_the_list(tmp_path: Path) -> None:
     assert "hl" in message
 
 
+def test_alertmanager_targets_are_url_or_every_one_of_urls(tmp_path: Path) -> None:
+    """`alertmanager.targets` is [] when off, [url] for `url`, and `urls` in their order."""
+    assert _load(tmp_path, MINIMAL).alertmanager.targets == []
+    one = _load(tmp_path, '[alertmanager]\nurl = "http://am:9093"\n' + MINIMAL)
+    assert [str(u) for u in one.alertmanager.targets] == ["http://am:9093/"]
+    text = '[alertmanager]\nurls = ["http://am-2:9093", "http://am-1:9093"]\n' + MINIMAL
+    both = _load(tmp_path, text)
+    assert [str(u) for u in both.alertmanager.targets] == ["http://am-2:9093/", "http://am-1:9093/"]
+
+
+def test_alertmanager_url_and_urls_together_is_an_error(tmp_path: Path) -> None:
+    """Giving both `url` and `urls` is one error line against the alertmanager section."""
+    text = '[alertmanager]\nurl = "http://a:9093"\nurls = ["http://b:9093"]\n' + MINIMAL
+    assert _error(tmp_path, text) == "alertmanager: url and urls: give one or the other"
+
+
+def test_alertmanager_duplicate_urls_name_positions_not_urls(tmp_path: Path) -> None:
+    """The same URL twice in `alertmanager.urls` is reported by position, without the URL's
+    credentials."""
+    url = "http://qw:s3cret@am:9093"
+    text = f'[alertmanager]\nurls = ["http://b:9093", "{url}", "{url}"]\n' + MINIMAL
+    message = _error(tmp_path, text)
+    assert message == "alertmanager.urls: entries 1 and 2 are the same URL"
+
+
 def test_hostile_unknown_key_stays_on_one_line(tmp_path: Path) -> None:
     """An unknown key containing a newline and a bidi override is named on one clean line."""
     message = _error(tmp_path, '"evil\\nkey\u202e" = 1\n' + MINIMAL)

@@ -225,7 +225,8 @@ def test_rule_metrics_are_exported(exported: dict[str, set[str]]) -> None:
 
 def test_rule_labels_are_exported(exported: dict[str, set[str]]) -> None:
     """Label matchers, by/without/on clauses and $labels templates of each rule only use labels
-    its quorumwatch_* metrics carry in a scrape (plus job and instance for $labels)."""
+    its quorumwatch_* metrics carry in a scrape (plus job and instance, which Prometheus adds,
+    for clauses and $labels)."""
     for rule in alert_rules():
         name, expr = rule["alert"], rule["expr"]
         carried: set[str] = set()
@@ -235,9 +236,22 @@ def test_rule_labels_are_exported(exported: dict[str, set[str]]) -> None:
             carried |= exported.get(metric, set())
         for clause in GROUPING.findall(expr):
             used = {label.strip() for label in clause.split(",") if label.strip()}
-            assert used <= carried, (name, sorted(used - carried))
+            assert used <= carried | TARGET_LABELS, (name, sorted(used - carried))
         used = set(TEMPLATE_LABEL.findall(templates(rule)))
         assert used <= carried | TARGET_LABELS, (name, sorted(used - carried))
+
+
+def test_catalogue_rules_aggregate_the_replicas_away() -> None:
+    """Each catalogue rule's expr has one `max|min without (instance) (` aggregation per
+    quorumwatch_* metric reference, so the replicas of an HA pair make one alert."""
+    for rule in alert_rules():
+        if rule["alert"] in OWN_RULES:
+            continue
+        expr = " ".join(rule["expr"].split())
+        references = len(list(metric_matchers(expr)))
+        aggregated = re.findall(r"\b(?:max|min) without \(instance\) \(", expr)
+        assert references, rule["alert"]
+        assert len(aggregated) == references, (rule["alert"], expr)
 
 
 def test_rule_unit_tests_cover_every_alert() -> None:

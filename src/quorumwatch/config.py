@@ -355,11 +355,36 @@ class MqttSettings(_Strict):
 
 
 class AlertmanagerSettings(_Strict):
-    """Push alerts to Alertmanager's /api/v2/alerts (off unless `url` is set)."""
+    """Push alerts to Alertmanager's /api/v2/alerts (off unless `url` or `urls` is set)."""
 
     url: AnyHttpUrl | None = None
+    # Every node of an Alertmanager cluster: each is sent every alert, as Prometheus does,
+    # since the nodes share notification state but not alerts.
+    urls: list[AnyHttpUrl] = Field(default_factory=list)
     resend_interval_seconds: float = Field(default=60.0, ge=5, le=180)
     timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_list(self) -> AlertmanagerSettings:
+        if self.url is not None and self.urls:
+            raise ValueError("url and urls: give one or the other")
+        return self
+
+    @field_validator("urls")
+    @classmethod
+    def _distinct_urls(cls, urls: list[AnyHttpUrl]) -> list[AnyHttpUrl]:
+        # Positions, not URLs, in the message: a URL may carry credentials.
+        seen: dict[str, int] = {}
+        for index, url in enumerate(urls):
+            if str(url) in seen:
+                raise ValueError(f"entries {seen[str(url)]} and {index} are the same URL")
+            seen[str(url)] = index
+        return urls
+
+    @property
+    def targets(self) -> list[AnyHttpUrl]:
+        """Where alerts are pushed: `url`, or every one of `urls`; none when off."""
+        return [self.url] if self.url is not None else list(self.urls)
 
 
 class Settings(BaseSettings):

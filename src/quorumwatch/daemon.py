@@ -152,10 +152,10 @@ async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:
 
 class _Sinks:
     """The configured alert sinks and who tells whom: each evaluation's commit goes to the
-    status keeper, the board (for the status page), the MQTT publisher and the Alertmanager
-    pusher; the publisher tells the keeper of its outbox reads, deletes and connection, the
-    pusher of its failures; the keeper puts the status on the board. Nothing polls the
-    store."""
+    status keeper, the board (for the status page), the MQTT publisher and each
+    Alertmanager's pusher; the publisher tells the keeper of its outbox reads, deletes and
+    connection, the pushers of their failures; the keeper puts the status on the board.
+    Nothing polls the store."""
 
     def __init__(
         self,
@@ -169,38 +169,37 @@ class _Sinks:
             store,
             board,
             mqtt=settings.mqtt.enabled,
-            alertmanager=settings.alertmanager.url is not None,
+            alertmanager=bool(settings.alertmanager.targets),
         )
         self.mqtt = (
             MqttPublisher(settings.mqtt, store, version=__version__, status=self.status)
             if settings.mqtt.enabled
             else None
         )
-        self.alertmanager = (
+        self.alertmanagers = [
             AlertmanagerPusher(
+                url,
                 settings.alertmanager,
                 session,
                 clock=clock,
-                on_failure=self.status.alertmanager_failures,
+                on_failure=self.status.alertmanager_failed,
             )
-            if settings.alertmanager.url is not None
-            else None
-        )
+            for url in settings.alertmanager.targets
+        ]
         self.listeners: list[AlertListener] = [self.status.committed, board.alerts_committed]
         self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown
         self._mqtt_task: asyncio.Task[None] | None = None  # ends in MqttPublisher.shutdown()
         if self.mqtt is not None:
             self.listeners.append(self.mqtt.committed)
-        if self.alertmanager is not None:
-            self.listeners.append(self.alertmanager.committed)
+        self.listeners += [pusher.committed for pusher in self.alertmanagers]
 
     def start(self) -> None:
         self._loops.append(asyncio.create_task(self.status.load(), name="sink-status"))
         if self.mqtt is not None:
             self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
-        if self.alertmanager is not None:
-            pusher = asyncio.create_task(self.alertmanager.run(), name="alertmanager")
-            self._loops.append(pusher)
+        self._loops += [
+            asyncio.create_task(pusher.run(), name="alertmanager") for pusher in self.alertmanagers
+        ]
 
     async def close(self, flush_seconds: float) -> None:
         """Deliver what the last polls generated, within `flush_seconds`, then stop.
@@ -211,8 +210,7 @@ class _Sinks:
         if self.mqtt is not None:
             # It says "offline" itself when closing: a clean exit discards the Will.
             flushes.append(self.mqtt.shutdown(flush_seconds))
-        if self.alertmanager is not None:
-            flushes.append(self.alertmanager.flush(flush_seconds))
+        flushes += [pusher.flush(flush_seconds) for pusher in self.alertmanagers]
         try:
             await asyncio.gather(*flushes)
         finally:

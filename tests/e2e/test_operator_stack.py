@@ -22,30 +22,35 @@ data in at least one of the two passes.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 from yarl import URL
 
 from quorumwatch.simulator import parse_scenario, start_simulator
-from tests.builders import daemon_settings
-from tests.services import eventually, log_tail, running_daemon
-from tests.tools import free_port, require_binary
+from tests.builders import daemon_settings, equal_stakes
+from tests.services import (
+    Json,
+    Webhook,
+    api,
+    eventually,
+    instant,
+    prometheus,
+    rules_copy,
+    running_daemon,
+    zero_durations,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "deploy" / "rules" / "quorumwatch.rules.yml"
-DASHBOARDS = ROOT / "grafana" / "dashboards"
+DASHBOARDS = Path(__file__).resolve().parents[2] / "grafana" / "dashboards"
 
 CHAIN = "hyperliquid"
 ENTITY = "Big Operator"
@@ -67,11 +72,6 @@ KIND_SPECIFIC = {"quorumwatch_finality_lag_epochs": "ethereum"}
 DEFAULT_RANGE = "1h"
 INTERVAL = "5s"
 
-# The value of `for:` / `keep_firing_for:` in block style, with an optional trailing comment.
-DURATION_KEY = re.compile(
-    r"^(?P<key>\s*(?:-\s+)?(?:for|keep_firing_for)\s*:\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s#]+)",
-    re.MULTILINE,
-)
 # Grafana's variable syntaxes: ${name}, ${name:format}, [[name]], $name.
 VARIABLE = re.compile(r"\$\{(\w+)(?::[^}]*)?\}|\[\[(\w+)(?::[^\]]*)?\]\]|\$(\w+)")
 LABEL_VALUES = re.compile(
@@ -79,8 +79,6 @@ LABEL_VALUES = re.compile(
 )
 RELATIVE = re.compile(r"^now-(\d+)([smhdwy])$")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-Json = dict[str, Any]
 
 
 def scenario(unjailable_after_ms: int) -> Json:
@@ -90,10 +88,7 @@ def scenario(unjailable_after_ms: int) -> Json:
         "steps": [
             {
                 "repeat": HOLD,
-                "validators": [
-                    {"validator": v, "name": f"validator {i}", "stake_hype": "1000"}
-                    for i, v in enumerate(VALIDATORS)
-                ],
+                "validators": equal_stakes(VALIDATORS),
             },
             {
                 "repeat": HOLD,
@@ -112,19 +107,6 @@ def scenario(unjailable_after_ms: int) -> Json:
     }
 
 
-def zero_durations(rules: str) -> str:
-    """The rules with every `for:` and `keep_firing_for:` set to 0s."""
-    return DURATION_KEY.sub(lambda m: f"{m.group('key')}0s", rules)
-
-
-def rules_copy(directory: Path) -> Path:
-    """A copy of the shipped rules with every duration 0s, in `directory`."""
-    assert RULES.is_file(), f"{RULES} is missing"
-    path = directory / RULES.name
-    path.write_text(zero_durations(RULES.read_text(encoding="utf-8")))
-    return path
-
-
 def test_zero_durations_rewrites_every_form() -> None:
     """`for:` and `keep_firing_for:` become 0s whether indented, first in a list item, quoted or
     commented, and nothing else changes."""
@@ -139,57 +121,6 @@ def test_zero_durations_rewrites_every_form() -> None:
 
 
 # --- the webhook receiver and Alertmanager's routing to it ----------------------------------
-
-
-@dataclass
-class Webhook:
-    """Every payload Alertmanager POSTed, in arrival order."""
-
-    url: str
-    payloads: list[Json] = field(default_factory=list)
-
-    def first(self, alertname: str, status: str, after: int = -1, **labels: str) -> int | None:
-        """Index of the first payload after `after` carrying the alert with this status."""
-        for index, payload in enumerate(self.payloads):
-            if index <= after:
-                continue
-            for alert in payload.get("alerts", []):
-                alert_labels = alert.get("labels", {})
-                if (
-                    alert_labels.get("alertname") == alertname
-                    and alert.get("status") == status
-                    and all(alert_labels.get(k) == v for k, v in labels.items())
-                ):
-                    return index
-        return None
-
-    def summary(self) -> str:
-        seen = [
-            f"{a.get('status')} {a.get('labels', {}).get('alertname')} {a.get('labels')}"
-            for p in self.payloads
-            for a in p.get("alerts", [])
-        ]
-        return "\n  ".join(["webhook received:", *seen]) if seen else "webhook received nothing"
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[Webhook]:
-    payloads: list[Json] = []
-
-    async def receive(request: web.Request) -> web.Response:
-        payloads.append(await request.json())
-        return web.Response()
-
-    app = web.Application()
-    app.router.add_post("/hook", receive)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    port: int = runner.addresses[0][1]
-    try:
-        yield Webhook(f"http://127.0.0.1:{port}/hook", payloads)
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture
@@ -210,11 +141,6 @@ def am_config(tmp_path: Path, webhook: Webhook) -> Path:
     path = tmp_path / "alertmanager.yml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
-
-
-@pytest.fixture
-def prometheus_binary() -> str:
-    return require_binary("prometheus")
 
 
 # --- the daemon and Prometheus --------------------------------------------------------------
@@ -257,75 +183,6 @@ def prometheus_config(metrics_port: int, rules: Path, alertmanager_url: str) -> 
             }
         ],
     }
-
-
-def write_config(directory: Path, config: Json) -> Path:
-    directory.mkdir()
-    path = directory / "prometheus.yml"
-    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-    return path
-
-
-@contextlib.asynccontextmanager
-async def prometheus(binary: str, directory: Path, config: Json) -> AsyncIterator[str]:
-    """A real Prometheus on a free loopback port with its own data dir; yields its base URL."""
-    config_path = write_config(directory, config)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = directory / "prometheus.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={config_path}",
-            f"--storage.tsdb.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            stdout=log_file,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def ready() -> bool:
-                if process.returncode is not None:
-                    pytest.fail(f"prometheus exited: {log_tail(log_path)}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with session.get(f"{url}/-/ready") as response:
-                        return response.status == 200
-                return False
-
-            await eventually(
-                ready,
-                lambda: f"prometheus to be ready: {log_tail(log_path)}",
-                STARTUP_WAIT,
-                every=0.1,
-            )
-        yield url
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-
-
-async def api(session: aiohttp.ClientSession, url: str, **params: Any) -> tuple[Any, str | None]:
-    """(data, None) from a Prometheus API call, or (None, error)."""
-    try:
-        async with session.get(url, params=params) as response:
-            body = await response.json(content_type=None)
-    except (aiohttp.ClientError, json.JSONDecodeError) as exc:
-        return None, f"{type(exc).__name__}: {exc}"
-    if body.get("status") != "success":
-        return None, f"{body.get('errorType')}: {body.get('error')}"
-    return body.get("data"), None
-
-
-async def instant(session: aiohttp.ClientSession, base: str, expr: str) -> tuple[Any, str | None]:
-    """The result of an instant query at now, or (None, error)."""
-    data, error = await api(session, f"{base}/api/v1/query", query=expr)
-    return (None, error) if data is None else (data.get("result"), None)
 
 
 async def scraped(session: aiohttp.ClientSession, base: str, scrapes: int, what: str) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import structlog
+from pydantic import AnyHttpUrl
 from yarl import URL
 
 from quorumwatch.alerting.model import (
@@ -91,32 +92,33 @@ def alert_payload(
 
 
 class AlertmanagerPusher:
-    """Keeps the firing alerts per chain and the recently resolved ones, and pushes them.
+    """Keeps the firing alerts per chain and the recently resolved ones, and pushes them to
+    the Alertmanager at `url` (one pusher per node of a cluster, so a dead node never delays
+    another).
 
     `update` (sync; through `committed`, the evaluator's listener) is called after each
     evaluation; `run` pushes every `resend_interval_seconds` and promptly after an `update`
     that changed something. `last_success_at` and `failures` are for metrics; `on_failure`
-    is told the new count of failures after each one.
+    is called after each failure.
     """
 
     def __init__(
         self,
+        url: AnyHttpUrl,
         settings: AlertmanagerSettings,
         session: aiohttp.ClientSession,
         *,
         clock: Callable[[], float] = time.time,
-        on_failure: Callable[[int], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
-        if settings.url is None:
-            raise ValueError("alertmanager.url is not set")
-        base = URL(str(settings.url))
+        base = URL(str(url))
         path = base.path.rstrip("/")
         if not path.endswith(ALERTS_PATH):
             path += ALERTS_PATH
         self._url = base.with_path(path)
         self._session = session
         self._clock = clock
-        self._on_failure = on_failure  # told the count of failures after each one
+        self._on_failure = on_failure
         self._interval = settings.resend_interval_seconds
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_seconds)
         self._firing: dict[str, dict[str, AlertState]] = {}
@@ -241,7 +243,7 @@ class AlertmanagerPusher:
         self.failures += 1
         self._failing = True
         if self._on_failure is not None:
-            self._on_failure(self.failures)
+            self._on_failure()
 
     def _prune(self, now: float) -> None:
         """Forget resolved alerts once they have been re-sent for RESOLVED_RESEND_SECONDS."""

@@ -217,8 +217,10 @@ class SinkStatusKeeper:
         self._mqtt_connected = connected
         self._settle()
 
-    def alertmanager_failures(self, failures: int) -> None:
-        self._alertmanager_failures = failures
+    def alertmanager_failed(self) -> None:
+        """One more failed push, to any of the Alertmanagers."""
+        assert self._alertmanager_failures is not None, "Alertmanager is not configured"
+        self._alertmanager_failures += 1
         self._settle()
 
     # --- keeping the board current -------------------------------------------------------
