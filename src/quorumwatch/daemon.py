@@ -110,7 +110,7 @@ async def run_daemon(
         )
     except StoreError as exc:
         await runner.cleanup()
-        raise ConfigError(f"storage.path {settings.storage.path}: {exc}") from None
+        raise ConfigError(f"storage.path: {exc}") from None  # the message names the file
     freeze_startup_heap()
     try:
         async with http_session() as session:
