@@ -101,7 +101,8 @@ async def run_daemon(
         )
     except OSError as exc:
         raise ConfigError(f"metrics.listen {settings.metrics.listen}: {exc.strerror}") from None
-    log.info("serving metrics", listen=f"{host}:{bound_port}", chains=len(settings.chains))
+    # The port alone: metrics.listen names the host, and no log line carries a host:port.
+    log.info("serving metrics", port=bound_port, chains=len(settings.chains))
     if on_listening is not None:
         on_listening(bound_port)
     try:

@@ -133,11 +133,6 @@ class AlertmanagerPusher:
         self.failures = 0
         self._failing = True  # until the first success, so that one is logged
 
-    @property
-    def target(self) -> str:
-        """Where alerts go, without credentials (for logs and status output)."""
-        return str(self._url.with_user(None))
-
     def update(
         self, chain: str, firing: Sequence[AlertState], resolved: Sequence[AlertEvent]
     ) -> None:
@@ -201,14 +196,13 @@ class AlertmanagerPusher:
             self._failed()
             log.warning(
                 "alertmanager push failed",
-                target=self.target,
                 alerts=len(alerts),
                 error=problem,
                 failures=self.failures,
             )
             return False
         if self._failing:  # the first success, and each recovery, is worth one line
-            log.info("alertmanager push ok", target=self.target, alerts=len(alerts))
+            log.info("alertmanager push ok", alerts=len(alerts))
             self._failing = False
         self.last_success_at = self._clock()
         self._pushed_changes = max(self._pushed_changes, changes)
@@ -224,7 +218,7 @@ class AlertmanagerPusher:
             await asyncio.wait_for(self.push_once(), budget)
         delivered = self._pushed_changes >= self._changes
         if not delivered:
-            log.warning("alertmanager: last changes not pushed at shutdown", target=self.target)
+            log.warning("alertmanager: last changes not pushed at shutdown")
         return delivered
 
     async def run(self) -> None:
@@ -235,7 +229,7 @@ class AlertmanagerPusher:
                 await self.push_once()
             except Exception:  # a bug must not end paging for good: log, count, go on
                 self._failed()
-                log.exception("alertmanager push crashed", target=self.target)
+                log.exception("alertmanager push crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=self._interval)
 
