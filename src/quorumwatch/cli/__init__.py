@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -29,13 +30,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     extension's among them) can fail in ways no caller can clean up after.
     """
     _start_up.sigterm = False
-    previous = signal.signal(signal.SIGTERM, _note_sigterm)
+    # Only the main thread can set a handler, and only it runs one; a command run from
+    # another thread (tests do) leaves signals alone.
+    previous = signal.signal(signal.SIGTERM, _note_sigterm) if _main_thread() else None
     try:
         from quorumwatch.cli.app import main as run_command
 
         return run_command(argv)
     finally:
-        if previous is not None:  # None: not set from Python, so nothing to restore
+        if previous is not None:  # None: not set (or not from Python): nothing to restore
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -47,9 +50,15 @@ def sigterm_received() -> bool:
 def sigterm_by_default() -> None:
     """For a command that runs once: SIGTERM ends it by the signal, as it always has; one
     that came while it was starting ends it now."""
+    if not _main_thread():
+        return
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if _start_up.sigterm:
         signal.raise_signal(signal.SIGTERM)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def _note_sigterm(signum: int, frame: FrameType | None) -> None:
