@@ -184,8 +184,9 @@ class _Sinks:
                 session,
                 clock=clock,
                 on_failure=self.status.alertmanager_failed,
+                node=node,
             )
-            for url in settings.alertmanager.targets
+            for node, url in enumerate(settings.alertmanager.targets)
         ]
         self.listeners: list[AlertListener] = [self.status.committed, board.alerts_committed]
         self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown

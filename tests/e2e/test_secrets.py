@@ -113,10 +113,12 @@ async def test_endpoint_credentials_are_sent_but_never_output(
 async def test_no_log_line_carries_a_host_and_port(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With its API endpoint, Alertmanager and MQTT broker all refusing connections, the
-    daemon logs each failure, yet no log line names 127.0.0.1 or any of their ports (the
-    Alertmanager push error once logged `Cannot connect to host 127.0.0.1:<port>`)."""
-    api, alertmanager, broker = free_port(), free_port(), free_port()
+    """With its API endpoint, two Alertmanager nodes and the MQTT broker all refusing
+    connections, the daemon logs each failure (each node's by its place in `urls`), yet no log
+    line names 127.0.0.1 or any of their ports (the Alertmanager push error once logged
+    `Cannot connect to host 127.0.0.1:<port>`)."""
+    api, broker = free_port(), free_port()
+    alertmanagers = [free_port(), free_port()]
     settings = daemon_settings(
         tmp_path / "quorumwatch.db",
         chains=[
@@ -127,7 +129,7 @@ async def test_no_log_line_carries_a_host_and_port(
                 "endpoints": [{"name": "public", "url": f"http://127.0.0.1:{api}"}],
             }
         ],
-        alertmanager={"url": f"http://127.0.0.1:{alertmanager}"},
+        alertmanager={"urls": [f"http://127.0.0.1:{port}" for port in alertmanagers]},
         mqtt={"enabled": True, "host": "127.0.0.1", "port": broker, "reconnect_max_seconds": 0.5},
     )
     configure_logging("info", json_lines=True)
@@ -143,7 +145,9 @@ async def test_no_log_line_carries_a_host_and_port(
     logged()
     text = "\n".join(log)
     assert "127.0.0.1" not in text
-    for port in (api, alertmanager, broker):
+    for port in (api, broker, *alertmanagers):
         assert f":{port}" not in text
         assert f", {port}" not in text  # a socket address tuple
     assert "<address>" in text  # the messages that named one still say what failed
+    pushes = [json.loads(line) for line in log if '"alertmanager push failed"' in line]
+    assert {push["node"] for push in pushes} == {0, 1}
