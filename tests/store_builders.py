@@ -1,8 +1,10 @@
-"""Builders for store tests: tracked validators, states, events and alert states, and a raw
-SQLite connection to inspect the file behind the store's back."""
+"""Builders for store tests: tracked validators, states, events and alert states, a raw SQLite
+connection to inspect the file behind the store's back, and copies of the store 0.1.0 wrote."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,7 +13,7 @@ from typing import Any
 
 from quorumwatch.alerting.model import AlertState, Severity, fingerprint
 from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
-from quorumwatch.store import Store
+from quorumwatch.store import Store, migrations
 from quorumwatch.store import alerts as alert_store
 from quorumwatch.store import jails as jail_store
 
@@ -112,3 +114,31 @@ def alert_state(
 
 def outbox_ids(store: Store) -> list[str]:
     return [entry.event_id for entry in alert_store.outbox_peek(store, 1000)]
+
+
+# --- the previous release's store (tests/fixtures/make_store_0_1_0.py built it) --------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RELEASE_0_1_0 = FIXTURES / "store-0.1.0.sqlite"
+# The chains and scenarios 0.1.0 ran to write it, and what its own store API read back.
+RELEASE_0_1_0_DESCRIPTION: dict[str, Any] = json.loads(
+    (FIXTURES / "store-0.1.0.json").read_text(encoding="utf-8")
+)
+
+
+def release_0_1_0_copy(path: Path) -> Path:
+    """A private copy of the store 0.1.0 wrote, at `path`."""
+    shutil.copyfile(RELEASE_0_1_0, path)
+    return path
+
+
+def newer_schema_copy(path: Path) -> Path:
+    """A store as a later release might leave it: 0.1.0's rows, a table this code does not
+    know, a schema version one above the latest it knows, and out of WAL mode (so that turning
+    WAL on would rewrite its header)."""
+    release_0_1_0_copy(path)
+    with raw(path) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        conn.execute("CREATE TABLE from_a_later_release (n INTEGER)")
+        conn.execute(f"PRAGMA user_version = {migrations.SCHEMA_VERSION + 1}")
+    return path

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +20,9 @@ import pytest
 from quorumwatch import __version__, cli
 from quorumwatch.config import ChainSettings, EthereumSettings
 from quorumwatch.report import ChainReport
+from quorumwatch.store.migrations import SCHEMA_VERSION
 from tests import builders
+from tests.store_builders import newer_schema_copy
 from tests.tools import refused_url
 
 VALID = """
@@ -148,6 +154,52 @@ def test_version_prints_package_version() -> None:
     result = _quorumwatch("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"quorumwatch {__version__}"
+
+
+def test_the_version_has_a_changelog_section() -> None:
+    """CHANGELOG.md has a `## [<version>] - …` section for the version `--version` prints."""
+    changelog = (Path(__file__).parents[1] / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert f"\n## [{__version__}] - " in changelog
+
+
+@pytest.mark.slow
+async def test_sigterm_during_start_up_exits_0_without_starting(tmp_path: Path) -> None:
+    """`run` sent SIGTERM while it starts (still importing the command line, as `python -X
+    importtime` shows: quorumwatch.config is imported) exits 0, with no traceback, and never
+    starts serving."""
+    imported = "quorumwatch.config"
+    config = _config(
+        tmp_path,
+        f'[metrics]\nlisten = "127.0.0.1:0"\n[storage]\npath = "{tmp_path / "q.db"}"\n'
+        + VALID.replace("https://api.hyperliquid.xyz", refused_url()),
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMWATCH_")}
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-X", "importtime", "-m", "quorumwatch", "run", "--config", config],
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    stderr = process.stderr
+    assert stderr is not None
+
+    async def start_up_reached() -> None:
+        async for line in stderr:
+            if line.decode().split("|")[-1].strip() == imported:
+                return
+        raise AssertionError(f"exited without importing {imported}")
+
+    try:
+        await asyncio.wait_for(start_up_reached(), 30)
+        process.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(stderr.read(), 30)).decode()
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert "Traceback" not in rest
+    assert "serving metrics" not in rest
+    assert not (tmp_path / "q.db").exists()
 
 
 def test_simulate_unknown_scenario_exits_3_with_one_line() -> None:
@@ -423,6 +475,55 @@ def test_jails_missing_store_exits_1_with_one_line(tmp_path: Path) -> None:
     assert "absent.db" in line
     assert result.stdout == ""
     assert not database.exists()
+
+
+def test_jails_reads_a_store_in_a_read_only_directory(
+    tmp_path: Path, jails_store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`jails` reads a store (its daemon stopped) in a directory it may not write to (mode
+    0555) and creates no file there."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    database = directory / jails_store.name
+    shutil.copyfile(jails_store, database)
+    directory.chmod(0o555)
+    try:
+        code, out, err = _run_jails(
+            tmp_path, database, capsys, "--since", "all", "--format", "json"
+        )
+        assert [p.name for p in directory.iterdir()] == [database.name]
+    finally:
+        directory.chmod(0o700)
+    assert (code, err) == (0, "")
+    assert {r["validator"] for r in json.loads(out)} == {ALICE, BOB, CAROL}
+
+
+def test_jails_and_run_refuse_a_newer_schema_with_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`jails` and `run` on a store of a newer schema (a downgrade) exit 3 with one line
+    naming storage.path, the file and both versions, and leave the file as it was."""
+    database = newer_schema_copy(tmp_path / "quorumwatch.db")
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    config = _config(
+        tmp_path,
+        f'[metrics]\nlisten = "127.0.0.1:0"\n[storage]\npath = {json.dumps(str(database))}\n'
+        + VALID,
+    )
+    refusal = (
+        f"quorumwatch: config error: storage.path: {database}: schema version "
+        f"{SCHEMA_VERSION + 1} is newer than {SCHEMA_VERSION}, the latest quorumwatch "
+        f"{__version__} knows (a downgrade?); the file is left as it is: run the release that "
+        "wrote it or a later one"
+    )
+    assert cli.main(["jails", "--config", config]) == 3
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err.splitlines()) == ("", [refusal])
+    assert cli.main(["run", "--config", config]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines()[-1] == refusal  # after the log line of binding /metrics
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
 
 
 def test_jails_unreadable_store_exits_1_with_one_line(

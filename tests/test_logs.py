@@ -113,3 +113,38 @@ def test_console_rendering_is_redacted_too(capsys: pytest.CaptureFixture[str]) -
     assert "name='a b'" in first
     assert "pw@" not in err
     assert "ValueError: see <url>" in rest
+
+
+ADDRESSES = [
+    ("Cannot connect to host 127.0.0.1:18899 ssl:default", "127.0.0.1:18899"),
+    ("Cannot connect to host mosquitto:1883 ssl:default", "mosquitto:1883"),
+    ("Connect call failed ('::1', 9093, 0, 0)", "9093"),
+    ("Connect call failed ('10.0.0.7', 443)", "10.0.0.7"),
+    ("no route to [fe80::1%eth0]:8080", "fe80::1"),
+    ("api.hyperliquid.xyz:443 reset the connection", "hyperliquid.xyz"),
+    ("localhost:1883 refused", "localhost"),
+]
+
+
+@pytest.mark.parametrize("json_lines", [True, False])
+def test_network_addresses_never_reach_a_log_line(
+    capsys: pytest.CaptureFixture[str], json_lines: bool
+) -> None:
+    """A host and port (IPv4, [IPv6], dotted, localhost, aiohttp's `host NAME:PORT`, a
+    socket address tuple) in a value or an exception message is logged as `<address>`, in
+    JSON and console lines alike; a timestamp or a ratio is left alone."""
+    configure_logging("info", json_lines=json_lines)
+    log = structlog.get_logger()
+    for message, _ in ADDRESSES:
+        log.warning("push failed", error=message)
+        try:
+            raise OSError(message)
+        except OSError:
+            log.exception("crashed")
+    log.info("kept", at="2026-12-03T13:41:18.4297Z", ratio="0.5:1")
+    err = capsys.readouterr().err
+    for message, address in ADDRESSES:
+        assert address not in err, message
+    assert err.count("<address>") == 2 * len(ADDRESSES)  # each as a value and in a traceback
+    assert "2026-12-03T13:41:18.4297Z" in err
+    assert "0.5:1" in err

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from quorumwatch.jails.events import EventKind
 from quorumwatch.store import Store, StoreError, migrations
@@ -61,13 +62,23 @@ def test_read_only_store_reads_alongside_a_writer_and_cannot_write(store: Store,
     assert jail_store.counters(store, CHAIN).jails == 2
 
 
-def test_read_only_store_reads_after_the_writer_closed(db: Path) -> None:
-    """A read_only store opens and reads a database whose writer has exited."""
+def test_read_only_store_reads_a_closed_database_in_a_read_only_directory(db: Path) -> None:
+    """A read_only store reads a database whose writer has exited from a directory it may not
+    write to (mode 0555): it creates no file there (no -shm or -wal; as root, where the mode
+    does not bite, that is what shows it) and any write through it raises StoreError."""
     with Store(db) as writer:
         jail_store.commit_poll(writer, CHAIN, state(T0, tracked(1)), [event("j1")])
-    with Store(db, read_only=True) as reader:
-        assert jail_store.chains(reader) == [CHAIN]
-        assert jail_store.counters(reader, CHAIN).jails == 1
+    assert [p.name for p in db.parent.iterdir()] == [db.name]
+    db.parent.chmod(0o555)
+    try:
+        with Store(db, read_only=True) as reader:
+            assert jail_store.chains(reader) == [CHAIN]
+            assert jail_store.counters(reader, CHAIN).jails == 1
+            with pytest.raises(StoreError, match="readonly"):
+                jail_store.commit_poll(reader, CHAIN, state(T0 + 60), [])
+        assert [p.name for p in db.parent.iterdir()] == [db.name]
+    finally:
+        db.parent.chmod(0o700)
 
 
 def test_read_only_on_a_missing_file_raises_and_creates_nothing(tmp_path: Path) -> None:
@@ -208,6 +219,24 @@ def test_released_migrations_are_unchanged() -> None:
     migration instead of editing one)."""
     released = hashlib.sha256(repr(migrations.MIGRATIONS[:2]).encode()).hexdigest()
     assert released == "fe4ebe2023168313c09da0918cfb62bf762febac23b7e18b1bccbdb5f49f89b0"
+
+
+def test_creating_the_storage_directory_is_logged(tmp_path: Path) -> None:
+    """Opening a store in a missing directory logs `storage directory created` naming it,
+    once; opening it again, the directory there, logs nothing."""
+    path = tmp_path / "a" / "b" / "q.db"
+    with capture_logs() as created:
+        Store(path).close()
+    assert created == [
+        {
+            "event": "storage directory created",
+            "directory": str(path.parent),
+            "log_level": "info",
+        }
+    ]
+    with capture_logs() as reopened:
+        Store(path).close()
+    assert reopened == []
 
 
 def test_database_file_is_created_0600_in_a_new_directory(tmp_path: Path) -> None:

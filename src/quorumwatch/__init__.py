@@ -1,10 +1,7 @@
 """quorumwatch: who could halt or take over a proof-of-stake chain, continuously."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("quorumwatch")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written: pyproject.toml reads it from here (hatch), so an
+# installed package, a source tree and an editable install all report the same.
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

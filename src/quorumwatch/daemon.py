@@ -101,7 +101,8 @@ async def run_daemon(
         )
     except OSError as exc:
         raise ConfigError(f"metrics.listen {settings.metrics.listen}: {exc.strerror}") from None
-    log.info("serving metrics", listen=f"{host}:{bound_port}", chains=len(settings.chains))
+    # The port alone: metrics.listen names the host, and no log line carries a host:port.
+    log.info("serving metrics", port=bound_port, chains=len(settings.chains))
     if on_listening is not None:
         on_listening(bound_port)
     try:
@@ -110,7 +111,7 @@ async def run_daemon(
         )
     except StoreError as exc:
         await runner.cleanup()
-        raise ConfigError(f"storage.path {settings.storage.path}: {exc}") from None
+        raise ConfigError(f"storage.path: {exc}") from None  # the message names the file
     freeze_startup_heap()
     try:
         async with http_session() as session:
@@ -183,8 +184,9 @@ class _Sinks:
                 session,
                 clock=clock,
                 on_failure=self.status.alertmanager_failed,
+                node=node,
             )
-            for url in settings.alertmanager.targets
+            for node, url in enumerate(settings.alertmanager.targets)
         ]
         self.listeners: list[AlertListener] = [self.status.committed, board.alerts_committed]
         self._loops: list[asyncio.Task[None]] = []  # cancelled first at shutdown

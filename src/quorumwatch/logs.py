@@ -1,4 +1,5 @@
-"""structlog setup: JSON lines when stderr is not a terminal, readable lines when it is."""
+"""structlog setup: JSON lines when stderr is not a terminal, readable lines when it is; no
+URL or network address in any of them."""
 
 from __future__ import annotations
 
@@ -28,14 +29,33 @@ MAX_VALUE_LENGTH = 1024
 # Exception messages (aiohttp's among them) can embed an endpoint URL with credentials.
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 _URL_PLACEHOLDER = "<url>"
+# ... or the host and port they failed to reach: aiohttp's "Cannot connect to host
+# 127.0.0.1:9093", asyncio's "Connect call failed ('::1', 1883, 0, 0)". No log line carries
+# one: an IPv4, [IPv6], dotted or `localhost` host with a port, aiohttp's `host NAME:PORT`,
+# or a socket address tuple. (A bare single-label name elsewhere, `mosquitto:1883`, is not
+# told apart from other text.)
+_ADDRESS = re.compile(
+    r"\[[0-9A-Fa-f:.]+(?:%[\w.-]+)?\]:\d{1,5}\b"
+    r"|\b(?:\d{1,3}\.){3}\d{1,3}:\d{1,5}\b"
+    r"|\b(?:[A-Za-z0-9-]+\.)+[A-Za-z][A-Za-z0-9-]*:\d{1,5}\b"
+    r"|\blocalhost:\d{1,5}\b"
+    r"|(?<=host )\S+:\d{1,5}\b"
+    r"|\(\s*'[^']*'\s*,\s*\d{1,5}(?:\s*,\s*\d+){0,2}\s*\)"
+)
+_ADDRESS_PLACEHOLDER = "<address>"
 
 # Tracebacks as data, without frame locals: locals hold endpoint settings and their URLs.
 _dict_tracebacks = ExceptionRenderer(ExceptionDictTransformer(show_locals=False))
 
 
+def redact(text: str) -> str:
+    """`text` with every URL and network address replaced by a placeholder."""
+    return _ADDRESS.sub(_ADDRESS_PLACEHOLDER, _URL.sub(_URL_PLACEHOLDER, text))
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, str):
-        return safe_text(_URL.sub(_URL_PLACEHOLDER, value), max_length=MAX_VALUE_LENGTH)
+        return safe_text(redact(value), max_length=MAX_VALUE_LENGTH)
     if isinstance(value, dict):
         return {key: _clean(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -51,7 +71,8 @@ def _one_line(
     """Keep every string value on one line: hostile names cannot forge log entries.
 
     Strings nested in lists and dicts (structured tracebacks among them) are cleaned too,
-    and anything shaped like a URL is replaced, so no endpoint credentials reach the log.
+    and anything shaped like a URL or a host and port is replaced, so no endpoint credentials
+    or addresses reach the log.
     """
     for key, value in event_dict.items():
         event_dict[key] = _clean(value)
@@ -59,9 +80,10 @@ def _one_line(
 
 
 def _redacted_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
-    """Console tracebacks stay multi-line for humans, but without URLs or frame locals."""
+    """Console tracebacks stay multi-line for humans, but without URLs, addresses or frame
+    locals."""
     text = "".join(traceback.format_exception(*exc_info))
-    sio.write("\n" + _URL.sub(_URL_PLACEHOLDER, text))
+    sio.write("\n" + redact(text))
 
 
 def configure_logging(level: str = "info", *, json_lines: bool | None = None) -> None:

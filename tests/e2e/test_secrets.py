@@ -1,4 +1,5 @@
-"""Secrets never leave: endpoint credentials and the MQTT password stay out of every output."""
+"""Secrets never leave: endpoint credentials and the MQTT password stay out of every output,
+and no log line names a host and port the daemon talks to."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from quorumwatch.monitor import ChainMonitor
 from quorumwatch.probe import judge, render_json, render_text
 from quorumwatch.report import ReportBoard
 from quorumwatch.simulator import load_scenario, render_validator_summaries
+from tests.builders import daemon_settings
+from tests.services import eventually, running_daemon
+from tests.tools import free_port
 
 SECRETS = ("userinfo-Pw-1", "query-Key-2", "header-Token-3", "mqtt-Pw-4")
 
@@ -104,3 +108,46 @@ async def test_endpoint_credentials_are_sent_but_never_output(
     for output in outputs:
         for secret in SECRETS:
             assert secret not in output
+
+
+async def test_no_log_line_carries_a_host_and_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With its API endpoint, two Alertmanager nodes and the MQTT broker all refusing
+    connections, the daemon logs each failure (each node's by its place in `urls`), yet no log
+    line names 127.0.0.1 or any of their ports (the Alertmanager push error once logged
+    `Cannot connect to host 127.0.0.1:<port>`)."""
+    api, broker = free_port(), free_port()
+    alertmanagers = [free_port(), free_port()]
+    settings = daemon_settings(
+        tmp_path / "quorumwatch.db",
+        chains=[
+            {
+                "name": "hl",
+                "kind": "hyperliquid",
+                "poll_interval_seconds": 0.2,
+                "endpoints": [{"name": "public", "url": f"http://127.0.0.1:{api}"}],
+            }
+        ],
+        alertmanager={"urls": [f"http://127.0.0.1:{port}" for port in alertmanagers]},
+        mqtt={"enabled": True, "host": "127.0.0.1", "port": broker, "reconnect_max_seconds": 0.5},
+    )
+    configure_logging("info", json_lines=True)
+    log: list[str] = []
+
+    def logged(*events: str) -> bool:
+        log.extend(capsys.readouterr().err.splitlines())
+        return all(any(f'"event": "{event}"' in line for line in log) for event in events)
+
+    failures = ("request failed", "alertmanager push failed", "mqtt publishing failed")
+    async with running_daemon(settings):
+        await eventually(lambda: logged(*failures), lambda: "\n".join(log[-10:]))
+    logged()
+    text = "\n".join(log)
+    assert "127.0.0.1" not in text
+    for port in (api, broker, *alertmanagers):
+        assert f":{port}" not in text
+        assert f", {port}" not in text  # a socket address tuple
+    assert "<address>" in text  # the messages that named one still say what failed
+    pushes = [json.loads(line) for line in log if '"alertmanager push failed"' in line]
+    assert {push["node"] for push in pushes} == {0, 1}

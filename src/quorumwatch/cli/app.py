@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from quorumwatch import __version__
 from quorumwatch.chains.kinds import KINDS
+from quorumwatch.cli import sigterm_by_default, sigterm_received
 from quorumwatch.config import (
     ConfigError,
     Settings,
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "jails" or (args.command == "run" and args.once):
+        sigterm_by_default()
     try:
         if args.command == "run" and args.once:
             return _run_once(args)
@@ -157,11 +160,9 @@ def _run_daemon(settings: Settings) -> int:
     configure_logging(settings.log_level)
 
     async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await run_daemon(settings, stop)
+        stop = _stop_on_signals()
+        if not stop.is_set():  # else stopped while starting: nothing to start
+            await run_daemon(settings, stop)
 
     asyncio.run(serve())
     return 0
@@ -171,7 +172,7 @@ def _jails(args: argparse.Namespace) -> int:
     import time
 
     from quorumwatch.cli import jails as jailreport
-    from quorumwatch.store import Store, StoreError
+    from quorumwatch.store import NewerSchemaError, Store, StoreError
     from quorumwatch.store import jails as jail_store
 
     settings = load_settings(args.config)
@@ -189,6 +190,8 @@ def _jails(args: argparse.Namespace) -> int:
             events = {
                 c: jail_store.events(store, c, since=since, validator=validator) for c in chains
             }
+    except NewerSchemaError as exc:  # a downgrade: the setup is wrong, as for a config error
+        raise ConfigError(f"storage.path: {exc}") from None
     except StoreError as exc:  # opening or reading (busy, corrupt): one line, never a traceback
         print(f"quorumwatch: {safe_text(str(exc), max_length=MAX_ERROR_LENGTH)}", file=sys.stderr)
         return 1
@@ -324,11 +327,14 @@ def _load_scenario(name_or_path: str) -> Scenario:
 
 
 def _stop_on_signals() -> asyncio.Event:
+    """Set on SIGTERM or SIGINT from now on, and already set if SIGTERM came while starting."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
+    if sigterm_received():
+        stop.set()
     return stop
 
 

@@ -1,7 +1,8 @@
 """The embedded store (SQLite): one database, one repository per subsystem.
 
 - `database`: `Store`, the connection (open, pragmas, migrations, read-only mode,
-  transactions, `StoreError`, close); `migrations`: the schema, append only.
+  transactions, `StoreError` and `NewerSchemaError`, close); `migrations`: the schema, append
+  only.
 - `jails`: tracked validator state, validator events and jail counters.
 - `alerts`: alert state and the alert-event outbox.
 - `counters`: typed keys of the shared `counters` table, and adding to and reading them.
@@ -14,6 +15,6 @@ Repository functions take the `Store` first and are called directly where blocki
 
 from quorumwatch.store.alerts import OutboxEntry
 from quorumwatch.store.asynchronous import AsyncStore
-from quorumwatch.store.database import Store, StoreError
+from quorumwatch.store.database import NewerSchemaError, Store, StoreError
 
-__all__ = ["AsyncStore", "OutboxEntry", "Store", "StoreError"]
+__all__ = ["AsyncStore", "NewerSchemaError", "OutboxEntry", "Store", "StoreError"]

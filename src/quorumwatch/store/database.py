@@ -3,8 +3,10 @@
 One database file at `[storage].path`, in WAL mode so that the `jails` CLI can read it while
 the daemon writes. Every write is one transaction (`transaction`); `synchronous=FULL` makes a
 committed transaction durable across kill -9 and power loss. A read-only `Store` never
-migrates and refuses a schema other than the latest. Every SQLite or OS failure becomes a
-`StoreError` of one line naming the database and what failed.
+migrates, refuses a schema other than the latest and creates no file. A schema newer than
+this code knows (a downgrade) is refused before anything is written (`NewerSchemaError`).
+Every SQLite or OS failure becomes a `StoreError` of one line naming the database and what
+failed.
 
 What is stored, and how, is the repositories' job (`store.jails`, `store.alerts`, over the
 shared `store.counters`); this module knows no table but the schema version.
@@ -22,9 +24,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import structlog
+
+from quorumwatch import __version__
 from quorumwatch.store import migrations
 
-__all__ = ["DEFAULT_MAX_OUTBOX_EVENTS", "Store", "StoreError"]
+__all__ = ["DEFAULT_MAX_OUTBOX_EVENTS", "NewerSchemaError", "Store", "StoreError"]
+
+log = structlog.get_logger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
 # The WAL file is truncated back to this size after a checkpoint that emptied it.
@@ -37,13 +44,21 @@ class StoreError(Exception):
     """A storage failure, in one line naming the database and what failed."""
 
 
+class NewerSchemaError(StoreError):
+    """The database was written by a later release: its schema is newer than this code knows.
+    Nothing was written to it."""
+
+
 def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
 def _create_private_file(path: Path) -> None:
     """Create `path` (and its parent) with mode 0600 if missing; leave an existing file."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        # Said aloud: a mistyped storage.path would otherwise start a history from nothing.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log.info("storage directory created", directory=str(path.parent))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
@@ -130,8 +145,15 @@ class Store:
     def _connect(self) -> sqlite3.Connection:
         """The one place a connection is made (tests subclass it to trace statements)."""
         if self.read_only:
-            uri = "file:" + urllib.parse.quote(str(self.path.absolute())) + "?mode=ro"
-            target: str | Path = uri
+            # No -wal file: no writer has the database open, and everything committed is in
+            # the file itself. Read it as immutable then, which needs no -shm or -wal beside
+            # it: a reader without write access to the directory can read, and nothing is
+            # left there (owned by root, say) for the daemon to trip over.
+            wal = self.path.with_name(self.path.name + "-wal")
+            query = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+            target: str | Path = (
+                "file:" + urllib.parse.quote(str(self.path.absolute())) + "?" + query
+            )
         else:
             target = self.path
         # isolation_level=None: no implicit transactions; every write says BEGIN itself.
@@ -146,10 +168,12 @@ class Store:
         conn = self.connection
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA foreign_keys = ON")
+        # Before any pragma that writes (auto_vacuum, journal_mode): a newer schema is left
+        # exactly as it is.
+        version = self._user_version()
+        self._check_known(version)
         if self.read_only:
             conn.execute("PRAGMA query_only = ON")
-            version = self._user_version()
-            self._check_known(version)
             if version != migrations.SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path}: schema version {version}, this quorumwatch needs "
@@ -171,14 +195,14 @@ class Store:
 
     def _check_known(self, version: int) -> None:
         if version > migrations.SCHEMA_VERSION:
-            raise StoreError(
+            raise NewerSchemaError(
                 f"{self.path}: schema version {version} is newer than "
-                f"{migrations.SCHEMA_VERSION}, the latest this quorumwatch knows; "
-                "upgrade quorumwatch"
+                f"{migrations.SCHEMA_VERSION}, the latest quorumwatch {__version__} knows "
+                "(a downgrade?); the file is left as it is: run the release that wrote it "
+                "or a later one"
             )
 
     def _migrate(self) -> None:
-        self._check_known(self._user_version())
         while True:
             with self._transaction() as conn:
                 # Re-read inside the write lock: another process may have migrated meanwhile.

@@ -99,7 +99,8 @@ class AlertmanagerPusher:
     `update` (sync; through `committed`, the evaluator's listener) is called after each
     evaluation; `run` pushes every `resend_interval_seconds` and promptly after an `update`
     that changed something. `last_success_at` and `failures` are for metrics; `on_failure`
-    is called after each failure.
+    is called after each failure. Its log lines name the node by `node`, its place among the
+    configured targets (0 for `url`), never by its address.
     """
 
     def __init__(
@@ -110,7 +111,9 @@ class AlertmanagerPusher:
         *,
         clock: Callable[[], float] = time.time,
         on_failure: Callable[[], None] | None = None,
+        node: int = 0,
     ) -> None:
+        self._node = node
         base = URL(str(url))
         path = base.path.rstrip("/")
         if not path.endswith(ALERTS_PATH):
@@ -132,11 +135,6 @@ class AlertmanagerPusher:
         self.last_success_at: float | None = None
         self.failures = 0
         self._failing = True  # until the first success, so that one is logged
-
-    @property
-    def target(self) -> str:
-        """Where alerts go, without credentials (for logs and status output)."""
-        return str(self._url.with_user(None))
 
     def update(
         self, chain: str, firing: Sequence[AlertState], resolved: Sequence[AlertEvent]
@@ -201,14 +199,14 @@ class AlertmanagerPusher:
             self._failed()
             log.warning(
                 "alertmanager push failed",
-                target=self.target,
+                node=self._node,
                 alerts=len(alerts),
                 error=problem,
                 failures=self.failures,
             )
             return False
         if self._failing:  # the first success, and each recovery, is worth one line
-            log.info("alertmanager push ok", target=self.target, alerts=len(alerts))
+            log.info("alertmanager push ok", node=self._node, alerts=len(alerts))
             self._failing = False
         self.last_success_at = self._clock()
         self._pushed_changes = max(self._pushed_changes, changes)
@@ -224,7 +222,7 @@ class AlertmanagerPusher:
             await asyncio.wait_for(self.push_once(), budget)
         delivered = self._pushed_changes >= self._changes
         if not delivered:
-            log.warning("alertmanager: last changes not pushed at shutdown", target=self.target)
+            log.warning("alertmanager: last changes not pushed at shutdown", node=self._node)
         return delivered
 
     async def run(self) -> None:
@@ -235,7 +233,7 @@ class AlertmanagerPusher:
                 await self.push_once()
             except Exception:  # a bug must not end paging for good: log, count, go on
                 self._failed()
-                log.exception("alertmanager push crashed", target=self.target)
+                log.exception("alertmanager push crashed", node=self._node)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout=self._interval)
 

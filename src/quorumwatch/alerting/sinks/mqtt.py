@@ -157,10 +157,6 @@ class MqttPublisher:
         """True while connected with the online status acknowledged (for the metric)."""
         return self._connected
 
-    @property
-    def broker(self) -> str:
-        return f"{self._settings.host}:{self._settings.port}"
-
     def alert_topic(self, chain: str, alert: str) -> str:
         prefix = self._settings.topic_prefix
         return f"{prefix}/{sanitise_segment(chain)}/alerts/{sanitise_segment(alert)}"
@@ -210,7 +206,6 @@ class MqttPublisher:
                     expected = isinstance(exc, aiomqtt.MqttError | StoreError)
                     (log.warning if expected else log.error)(
                         "mqtt publishing failed",
-                        broker=self.broker,
                         error=f"{type(exc).__name__}: {exc}",
                         retry_in_seconds=round(delay, 2),
                     )
@@ -246,7 +241,6 @@ class MqttPublisher:
         if self._connected and flush_seconds > 0:
             log.info(
                 "mqtt flushing the outbox before shutdown",
-                broker=self.broker,
                 pending=before,
                 budget_seconds=flush_seconds,
             )
@@ -259,7 +253,6 @@ class MqttPublisher:
         )
         log.info(
             "mqtt outbox flushed at shutdown",
-            broker=self.broker,
             flushed=outcome.flushed,
             remaining=outcome.remaining,
         )
@@ -369,7 +362,7 @@ class MqttPublisher:
         await client.publish(self.status_topic, online, qos=1, retain=True)
         self._set_connected(True)
         self._failures = 0
-        log.info("mqtt connected", broker=self.broker, client_id=self._settings.client_id)
+        log.info("mqtt connected", client_id=self._settings.client_id)
         await self._list_chains()
         published: dict[str, str] = {}  # firing topic -> payload, on this connection
         while not self._stop.is_set():
