@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from quorumwatch.config import (
     DEFAULT_METRICS_PORT,
@@ -354,6 +358,24 @@ def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
     settings = load_settings(path)
     kinds = [c.kind for c in settings.chains]
     assert kinds == ["hyperliquid", "cosmos", "solana", "ethereum", "generic"]
+
+
+def _settings_keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield f"{prefix}{name}"
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                yield from _settings_keys(candidate, f"{prefix}{name}.")
+
+
+def test_example_config_names_every_key() -> None:
+    """config.example.toml documents every settings key, as the README says: each key's name
+    is written there, set or commented out."""
+    text = (REPO_ROOT / "config.example.toml").read_text(encoding="utf-8")
+    keys = list(_settings_keys(Settings))
+    assert "chains.alerts.for_seconds" in keys
+    unnamed = [k for k in keys if not re.search(rf"\b{k.rpartition('.')[2]}\b", text)]
+    assert unnamed == []
 
 
 # --- request limits ----------------------------------------------------------------------------
