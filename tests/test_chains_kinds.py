@@ -84,24 +84,37 @@ def test_an_unset_size_limit_is_the_kind_default(kind: Kind) -> None:
     "kind", [k for k in KINDS.values() if k.section is not None], ids=lambda k: k.name
 )
 def test_a_kind_section_goes_with_that_kind_only(kind: Kind) -> None:
-    """A sectioned kind without its section (unless it is optional: then its defaults apply),
-    or another kind with it, is refused by name."""
+    """Another kind with a kind's section is refused by name: the section goes with that kind
+    only."""
     assert kind.section is not None
-    message = f"chains.0: {kind.section}: the [chains.{kind.section}] section goes with kind"
-    without = {"kind": kind.name, **CHAIN_OF_KIND[kind.name], kind.section: None}
     other = next(name for name, k in KINDS.items() if k.section is None)
     section = CHAIN_OF_KIND[kind.name].get(kind.section, {})
-    stray = {"kind": other, **CHAIN_OF_KIND[other], kind.section: section}
-    refused = [stray]
+    stray = {"name": "c", "kind": other, **CHAIN_OF_KIND[other], kind.section: section}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, chains=[stray])
+    assert str(caught.value) == (
+        f"chains.0: {kind.section}: the [chains.{kind.section}] section goes with kind "
+        f"{kind.name} only"
+    )
+
+
+@pytest.mark.parametrize(
+    "kind", [k for k in KINDS.values() if k.section is not None], ids=lambda k: k.name
+)
+def test_a_kind_without_its_section_is_refused_naming_it(kind: Kind) -> None:
+    """A sectioned kind without its section is refused in one line naming the missing
+    [chains.<section>], unless the section is optional: then its defaults apply."""
+    assert kind.section is not None
+    without = {"name": "c", "kind": kind.name, **CHAIN_OF_KIND[kind.name], kind.section: None}
     if kind.section_optional:
-        defaults = load_settings(None, chains=[{"name": "c", **without}]).chains[0]
+        defaults = load_settings(None, chains=[without]).chains[0]
         assert getattr(defaults, kind.section) == type(getattr(defaults, kind.section))()
-    else:
-        refused.append(without)
-    for chain in refused:
-        with pytest.raises(ConfigError) as caught:
-            load_settings(None, chains=[{"name": "c", **chain}])
-        assert str(caught.value) == f"{message} {kind.name} only"
+        return
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, chains=[without])
+    assert str(caught.value) == (
+        f"chains.0: {kind.section}: kind {kind.name} needs a [chains.{kind.section}] section"
+    )
 
 
 @pytest.mark.parametrize(

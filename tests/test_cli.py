@@ -212,11 +212,12 @@ def test_simulate_unknown_scenario_exits_3_with_one_line() -> None:
 
 
 def test_simulate_invalid_listen_exits_3_with_one_line() -> None:
-    """`simulate --listen nonsense` exits 3 with one line naming `listen`, not a pydantic dump."""
+    """`simulate --listen nonsense` exits 3 with one line naming `--listen`, not a pydantic
+    dump."""
     result = _quorumwatch("simulate", "--scenario", "healthy", "--listen", "nonsense")
     assert result.returncode == 3
     line = _one_stderr_line(result)
-    assert line.startswith("quorumwatch: config error: listen: ")
+    assert line.startswith("quorumwatch: config error: --listen: expected HOST:PORT")
 
 
 def test_usage_error_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
@@ -248,16 +249,49 @@ def test_main_in_process_missing_file_with_newline_in_path(
     assert err.startswith("quorumwatch: config error: ")
 
 
-def test_metrics_port_in_use_exits_3_naming_the_key() -> None:
-    """A metrics.listen address already in use is one config-error line and exit 3."""
+@pytest.mark.parametrize(
+    ("command", "named"),
+    [("run", "metrics.listen"), ("demo", "--listen"), ("simulate", "--listen")],
+)
+def test_listen_address_in_use_exits_3_naming_what_was_typed(
+    tmp_path: Path, command: str, named: str
+) -> None:
+    """A listen address already in use is one config-error line naming the key (`run`) or the
+    flag (`demo`, `simulate`) and the address, and exit 3, never a traceback."""
     with socket.socket() as occupied:
         occupied.bind(("127.0.0.1", 0))
         occupied.listen()
-        port = occupied.getsockname()[1]
-        result = _quorumwatch("demo", "--duration", "5", "--listen", f"127.0.0.1:{port}")
+        address = f"127.0.0.1:{occupied.getsockname()[1]}"
+        if command == "run":
+            config = _config(tmp_path, f'metrics.listen = "{address}"\n{VALID}')
+            result = _quorumwatch("run", "--config", config)
+        else:
+            result = _quorumwatch(command, "--listen", address)
     assert result.returncode == 3
-    (line,) = result.stderr.splitlines()
-    assert line.startswith(f"quorumwatch: config error: metrics.listen 127.0.0.1:{port}:")
+    line = _one_stderr_line(result)
+    assert line.startswith(f"quorumwatch: config error: {named} {address}: ")
+    assert line.endswith("address already in use")
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--poll-interval", "0"], "--poll-interval 0: "),
+        (["--poll-interval", "nan"], "--poll-interval nan: "),
+        (["--duration", "-1"], "--duration -1: "),
+        (["--listen", "nonsense"], "--listen: "),
+    ],
+)
+def test_demo_flags_are_checked_by_name(
+    capsys: pytest.CaptureFixture[str], argv: list[str], named: str
+) -> None:
+    """A `demo` interval or duration that is not a positive number, or a listen address that is
+    not HOST:PORT, exits 3 in one line naming the flag, not a settings key."""
+    assert cli.main(["demo", *argv]) == 3
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"quorumwatch: config error: {named}")
+    assert captured.err.count("\n") == 1
+    assert captured.out == ""
 
 
 # --- jails ------------------------------------------------------------------------------------
@@ -668,6 +702,77 @@ def test_simulate_ethereum_flags_are_checked(argv: list[str], named: str) -> Non
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith(f"quorumwatch: config error: {named}")
+
+
+@pytest.mark.parametrize("kind", ["cosmos", "solana", "ethereum"])
+def test_simulate_scenario_on_a_kind_without_scenarios_exits_3(
+    capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """`simulate --kind K --scenario X` for a kind that plays no scenario exits 3 in one line
+    naming --scenario, rather than ignoring it."""
+    assert cli.main(["simulate", "--kind", kind, "--scenario", "healthy"]) == 3
+    err = capsys.readouterr().err
+    assert err == "quorumwatch: config error: --scenario: goes with --kind hyperliquid only\n"
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["simulate"], ["jails"], ["demo"]])
+def test_help_ends_with_the_exit_code_table(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """`--help`, of the program and of every command, exits 0 and lists exit codes 0 to 3."""
+    with pytest.raises(SystemExit) as caught:
+        cli.main([*command, "--help"])
+    assert caught.value.code == 0
+    table = capsys.readouterr().out.partition("\nexit codes:\n")[2]
+    codes = [line.split()[0] for line in table.splitlines() if not line.startswith("     ")]
+    assert codes == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("run", ["--format {text,json}", "(default: text)"]),
+        ("jails", ["--format {table,json,csv}", "(default: table)", "(default: 7d)"]),
+        (
+            "demo",
+            [
+                "--scenario NAME|FILE",
+                "(default: foundation-2025)",
+                "(default: 127.0.0.1:9877)",
+                "(default: 5.0)",
+            ],
+        ),
+        (
+            "simulate",
+            [
+                "--kind {hyperliquid,cosmos,solana,ethereum}",
+                "(default: hyperliquid)",
+                "(default: foundation-2025)",
+                "(default: 127.0.0.1:0)",
+                "(default: 2000)",
+                "ethereum: mainnet, finality-stalled, json-only (default: mainnet)",
+            ],
+        ),
+    ],
+)
+def test_help_shows_defaults_and_choices(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+    shown: list[str],
+) -> None:
+    """A command's `--help` shows its options' defaults and choices, and where it takes a
+    scenario, the names of the bundled scenarios."""
+    from quorumwatch.simulator import available_scenarios
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: nothing breaks at a hyphen
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    for expected in shown:
+        assert expected in text
+    if command in ("demo", "simulate"):
+        assert f"a bundled scenario ({', '.join(available_scenarios())})" in text
 
 
 def test_once_imports_no_store_mqtt_or_metrics_server(tmp_path: Path) -> None:

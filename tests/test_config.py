@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from quorumwatch.config import (
     DEFAULT_METRICS_PORT,
@@ -125,9 +129,71 @@ def test_environment_overrides_nested_toml_key(
 def test_environment_unknown_nested_key_is_named(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An unknown nested key from the environment is reported as `metrics.bogus: unknown key`."""
+    """An unknown nested key from the environment is reported by key and variable."""
     monkeypatch.setenv("QUORUMWATCH_METRICS__BOGUS", "1")
-    assert _error(tmp_path, MINIMAL) == "metrics.bogus: unknown key"
+    assert _error(tmp_path, MINIMAL) == (
+        "metrics.bogus (from QUORUMWATCH_METRICS__BOGUS): unknown key"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("QUORUMWATCH_CHAINS", '[{"name": "hl", s3cret'), ("QUORUMWATCH_METRICS", "{listen")],
+)
+def test_environment_variable_that_is_not_json_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """A table or list variable that is not JSON is reported in one line naming the variable
+    and where the JSON breaks, without echoing the value."""
+    monkeypatch.setenv(variable, value)
+    message = _error(tmp_path, MINIMAL)
+    assert message.startswith(f"{variable}: not valid JSON: ")
+    assert "line 1 column" in message
+    assert value not in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("QUORUMWATCH_CHAINS", '{"name": "hl"}', "chains (from QUORUMWATCH_CHAINS): "),
+        (
+            "quorumwatch_chains",
+            '[{"name": "hl", "kind": "nope", "endpoints": []}]',
+            "chains.0.kind (from quorumwatch_chains): ",
+        ),
+        (
+            "QUORUMWATCH_METRICS__LISTEN",
+            "nowhere",
+            "metrics.listen (from QUORUMWATCH_METRICS__LISTEN): ",
+        ),
+        ("QUORUMWATCH_LOG_LEVEL", "loud", "log_level (from QUORUMWATCH_LOG_LEVEL): "),
+    ],
+)
+def test_invalid_value_from_the_environment_names_key_and_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    """An invalid value from a variable, in any case, is reported against its key and the
+    variable that set it, which beats the file's value."""
+    monkeypatch.setenv(variable, value)
+    assert _error(tmp_path, MINIMAL).startswith(expected)
+
+
+def test_invalid_value_from_the_file_names_no_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variable for another key does not claim an invalid value the file gave."""
+    monkeypatch.setenv("QUORUMWATCH_LOG_LEVEL", "debug")
+    text = MINIMAL.replace('kind = "hyperliquid"', 'kind = "hyperliquid"\nspeed = 2')
+    assert _error(tmp_path, text) == "chains.0.speed: unknown key"
+
+
+def test_invalid_override_names_no_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An invalid value passed to load_settings (as `demo` passes its flags) beats the
+    environment, so the variable for that key is not named."""
+    monkeypatch.setenv("QUORUMWATCH_LOG_LEVEL", "debug")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, log_level="loud")
+    assert str(caught.value).startswith("log_level: Input should be ")
 
 
 @pytest.mark.parametrize(
@@ -317,6 +383,24 @@ def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
     settings = load_settings(path)
     kinds = [c.kind for c in settings.chains]
     assert kinds == ["hyperliquid", "cosmos", "solana", "ethereum", "generic"]
+
+
+def _settings_keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
+    for name, field in model.model_fields.items():
+        yield f"{prefix}{name}"
+        for candidate in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                yield from _settings_keys(candidate, f"{prefix}{name}.")
+
+
+def test_example_config_names_every_key() -> None:
+    """config.example.toml documents every settings key, as the README says: each key's name
+    is written there, set or commented out."""
+    text = (REPO_ROOT / "config.example.toml").read_text(encoding="utf-8")
+    keys = list(_settings_keys(Settings))
+    assert "chains.alerts.for_seconds" in keys
+    unnamed = [k for k in keys if not re.search(rf"\b{k.rpartition('.')[2]}\b", text)]
+    assert unnamed == []
 
 
 # --- request limits ----------------------------------------------------------------------------

@@ -563,6 +563,16 @@ def test_systemd_unit_runs_unprivileged_and_stops_on_config_errors() -> None:
         assert directive in unit
 
 
+def test_readme_jails_command_reads_the_store_of_the_systemd_unit() -> None:
+    """The README's `jails` command for a systemd host reads the store the unit's environment
+    gives the daemon, with the unit's binary and config."""
+    unit = (DEPLOY / "quorumwatch.service").read_text(encoding="utf-8")
+    [environment] = re.findall(r"^Environment=(QUORUMWATCH_STORAGE__PATH=\S+)$", unit, re.M)
+    [start] = re.findall(r"^ExecStart=(\S+) run (--config \S+)$", unit, re.M)
+    command = f"sudo env {environment} {start[0]} jails {start[1]}\n"
+    assert command in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
 def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
     """systemd-analyze verify reports nothing on the unit (ExecStart pointed at an existing
     binary), and its offline security exposure is at most 2.0."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +33,7 @@ from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.chains.kinds import KINDS, KindName
 from quorumwatch.labels import safe_text
 
+ENV_PREFIX = "QUORUMWATCH_"
 DEFAULT_METRICS_PORT = 9877
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 
@@ -49,7 +52,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _parse_listen(value: str) -> tuple[str, int]:
+def parse_listen(value: str) -> tuple[str, int]:
+    """`HOST:PORT` as (host, port); an empty host is every interface. ValueError if malformed."""
     host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT, got {value!r}")
@@ -75,12 +79,12 @@ class MetricsSettings(_Strict):
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
-        _parse_listen(value)
+        parse_listen(value)
         return value
 
     @property
     def host_port(self) -> tuple[str, int]:
-        return _parse_listen(self.listen)
+        return parse_listen(self.listen)
 
 
 class StorageSettings(_Strict):
@@ -313,7 +317,10 @@ class ChainSettings(_Strict):
             section = kind.section
             if section is None:
                 continue
-            if (self.kind == kind.name) != (getattr(self, section) is not None):
+            present = getattr(self, section) is not None
+            if self.kind == kind.name and not present:
+                raise ValueError(f"{section}: kind {kind.name} needs a [chains.{section}] section")
+            if self.kind != kind.name and present:
                 raise ValueError(
                     f"{section}: the [chains.{section}] section goes with kind {kind.name} only"
                 )
@@ -389,7 +396,7 @@ class AlertmanagerSettings(_Strict):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="QUORUMWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
     metrics: MetricsSettings = MetricsSettings()
@@ -440,10 +447,42 @@ def load_settings(path: Path | None, **overrides: Any) -> Settings:
     try:
         loaded = _FileSettings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        overridden = set(overrides)
+        raise ConfigError(
+            describe_validation_error(
+                exc, lambda loc: None if loc[0] in overridden else _setting_variable(loc)
+            )
+        ) from None
     except SettingsError as exc:
-        raise ConfigError(f"environment: {exc}") from None
+        raise ConfigError(_describe_environment_error(exc)) from None
     return loaded
+
+
+def _setting_variable(loc: tuple[int | str, ...]) -> str | None:
+    """The QUORUMWATCH_* variable that gave the value at `loc`, if one did.
+
+    The environment beats the file, so a variable naming `loc` itself, or a table or list
+    holding it (`QUORUMWATCH_CHAINS` for `chains.0.name`), gave it; the most specific wins.
+    Names match in any case, as pydantic-settings reads them.
+    """
+    variables = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        name = ENV_PREFIX + "__".join(str(part) for part in loc[:depth]).upper()
+        if name in variables:
+            return variables[name]
+    return None
+
+
+def _describe_environment_error(exc: SettingsError) -> str:
+    """One line naming the variable that is not valid JSON: pydantic-settings names only the
+    field, but the decoding error it chains holds the text, which identifies the variable."""
+    cause = exc.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        for name, value in os.environ.items():
+            if name.upper().startswith(ENV_PREFIX) and value == cause.doc:
+                # The message locates the fault without quoting the value, which may be secret.
+                return f"{safe_text(name, max_length=128)}: not valid JSON: {cause}"
+    return f"environment: {exc}"
 
 
 def _check_toml(path: Path) -> None:
@@ -458,12 +497,19 @@ def _check_toml(path: Path) -> None:
         raise ConfigError(f"--config {path}: {exc.strerror}") from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line naming every offending key, e.g. `chains.0.kind: Input should be ...`."""
+def describe_validation_error(
+    exc: ValidationError,
+    variable: Callable[[tuple[int | str, ...]], str | None] = lambda loc: None,
+) -> str:
+    """One line naming every offending key, e.g. `chains.0.kind: Input should be ...`, and the
+    environment variable its value came from, where `variable` names one."""
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
         # Keys come from the file: a hostile key must not break the one-line message.
         key = ".".join(safe_text(str(part), max_length=128) for part in error["loc"])
+        origin = variable(error["loc"]) if error["loc"] else None
+        if origin is not None:
+            key = f"{key} (from {safe_text(origin, max_length=128)})"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown key"

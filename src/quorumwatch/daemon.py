@@ -85,9 +85,13 @@ async def run_daemon(
     *,
     on_listening: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.time,
+    listen_name: str = "metrics.listen",
 ) -> None:
     """Poll every chain on its own schedule and serve /metrics and the status page until
-    `stop` is set."""
+    `stop` is set.
+
+    `listen_name` is what the user gave the listen address as, for the error when it is taken.
+    """
     board = ReportBoard()
     host, port = settings.metrics.host_port
     try:
@@ -100,7 +104,7 @@ async def run_daemon(
             credentials=_metrics_credentials(settings),
         )
     except OSError as exc:
-        raise ConfigError(f"metrics.listen {settings.metrics.listen}: {exc.strerror}") from None
+        raise ConfigError(f"{listen_name} {settings.metrics.listen}: {exc.strerror}") from None
     # The port alone: metrics.listen names the host, and no log line carries a host:port.
     log.info("serving metrics", port=bound_port, chains=len(settings.chains))
     if on_listening is not None:

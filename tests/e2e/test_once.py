@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from quorumwatch.simulator import load_scenario, start_simulator
@@ -28,40 +30,51 @@ async def run_once(config: Path, *args: str) -> tuple[int, str, str]:
     return process.returncode, stdout.decode(), stderr.decode()
 
 
-def write_config(tmp_path: Path, *urls: str) -> Path:
+def write_config(tmp_path: Path, *urls: str, names: Sequence[str] = ()) -> Path:
+    """A config of one Hyperliquid chain with an endpoint per URL, named `names` or ep0, ep1…"""
+    names = names or [f"ep{i}" for i in range(len(urls))]
     endpoints = "".join(
-        f'[[chains.endpoints]]\nname = "ep{i}"\nurl = "{url}"\ntimeout_seconds = 2\n'
-        for i, url in enumerate(urls)
+        f'[[chains.endpoints]]\nname = "{name}"\nurl = "{url}"\ntimeout_seconds = 2\n'
+        for name, url in zip(names, urls, strict=True)
     )
     path = tmp_path / "quorumwatch.toml"
     path.write_text(f'[[chains]]\nname = "hyperliquid"\nkind = "hyperliquid"\n{endpoints}')
     return path
 
 
-async def test_foundation_scenario_is_critical_naming_the_entity(tmp_path: Path) -> None:
-    """Against the Foundation scenario --once exits 2 and names Hyper Foundation and 81.40%."""
+def _readme_example(after: str) -> str:
+    """The README's first code block after the line starting with `after`."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    rest = text[text.index(f"\n{after}") :]
+    return rest.split("```", 2)[1].partition("\n")[2]
+
+
+def _without_timings(text_output: str) -> str:
+    return re.sub(r"(latency_public'|poll_duration)=[0-9.]+s", r"\1=Xs", text_output)
+
+
+async def test_foundation_scenario_prints_the_readme_text_example(tmp_path: Path) -> None:
+    """Against the Foundation scenario, through one endpoint named `public`, --once exits 2 and
+    prints the README's text example, reasons and perfdata, but for the measured latencies."""
     async with await start_simulator(load_scenario("foundation-2025")) as simulator:
-        code, stdout, _ = await run_once(write_config(tmp_path, simulator.base_url))
+        config = write_config(tmp_path, simulator.base_url, names=["public"])
+        code, stdout, _ = await run_once(config)
     assert code == 2
-    (line,) = stdout.splitlines()
-    assert line.startswith(
-        "QUORUMWATCH CRITICAL - hyperliquid: entity Hyper Foundation holds 81.40%"
-    )
-    assert "can control the chain" in line
+    example = _readme_example("Text output is one line per chain")
+    assert _without_timings(stdout) == _without_timings(example)
 
 
-async def test_foundation_scenario_json(tmp_path: Path) -> None:
-    """--format json reports CRITICAL with the entity's exact share and coefficients."""
+async def test_foundation_scenario_prints_the_readme_json_example(tmp_path: Path) -> None:
+    """--format json on the same prints the README's JSON example, but for the latency."""
     async with await start_simulator(load_scenario("foundation-2025")) as simulator:
-        code, stdout, _ = await run_once(
-            write_config(tmp_path, simulator.base_url), "--format", "json"
-        )
+        config = write_config(tmp_path, simulator.base_url, names=["public"])
+        code, stdout, _ = await run_once(config, "--format", "json")
     assert code == 2
     document = json.loads(stdout)
-    chain = document["chains"][0]
-    assert document["status"] == "CRITICAL"
-    assert chain["largest_entity"] == {"name": "Hyper Foundation", "stake_ratio": 0.814}
-    assert chain["nakamoto"]["entity"] == {"halt": 1, "majority": 1, "control": 1}
+    example = json.loads(_readme_example("`--format json` prints one document"))
+    for endpoints in (document["chains"][0]["endpoints"], example["chains"][0]["endpoints"]):
+        assert endpoints[0].pop("latency_seconds") > 0
+    assert document == example
 
 
 async def test_healthy_set_with_two_endpoints_is_ok(tmp_path: Path) -> None:

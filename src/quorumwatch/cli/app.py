@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-
-from pydantic import ValidationError
 
 from quorumwatch import __version__
 from quorumwatch.chains.kinds import KINDS
@@ -19,8 +18,8 @@ from quorumwatch.cli import sigterm_by_default, sigterm_received
 from quorumwatch.config import (
     ConfigError,
     Settings,
-    describe_validation_error,
     load_settings,
+    parse_listen,
 )
 from quorumwatch.labels import safe_text
 from quorumwatch.logs import configure_logging
@@ -29,11 +28,24 @@ from quorumwatch.probe import Status
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from quorumwatch.chains.kinds import Kind
     from quorumwatch.simulator import Scenario
 
 DEMO_LISTEN = "127.0.0.1:9877"
 DEMO_SCENARIO = "foundation-2025"
+DEFAULT_ETHEREUM_PRESET = "mainnet"
 MAX_ERROR_LENGTH = 4096
+
+
+EXIT_CODES = """\
+exit codes:
+  0  OK: run --once found nothing wrong; any other command succeeded, or was stopped by
+     Ctrl-C or SIGTERM
+  1  WARNING (run --once); jails: the store could not be read; an unexpected failure
+  2  CRITICAL (run --once)
+  3  UNKNOWN: an invalid configuration, flag or environment variable, an address already in
+     use, or a failure of run --once itself
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,21 +56,77 @@ class _Parser(argparse.ArgumentParser):
         self.exit(Status.UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
+def _bundled_scenarios() -> str:
+    from quorumwatch.simulator import available_scenarios
+
+    return ", ".join(available_scenarios())
+
+
+def _ethereum_presets() -> str:
+    from quorumwatch.simulator.ethereum import available_presets
+
+    return ", ".join(available_presets())
+
+
+def _ethereum_validators() -> str:
+    from quorumwatch.simulator.ethereum import DEFAULT_VALIDATORS
+
+    return str(DEFAULT_VALIDATORS)
+
+
+# What help shows but only the simulators know: reading it imports a simulator, too slow to
+# do for every command, so it is read when help is shown.
+_HELP_FACTS = {
+    "{scenarios}": _bundled_scenarios,
+    "{presets}": _ethereum_presets,
+    "{validators}": _ethereum_validators,
+}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with each option's default, the facts of _HELP_FACTS, and the epilog as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        for placeholder, fact in _HELP_FACTS.items():
+            if placeholder in text:
+                text = text.replace(placeholder, fact())
+        default = action.default
+        # None: no default to show; a bool: a switch, off unless given.
+        shown = default is not None and not isinstance(default, bool)
+        if shown and default != argparse.SUPPRESS and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="quorumwatch",
         description="Watch who could halt or take over a proof-of-stake chain.",
+        formatter_class=_HelpFormatter,
+        epilog=EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"quorumwatch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    run = commands.add_parser("run", help="run the daemon, or probe once with --once")
-    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            formatter_class=_HelpFormatter,
+            epilog=EXIT_CODES,
+        )
+
+    run = command("run", "run the daemon, or probe once with --once")
+    run.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="TOML configuration file"
+    )
     run.add_argument("--once", action="store_true", help="poll once, print, exit (Nagios codes)")
     run.add_argument("--format", choices=["text", "json"], default="text", help="--once output")
-    run.add_argument("--chain", help="--once: only this chain")
+    run.add_argument("--chain", metavar="NAME", help="--once: only this chain")
 
-    simulate = commands.add_parser("simulate", help="serve a simulated chain API")
+    simulate = command("simulate", "serve a simulated chain API")
     simulate.add_argument(
         "--kind",
         choices=[kind.name for kind in KINDS.values() if kind.simulate_banner is not None],
@@ -68,33 +136,61 @@ def _parser() -> argparse.ArgumentParser:
         "with a mainnet-shaped set",
     )
     simulate.add_argument(
-        "--scenario", default=DEMO_SCENARIO, help="hyperliquid: bundled name or file"
+        "--scenario",
+        metavar="NAME|FILE",
+        help=f"hyperliquid only: a bundled scenario ({{scenarios}}) or a scenario file "
+        f"(default: {DEMO_SCENARIO})",
     )
     simulate.add_argument(
         "--validators",
         type=int,
-        help="ethereum: validators in the set (default 2000; mainnet has about 1,100,000)",
+        metavar="N",
+        help="ethereum: validators in the set; mainnet has about 1,100,000 (default: {validators})",
     )
     simulate.add_argument(
-        "--preset", help="ethereum: mainnet (default), finality-stalled or json-only"
+        "--preset",
+        metavar="NAME",
+        help=f"ethereum: {{presets}} (default: {DEFAULT_ETHEREUM_PRESET})",
     )
-    simulate.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT (0: any port)")
+    simulate.add_argument(
+        "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="0 as the port: any free one"
+    )
 
-    jails = commands.add_parser("jails", help="jail history from the store")
-    jails.add_argument("--config", type=Path, required=True, help="TOML configuration file")
-    jails.add_argument("--chain", help="only this chain")
-    jails.add_argument("--since", default="7d", help="how far back: 30m, 24h, 7d, 2w or all")
-    jails.add_argument("--validator", help="only this validator address")
-    jails.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    jails = command("jails", "print the jail history from the store")
+    jails.add_argument(
+        "--config", type=Path, required=True, metavar="FILE", help="TOML configuration file"
+    )
+    jails.add_argument("--chain", metavar="NAME", help="only this chain")
+    jails.add_argument(
+        "--since", default="7d", metavar="AGE", help="how far back: 30m, 24h, 7d, 2w or all"
+    )
+    jails.add_argument("--validator", metavar="ADDRESS", help="only this validator")
+    jails.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help="output format"
+    )
     jails.add_argument(
         "--events", action="store_true", help="list the events instead of per-validator figures"
     )
 
-    demo = commands.add_parser("demo", help="simulator and daemon together, fully offline")
-    demo.add_argument("--scenario", default=DEMO_SCENARIO, help="bundled name or file")
-    demo.add_argument("--listen", default=DEMO_LISTEN, help="metrics HOST:PORT")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
-    demo.add_argument("--poll-interval", type=float, default=5.0, help="seconds between polls")
+    demo = command("demo", "run the simulator and the daemon together, fully offline")
+    demo.add_argument(
+        "--scenario",
+        default=DEMO_SCENARIO,
+        metavar="NAME|FILE",
+        help="a bundled scenario ({scenarios}) or a scenario file",
+    )
+    demo.add_argument(
+        "--listen", default=DEMO_LISTEN, metavar="HOST:PORT", help="where /metrics is served"
+    )
+    demo.add_argument(
+        "--duration",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this many seconds; without it, at Ctrl-C",
+    )
+    demo.add_argument(
+        "--poll-interval", type=float, default=5.0, metavar="SECONDS", help="time between polls"
+    )
     return parser
 
 
@@ -205,23 +301,22 @@ def _jails(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from quorumwatch.config import MetricsSettings
-
     kind = KINDS[args.kind]
     options = _ethereum_options(args)
+    scenario = _simulated_scenario(kind, args.scenario)
     banner = kind.simulate_banner
     assert banner is not None  # --kind offers only the kinds that have one
     start = kind.simulator_starter()
-    try:
-        host, port = MetricsSettings(listen=args.listen).host_port
-    except ValidationError as exc:  # multi-line by default: describe it in one line
-        raise ConfigError(describe_validation_error(exc)) from None
-    scenario = _load_scenario(args.scenario) if kind.plays_scenarios else None
+    host, port = _listen_flag(args.listen)
     scenarios = () if scenario is None else (scenario,)
 
     async def serve() -> None:
         stop = _stop_on_signals()
-        async with await start(*scenarios, host=host, port=port, **options) as simulator:
+        try:
+            simulator = await start(*scenarios, host=host, port=port, **options)
+        except OSError as exc:  # the address is taken, or not ours to bind
+            raise ConfigError(f"--listen {args.listen}: {exc.strerror}") from None
+        async with simulator:
             name = kind.name if scenario is None else scenario.name
             print(banner.format(scenario=name, url=simulator.base_url), flush=True)
             with tempfile.TemporaryDirectory(prefix="quorumwatch-ethereum-labels-") as directory:
@@ -231,6 +326,23 @@ def _simulate(args: argparse.Namespace) -> int:
 
     asyncio.run(serve())
     return 0
+
+
+def _simulated_scenario(kind: Kind, name_or_path: str | None) -> Scenario | None:
+    """The scenario `simulate` plays; --scenario on a kind that plays none is an error."""
+    if kind.plays_scenarios:
+        return _load_scenario(name_or_path or DEMO_SCENARIO)
+    if name_or_path is not None:
+        players = " or ".join(k.name for k in KINDS.values() if k.plays_scenarios)
+        raise ConfigError(f"--scenario: goes with --kind {players} only")
+    return None
+
+
+def _listen_flag(listen: str) -> tuple[str, int]:
+    try:
+        return parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(f"--listen: {exc}") from None
 
 
 def _ethereum_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -245,7 +357,7 @@ def _ethereum_options(args: argparse.Namespace) -> dict[str, Any]:
     validators = DEFAULT_VALIDATORS if args.validators is None else args.validators
     if not 1 <= validators <= 10_000_000:
         raise ConfigError(f"--validators {validators}: choose 1 to 10000000")
-    preset = args.preset or "mainnet"
+    preset = args.preset or DEFAULT_ETHEREUM_PRESET
     if preset not in available_presets():
         choices = ", ".join(available_presets())
         raise ConfigError(f"--preset {preset}: no such preset; choose from {choices}")
@@ -268,6 +380,10 @@ def _print_label_files(validators: int, directory: Path) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from quorumwatch.simulator import start_simulator
 
+    _listen_flag(args.listen)
+    for flag, seconds in (("--poll-interval", args.poll_interval), ("--duration", args.duration)):
+        if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+            raise ConfigError(f"{flag} {seconds:g}: must be a positive number of seconds")
     scenario = _load_scenario(args.scenario)
     configure_logging("warning")
 
@@ -312,7 +428,7 @@ async def _serve_demo(
             flush=True,
         )
 
-    await run_daemon(settings, stop, on_listening=announce)
+    await run_daemon(settings, stop, on_listening=announce, listen_name="--listen")
 
 
 def _load_scenario(name_or_path: str) -> Scenario:
