@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from quorumwatch.alerting.model import AlertStatus
-from quorumwatch.jails.events import ChainState, EventKind
+from quorumwatch.jails.events import EventKind
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.store import Store, counters, migrations
 from quorumwatch.store import alerts as alert_store
@@ -23,7 +23,7 @@ from quorumwatch.store.counters import (
     UnjailDelaySum,
     ValidatorJails,
 )
-from tests.store_builders import event, raw
+from tests.store_builders import event, raw, state
 
 # Every (address, name) form the store has ever written, spelled out.
 STORED: list[tuple[CounterKey, tuple[str, str]]] = [
@@ -166,7 +166,7 @@ def test_new_counts_add_to_the_previous_release_rows(db: Path) -> None:
         event("u", EventKind.UNJAILED, chain="hl", address="0xb", unjail_delay_seconds=120.0),
     ]
     with Store(db) as store:
-        jail_store.commit_poll(store, "hl", ChainState(2000.0, {}), poll)
+        jail_store.commit_poll(store, "hl", state(2000.0), poll)
     after = {row[:3]: row[3:] for row in _rows(db)}
     assert after.keys() == before.keys()
     changed = {key: value for key, value in after.items() if before[key] != value}
