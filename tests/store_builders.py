@@ -96,6 +96,16 @@ def event(
     return ValidatorEvent(**values)
 
 
+def insert_event_before_total_stake(conn: sqlite3.Connection, stored: ValidatorEvent) -> None:
+    """Insert `stored` as the schema before migration 3 held an event: without total_stake."""
+    conn.execute(
+        "INSERT INTO events (event_id, chain, address, name, kind, observed_at,"
+        " previous_observed_at, inferred, after_gap, stake, unjailable_after_ms, jail_seconds,"
+        " unjail_delay_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        jail_store._event_params(stored)[:-1],
+    )
+
+
 @contextmanager
 def raw(path: Path) -> Iterator[sqlite3.Connection]:
     """A plain connection, to inspect or tamper with the file behind the store's back."""

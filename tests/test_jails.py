@@ -11,6 +11,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -37,6 +38,7 @@ CHAIN = "hyperliquid"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 T1 = T0 + 30.0
 T2 = T0 + 60.0
+TOTAL = 10_000  # the consensus stake each snapshot is tracked with
 
 
 def track_set(
@@ -47,8 +49,8 @@ def track_set(
     gap: bool = False,
     chain: str = CHAIN,
 ) -> tuple[ChainState, list[ValidatorEvent]]:
-    """`track` of the table of `validators`."""
-    polled = track(chain, previous, ValidatorTable.of(validators), at, gap=gap)
+    """`track` of the table of `validators`, with a consensus stake of TOTAL."""
+    polled = track(chain, previous, ValidatorTable.of(validators), at, gap=gap, total_stake=TOTAL)
     return polled.state, polled.events
 
 
@@ -78,6 +80,7 @@ def jail_event(
     kind: EventKind = EventKind.JAILED,
     inferred: bool = False,
     jail_seconds: float | None = None,
+    total_stake: int | None = None,
 ) -> ValidatorEvent:
     return ValidatorEvent(
         event_id=f"{index}-{kind}-{at}",
@@ -92,6 +95,7 @@ def jail_event(
         stake=stake,
         unjailable_after_ms=None,
         jail_seconds=jail_seconds,
+        total_stake=total_stake,
     )
 
 
@@ -138,7 +142,7 @@ def test_jailed_event_fields() -> None:
     assert (event.chain, event.address, event.name) == (CHAIN, addr(1), "validator 1")
     assert event.kind is EventKind.JAILED
     assert (event.observed_at, event.previous_observed_at) == (T1, T0)
-    assert (event.stake, event.unjailable_after_ms) == (8, 42)
+    assert (event.stake, event.unjailable_after_ms, event.total_stake) == (8, 42, TOTAL)
     assert not event.inferred
     assert not event.after_gap
     assert event.jail_seconds is None
@@ -368,7 +372,7 @@ def test_track_does_not_mutate_inputs() -> None:
     previous_rows = rows(previous)
     snapshot = [val(1, jailed=True), val(2, jailed=True), val(3, unjailable_after_ms=2), val(4)]
     table = ValidatorTable.of(snapshot)
-    polled = track(CHAIN, previous, table, T1, gap=False)
+    polled = track(CHAIN, previous, table, T1, gap=False, total_stake=TOTAL)
     assert polled.events
     assert previous.observed_at == T0
     assert rows(previous) == previous_rows
@@ -478,7 +482,7 @@ def reference_track(
                 hashlib.sha256(key).hexdigest()[:32], CHAIN, v.address, v.name, kind,
                 observed_at, since, inferred, gap, v.stake, v.unjailable_after_ms,
                 (measures or {}).get("jail_seconds"),
-                (measures or {}).get("unjail_delay_seconds"),
+                (measures or {}).get("unjail_delay_seconds"), TOTAL,
             )
         )  # fmt: skip
 
@@ -570,7 +574,7 @@ def test_track_equals_the_per_validator_reference(
     for i, (snapshot, gap) in enumerate(polls):
         at = T0 + 30.0 * i
         expected, expected_events, rewritten = reference_track(reference, snapshot, at, gap=gap)
-        polled = track(CHAIN, state, ValidatorTable.of(snapshot), at, gap=gap)
+        polled = track(CHAIN, state, ValidatorTable.of(snapshot), at, gap=gap, total_stake=TOTAL)
         assert polled.events == expected_events
         assert rows(polled.state) == expected
         if state is None:
@@ -588,7 +592,7 @@ def test_a_stake_or_name_change_is_rewritten_without_an_event() -> None:
     rewritten rows; unchanged ones are not, joined ones are, and one that left is removed."""
     previous = baseline([val(1), val(2), val(3), val(4)])
     snapshot = [val(3), val(1, stake=5), val(2, name="renamed"), val(5)]
-    polled = track(CHAIN, previous, ValidatorTable.of(snapshot), T1, gap=False)
+    polled = track(CHAIN, previous, ValidatorTable.of(snapshot), T1, gap=False, total_stake=TOTAL)
     assert kinds(polled.events) == [
         (addr(5), EventKind.JOINED, False),
         (addr(4), EventKind.LEFT, False),
@@ -610,6 +614,7 @@ def test_rows_in_a_new_order_are_aligned_by_address() -> None:
         ValidatorTable.of([val(3, jailed=True), val(2, jailed=True), val(1)]),
         T1,
         gap=False,
+        total_stake=TOTAL,
     )
     assert kinds(polled.events) == [(addr(3), EventKind.JAILED, False)]
     assert polled.change is not None
@@ -631,18 +636,18 @@ def test_storm_defaults() -> None:
 
 
 def test_storm_at_exactly_min_validators() -> None:
-    """Exactly N distinct jailed validators is a storm, whatever their stake."""
-    assert is_storm({addr(1): 1, addr(2): 1, addr(3): 1}, 10_000, DEFAULTS)
+    """Exactly N distinct jailed validators is a storm, whatever their shares."""
+    assert is_storm(dict.fromkeys([addr(1), addr(2), addr(3)], Fraction(1, 10_000)), DEFAULTS)
 
 
 def test_no_storm_below_both_thresholds() -> None:
     """N − 1 validators holding just under X % of the stake is not a storm."""
-    assert not is_storm({addr(1): 50, addr(2): 49}, 1000, DEFAULTS)
+    assert not is_storm({addr(1): Fraction(50, 1000), addr(2): Fraction(49, 1000)}, DEFAULTS)
 
 
 def test_storm_at_exactly_stake_ratio() -> None:
     """N − 1 validators holding exactly X % of the stake is a storm."""
-    assert is_storm({addr(1): 50, addr(2): 50}, 1000, DEFAULTS)
+    assert is_storm({addr(1): Fraction(50, 1000), addr(2): Fraction(50, 1000)}, DEFAULTS)
 
 
 @pytest.mark.parametrize(
@@ -652,31 +657,59 @@ def test_storm_at_exactly_stake_ratio() -> None:
 def test_storm_ratio_boundary_is_exact(ratio: float, jailed: int, total: int) -> None:
     """Exactly the configured ratio is a storm and one base unit less is not (no float error)."""
     storm = JailStormSettings(min_validators=5, min_stake_ratio=ratio)
-    assert is_storm({addr(1): jailed}, total, storm)
-    assert not is_storm({addr(1): jailed - 1}, total, storm)
+    at_ratio = [jail_event(1, T0, stake=jailed, total_stake=total)]
+    below = [jail_event(1, T0, stake=jailed - 1, total_stake=total)]
+    assert is_storm(jailed_in_window(at_ratio, T0, total), storm)
+    assert not is_storm(jailed_in_window(below, T0, total), storm)
 
 
-def test_no_storm_without_stake() -> None:
-    """With zero total stake only the validator count can make a storm."""
-    assert not is_storm({addr(1): 0}, 0, DEFAULTS)
-    assert not is_storm({}, 0, DEFAULTS)
+def test_no_share_of_a_total_of_zero() -> None:
+    """A jail at a poll without consensus stake has a share of 0: only the validator count
+    can make a storm then."""
+    jailed = jailed_in_window([jail_event(1, T0, stake=5, total_stake=0)], T0, 1000)
+    assert jailed == {addr(1): 0}
+    assert not is_storm(jailed, DEFAULTS)
+    assert not is_storm({}, DEFAULTS)
 
 
 def test_jailed_in_window_start_inclusive() -> None:
     """A jail exactly at the window start counts; one just before does not."""
     events = [jail_event(1, T0 - 0.001), jail_event(2, T0), jail_event(3, T1)]
-    assert jailed_in_window(events, T0) == {addr(2): 1000, addr(3): 1000}
+    assert jailed_in_window(events, T0, 4000) == dict.fromkeys([addr(2), addr(3)], Fraction(1, 4))
 
 
-def test_jailed_in_window_deduplicates_and_keeps_latest_stake() -> None:
-    """A validator jailed twice counts once, with its stake at the latest jail."""
+def test_jailed_in_window_deduplicates_and_keeps_latest_share() -> None:
+    """A validator jailed twice counts once, with its share at the latest jail."""
     events = [
-        jail_event(1, T0, stake=10),
-        jail_event(1, T1, stake=20, inferred=True),
+        jail_event(1, T0, stake=10, total_stake=100),
+        jail_event(1, T1, stake=20, inferred=True, total_stake=400),
         jail_event(2, T1, kind=EventKind.UNJAILED),
         jail_event(3, T1, kind=EventKind.JOINED),
     ]
-    assert jailed_in_window(events, T0) == {addr(1): 20}
+    assert jailed_in_window(events, T0, 1000) == {addr(1): Fraction(20, 400)}
+
+
+def test_each_jail_is_weighed_against_the_total_stake_of_its_poll() -> None:
+    """A jail's share is its stake over the consensus stake of the poll that observed it, not
+    over a later total; an event stored without a total falls back to the current one."""
+    events = [
+        jail_event(1, T0, stake=50, total_stake=1000),
+        jail_event(2, T1, stake=30, total_stake=600),
+        jail_event(3, T1, stake=9),  # stored before totals were recorded
+    ]
+    assert jailed_in_window(events, T0, 450) == {
+        addr(1): Fraction(1, 20),
+        addr(2): Fraction(1, 20),
+        addr(3): Fraction(1, 50),
+    }
+
+
+def test_a_total_that_shrank_after_a_jail_makes_no_storm() -> None:
+    """5 % jailed at a poll of 1000 stays 5 % when the total later falls to 450 (an unjailed
+    set whose stake moved out): no storm, though 50 of 450 would be one."""
+    jailed = jailed_in_window([jail_event(1, T0, stake=50, total_stake=1000)], T0, 450)
+    assert not is_storm(jailed, DEFAULTS)
+    assert is_storm({addr(1): Fraction(50, 450)}, DEFAULTS)
 
 
 def test_storm_from_tracked_events() -> None:
@@ -691,8 +724,8 @@ def test_storm_from_tracked_events() -> None:
         state, new = track_set(state, snapshot, T0 + 600 * i)
         events.extend(new)
     window = DEFAULTS.window_seconds
-    assert is_storm(jailed_in_window(events, T0 + 1800 - window), 290, DEFAULTS)
-    assert not is_storm(jailed_in_window(events, T0 + 1200), 290, DEFAULTS)
+    assert is_storm(jailed_in_window(events, T0 + 1800 - window, 290), DEFAULTS)
+    assert not is_storm(jailed_in_window(events, T0 + 1200, 290), DEFAULTS)
 
 
 # --- statistics -----------------------------------------------------------------------------

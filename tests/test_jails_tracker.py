@@ -357,6 +357,21 @@ async def test_a_renamed_validator_with_jails_is_named_anew(db: Path) -> None:
     assert dict(down.names) == {addr(1): "new"}
 
 
+async def test_a_storm_weighs_each_jail_at_the_total_of_its_poll(store: RecordingStore) -> None:
+    """5 % of the stake jailed, then unjailed while the rest of the stake shrinks to 400:
+    no storm at either poll (50 of 1000 when jailed), where weighing the jail against the
+    later total of 450 (11 %) fired a storm on a healthy set."""
+    t = tracker(store)
+    await observe(t, [val(1, stake=50), val(2, stake=950)], T0)
+    jailed = await observe(t, [val(1, stake=50, jailed=True), val(2, stake=950)], T0 + POLL)
+    assert jailed.windows["1h"] == 1
+    assert not jailed.storm
+    healthy = await observe(t, [val(1, stake=50), val(2, stake=400)], T0 + 2 * POLL)
+    assert not healthy.storm
+    (stored,) = await store.call(jail_store.events, CHAIN, kinds=[EventKind.JAILED])
+    assert stored.total_stake == 1000
+
+
 async def test_after_a_lost_acknowledgement_the_whole_state_is_written(
     store: RecordingStore,
 ) -> None:
@@ -442,7 +457,7 @@ def queried_history(
             window: jail_store.count_events(reader, CHAIN, EventKind.JAILED, now - seconds)
             for window, seconds in JAIL_WINDOWS.items()
         },
-        is_storm(jailed_in_window(recent, start), total_stake, storm),
+        is_storm(jailed_in_window(recent, start, total_stake), storm),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from quorumwatch.jails.events import EventKind
+from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.store import Store, StoreError, migrations
 from quorumwatch.store import alerts as alert_store
 from quorumwatch.store import jails as jail_store
@@ -28,6 +29,7 @@ from tests.store_builders import (
     alert_state,
     contents,
     event,
+    insert_event_before_total_stake,
     outbox_ids,
     raw,
     snapshot,
@@ -181,20 +183,25 @@ def test_a_failing_migration_is_rolled_back_whole(
 def test_migration_from_a_v1_database_keeps_its_data(
     db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database created with only migration 1 opens at version 2 with its state, events
-    and counters unchanged, and the alert tables usable."""
+    """A database created with only migration 1 opens at the latest version with its state,
+    events and counters unchanged, and the alert tables usable."""
+    tracked_state = state(T0, tracked(1, jailed=True))
     with monkeypatch.context() as patched:
         patched.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:1])
         patched.setattr(migrations, "SCHEMA_VERSION", 1)
         with Store(db) as old:
-            jail_store.commit_poll(old, CHAIN, state(T0, tracked(1, jailed=True)), [event("j1")])
-            before = snapshot(old)
+            jail_store.commit_poll(old, CHAIN, tracked_state, [])
     with raw(db) as conn:
+        insert_event_before_total_stake(conn, event("j1"))
+        conn.executemany(
+            "INSERT INTO counters VALUES (?, ?, 'jails', 1)",
+            [(CHAIN, ""), (CHAIN, tracked(1).address)],
+        )
         assert conn.execute("PRAGMA user_version").fetchone() == (1,)
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_schema WHERE type='table'")}
         assert "outbox" not in tables
-    assert SCHEMA_VERSION == 2
     with Store(db) as new:
+        before = (contents(tracked_state), JailCounters.counted([event("j1")]), [event("j1")])
         assert snapshot(new) == before
         assert alert_store.load_alert_state(new, CHAIN) == []
         assert alert_store.outbox_stats(new, T0) == (0, None)
@@ -202,7 +209,7 @@ def test_migration_from_a_v1_database_keeps_its_data(
         assert outbox_ids(new) == ["f1"]
         assert jail_store.counters(new, CHAIN) == before[1]
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
 
 

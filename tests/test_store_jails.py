@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from quorumwatch.jails.events import EventKind, StateChange, TrackedValidator, ValidatorEvent
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
-from quorumwatch.store import Store, StoreError
+from quorumwatch.store import Store, StoreError, migrations
 from quorumwatch.store import jails as jail_store
 from tests.store_builders import (
     BIG,
@@ -22,6 +22,7 @@ from tests.store_builders import (
     T0,
     contents,
     event,
+    insert_event_before_total_stake,
     raw,
     rows,
     snapshot,
@@ -121,7 +122,7 @@ def test_events_round_trip_is_exact(store: Store) -> None:
             unjail_delay_seconds=0.25,
             stake=2**127 + 1,
         ),
-        event("c", EventKind.LEFT, stake=0),
+        event("c", EventKind.LEFT, stake=0, total_stake=2**130),
     ]
     assert jail_store.commit_poll(store, CHAIN, state(T0), events) == events
     assert jail_store.events(store, CHAIN) == events
@@ -162,6 +163,22 @@ def test_a_tracked_unjailable_after_beyond_int64_loads_as_none(store: Store, db:
     assert loaded is not None
     (row,) = rows(loaded).values()
     assert (row.unjailable_after_ms, row.jailed, row.stake) == (None, True, BIG)
+
+
+def test_events_stored_before_the_total_stake_load_without_it(db: Path) -> None:
+    """An event stored by the schema before `total_stake` was recorded loads after the
+    migration with total_stake None and every other field as stored."""
+    with raw(db) as conn:
+        for migration in migrations.MIGRATIONS[:2]:
+            for statement in migration:
+                conn.execute(statement)
+        conn.execute("PRAGMA user_version = 2")
+    stored = event("old", stake=BIG, unjailable_after_ms=7)
+    with raw(db) as conn:
+        insert_event_before_total_stake(conn, stored)
+    with Store(db) as migrated:
+        assert jail_store.events(migrated, CHAIN) == [stored]
+    assert stored.total_stake is None
 
 
 # --- atomicity and idempotence -----------------------------------------------------------

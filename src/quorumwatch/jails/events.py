@@ -110,7 +110,9 @@ class ValidatorEvent:
 
     It happened after `previous_observed_at` (the last valid snapshot before it). `inferred`
     marks a jail→unjail cycle that fell between two polls; `after_gap` a change seen across
-    a gap, whose timing is uncertain.
+    a gap, whose timing is uncertain. `total_stake` is the chain's consensus stake at the poll
+    that observed it (what a jail's share of the stake is weighed against); None on events
+    stored before it was recorded.
     """
 
     event_id: str
@@ -126,6 +128,7 @@ class ValidatorEvent:
     unjailable_after_ms: int | None
     jail_seconds: float | None = None  # on unjailed: observed length of the jail
     unjail_delay_seconds: float | None = None  # on unjailed: from unjailableAfter to unjail
+    total_stake: int | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -160,8 +163,10 @@ def track(
     observed_at: float,
     *,
     gap: bool,
+    total_stake: int,
 ) -> TrackedPoll:
-    """The new state, and the events between `previous` and this valid snapshot.
+    """The new state, and the events between `previous` and this valid snapshot, each
+    carrying `total_stake`, the consensus stake of this snapshot.
 
     Without a previous state (a first run) the snapshot is the baseline: no events, and
     validators already jailed get `jailed_since` = now, the earliest time known.
@@ -195,7 +200,7 @@ def track(
         observed_at, addresses, names, table.stakes, active, jailed, unjailable, jailed_since
     )
     # Only the rows that moved, joined or left are materialised, in the order of the rows.
-    changes = _Events(chain, previous.observed_at, observed_at, gap)
+    changes = _Events(chain, previous.observed_at, observed_at, gap, total_stake)
     moved_rows = np.flatnonzero(moved)
     moved_now = _at(now, moved_rows)
     old_row_of = dict(zip(moved_now.tolist(), _at(old, moved_rows).tolist(), strict=True))
@@ -215,11 +220,14 @@ def track(
 class _Events:
     """The events of one poll, in the order they are derived."""
 
-    def __init__(self, chain: str, since: float, observed_at: float, gap: bool) -> None:
+    def __init__(
+        self, chain: str, since: float, observed_at: float, gap: bool, total_stake: int
+    ) -> None:
         self.chain = chain
         self.since = since
         self.observed_at = observed_at
         self.gap = gap
+        self.total_stake = total_stake
         self.events: list[ValidatorEvent] = []
         self._seen: dict[tuple[str, EventKind], int] = {}
 
@@ -248,6 +256,7 @@ class _Events:
                 unjailable_after_ms=v.unjailable_after_ms,
                 jail_seconds=measures.get("jail_seconds"),
                 unjail_delay_seconds=measures.get("unjail_delay_seconds"),
+                total_stake=self.total_stake,
             )
         )
 

@@ -127,7 +127,9 @@ class JailTracker:
             or observed_at - previous.observed_at
             > GAP_POLL_INTERVALS * self._settings.poll_interval_seconds
         )
-        tracked = await asyncio.to_thread(track, chain, previous, table, observed_at, gap=gap)
+        tracked = await asyncio.to_thread(
+            track, chain, previous, table, observed_at, gap=gap, total_stake=total_stake
+        )
         state, events = tracked.state, tracked.events
         change = tracked.change if self._state_persisted else None
         try:
@@ -185,7 +187,7 @@ class JailTracker:
         return JailReport(
             counters=counters,
             windows=MappingProxyType(windows),
-            storm=is_storm(jailed_in_window(recent, start), self._total_stake, storm),
+            storm=is_storm(jailed_in_window(recent, start, self._total_stake), storm),
             jailed_since=MappingProxyType(jailed_since),
             names=MappingProxyType(names),
         )

@@ -52,7 +52,7 @@ __all__ = [
 
 _EVENT_COLUMNS = (
     "event_id, chain, address, name, kind, observed_at, previous_observed_at, inferred,"
-    " after_gap, stake, unjailable_after_ms, jail_seconds, unjail_delay_seconds"
+    " after_gap, stake, unjailable_after_ms, jail_seconds, unjail_delay_seconds, total_stake"
 )
 _STATE_COLUMNS = "address, name, stake, active, jailed, unjailable_after_ms, jailed_since"
 # Rows of a tracked state converted at a time: bounds the Python objects alive at once (and
@@ -93,6 +93,7 @@ def _event_params(event: ValidatorEvent) -> tuple[object, ...]:
         _int_text(event.unjailable_after_ms),
         event.jail_seconds,
         event.unjail_delay_seconds,
+        _int_text(event.total_stake),
     )
 
 
@@ -111,6 +112,7 @@ def _event_from_row(row: Sequence[Any]) -> ValidatorEvent:
         unjailable_after_ms=_text_int(row[10]),
         jail_seconds=row[11],
         unjail_delay_seconds=row[12],
+        total_stake=_text_int(row[13]),
     )
 
 
@@ -320,7 +322,7 @@ def commit_poll(
         for event in events:
             cursor = conn.execute(
                 f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _event_params(event),
             )
             if cursor.rowcount == 1:  # else already stored: counted when it was inserted
