@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -378,6 +379,29 @@ def test_track_does_not_mutate_inputs() -> None:
     assert rows(previous) == previous_rows
     assert table.rows(range(len(table))) == tuple(snapshot)
     assert polled.state.jailed_since is not previous.jailed_since
+
+
+def test_the_state_keeps_no_view_of_an_answer() -> None:
+    """Stakes and unjailableAfter columns that view a larger buffer (as a decoded answer's
+    do) are copied into the state, which must not keep that buffer alive; owned ones are kept
+    as they are."""
+    answer = np.arange(8, dtype=np.uint64).reshape(4, 2)
+    times = np.arange(8, dtype=np.int64)
+    viewed = ValidatorTable(
+        addresses=[addr(i) for i in range(4)],
+        names=["a", "b", "c", "d"],
+        stakes=answer[:, 1],
+        status=np.zeros(4, dtype=np.uint8),
+        unjailable_after_ms=times[::2],
+    )
+    state = track(CHAIN, None, viewed, T0, gap=False, total_stake=TOTAL).state
+    assert not np.shares_memory(state.stakes, answer)
+    assert not np.shares_memory(state.unjailable_after_ms, times)
+    assert state.stakes.tolist() == [1, 3, 5, 7]
+    owned = ValidatorTable.of([val(1, unjailable_after_ms=5)])
+    kept = track(CHAIN, None, owned, T0, gap=False, total_stake=TOTAL).state
+    assert kept.stakes is owned.stakes
+    assert kept.unjailable_after_ms is owned.unjailable_after_ms
 
 
 # --- property -------------------------------------------------------------------------------

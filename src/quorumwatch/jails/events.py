@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,7 @@ Rows: TypeAlias = slice | npt.NDArray[np.intp]
 """Rows of a column: all of a prefix (a slice from 0, a view), or an index array."""
 
 _JAILED_OF_CODE = np.isin(np.arange(len(STATUS_OF_CODE)), JAILED_CODES)
+_Column = TypeVar("_Column", bound=npt.NDArray[Any])
 
 
 class EventKind(enum.StrEnum):
@@ -174,13 +175,16 @@ def track(
     addresses, names = _listed(table.addresses), _listed(table.names)
     jailed = _JAILED_OF_CODE[table.status]
     active = table.status < CONSENSUS_CODES_BELOW
-    unjailable = table.unjailable_after_ms
-    if unjailable is None:
-        unjailable = np.full(len(table), NO_TIME, dtype=np.int64)
+    stakes = _owned(table.stakes)
+    unjailable = (
+        np.full(len(table), NO_TIME, dtype=np.int64)
+        if table.unjailable_after_ms is None
+        else _owned(table.unjailable_after_ms)
+    )
     jailed_since = np.where(jailed, observed_at, np.nan)
     if previous is None:
         state = ChainState(
-            observed_at, addresses, names, table.stakes, active, jailed, unjailable, jailed_since
+            observed_at, addresses, names, stakes, active, jailed, unjailable, jailed_since
         )
         return TrackedPoll(state, [], None)
     now, old, joined, left = _align(previous.addresses, addresses)
@@ -193,11 +197,11 @@ def track(
     jailed_since[_at(now, still_jailed)] = previous.jailed_since[_at(old, still_jailed)]
     rewritten = (
         moved
-        | (table.stakes[now] != previous.stakes[old])
+        | (stakes[now] != previous.stakes[old])
         | _names_differ(previous.names, names, now, old)
     )
     state = ChainState(
-        observed_at, addresses, names, table.stakes, active, jailed, unjailable, jailed_since
+        observed_at, addresses, names, stakes, active, jailed, unjailable, jailed_since
     )
     # Only the rows that moved, joined or left are materialised, in the order of the rows.
     changes = _Events(chain, previous.observed_at, observed_at, gap, total_stake)
@@ -275,6 +279,12 @@ class _Events:
         elif _cycled_between_polls(old, now) and not self.gap:
             self.emit(now, EventKind.JAILED, inferred=True)
             self.emit(now, EventKind.UNJAILED, inferred=True)
+
+
+def _owned(column: _Column) -> _Column:
+    """A column the state may keep: a view is copied, lest it keep alive the whole answer it
+    views (a beacon state's body) while the chain is down."""
+    return column if column.base is None else column.copy()
 
 
 def _listed(values: Sequence[str]) -> list[str]:
