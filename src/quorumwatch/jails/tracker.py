@@ -216,12 +216,12 @@ class JailTracker:
     def _name_jailed_validators(self, state: ChainState, rows: list[int] | None) -> None:
         """Take the names of the validators with jail series from `state`, at `rows` (those
         written: any rename is among them) or at all of its rows."""
-        jailed = self._counters.validator_jails if self._counters is not None else {}
-        if not jailed:
+        with_jails = self._counters.validator_jails if self._counters is not None else {}
+        if not with_jails:
             return
         for row in range(len(state)) if rows is None else rows:
             address = state.addresses[row]
-            if address in jailed:
+            if address in with_jails:
                 self._names[address] = state.names[row]
 
     async def _prune(self, now: float) -> None:
