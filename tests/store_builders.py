@@ -11,7 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quorumwatch.alerting.model import AlertState, Severity, fingerprint
+from quorumwatch.columns import NO_TIME, stake_column
 from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
 from quorumwatch.store import Store, migrations
 from quorumwatch.store import alerts as alert_store
@@ -36,7 +39,36 @@ def tracked(index: int, *, jailed: bool = False, stake: int = BIG) -> TrackedVal
 
 
 def state(observed_at: float, *validators: TrackedValidator) -> ChainState:
-    return ChainState(observed_at, {v.address: v for v in validators})
+    """The state of `validators`, in their order."""
+    return ChainState(
+        observed_at=observed_at,
+        addresses=[v.address for v in validators],
+        names=[v.name for v in validators],
+        stakes=stake_column([v.stake for v in validators]),
+        active=np.array([v.active for v in validators], dtype=np.bool_),
+        jailed=np.array([v.jailed for v in validators], dtype=np.bool_),
+        unjailable_after_ms=np.array(
+            [
+                NO_TIME if v.unjailable_after_ms is None else v.unjailable_after_ms
+                for v in validators
+            ],
+            dtype=np.int64,
+        ),
+        jailed_since=np.array(
+            [np.nan if v.jailed_since is None else v.jailed_since for v in validators],
+            dtype=np.float64,
+        ),
+    )
+
+
+def rows(chain_state: ChainState) -> dict[str, TrackedValidator]:
+    """The rows of a state by address: how states are compared, whatever their row order."""
+    return {row.address: row for row in map(chain_state.row, range(len(chain_state)))}
+
+
+def contents(chain_state: ChainState | None) -> tuple[float, dict[str, TrackedValidator]] | None:
+    """A state's time and rows (None for none): equal for equal states."""
+    return None if chain_state is None else (chain_state.observed_at, rows(chain_state))
 
 
 def event(
@@ -66,6 +98,16 @@ def event(
     return ValidatorEvent(**values)
 
 
+def insert_event_before_total_stake(conn: sqlite3.Connection, stored: ValidatorEvent) -> None:
+    """Insert `stored` as the schema before migration 3 held an event: without total_stake."""
+    conn.execute(
+        "INSERT INTO events (event_id, chain, address, name, kind, observed_at,"
+        " previous_observed_at, inferred, after_gap, stake, unjailable_after_ms, jail_seconds,"
+        " unjail_delay_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        jail_store._event_params(stored)[:-1],
+    )
+
+
 @contextmanager
 def raw(path: Path) -> Iterator[sqlite3.Connection]:
     """A plain connection, to inspect or tamper with the file behind the store's back."""
@@ -79,7 +121,7 @@ def raw(path: Path) -> Iterator[sqlite3.Connection]:
 def snapshot(store: Store, chain: str = CHAIN) -> tuple[object, ...]:
     """Everything a poll can change: state, counters, stored events."""
     return (
-        jail_store.load_state(store, chain),
+        contents(jail_store.load_state(store, chain)),
         jail_store.counters(store, chain),
         jail_store.events(store, chain),
     )

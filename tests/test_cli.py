@@ -339,9 +339,9 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     hl: Alice jailed 10 d and 2 d ago (1 h and 2 h), Bob (hostile name) jailed 1 h ago;
     other: Carol jailed 30 min ago.
     """
-    from quorumwatch.jails.events import ChainState
     from quorumwatch.store import Store
     from quorumwatch.store import jails as jail_store
+    from tests.store_builders import state
 
     for key in [k for k in os.environ if k.startswith("QUORUMWATCH_")]:
         monkeypatch.delenv(key)
@@ -352,7 +352,7 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         jail_store.commit_poll(
             store,
             "hl",
-            ChainState(JAILS_NOW - 60, {}),
+            state(JAILS_NOW - 60),
             [
                 _event("hl", ALICE, "Alice", "jailed", old),
                 _event("hl", ALICE, "Alice", "unjailed", old + 3600, jail_seconds=3600.0),
@@ -364,7 +364,7 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         jail_store.commit_poll(
             store,
             "other",
-            ChainState(JAILS_NOW, {}),
+            state(JAILS_NOW),
             [_event("other", CAROL, "Carol", "jailed", JAILS_NOW - 1800)],
         )
     return database

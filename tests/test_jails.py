@@ -1,36 +1,62 @@
 """Tests for the pure jail tracking in `quorumwatch.jails`.
 
-Snapshots are plain `Validator` tuples; `track` is fed them the way the monitor does after each
-valid poll. Times are seconds, `unjailableAfter` milliseconds (chain-apis.md §1.2).
+Snapshots are written as `Validator` lists and fed to `track` as the `ValidatorTable` the monitor
+hands over after each valid poll. Times are seconds, `unjailableAfter` milliseconds
+(chain-apis.md §1.2).
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
-from types import MappingProxyType
+from fractions import Fraction
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import JailStormSettings
-from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent, track
+from quorumwatch.jails.events import (
+    ChainState,
+    EventKind,
+    TrackedValidator,
+    ValidatorEvent,
+    track,
+)
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters, jail_statistics
 from quorumwatch.jails.storms import is_storm, jailed_in_window
 from quorumwatch.models import Validator
 from tests.builders import address as addr
 from tests.builders import validator as val
+from tests.store_builders import rows
+from tests.store_builders import state as tracked_state
 
 CHAIN = "hyperliquid"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 T1 = T0 + 30.0
 T2 = T0 + 60.0
+TOTAL = 10_000  # the consensus stake each snapshot is tracked with
+
+
+def track_set(
+    previous: ChainState | None,
+    validators: Sequence[Validator],
+    at: float,
+    *,
+    gap: bool = False,
+    chain: str = CHAIN,
+) -> tuple[ChainState, list[ValidatorEvent]]:
+    """`track` of the table of `validators`, with a consensus stake of TOTAL."""
+    polled = track(chain, previous, ValidatorTable.of(validators), at, gap=gap, total_stake=TOTAL)
+    return polled.state, polled.events
 
 
 def baseline(validators: Sequence[Validator], at: float = T0) -> ChainState:
-    state, events = track(CHAIN, None, validators, at, gap=False)
+    state, events = track_set(None, validators, at)
     assert events == []
     return state
 
@@ -39,7 +65,7 @@ def step(
     before: Sequence[Validator], after: Sequence[Validator], *, gap: bool = False
 ) -> list[ValidatorEvent]:
     """Events from a baseline at T0 to a snapshot at T1."""
-    _, events = track(CHAIN, baseline(before), after, T1, gap=gap)
+    _, events = track_set(baseline(before), after, T1, gap=gap)
     return events
 
 
@@ -55,6 +81,7 @@ def jail_event(
     kind: EventKind = EventKind.JAILED,
     inferred: bool = False,
     jail_seconds: float | None = None,
+    total_stake: int | None = None,
 ) -> ValidatorEvent:
     return ValidatorEvent(
         event_id=f"{index}-{kind}-{at}",
@@ -69,6 +96,7 @@ def jail_event(
         stake=stake,
         unjailable_after_ms=None,
         jail_seconds=jail_seconds,
+        total_stake=total_stake,
     )
 
 
@@ -77,13 +105,11 @@ def jail_event(
 
 def test_baseline_has_no_events_and_dates_existing_jails_now() -> None:
     """A first snapshot yields no events; already-jailed validators get jailed_since = now."""
-    state, events = track(
-        CHAIN, None, [val(1), val(2, jailed=True, unjailable_after_ms=5)], T0, gap=False
-    )
+    state, events = track_set(None, [val(1), val(2, jailed=True, unjailable_after_ms=5)], T0)
     assert events == []
     assert state.observed_at == T0
-    assert state.validators[addr(1)].jailed_since is None
-    assert state.validators[addr(2)] == TrackedValidator(
+    assert rows(state)[addr(1)].jailed_since is None
+    assert rows(state)[addr(2)] == TrackedValidator(
         address=addr(2),
         name="validator 2",
         stake=1000,
@@ -96,18 +122,14 @@ def test_baseline_has_no_events_and_dates_existing_jails_now() -> None:
 
 def test_restart_compares_with_persisted_state_not_everybody_joined() -> None:
     """After a restart the persisted state is the comparison base: only real changes are events."""
-    persisted = ChainState(
+    persisted = tracked_state(
         T0,
-        MappingProxyType(
-            {
-                addr(1): TrackedValidator(addr(1), "validator 1", 1000, True, False, None, None),
-                addr(2): TrackedValidator(addr(2), "validator 2", 1000, True, True, 9, T0 - 500),
-            }
-        ),
+        TrackedValidator(addr(2), "validator 2", 1000, True, True, 9, T0 - 500),
+        TrackedValidator(addr(1), "validator 1", 1000, True, False, None, None),
     )
-    state, events = track(CHAIN, persisted, [val(1), val(2, jailed=True)], T1, gap=False)
+    state, events = track_set(persisted, [val(1), val(2, jailed=True)], T1)
     assert events == []
-    assert state.validators[addr(2)].jailed_since == T0 - 500
+    assert rows(state)[addr(2)].jailed_since == T0 - 500
 
 
 # --- individual transitions -----------------------------------------------------------------
@@ -121,7 +143,7 @@ def test_jailed_event_fields() -> None:
     assert (event.chain, event.address, event.name) == (CHAIN, addr(1), "validator 1")
     assert event.kind is EventKind.JAILED
     assert (event.observed_at, event.previous_observed_at) == (T1, T0)
-    assert (event.stake, event.unjailable_after_ms) == (8, 42)
+    assert (event.stake, event.unjailable_after_ms, event.total_stake) == (8, 42, TOTAL)
     assert not event.inferred
     assert not event.after_gap
     assert event.jail_seconds is None
@@ -130,8 +152,8 @@ def test_jailed_event_fields() -> None:
 
 def test_new_jail_sets_jailed_since_to_observation_time() -> None:
     """A validator newly seen jailed gets jailed_since = this snapshot's time."""
-    state, _ = track(CHAIN, baseline([val(1)]), [val(1, jailed=True)], T1, gap=False)
-    assert state.validators[addr(1)].jailed_since == T1
+    state, _ = track_set(baseline([val(1)]), [val(1, jailed=True)], T1)
+    assert rows(state)[addr(1)].jailed_since == T1
 
 
 def test_unjailed_event_measures() -> None:
@@ -168,14 +190,14 @@ def test_unjail_without_unjailable_after_has_no_delay() -> None:
 def test_jailed_since_preserved_while_still_jailed() -> None:
     """jailed_since stays at the first jailed observation across polls; jail_seconds spans it."""
     state = baseline([val(1)])
-    state, _ = track(CHAIN, state, [val(1, jailed=True)], T1, gap=False)
-    state, events = track(CHAIN, state, [val(1, jailed=True)], T2, gap=False)
+    state, _ = track_set(state, [val(1, jailed=True)], T1)
+    state, events = track_set(state, [val(1, jailed=True)], T2)
     assert events == []
-    assert state.validators[addr(1)].jailed_since == T1
-    state, events = track(CHAIN, state, [val(1)], T2 + 100, gap=False)
+    assert rows(state)[addr(1)].jailed_since == T1
+    state, events = track_set(state, [val(1)], T2 + 100)
     assert [e.kind for e in events] == [EventKind.UNJAILED]
     assert events[0].jail_seconds == pytest.approx(T2 + 100 - T1)
-    assert state.validators[addr(1)].jailed_since is None
+    assert rows(state)[addr(1)].jailed_since is None
 
 
 def test_joined_event() -> None:
@@ -197,13 +219,13 @@ def test_jailed_validator_that_joins_emits_joined_and_jailed() -> None:
 
 def test_left_event_carries_last_known_fields() -> None:
     """A validator missing from the snapshot emits left with its last known stake."""
-    state, events = track(
-        CHAIN, baseline([val(1), val(2, stake=77, unjailable_after_ms=4)]), [val(1)], T1, gap=False
+    state, events = track_set(
+        baseline([val(1), val(2, stake=77, unjailable_after_ms=4)]), [val(1)], T1
     )
     assert kinds(events) == [(addr(2), EventKind.LEFT, False)]
     assert (events[0].stake, events[0].unjailable_after_ms) == (77, 4)
     assert (events[0].observed_at, events[0].previous_observed_at) == (T1, T0)
-    assert addr(2) not in state.validators
+    assert addr(2) not in rows(state)
 
 
 @pytest.mark.parametrize(
@@ -329,7 +351,7 @@ def test_event_ids_unique_within_and_across_polls() -> None:
     ]
     ids: list[str] = []
     for i, snapshot in enumerate(snapshots, start=1):
-        state, events = track(CHAIN, state, snapshot, T0 + 30 * i, gap=False)
+        state, events = track_set(state, snapshot, T0 + 30 * i)
         assert len({e.event_id for e in events}) == len(events)
         ids.extend(e.event_id for e in events)
     assert len(ids) > 10
@@ -339,23 +361,47 @@ def test_event_ids_unique_within_and_across_polls() -> None:
 def test_event_ids_differ_per_chain() -> None:
     """The same change on two chains yields different event ids."""
     prev = baseline([val(1)])
-    _, a = track("chain-a", prev, [val(1, jailed=True)], T1, gap=False)
-    _, b = track("chain-b", prev, [val(1, jailed=True)], T1, gap=False)
+    _, a = track_set(prev, [val(1, jailed=True)], T1, chain="chain-a")
+    _, b = track_set(prev, [val(1, jailed=True)], T1, chain="chain-b")
     assert a[0].event_id != b[0].event_id
 
 
 def test_track_does_not_mutate_inputs() -> None:
-    """track leaves the previous state and the snapshot list unchanged."""
+    """track leaves the previous state and the snapshot's table unchanged, and the new state
+    shares no column it writes with the previous one."""
     previous = baseline([val(1), val(2, jailed=True), val(3, unjailable_after_ms=1)])
-    previous_copy = ChainState(previous.observed_at, dict(previous.validators))
-    snapshot = [val(1, jailed=True), val(3, unjailable_after_ms=2), val(4)]
-    snapshot_copy = [replace(v) for v in snapshot]
-    state, events = track(CHAIN, previous, snapshot, T1, gap=False)
-    assert events
-    assert previous.observed_at == previous_copy.observed_at
-    assert dict(previous.validators) == previous_copy.validators
-    assert snapshot == snapshot_copy
-    assert state.validators is not previous.validators
+    previous_rows = rows(previous)
+    snapshot = [val(1, jailed=True), val(2, jailed=True), val(3, unjailable_after_ms=2), val(4)]
+    table = ValidatorTable.of(snapshot)
+    polled = track(CHAIN, previous, table, T1, gap=False, total_stake=TOTAL)
+    assert polled.events
+    assert previous.observed_at == T0
+    assert rows(previous) == previous_rows
+    assert table.rows(range(len(table))) == tuple(snapshot)
+    assert polled.state.jailed_since is not previous.jailed_since
+
+
+def test_the_state_keeps_no_view_of_an_answer() -> None:
+    """Stakes and unjailableAfter columns that view a larger buffer (as a decoded answer's
+    do) are copied into the state, which must not keep that buffer alive; owned ones are kept
+    as they are."""
+    answer = np.arange(8, dtype=np.uint64).reshape(4, 2)
+    times = np.arange(8, dtype=np.int64)
+    viewed = ValidatorTable(
+        addresses=[addr(i) for i in range(4)],
+        names=["a", "b", "c", "d"],
+        stakes=answer[:, 1],
+        status=np.zeros(4, dtype=np.uint8),
+        unjailable_after_ms=times[::2],
+    )
+    state = track(CHAIN, None, viewed, T0, gap=False, total_stake=TOTAL).state
+    assert not np.shares_memory(state.stakes, answer)
+    assert not np.shares_memory(state.unjailable_after_ms, times)
+    assert state.stakes.tolist() == [1, 3, 5, 7]
+    owned = ValidatorTable.of([val(1, unjailable_after_ms=5)])
+    kept = track(CHAIN, None, owned, T0, gap=False, total_stake=TOTAL).state
+    assert kept.stakes is owned.stakes
+    assert kept.unjailable_after_ms is owned.unjailable_after_ms
 
 
 # --- property -------------------------------------------------------------------------------
@@ -396,13 +442,13 @@ def snapshot_sequences(draw: st.DrawFn) -> tuple[list[list[Validator]], list[boo
 
 def run(
     snapshots: Sequence[Sequence[Validator]], gaps: Sequence[bool]
-) -> tuple[list[ChainState], list[ValidatorEvent]]:
+) -> tuple[list[dict[str, TrackedValidator]], list[ValidatorEvent]]:
     state: ChainState | None = None
-    states: list[ChainState] = []
+    states: list[dict[str, TrackedValidator]] = []
     events: list[ValidatorEvent] = []
     for i, (snapshot, gap) in enumerate(zip(snapshots, gaps, strict=True)):
-        state, new = track(CHAIN, state, snapshot, T0 + 30.0 * i, gap=gap)
-        states.append(state)
+        state, new = track_set(state, snapshot, T0 + 30.0 * i, gap=gap)
+        states.append(rows(state))
         events.extend(new)
     return states, events
 
@@ -424,11 +470,181 @@ def test_jail_balance_and_replay(sequence: tuple[list[list[Validator]], list[boo
         )
         assert real[EventKind.JOINED] == real[EventKind.LEFT] == 0
     for state in states:
-        for tracked in state.validators.values():
+        for tracked in state.values():
             assert (tracked.jailed_since is not None) == tracked.jailed
     assert not any(e.inferred and e.after_gap for e in events)
     assert len({e.event_id for e in events}) == len(events)
     assert run(snapshots, gaps) == (states, events)
+
+
+# --- the columns against the per-validator reference -----------------------------------------
+
+
+def reference_track(
+    previous: tuple[float, dict[str, TrackedValidator]] | None,
+    validators: Sequence[Validator],
+    observed_at: float,
+    *,
+    gap: bool,
+) -> tuple[dict[str, TrackedValidator], list[ValidatorEvent], set[str]]:
+    """The tracking the columns replace, one object per validator: the new rows by address,
+    the events, and the addresses whose stored row the poll rewrites."""
+    current: dict[str, TrackedValidator] = {}
+    events: list[ValidatorEvent] = []
+    since, before = previous if previous is not None else (observed_at, {})
+
+    def emit(
+        v: TrackedValidator,
+        kind: EventKind,
+        inferred: bool = False,
+        measures: dict[str, float] | None = None,
+    ) -> None:
+        seq = sum(1 for e in events if e.address == v.address and e.kind is kind)
+        key = f"{CHAIN}|{v.address}|{kind}|{observed_at!r}|{seq}".encode()
+        events.append(
+            ValidatorEvent(
+                hashlib.sha256(key).hexdigest()[:32], CHAIN, v.address, v.name, kind,
+                observed_at, since, inferred, gap, v.stake, v.unjailable_after_ms,
+                (measures or {}).get("jail_seconds"),
+                (measures or {}).get("unjail_delay_seconds"), TOTAL,
+            )
+        )  # fmt: skip
+
+    for validator in validators:
+        old = before.get(validator.address)
+        jailed_since = None
+        if validator.jailed:
+            jailed_since = old.jailed_since if old is not None and old.jailed else observed_at
+        now = TrackedValidator(
+            validator.address, validator.name, validator.stake, validator.in_consensus_set,
+            validator.jailed, validator.unjailable_after_ms, jailed_since,
+        )  # fmt: skip
+        current[now.address] = now
+        if previous is None:
+            continue
+        if old is None:
+            emit(now, EventKind.JOINED)
+            if now.jailed:
+                emit(now, EventKind.JAILED)
+            continue
+        if now.active != old.active:
+            emit(now, EventKind.ACTIVATED if now.active else EventKind.DEACTIVATED)
+        if now.jailed and not old.jailed:
+            emit(now, EventKind.JAILED)
+        elif old.jailed and not now.jailed:
+            measures: dict[str, float] = {}
+            if old.jailed_since is not None:
+                measures["jail_seconds"] = observed_at - old.jailed_since
+            if old.unjailable_after_ms is not None:
+                delay = max(0.0, observed_at - old.unjailable_after_ms / 1000)
+                measures["unjail_delay_seconds"] = delay
+            emit(now, EventKind.UNJAILED, measures=measures)
+        elif (
+            not gap
+            and not now.jailed
+            and now.unjailable_after_ms is not None
+            and now.unjailable_after_ms != old.unjailable_after_ms
+            and (
+                old.unjailable_after_ms is None or now.unjailable_after_ms > old.unjailable_after_ms
+            )
+        ):
+            emit(now, EventKind.JAILED, inferred=True)
+            emit(now, EventKind.UNJAILED, inferred=True)
+    for address, old in before.items():
+        if previous is not None and address not in current:
+            emit(old, EventKind.LEFT)
+    rewritten = {a for a, v in current.items() if before.get(a) != v}
+    return current, events, rewritten
+
+
+@st.composite
+def reordered_polls(draw: st.DrawFn) -> list[tuple[list[Validator], bool]]:
+    """2–6 snapshots of up to 6 validators, each the last one's rows with some appended (the
+    rows aligned as a prefix) or any of them in any order (aligned by address); stakes on
+    both sides of 2**64, two names, jails, activity, `unjailableAfter` back and forth."""
+    polls: list[tuple[list[Validator], bool]] = []
+    order: list[int] = []
+    for _ in range(draw(st.integers(min_value=2, max_value=6))):
+        newcomers = [index for index in range(6) if index not in order]
+        if draw(st.booleans()) and newcomers:
+            order = order + draw(st.lists(st.sampled_from(newcomers), unique=True))
+        else:
+            order = draw(st.permutations(range(6)))[: draw(st.integers(0, 6))]
+        snapshot = [
+            val(
+                index,
+                stake=draw(st.sampled_from([0, 7, 2**64 + 7])),
+                name=draw(st.sampled_from(["a", "b"])),
+                jailed=draw(st.booleans()),
+                active=draw(st.booleans()),
+                unjailable_after_ms=draw(st.none() | st.integers(min_value=0, max_value=3)),
+            )
+            for index in order
+        ]
+        polls.append((snapshot, draw(st.booleans())))
+    return polls
+
+
+@settings(max_examples=100, deadline=None)
+@given(reordered_polls())
+def test_track_equals_the_per_validator_reference(
+    polls: list[tuple[list[Validator], bool]],
+) -> None:
+    """Over any sequence of snapshots, with rows appended, reordered, joining and leaving,
+    track gives the reference's events (ids and order included) and rows, and its change
+    rewrites exactly the rows the reference rewrites and removes those that left."""
+    state: ChainState | None = None
+    reference: tuple[float, dict[str, TrackedValidator]] | None = None
+    for i, (snapshot, gap) in enumerate(polls):
+        at = T0 + 30.0 * i
+        expected, expected_events, rewritten = reference_track(reference, snapshot, at, gap=gap)
+        polled = track(CHAIN, state, ValidatorTable.of(snapshot), at, gap=gap, total_stake=TOTAL)
+        assert polled.events == expected_events
+        assert rows(polled.state) == expected
+        if state is None:
+            assert polled.change is None
+        else:
+            assert polled.change is not None
+            written = [polled.state.addresses[row] for row in polled.change.written.tolist()]
+            assert sorted(written) == sorted(rewritten)
+            assert polled.change.removed == [a for a in rows(state) if a not in expected]
+        state, reference = polled.state, (at, expected)
+
+
+def test_a_stake_or_name_change_is_rewritten_without_an_event() -> None:
+    """A validator whose stake or name alone changed gets no event but is in the change's
+    rewritten rows; unchanged ones are not, joined ones are, and one that left is removed."""
+    previous = baseline([val(1), val(2), val(3), val(4)])
+    snapshot = [val(3), val(1, stake=5), val(2, name="renamed"), val(5)]
+    polled = track(CHAIN, previous, ValidatorTable.of(snapshot), T1, gap=False, total_stake=TOTAL)
+    assert kinds(polled.events) == [
+        (addr(5), EventKind.JOINED, False),
+        (addr(4), EventKind.LEFT, False),
+    ]
+    assert polled.change is not None
+    written = {polled.state.addresses[row] for row in polled.change.written.tolist()}
+    assert written == {addr(1), addr(2), addr(5)}
+    assert polled.change.removed == [addr(4)]
+
+
+def test_rows_in_a_new_order_are_aligned_by_address() -> None:
+    """The same validators in another order, one of them jailed, give only that jail, rewrite
+    only its row, and keep the jail start of one jailed throughout."""
+    before = [val(1), val(2, jailed=True), val(3)]
+    previous = baseline(before)
+    polled = track(
+        CHAIN,
+        previous,
+        ValidatorTable.of([val(3, jailed=True), val(2, jailed=True), val(1)]),
+        T1,
+        gap=False,
+        total_stake=TOTAL,
+    )
+    assert kinds(polled.events) == [(addr(3), EventKind.JAILED, False)]
+    assert polled.change is not None
+    assert polled.change.written.tolist() == [0]
+    assert rows(polled.state)[addr(2)].jailed_since == T0
+    assert rows(polled.state)[addr(3)].jailed_since == T1
 
 
 # --- storms ---------------------------------------------------------------------------------
@@ -444,18 +660,18 @@ def test_storm_defaults() -> None:
 
 
 def test_storm_at_exactly_min_validators() -> None:
-    """Exactly N distinct jailed validators is a storm, whatever their stake."""
-    assert is_storm({addr(1): 1, addr(2): 1, addr(3): 1}, 10_000, DEFAULTS)
+    """Exactly N distinct jailed validators is a storm, whatever their shares."""
+    assert is_storm(dict.fromkeys([addr(1), addr(2), addr(3)], Fraction(1, 10_000)), DEFAULTS)
 
 
 def test_no_storm_below_both_thresholds() -> None:
     """N − 1 validators holding just under X % of the stake is not a storm."""
-    assert not is_storm({addr(1): 50, addr(2): 49}, 1000, DEFAULTS)
+    assert not is_storm({addr(1): Fraction(50, 1000), addr(2): Fraction(49, 1000)}, DEFAULTS)
 
 
 def test_storm_at_exactly_stake_ratio() -> None:
     """N − 1 validators holding exactly X % of the stake is a storm."""
-    assert is_storm({addr(1): 50, addr(2): 50}, 1000, DEFAULTS)
+    assert is_storm({addr(1): Fraction(50, 1000), addr(2): Fraction(50, 1000)}, DEFAULTS)
 
 
 @pytest.mark.parametrize(
@@ -465,31 +681,59 @@ def test_storm_at_exactly_stake_ratio() -> None:
 def test_storm_ratio_boundary_is_exact(ratio: float, jailed: int, total: int) -> None:
     """Exactly the configured ratio is a storm and one base unit less is not (no float error)."""
     storm = JailStormSettings(min_validators=5, min_stake_ratio=ratio)
-    assert is_storm({addr(1): jailed}, total, storm)
-    assert not is_storm({addr(1): jailed - 1}, total, storm)
+    at_ratio = [jail_event(1, T0, stake=jailed, total_stake=total)]
+    below = [jail_event(1, T0, stake=jailed - 1, total_stake=total)]
+    assert is_storm(jailed_in_window(at_ratio, T0, total), storm)
+    assert not is_storm(jailed_in_window(below, T0, total), storm)
 
 
-def test_no_storm_without_stake() -> None:
-    """With zero total stake only the validator count can make a storm."""
-    assert not is_storm({addr(1): 0}, 0, DEFAULTS)
-    assert not is_storm({}, 0, DEFAULTS)
+def test_no_share_of_a_total_of_zero() -> None:
+    """A jail at a poll without consensus stake has a share of 0: only the validator count
+    can make a storm then."""
+    jailed = jailed_in_window([jail_event(1, T0, stake=5, total_stake=0)], T0, 1000)
+    assert jailed == {addr(1): 0}
+    assert not is_storm(jailed, DEFAULTS)
+    assert not is_storm({}, DEFAULTS)
 
 
 def test_jailed_in_window_start_inclusive() -> None:
     """A jail exactly at the window start counts; one just before does not."""
     events = [jail_event(1, T0 - 0.001), jail_event(2, T0), jail_event(3, T1)]
-    assert jailed_in_window(events, T0) == {addr(2): 1000, addr(3): 1000}
+    assert jailed_in_window(events, T0, 4000) == dict.fromkeys([addr(2), addr(3)], Fraction(1, 4))
 
 
-def test_jailed_in_window_deduplicates_and_keeps_latest_stake() -> None:
-    """A validator jailed twice counts once, with its stake at the latest jail."""
+def test_jailed_in_window_deduplicates_and_keeps_latest_share() -> None:
+    """A validator jailed twice counts once, with its share at the latest jail."""
     events = [
-        jail_event(1, T0, stake=10),
-        jail_event(1, T1, stake=20, inferred=True),
+        jail_event(1, T0, stake=10, total_stake=100),
+        jail_event(1, T1, stake=20, inferred=True, total_stake=400),
         jail_event(2, T1, kind=EventKind.UNJAILED),
         jail_event(3, T1, kind=EventKind.JOINED),
     ]
-    assert jailed_in_window(events, T0) == {addr(1): 20}
+    assert jailed_in_window(events, T0, 1000) == {addr(1): Fraction(20, 400)}
+
+
+def test_each_jail_is_weighed_against_the_total_stake_of_its_poll() -> None:
+    """A jail's share is its stake over the consensus stake of the poll that observed it, not
+    over a later total; an event stored without a total falls back to the current one."""
+    events = [
+        jail_event(1, T0, stake=50, total_stake=1000),
+        jail_event(2, T1, stake=30, total_stake=600),
+        jail_event(3, T1, stake=9),  # stored before totals were recorded
+    ]
+    assert jailed_in_window(events, T0, 450) == {
+        addr(1): Fraction(1, 20),
+        addr(2): Fraction(1, 20),
+        addr(3): Fraction(1, 50),
+    }
+
+
+def test_a_total_that_shrank_after_a_jail_makes_no_storm() -> None:
+    """5 % jailed at a poll of 1000 stays 5 % when the total later falls to 450 (an unjailed
+    set whose stake moved out): no storm, though 50 of 450 would be one."""
+    jailed = jailed_in_window([jail_event(1, T0, stake=50, total_stake=1000)], T0, 450)
+    assert not is_storm(jailed, DEFAULTS)
+    assert is_storm({addr(1): Fraction(50, 450)}, DEFAULTS)
 
 
 def test_storm_from_tracked_events() -> None:
@@ -501,11 +745,11 @@ def test_storm_from_tracked_events() -> None:
     ]
     events: list[ValidatorEvent] = []
     for i, snapshot in enumerate(snapshots, start=1):
-        state, new = track(CHAIN, state, snapshot, T0 + 600 * i, gap=False)
+        state, new = track_set(state, snapshot, T0 + 600 * i)
         events.extend(new)
     window = DEFAULTS.window_seconds
-    assert is_storm(jailed_in_window(events, T0 + 1800 - window), 290, DEFAULTS)
-    assert not is_storm(jailed_in_window(events, T0 + 1200), 290, DEFAULTS)
+    assert is_storm(jailed_in_window(events, T0 + 1800 - window, 290), DEFAULTS)
+    assert not is_storm(jailed_in_window(events, T0 + 1200, 290), DEFAULTS)
 
 
 # --- statistics -----------------------------------------------------------------------------
@@ -565,7 +809,7 @@ def test_jail_statistics_from_tracked_cycle() -> None:
         (T1 + 60, [val(1, unjailable_after_ms=2)]),
         (T1 + 90, [val(1, unjailable_after_ms=3)]),
     ]:
-        state, new = track(CHAIN, state, snapshot, at, gap=False)
+        state, new = track_set(state, snapshot, at)
         events.extend(new)
     (stats,) = jail_statistics(events)
     assert (stats.jails, stats.inferred_jails) == (2, 1)

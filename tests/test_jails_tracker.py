@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar, cast
 
 import pytest
 
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import JailStormSettings
 from quorumwatch.jails.events import ChainState, EventKind, ValidatorEvent
 from quorumwatch.jails.statistics import JailCounters
@@ -29,6 +30,7 @@ from quorumwatch.store import jails as jail_store
 from tests.builders import address as addr
 from tests.builders import chain_settings
 from tests.builders import validator as val
+from tests.store_builders import contents
 
 CHAIN = "hyperliquid"
 POLL = 30.0
@@ -46,7 +48,7 @@ def tracker(store: AsyncStore, *, retention_days: int = 400, **overrides: Any) -
 
 async def observe(t: JailTracker, validators: Sequence[Validator], at: float) -> JailReport:
     total = sum(v.stake for v in validators if v.in_consensus_set)
-    return await t.observe(tuple(validators), total, at)
+    return await t.observe(ValidatorTable.of(validators), total, at)
 
 
 def kinds(events: Sequence[ValidatorEvent]) -> list[tuple[str, EventKind, bool, bool]]:
@@ -327,13 +329,64 @@ async def test_departed_validator_keeps_its_name(store: RecordingStore) -> None:
     assert dict(report.jailed_since) == {}
 
 
-async def test_departed_validator_without_jails_is_forgotten(store: RecordingStore) -> None:
-    """A validator that leaves without a jail event drops out of the names: churn stays bounded."""
+async def test_names_are_those_of_validators_with_jails(store: RecordingStore) -> None:
+    """The report names only the validators with jail series (departed ones included) and
+    those jailed now: one without jails, present or departed, is not named, so neither
+    churn nor a large set grows the names."""
     t = tracker(store)
-    await observe(t, [val(1), val(2), val(3)], T0)
-    await observe(t, [val(1, jailed=True), val(2), val(3)], T0 + POLL)
-    report = await observe(t, [val(2)], T0 + 2 * POLL)
-    assert dict(report.names) == {addr(1): "validator 1", addr(2): "validator 2"}
+    await observe(t, [val(1), val(2), val(3), val(4, jailed=True)], T0)
+    await observe(t, [val(1, jailed=True), val(2), val(3), val(4, jailed=True)], T0 + POLL)
+    report = await observe(t, [val(2), val(4, jailed=True)], T0 + 2 * POLL)
+    assert dict(report.names) == {addr(1): "validator 1", addr(4): "validator 4"}
+
+
+async def test_a_renamed_validator_with_jails_is_named_anew(db: Path) -> None:
+    """A validator with a jail series that is renamed is named by its new name, and after a
+    restart by the name persisted with its state."""
+    async with await AsyncStore.open(db) as first:
+        t = tracker(first)
+        await observe(t, [val(1), val(2)], T0)
+        await observe(t, [val(1, jailed=True), val(2)], T0 + POLL)
+        await observe(t, [val(1), val(2)], T0 + 2 * POLL)
+        report = await observe(t, [val(1, name="new"), val(2)], T0 + 3 * POLL)
+    assert dict(report.names) == {addr(1): "new"}
+    async with await AsyncStore.open(db) as reopened:
+        t = tracker(reopened)
+        t.note_failed_poll()
+        down = await t.report(T0 + 4 * POLL)
+    assert dict(down.names) == {addr(1): "new"}
+
+
+async def test_a_storm_weighs_each_jail_at_the_total_of_its_poll(store: RecordingStore) -> None:
+    """5 % of the stake jailed, then unjailed while the rest of the stake shrinks to 400:
+    no storm at either poll (50 of 1000 when jailed), where weighing the jail against the
+    later total of 450 (11 %) fired a storm on a healthy set."""
+    t = tracker(store)
+    await observe(t, [val(1, stake=50), val(2, stake=950)], T0)
+    jailed = await observe(t, [val(1, stake=50, jailed=True), val(2, stake=950)], T0 + POLL)
+    assert jailed.windows["1h"] == 1
+    assert not jailed.storm
+    healthy = await observe(t, [val(1, stake=50), val(2, stake=400)], T0 + 2 * POLL)
+    assert not healthy.storm
+    (stored,) = await store.call(jail_store.events, CHAIN, kinds=[EventKind.JAILED])
+    assert stored.total_stake == 1000
+
+
+async def test_after_a_lost_acknowledgement_the_whole_state_is_written(
+    store: RecordingStore,
+) -> None:
+    """After a commit that may have persisted its state though it was not acknowledged, the
+    next commit writes the tracker's whole state: a validator that joined in the lost poll
+    and is gone again is not left behind in the store."""
+    t = tracker(store)
+    await observe(t, [val(1)], T0)
+    store.lose_commit_acks = 1
+    with pytest.raises(asyncio.CancelledError):
+        await observe(t, [val(1), val(2, jailed=True)], T0 + POLL)
+    await observe(t, [val(1)], T0 + 2 * POLL)
+    persisted = contents(await store.call(jail_store.load_state, CHAIN))
+    assert persisted is not None
+    assert list(persisted[1]) == [addr(1)]
 
 
 # --- one write a poll, reports from memory ----------------------------------------------------
@@ -404,7 +457,7 @@ def queried_history(
             window: jail_store.count_events(reader, CHAIN, EventKind.JAILED, now - seconds)
             for window, seconds in JAIL_WINDOWS.items()
         },
-        is_storm(jailed_in_window(recent, start), total_stake, storm),
+        is_storm(jailed_in_window(recent, start, total_stake), storm),
     )
 
 
@@ -435,6 +488,27 @@ class Fortnight:
         assert (report.counters, dict(report.windows), report.storm) == expected, self.now
         self.compared += 1
 
+    def check_persisted(self, reader: Store, validators: Sequence[Validator]) -> None:
+        """The store holds this poll's validators, written a change at a time."""
+        persisted = contents(jail_store.load_state(reader, CHAIN))
+        assert persisted is not None
+        observed_at, tracked = persisted
+        assert observed_at == self.now
+        assert {
+            a: (v.name, v.stake, v.active, v.jailed, v.unjailable_after_ms, v.jailed_since is None)
+            for a, v in tracked.items()
+        } == {
+            v.address: (
+                v.name,
+                v.stake,
+                v.in_consensus_set,
+                v.jailed,
+                v.unjailable_after_ms,
+                not v.jailed,
+            )
+            for v in validators
+        }
+
     def validators(self) -> tuple[Validator, ...]:
         for i in self.stakes:
             if self.rng.random() < 0.15:
@@ -451,8 +525,8 @@ class Fortnight:
         the chain is down, judged against the persisted consensus stake."""
         t = tracker(store, retention_days=7, jail_storm=self.STORM)
         t.note_failed_poll()
-        persisted = await store.call(jail_store.load_state, CHAIN)
-        total = sum(v.stake for v in persisted.validators.values() if v.active) if persisted else 0
+        persisted = contents(await store.call(jail_store.load_state, CHAIN))
+        total = sum(v.stake for v in persisted[1].values() if v.active) if persisted else 0
         self.check(await t.report(self.now), reader, total)
         for _ in range(polls):
             self.now += self.rng.choice(self.STEPS)
@@ -465,15 +539,19 @@ class Fortnight:
             if self.rng.random() < 0.05:
                 store.lose_commit_acks = 1
                 with pytest.raises(asyncio.CancelledError):
-                    await t.observe(validators, total, self.now)
+                    await t.observe(ValidatorTable.of(validators), total, self.now)
                 self.replayed_events += len(store.attempted[-1])
-            self.check(await t.observe(validators, total, self.now), reader, total)
+            self.check(
+                await t.observe(ValidatorTable.of(validators), total, self.now), reader, total
+            )
+            self.check_persisted(reader, validators)
 
 
 async def test_reports_from_memory_equal_the_stored_history(db: Path) -> None:
     """Over a scripted fortnight (jails, inferred cycles, gaps, days down, pruning, a restart
     while down, and polls committed but not acknowledged, then replayed), every report's
-    counters, windows and storm equal those queried from the store at that moment."""
+    counters, windows and storm equal those queried from the store at that moment, and the
+    store holds each poll's validators."""
     script = Fortnight()
     async with await RecordingStore.open(db) as first:
         with Store(db, read_only=True) as reader:

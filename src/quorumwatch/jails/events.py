@@ -4,19 +4,40 @@ Events are derived only by comparing a valid snapshot with the last valid state 
 an invalid answer). A transition seen across a gap (failed polls or a daemon down longer than
 two poll intervals in between) is real but its time is uncertain: it is recorded with
 `after_gap`, and no jail→unjail cycle is inferred across a gap.
+
+The state is kept as columns, like the `ValidatorTable` it is derived from: a poll aligns the
+previous state's rows to the table's by address, compares the aligned columns as arrays, and
+materialises only the rows whose jail, activity or `unjailableAfter` changed, joined or left.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import Any, TypeAlias, TypeVar
 
-if TYPE_CHECKING:
-    from quorumwatch.models import Validator
+import numpy as np
+import numpy.typing as npt
+
+from quorumwatch.columns import (
+    CONSENSUS_CODES_BELOW,
+    JAILED_CODES,
+    NO_TIME,
+    STATUS_OF_CODE,
+    StakeColumn,
+    ValidatorTable,
+)
+
+Rows: TypeAlias = slice | npt.NDArray[np.intp]
+"""Rows of a column: all of a prefix (a slice from 0, a view), or an index array."""
+
+_JAILED_OF_CODE = np.isin(np.arange(len(STATUS_OF_CODE)), JAILED_CODES)
+_Column = TypeVar("_Column", bound=npt.NDArray[Any])
 
 
 class EventKind(enum.StrEnum):
@@ -30,7 +51,7 @@ class EventKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TrackedValidator:
-    """What is remembered of a validator between polls (and across restarts)."""
+    """One row of a `ChainState`, materialised: for the few rows an event is derived from."""
 
     address: str
     name: str
@@ -41,10 +62,47 @@ class TrackedValidator:
     jailed_since: float | None  # observation time of the jail; None when not jailed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ChainState:
+    """What is remembered of a chain's validators between polls (and across restarts), as
+    columns, row i one validator: `active` is membership of the consensus set,
+    `unjailable_after_ms` is NO_TIME for none, and `jailed_since` (the observation time of the
+    jail) is NaN when not jailed."""
+
     observed_at: float
-    validators: Mapping[str, TrackedValidator]
+    addresses: list[str]
+    names: list[str]
+    stakes: StakeColumn
+    active: npt.NDArray[np.bool_]
+    jailed: npt.NDArray[np.bool_]
+    unjailable_after_ms: npt.NDArray[np.int64]
+    jailed_since: npt.NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        columns = (self.names, self.stakes, self.active, self.jailed, self.unjailable_after_ms)
+        if any(len(column) != len(self.addresses) for column in (*columns, self.jailed_since)):
+            raise ValueError("columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.addresses)
+
+    def row(self, index: int) -> TrackedValidator:
+        unjailable = int(self.unjailable_after_ms[index])
+        since = float(self.jailed_since[index])
+        return TrackedValidator(
+            address=self.addresses[index],
+            name=self.names[index],
+            stake=int(self.stakes[index]),
+            active=bool(self.active[index]),
+            jailed=bool(self.jailed[index]),
+            unjailable_after_ms=None if unjailable == NO_TIME else unjailable,
+            jailed_since=None if math.isnan(since) else since,
+        )
+
+    def jailed_since_by_address(self) -> dict[str, float]:
+        """The jailed validators whose jail start is known, by address."""
+        rows = np.flatnonzero(self.jailed & ~np.isnan(self.jailed_since)).tolist()
+        return {self.addresses[row]: float(self.jailed_since[row]) for row in rows}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +111,9 @@ class ValidatorEvent:
 
     It happened after `previous_observed_at` (the last valid snapshot before it). `inferred`
     marks a jail→unjail cycle that fell between two polls; `after_gap` a change seen across
-    a gap, whose timing is uncertain.
+    a gap, whose timing is uncertain. `total_stake` is the chain's consensus stake at the poll
+    that observed it (what a jail's share of the stake is weighed against); None on events
+    stored before it was recorded.
     """
 
     event_id: str
@@ -69,6 +129,26 @@ class ValidatorEvent:
     unjailable_after_ms: int | None
     jail_seconds: float | None = None  # on unjailed: observed length of the jail
     unjail_delay_seconds: float | None = None  # on unjailed: from unjailableAfter to unjail
+    total_stake: int | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class StateChange:
+    """How a state differs from the one before it: its rows that changed or joined (in no
+    particular order), and the addresses of the validators that left."""
+
+    written: npt.NDArray[np.intp]
+    removed: list[str]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TrackedPoll:
+    """A poll tracked: the new state, its events, and what changed (None: no state before,
+    so all of it is new)."""
+
+    state: ChainState
+    events: list[ValidatorEvent]
+    change: StateChange | None
 
 
 def _event_id(chain: str, address: str, kind: EventKind, observed_at: float, seq: int) -> str:
@@ -80,96 +160,183 @@ def _event_id(chain: str, address: str, kind: EventKind, observed_at: float, seq
 def track(
     chain: str,
     previous: ChainState | None,
-    validators: Sequence[Validator],
+    table: ValidatorTable,
     observed_at: float,
     *,
     gap: bool,
-) -> tuple[ChainState, list[ValidatorEvent]]:
-    """The new state, and the events between `previous` and this valid snapshot.
+    total_stake: int,
+) -> TrackedPoll:
+    """The new state, and the events between `previous` and this valid snapshot, each
+    carrying `total_stake`, the consensus stake of this snapshot.
 
     Without a previous state (a first run) the snapshot is the baseline: no events, and
     validators already jailed get `jailed_since` = now, the earliest time known.
     """
-    current: dict[str, TrackedValidator] = {}
-    events: list[ValidatorEvent] = []
-    before = previous.validators if previous is not None else {}
-    since = previous.observed_at if previous is not None else observed_at
+    addresses, names = _listed(table.addresses), _listed(table.names)
+    jailed = _JAILED_OF_CODE[table.status]
+    active = table.status < CONSENSUS_CODES_BELOW
+    stakes = _owned(table.stakes)
+    unjailable = (
+        np.full(len(table), NO_TIME, dtype=np.int64)
+        if table.unjailable_after_ms is None
+        else _owned(table.unjailable_after_ms)
+    )
+    jailed_since = np.where(jailed, observed_at, np.nan)
+    if previous is None:
+        state = ChainState(
+            observed_at, addresses, names, stakes, active, jailed, unjailable, jailed_since
+        )
+        return TrackedPoll(state, [], None)
+    now, old, joined, left = _align(previous.addresses, addresses)
+    moved = (
+        (jailed[now] != previous.jailed[old])
+        | (active[now] != previous.active[old])
+        | (unjailable[now] != previous.unjailable_after_ms[old])
+    )
+    still_jailed = np.flatnonzero(jailed[now] & previous.jailed[old])
+    jailed_since[_at(now, still_jailed)] = previous.jailed_since[_at(old, still_jailed)]
+    rewritten = (
+        moved
+        | (stakes[now] != previous.stakes[old])
+        | _names_differ(previous.names, names, now, old)
+    )
+    state = ChainState(
+        observed_at, addresses, names, stakes, active, jailed, unjailable, jailed_since
+    )
+    # Only the rows that moved, joined or left are materialised, in the order of the rows.
+    changes = _Events(chain, previous.observed_at, observed_at, gap, total_stake)
+    moved_rows = np.flatnonzero(moved)
+    moved_now = _at(now, moved_rows)
+    old_row_of = dict(zip(moved_now.tolist(), _at(old, moved_rows).tolist(), strict=True))
+    for row in sorted(moved_now.tolist() + joined.tolist()):
+        old_row = old_row_of.get(row)
+        if old_row is None:
+            changes.joined(state.row(row))
+        else:
+            changes.changed(previous.row(old_row), state.row(row))
+    for row in left.tolist():
+        changes.emit(previous.row(row), EventKind.LEFT)
+    written = np.concatenate([_at(now, np.flatnonzero(rewritten)), joined])
+    removed = [previous.addresses[row] for row in left.tolist()]
+    return TrackedPoll(state, changes.events, StateChange(written, removed))
+
+
+class _Events:
+    """The events of one poll, in the order they are derived."""
+
+    def __init__(
+        self, chain: str, since: float, observed_at: float, gap: bool, total_stake: int
+    ) -> None:
+        self.chain = chain
+        self.since = since
+        self.observed_at = observed_at
+        self.gap = gap
+        self.total_stake = total_stake
+        self.events: list[ValidatorEvent] = []
+        self._seen: dict[tuple[str, EventKind], int] = {}
 
     def emit(
+        self,
         v: TrackedValidator,
         kind: EventKind,
         *,
         inferred: bool = False,
         measures: Mapping[str, float] = MappingProxyType({}),
     ) -> None:
-        seq = sum(1 for e in events if e.address == v.address and e.kind is kind)
-        events.append(
+        seq = self._seen.get((v.address, kind), 0)
+        self._seen[v.address, kind] = seq + 1
+        self.events.append(
             ValidatorEvent(
-                event_id=_event_id(chain, v.address, kind, observed_at, seq),
-                chain=chain,
+                event_id=_event_id(self.chain, v.address, kind, self.observed_at, seq),
+                chain=self.chain,
                 address=v.address,
                 name=v.name,
                 kind=kind,
-                observed_at=observed_at,
-                previous_observed_at=since,
+                observed_at=self.observed_at,
+                previous_observed_at=self.since,
                 inferred=inferred,
-                after_gap=gap,
+                after_gap=self.gap,
                 stake=v.stake,
                 unjailable_after_ms=v.unjailable_after_ms,
                 jail_seconds=measures.get("jail_seconds"),
                 unjail_delay_seconds=measures.get("unjail_delay_seconds"),
+                total_stake=self.total_stake,
             )
         )
 
-    for validator in validators:
-        old = before.get(validator.address)
-        if old is not None and _unchanged(old, validator):
-            current[validator.address] = old  # no event can follow from it: keep it as it is
-            continue
-        jailed_since = None
-        if validator.jailed:
-            jailed_since = old.jailed_since if old is not None and old.jailed else observed_at
-        now = TrackedValidator(
-            address=validator.address,
-            name=validator.name,
-            stake=validator.stake,
-            active=validator.in_consensus_set,
-            jailed=validator.jailed,
-            unjailable_after_ms=validator.unjailable_after_ms,
-            jailed_since=jailed_since,
-        )
-        current[validator.address] = now
-        if previous is None:
-            continue
-        if old is None:
-            emit(now, EventKind.JOINED)
-            if now.jailed:
-                emit(now, EventKind.JAILED)
-            continue
+    def joined(self, now: TrackedValidator) -> None:
+        self.emit(now, EventKind.JOINED)
+        if now.jailed:
+            self.emit(now, EventKind.JAILED)
+
+    def changed(self, old: TrackedValidator, now: TrackedValidator) -> None:
         if now.active != old.active:
-            emit(now, EventKind.ACTIVATED if now.active else EventKind.DEACTIVATED)
+            self.emit(now, EventKind.ACTIVATED if now.active else EventKind.DEACTIVATED)
         if now.jailed and not old.jailed:
-            emit(now, EventKind.JAILED)
+            self.emit(now, EventKind.JAILED)
         elif old.jailed and not now.jailed:
-            emit(now, EventKind.UNJAILED, measures=_unjail_measures(old, observed_at))
-        elif _cycled_between_polls(old, now) and not gap:
-            emit(now, EventKind.JAILED, inferred=True)
-            emit(now, EventKind.UNJAILED, inferred=True)
-    if previous is not None:
-        for address, old in before.items():
-            if address not in current:
-                emit(old, EventKind.LEFT)
-    return ChainState(observed_at, MappingProxyType(current)), events
+            self.emit(now, EventKind.UNJAILED, measures=_unjail_measures(old, self.observed_at))
+        elif _cycled_between_polls(old, now) and not self.gap:
+            self.emit(now, EventKind.JAILED, inferred=True)
+            self.emit(now, EventKind.UNJAILED, inferred=True)
 
 
-def _unchanged(old: TrackedValidator, validator: Validator) -> bool:
-    return (
-        old.jailed == validator.jailed
-        and old.active == validator.in_consensus_set
-        and old.stake == validator.stake
-        and old.unjailable_after_ms == validator.unjailable_after_ms
-        and old.name == validator.name
+def _owned(column: _Column) -> _Column:
+    """A column the state may keep: a view is copied, lest it keep alive the whole answer it
+    views (a beacon state's body) while the chain is down."""
+    return column if column.base is None else column.copy()
+
+
+def _listed(values: Sequence[str]) -> list[str]:
+    """A column of strings as a list: what the state keeps, and compares in C."""
+    if isinstance(values, list):
+        return values
+    if isinstance(values, np.ndarray):
+        listed: list[str] = values.tolist()
+        return listed
+    return list(values)
+
+
+def _align(
+    before: list[str], after: list[str]
+) -> tuple[Rows, Rows, npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The rows of `after` present before and their rows in `before` (in `after`'s order),
+    the rows of `after` that joined, and the rows of `before` that left.
+
+    The usual case, the same validators in the same order as last poll, perhaps with some
+    appended, is one comparison of lists in C; otherwise one dict from address to row."""
+    count = len(before)
+    if count <= len(after) and before == after[:count]:
+        prefix = slice(0, count)
+        return prefix, prefix, np.arange(count, len(after), dtype=np.intp), _NO_ROWS
+    row_of = dict(zip(before, range(count), strict=True))
+    rows = np.fromiter(
+        map(row_of.get, after, itertools.repeat(-1)), dtype=np.intp, count=len(after)
     )
+    present = rows >= 0
+    seen = np.zeros(count, dtype=np.bool_)
+    seen[rows[present]] = True
+    return np.flatnonzero(present), rows[present], np.flatnonzero(~present), np.flatnonzero(~seen)
+
+
+_NO_ROWS: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+
+
+def _at(rows: Rows, positions: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """The rows at `positions` among `rows`."""
+    return positions if isinstance(rows, slice) else rows[positions]
+
+
+def _names_differ(
+    before: list[str], after: list[str], now: Rows, old: Rows
+) -> npt.NDArray[np.bool_] | bool:
+    """Whether each aligned name changed: one comparison of lists in C when none did."""
+    if isinstance(now, slice) and before == after[now]:
+        return False
+    differ: npt.NDArray[np.bool_] = (
+        np.asarray(before, dtype=object)[old] != np.asarray(after, dtype=object)[now]
+    )
+    return differ
 
 
 def _cycled_between_polls(old: TrackedValidator, now: TrackedValidator) -> bool:

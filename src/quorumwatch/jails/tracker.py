@@ -18,8 +18,10 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+import numpy as np
 import structlog
 
+from quorumwatch.columns import column_sum
 from quorumwatch.jails.events import EventKind, ValidatorEvent, track
 from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.jails.storms import is_storm, jailed_in_window
@@ -28,9 +30,9 @@ from quorumwatch.store import StoreError
 from quorumwatch.store import jails as jail_store
 
 if TYPE_CHECKING:
+    from quorumwatch.columns import ValidatorTable
     from quorumwatch.config import ChainSettings
     from quorumwatch.jails.events import ChainState
-    from quorumwatch.models import Validator
     from quorumwatch.store import AsyncStore
 
 JAIL_WINDOWS: Mapping[str, float] = {"1h": 3600.0, "24h": 86400.0, "7d": 7 * 86400.0}
@@ -80,28 +82,31 @@ class JailTracker:
         self._horizon = max(*JAIL_WINDOWS.values(), settings.jail_storm.window_seconds)
         self._state: ChainState | None = None
         self._state_loaded = False
+        # Whether the store holds exactly `_state`: not after a commit that failed or was
+        # cancelled, which may have persisted the next state after all.
+        self._state_persisted = True
         # The history as committed; None until loaded, and again after a failed commit.
         self._counters: JailCounters | None = None
         self._recent = _RecentJails(())
         self._missed_poll = False
         self._last_prune = float("-inf")
         self._total_stake = 0
-        # Last known names of current validators and of departed ones with jail series: a
-        # validator that left keeps its `name` label instead of flapping to "". Names of
-        # others that left are forgotten, so churn (Solana) cannot grow this for ever.
+        # Names of the validators with jail series (the current name, or the last known after
+        # they left), so that a departed one keeps its `name` label instead of flapping to "".
+        # Only validators with jails: a name per validator of a large set is not kept twice.
         self._names: dict[str, str] = {}
 
     async def after_poll(
-        self, validators: tuple[Validator, ...] | None, total_stake: int, now: float
+        self, table: ValidatorTable | None, total_stake: int, now: float
     ) -> JailReport | None:
-        """The history after a poll that gave `validators` (None: no valid set), or None if
-        the store failed. A store failure loses nothing: the tracked state only advances once
-        a commit succeeds, so the next poll derives the same events again."""
+        """The history after a poll that gave the validators of `table` (None: no valid set),
+        or None if the store failed. A store failure loses nothing: the tracked state only
+        advances once a commit succeeds, so the next poll derives the same events again."""
         try:
-            if validators is None:
+            if table is None:
                 self.note_failed_poll()
                 return await self.report(now)
-            return await self.observe(validators, total_stake, now)
+            return await self.observe(table, total_stake, now)
         except StoreError as exc:
             log.error("jail history not recorded", error=str(exc))
             return None
@@ -111,7 +116,7 @@ class JailTracker:
         self._missed_poll = True
 
     async def observe(
-        self, validators: tuple[Validator, ...], total_stake: int, observed_at: float
+        self, table: ValidatorTable, total_stake: int, observed_at: float
     ) -> JailReport:
         """Record the events since the last valid snapshot, then report the history."""
         chain = self._settings.name
@@ -122,24 +127,30 @@ class JailTracker:
             or observed_at - previous.observed_at
             > GAP_POLL_INTERVALS * self._settings.poll_interval_seconds
         )
-        state, events = await asyncio.to_thread(
-            track, chain, previous, validators, observed_at, gap=gap
+        tracked = await asyncio.to_thread(
+            track, chain, previous, table, observed_at, gap=gap, total_stake=total_stake
         )
+        state, events = tracked.state, tracked.events
+        change = tracked.change if self._state_persisted else None
         try:
             inserted = await self._store.call(
-                jail_store.commit_poll, chain, state, events, previous=previous
+                jail_store.commit_poll, chain, state, events, change=change
             )
         except BaseException:
             # Nothing is committed on a StoreError, as a rule; but a commit cancelled while
-            # running may have been: read the history back rather than guess.
+            # running may have been: read the history back rather than guess, and write the
+            # whole state next time rather than what changed since the one persisted.
             self._counters = None
+            self._state_persisted = False
             raise
         self._counters = counters + JailCounters.counted(inserted)
         self._recent.add(inserted)
         self._state = state
+        self._state_persisted = True
         self._missed_poll = False
         self._total_stake = total_stake
-        self._names.update((a, v.name) for a, v in state.validators.items())
+        written = None if change is None else change.written.tolist()
+        self._name_jailed_validators(state, written)
         for event in events:
             log.info(
                 "validator event",
@@ -167,22 +178,18 @@ class JailTracker:
         }
         start = now - storm.window_seconds
         recent = self._recent.since(start)
-        tracked = self._state.validators if self._state is not None else {}
-        labelled = tracked.keys() | counters.validator_jails.keys()
-        for address in self._names.keys() - labelled:
-            del self._names[address]
+        state = self._state
+        jailed_since = {} if state is None else state.jailed_since_by_address()
+        names = dict(self._names)
+        if state is not None:
+            rows = np.flatnonzero(state.jailed).tolist()
+            names.update((state.addresses[row], state.names[row]) for row in rows)
         return JailReport(
             counters=counters,
             windows=MappingProxyType(windows),
-            storm=is_storm(jailed_in_window(recent, start), self._total_stake, storm),
-            jailed_since=MappingProxyType(
-                {
-                    v.address: v.jailed_since
-                    for v in tracked.values()
-                    if v.jailed and v.jailed_since is not None
-                }
-            ),
-            names=MappingProxyType(dict(self._names)),
+            storm=is_storm(jailed_in_window(recent, start, self._total_stake), storm),
+            jailed_since=MappingProxyType(jailed_since),
+            names=MappingProxyType(names),
         )
 
     async def _load(self, now: float) -> JailCounters:
@@ -199,12 +206,23 @@ class JailTracker:
             self._state_loaded = True
             if history.state is not None:
                 # The consensus stake as analysis computes it, until the next valid poll.
-                validators = history.state.validators.values()
-                self._total_stake = sum(v.stake for v in validators if v.active)
-                self._names.update((v.address, v.name) for v in validators)
+                self._total_stake = column_sum(history.state.stakes[history.state.active])
         self._counters = history.counters
         self._recent = _RecentJails(history.jails)
+        if self._state is not None and history.counters.validator_jails.keys() - self._names:
+            self._name_jailed_validators(self._state, None)
         return history.counters
+
+    def _name_jailed_validators(self, state: ChainState, rows: list[int] | None) -> None:
+        """Take the names of the validators with jail series from `state`, at `rows` (those
+        written: any rename is among them) or at all of its rows."""
+        with_jails = self._counters.validator_jails if self._counters is not None else {}
+        if not with_jails:
+            return
+        for row in range(len(state)) if rows is None else rows:
+            address = state.addresses[row]
+            if address in with_jails:
+                self._names[address] = state.names[row]
 
     async def _prune(self, now: float) -> None:
         """Housekeeping, attempted at most once an hour: a failure is logged and does not

@@ -8,17 +8,24 @@ Events are pruned by retention; counters never shrink.
 
 Stakes and `unjailableAfter` are Python ints of any size (the API does not bound them) and are
 stored as TEXT, converted back exactly; times are REAL seconds since the epoch; booleans 0/1.
+A chain's tracked state is written and read in chunks of rows, straight from and into its
+columns, never as one Python object per validator.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from quorumwatch.jails.events import ChainState, EventKind, TrackedValidator, ValidatorEvent
+import numpy as np
+
+from quorumwatch.columns import NO_TIME, stake_column
+from quorumwatch.jails.events import ChainState, EventKind, StateChange, ValidatorEvent
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.store import counters as counter_rows
 from quorumwatch.store.counters import (
@@ -45,8 +52,13 @@ __all__ = [
 
 _EVENT_COLUMNS = (
     "event_id, chain, address, name, kind, observed_at, previous_observed_at, inferred,"
-    " after_gap, stake, unjailable_after_ms, jail_seconds, unjail_delay_seconds"
+    " after_gap, stake, unjailable_after_ms, jail_seconds, unjail_delay_seconds, total_stake"
 )
+_STATE_COLUMNS = "address, name, stake, active, jailed, unjailable_after_ms, jailed_since"
+# Rows of a tracked state converted at a time: bounds the Python objects alive at once (and
+# so the full garbage collections their creation triggers).
+CHUNK_ROWS = 1024
+_INT64 = np.iinfo(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,7 @@ def _event_params(event: ValidatorEvent) -> tuple[object, ...]:
         _int_text(event.unjailable_after_ms),
         event.jail_seconds,
         event.unjail_delay_seconds,
+        _int_text(event.total_stake),
     )
 
 
@@ -99,6 +112,7 @@ def _event_from_row(row: Sequence[Any]) -> ValidatorEvent:
         unjailable_after_ms=_text_int(row[10]),
         jail_seconds=row[11],
         unjail_delay_seconds=row[12],
+        total_stake=_text_int(row[13]),
     )
 
 
@@ -179,26 +193,36 @@ def load_history(db: Store, chain: str, since: float) -> JailHistory:
 
 def _load_state(conn: sqlite3.Connection, chain: str) -> ChainState | None:
     row = conn.execute("SELECT observed_at FROM chain_state WHERE chain = ?", (chain,)).fetchone()
-    rows = conn.execute(
-        "SELECT address, name, stake, active, jailed, unjailable_after_ms,"
-        " jailed_since FROM validator_state WHERE chain = ? ORDER BY address",
+    cursor = conn.execute(
+        f"SELECT {_STATE_COLUMNS} FROM validator_state WHERE chain = ? ORDER BY address",
         (chain,),
-    ).fetchall()
+    )
     if row is None:
         return None
-    validators = {
-        address: TrackedValidator(
-            address=address,
-            name=name,
-            stake=int(stake),
-            active=bool(active),
-            jailed=bool(jailed),
-            unjailable_after_ms=_text_int(unjailable_after_ms),
-            jailed_since=jailed_since,
-        )
-        for address, name, stake, active, jailed, unjailable_after_ms, jailed_since in rows
-    }
-    return ChainState(observed_at=row[0], validators=MappingProxyType(validators))
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    while rows := cursor.fetchmany(CHUNK_ROWS):
+        for column, values in zip(columns, zip(*rows, strict=True), strict=True):
+            column.extend(values)
+    addresses, names, stakes, active, jailed, unjailable, since = columns
+    return ChainState(
+        observed_at=row[0],
+        addresses=addresses,
+        names=names,
+        stakes=stake_column(list(map(int, stakes))),
+        active=np.array(active, dtype=np.bool_),
+        jailed=np.array(jailed, dtype=np.bool_),
+        unjailable_after_ms=np.fromiter(map(_time_ms, unjailable), np.int64, len(unjailable)),
+        jailed_since=np.array(since, dtype=np.float64),
+    )
+
+
+def _time_ms(text: str | None) -> int:
+    """A stored `unjailableAfter` for the state's int64 column: NO_TIME for none, and for a
+    value beyond int64 that an older release stored (no table can hold one)."""
+    if text is None:
+        return NO_TIME
+    value = int(text)
+    return value if _INT64.min <= value <= _INT64.max else NO_TIME
 
 
 def _counters(conn: sqlite3.Connection, chain: str) -> JailCounters:
@@ -258,14 +282,15 @@ def commit_poll(
     state: ChainState,
     events: Sequence[ValidatorEvent],
     *,
-    previous: ChainState | None = None,
+    change: StateChange | None = None,
 ) -> list[ValidatorEvent]:
     """Persist one poll in one transaction; return the events newly inserted, in order.
 
-    The chain's tracked validators become exactly `state.validators`. Given `previous`, the
-    state the last commit persisted, only what changed since is written (a large set changes
-    little from poll to poll); without it, the whole state is. Events already stored (same
-    `event_id`) are skipped and not counted again, so replaying a poll is harmless.
+    The chain's tracked validators become exactly those of `state`. Given `change`, how
+    `state` differs from the state the last commit persisted, only its rows are written (a
+    large set changes little from poll to poll); without it, the whole state is. Events
+    already stored (same `event_id`) are skipped and not counted again, so replaying a poll
+    is harmless.
     """
     for event in events:
         if event.chain != chain:
@@ -276,49 +301,54 @@ def commit_poll(
             " ON CONFLICT (chain) DO UPDATE SET observed_at = excluded.observed_at",
             (chain, state.observed_at),
         )
-        written: Collection[TrackedValidator]
-        if previous is None:
+        if change is None:
             conn.execute("DELETE FROM validator_state WHERE chain = ?", (chain,))
-            written = state.validators.values()
+            written: Iterable[int] = range(len(state))
         else:
-            before = previous.validators
             conn.executemany(
                 "DELETE FROM validator_state WHERE chain = ? AND address = ?",
-                [(chain, address) for address in before.keys() - state.validators.keys()],
+                [(chain, address) for address in change.removed],
             )
-            written = [
-                v
-                for address, v in state.validators.items()
-                if (old := before.get(address)) is not v and old != v
-            ]
+            written = change.written.tolist()
+        # In the table's key order: its B-tree is then filled page after page, not at random
+        # (a whole large set is written several times faster).
+        in_order = sorted(written, key=state.addresses.__getitem__)
         conn.executemany(
-            "INSERT OR REPLACE INTO validator_state (chain, address, name, stake, active, jailed,"
-            " unjailable_after_ms, jailed_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    chain,
-                    v.address,
-                    v.name,
-                    str(v.stake),
-                    int(v.active),
-                    int(v.jailed),
-                    _int_text(v.unjailable_after_ms),
-                    v.jailed_since,
-                )
-                for v in written
-            ],
+            f"INSERT OR REPLACE INTO validator_state (chain, {_STATE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            _state_rows(chain, state, in_order),
         )
         inserted: list[ValidatorEvent] = []
         for event in events:
             cursor = conn.execute(
                 f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _event_params(event),
             )
             if cursor.rowcount == 1:  # else already stored: counted when it was inserted
                 inserted.append(event)
         counter_rows.add(conn, chain, _counter_increments(JailCounters.counted(inserted)))
     return inserted
+
+
+def _state_rows(chain: str, state: ChainState, rows: list[int]) -> Iterator[tuple[object, ...]]:
+    """The validator_state rows of `state` at `rows`, converted a chunk at a time."""
+    for start in range(0, len(rows), CHUNK_ROWS):
+        at = rows[start : start + CHUNK_ROWS]
+        chunk = np.array(at, dtype=np.intp)
+        yield from zip(
+            itertools.repeat(chain),
+            [state.addresses[row] for row in at],
+            [state.names[row] for row in at],
+            map(str, state.stakes[chunk].tolist()),
+            state.active[chunk].astype(np.uint8).tolist(),
+            state.jailed[chunk].astype(np.uint8).tolist(),
+            [
+                None if ms == NO_TIME else str(ms)
+                for ms in state.unjailable_after_ms[chunk].tolist()
+            ],
+            [None if math.isnan(t) else t for t in state.jailed_since[chunk].tolist()],
+        )
 
 
 def prune(db: Store, older_than: float) -> int:

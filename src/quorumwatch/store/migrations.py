@@ -94,5 +94,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 3: the consensus stake at the poll that observed each event, against which a jail's
+    # share is weighed; NULL on the events stored before it.
+    ("ALTER TABLE events ADD COLUMN total_stake TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
