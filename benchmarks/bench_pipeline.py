@@ -33,7 +33,7 @@ from quorumwatch.config import ChainSettings
 from quorumwatch.daemon import freeze_startup_heap
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.logs import configure_logging
-from quorumwatch.models import ValidatorSet, largest_validators, status_totals
+from quorumwatch.models import ValidatorSet
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
 
@@ -86,14 +86,15 @@ def settings(count: int, url: str = "http://127.0.0.1:1") -> ChainSettings:
 def measure(count: int) -> dict[str, float]:
     body = json.dumps(rows(count)).encode()
     repeats = 3 if count >= 100_000 else 20
-    parse_seconds, validators = best_of(repeats, lambda: parse_validator_summaries(body))
+    parse_seconds, table = best_of(repeats, lambda: parse_validator_summaries(body))
+    validator_set = ValidatorSet(table, 8, "sim", 0.0)
     entity_count = ENTITIES.get(count, max(1, count // 100))
     entity_of = MappingProxyType(
-        {v.address: f"entity {i % entity_count}" for i, v in enumerate(validators)}
+        {address: f"entity {i % entity_count}" for i, address in enumerate(table.addresses)}
     )
-    stakes = [v.stake for v in validators]
+    stakes = table.stakes.tolist()
     sort_seconds, _ = best_of(repeats, lambda: sorted(stakes))
-    analysis_seconds, analysis = best_of(repeats, lambda: analyse(validators, entity_of))
+    analysis_seconds, analysis = best_of(repeats, lambda: analyse(validator_set, entity_of))
     chain = settings(count)
     board = ReportBoard()
     board.publish(
@@ -101,7 +102,7 @@ def measure(count: int) -> dict[str, float]:
             chain="bench",
             polled_at=0.0,
             up=True,
-            validator_set=ValidatorSet(validators, 8, "sim", 0.0),
+            validator_set=validator_set,
             analysis=analysis,
             entity_of=entity_of,
             failures=(),
@@ -109,8 +110,8 @@ def measure(count: int) -> dict[str, float]:
             endpoints=(),
             rejections=MappingProxyType({}),
             poll_duration_seconds=0.0,
-            totals=status_totals(validators),
-            exported_validators=largest_validators(validators, chain.max_validator_series),
+            totals=table.totals(),
+            exported_validators=table.rows(table.largest(chain.max_validator_series).tolist()),
         )
     )
     registry = CollectorRegistry(auto_describe=False)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import aiohttp
+import numpy as np
 import pytest
 
 from quorumwatch.chains.base import FetchResult
@@ -21,8 +22,14 @@ from quorumwatch.chains.cosmos.source import (
 )
 from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings
 from quorumwatch.endpoints import EndpointPool
-from quorumwatch.models import DataError
-from quorumwatch.simulator.cosmos import RunningCosmosSimulator, start_cosmos_simulator
+from quorumwatch.models import DataError, ValidatorStatus
+from quorumwatch.simulator.cosmos import (
+    BONDED,
+    MAX_MISSED,
+    POWER_REDUCTION,
+    RunningCosmosSimulator,
+    start_cosmos_simulator,
+)
 
 
 @pytest.fixture
@@ -55,7 +62,7 @@ async def test_complete_walk_follows_escaped_keys_to_an_empty_last_page(
     """Each next_key (+, / and =) goes back URL-escaped and intact, up to an empty last page."""
     result = await _fetch(session, sim)
     assert result.validator_set is not None
-    assert len(result.validator_set.validators) == 70
+    assert len(result.validator_set.table) == 70
     walked = [r for r in sim.requests if r.path == VALIDATORS_PATH]
     keys = [r.query.get("pagination.key") for r in walked]
     assert keys[0] is None
@@ -70,6 +77,35 @@ async def test_complete_walk_follows_escaped_keys_to_an_empty_last_page(
         assert "+" not in request.raw_query
         assert "=" not in request.raw_query.split("key=")[1]
     assert any(r.path == SIGNING_INFOS_PATH and r.query.get("pagination.key") for r in sim.requests)
+
+
+async def test_the_table_joins_staking_voting_power_and_signing_info(
+    session: aiohttp.ClientSession, sim: RunningCosmosSimulator
+) -> None:
+    """Each operator's row has its moniker, voting power (tokens over the power reduction out
+    of the set), status (jailed when jailed or tombstoned), missed blocks over the number that
+    jails (NaN without signing info) and declared identity as its entity hint."""
+    result = await _fetch(session, sim)
+    assert result.validator_set is not None
+    table = result.validator_set.table
+    assert table.jail_risk_ratio is not None
+    assert table.entity_hints is not None
+    row_of = {address: row for row, address in enumerate(table.addresses)}
+    assert row_of.keys() == {v.operator_address for v in sim.validators}
+    for expected in sim.validators:
+        row = row_of[expected.operator_address]
+        assert table.names[row] == expected.moniker
+        assert table.entity_hints[row] == expected.identity
+        assert table.stakes[row] == (expected.voting_power or expected.tokens // POWER_REDUCTION)
+        status = ValidatorStatus.ONLINE if expected.status == BONDED else ValidatorStatus.INACTIVE
+        if expected.jailed or expected.tombstoned:
+            status = ValidatorStatus.JAILED
+        assert table.row(row).status is status
+        if expected.missed_blocks is None:
+            assert np.isnan(table.jail_risk_ratio[row])
+        else:
+            assert table.jail_risk_ratio[row] == expected.missed_blocks / MAX_MISSED
+    assert any(v.missed_blocks is None for v in sim.validators)  # both cases are met
 
 
 async def test_rpc_pages_are_pinned_to_the_status_height(

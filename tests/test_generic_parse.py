@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from quorumwatch.chains.base import decode_json
 from quorumwatch.chains.generic.parse import MAX_STAKE, REJECTION_REASONS, parse_generic
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import GenericSettings
-from quorumwatch.models import DataError, ValidatorStatus
+from quorumwatch.models import DataError, Validator, ValidatorStatus
 
 FLAT = GenericSettings(
     list_path="validators",
@@ -34,6 +35,11 @@ def _flat(*rows: Any) -> bytes:
     return json.dumps({"validators": list(rows)}).encode()
 
 
+def _validators(body: bytes, config: GenericSettings = FLAT) -> tuple[Validator, ...]:
+    table = parse_generic(body, config).table
+    return table.rows(range(len(table)))
+
+
 def _rejection(body: bytes, config: GenericSettings = FLAT) -> DataError:
     with pytest.raises(DataError) as caught:
         parse_generic(body, config)
@@ -44,7 +50,7 @@ def _rejection(body: bytes, config: GenericSettings = FLAT) -> DataError:
 def test_flat_rows_parse_into_validators() -> None:
     """Id, name, stake, jailed and active are read from each row; statuses follow the flags."""
     body = _flat(_row(), _row(id="v2", name="Two", stake=0, active=False, jailed=True))
-    one, two = parse_generic(body, FLAT).validators
+    one, two = _validators(body)
     assert (one.address, one.name, one.stake, one.status) == ("v1", "One", 10, "online")
     assert (two.address, two.name, two.stake, two.status) == ("v2", "Two", 0, "jailed")
     assert two.in_consensus_set is False
@@ -66,7 +72,7 @@ def test_nested_paths_with_list_index() -> None:
         "status": {"jailed": True, "bonded": True},
     }
     body = json.dumps({"result": [{"validators": [item]}, {"validators": []}]}).encode()
-    (validator,) = parse_generic(body, config).validators
+    (validator,) = _validators(body, config)
     assert validator.address == "valoper1"
     assert validator.name == "M"
     assert validator.stake == 123
@@ -77,7 +83,7 @@ def test_nested_paths_with_list_index() -> None:
 def test_root_list_and_defaults_without_optional_fields() -> None:
     """list_path "" takes the answer as the list; no flags: active, not jailed; name = id."""
     config = GenericSettings(id_field="0", stake_field="1")
-    (validator,) = parse_generic(b'[["a", 5]]', config).validators
+    (validator,) = _validators(b'[["a", 5]]', config)
     assert (validator.address, validator.name, validator.stake) == ("a", "a", 5)
     assert validator.in_consensus_set is True
     assert validator.jailed is False
@@ -89,13 +95,13 @@ def test_string_stakes_beyond_2_53_are_exact() -> None:
     body = _flat(
         _row(stake=str(big)), _row(id="v2", stake=big), _row(id="v3", stake=str(MAX_STAKE))
     )
-    assert [v.stake for v in parse_generic(body, FLAT).validators] == [big, big, MAX_STAKE]
+    assert parse_generic(body, FLAT).table.stakes.tolist() == [big, big, MAX_STAKE]
 
 
 def test_leading_zero_string_stake_is_its_value() -> None:
     """A digit string with leading zeros ("007") is the integer 7; "0" is zero."""
     body = _flat(_row(stake="007"), _row(id="v2", stake="0"))
-    assert [v.stake for v in parse_generic(body, FLAT).validators] == [7, 0]
+    assert parse_generic(body, FLAT).table.stakes.tolist() == [7, 0]
 
 
 @pytest.mark.parametrize(
@@ -203,7 +209,7 @@ def test_no_active_stake_is_zero_stake(rows: list[dict[str, Any]]) -> None:
 
 def test_jailed_active_stake_still_counts_as_active_stake() -> None:
     """A jailed but active validator's stake is in the active set: not zero_stake."""
-    (validator,) = parse_generic(_flat(_row(jailed=True)), FLAT).validators
+    (validator,) = _validators(_flat(_row(jailed=True)))
     assert validator.status is ValidatorStatus.JAILED
 
 
@@ -226,12 +232,12 @@ _JSON = st.recursive(
 
 
 def _outcome(body: bytes, config: GenericSettings) -> str:
-    """ "ok" for a non-empty tuple of validators, else the DataError reason."""
+    """ "ok" for a non-empty table, else the DataError reason."""
     try:
-        validators = parse_generic(body, config).validators
+        table = parse_generic(body, config).table
     except DataError as exc:
         return exc.reason
-    return "ok" if isinstance(validators, tuple) and validators else "unexpected result"
+    return "ok" if isinstance(table, ValidatorTable) and len(table) else "unexpected result"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -346,7 +352,7 @@ def _refused_by_json_loads(body: bytes) -> bool:
 def test_json_integer_stakes_are_exact_up_to_2_pow_128() -> None:
     """Stakes written as JSON integers are exact however large; above 2**128 is absurd_stake."""
     body = _flat(_row(stake=2**64), _row(id="v2", stake=MAX_STAKE))
-    assert [v.stake for v in parse_generic(body, FLAT).validators] == [2**64, MAX_STAKE]
+    assert parse_generic(body, FLAT).table.stakes.tolist() == [2**64, MAX_STAKE]
     assert _rejection(_flat(_row(stake=MAX_STAKE + 1))).reason == "absurd_stake"
 
 
@@ -413,5 +419,4 @@ def test_lone_surrogate_in_a_name_becomes_a_replacement_character() -> None:
     """A name sent as the JSON escape \\ud800 is kept, with U+FFFD in place of the surrogate."""
     body = _flat(_row(name="a\ud800b"))  # json.dumps escapes the surrogate as \ud800
     assert b"\\ud800" in body
-    (validator,) = parse_generic(body, FLAT).validators
-    assert validator.name == "a\ufffdb"
+    assert list(parse_generic(body, FLAT).table.names) == ["a\ufffdb"]

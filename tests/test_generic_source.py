@@ -118,7 +118,8 @@ async def test_get_from_first_endpoint(
     assert result.validator_set.endpoint == "a"
     assert result.validator_set.token_decimals == 6
     assert result.validator_set.fetched_at == WALL
-    assert [(v.address, v.name, v.stake, v.jailed) for v in result.validator_set.validators] == [
+    table = result.validator_set.table
+    assert [(v.address, v.name, v.stake, v.jailed) for v in table.rows(range(len(table)))] == [
         ("v1", "A", BIG, False),
         ("v2", "B", 40, True),
     ]

@@ -97,7 +97,8 @@ async def test_first_healthy_endpoint_supplies_the_set(
     assert result.validator_set is not None
     assert result.validator_set.endpoint == "a"
     assert result.validator_set.fetched_at == WALL
-    assert [(v.address, v.stake, v.jailed) for v in result.validator_set.validators] == [
+    table = result.validator_set.table
+    assert [(v.address, v.stake, v.jailed) for v in table.rows(range(len(table)))] == [
         (ALICE, BIG_STAKE, False),
         (BOB, 10**16, True),
     ]

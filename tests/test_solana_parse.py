@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,12 @@ from quorumwatch.chains.solana.parse import (
     parse_block_time,
     parse_epoch_info,
     parse_vote_accounts,
+)
+from quorumwatch.columns import (
+    STATUS_DELINQUENT,
+    STATUS_INACTIVE,
+    STATUS_ONLINE,
+    ValidatorTable,
 )
 from quorumwatch.models import DataError, Validator, ValidatorStatus
 
@@ -60,6 +67,11 @@ def _body(current: list[Any], delinquent: list[Any] | None = None) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "result": result, "id": 1}).encode()
 
 
+def _validators(body: bytes) -> tuple[Validator, ...]:
+    table = parse_vote_accounts(body)
+    return table.rows(range(len(table)))
+
+
 def _reason(body: bytes) -> str:
     with pytest.raises(DataError) as caught:
         parse_vote_accounts(body)
@@ -67,20 +79,19 @@ def _reason(body: bytes) -> str:
 
 
 def test_reference_example_parses_to_one_online_validator() -> None:
-    """The documented example gives one validator: vote key as address, identity as name and
-    signer, 42 lamports, in the set, online, not delinquent, not jailed."""
-    assert parse_vote_accounts(REFERENCE) == (
+    """The documented example gives one validator: vote key as address, identity as name,
+    42 lamports, in the set, online, not delinquent, not jailed."""
+    assert _validators(REFERENCE) == (
         Validator(
             address=VOTE,
             name=NODE,
             stake=42,
             in_consensus_set=True,
             jailed=False,
-            signer=NODE,
             delinquent=False,
         ),
     )
-    assert parse_vote_accounts(REFERENCE)[0].status is ValidatorStatus.ONLINE
+    assert _validators(REFERENCE)[0].status is ValidatorStatus.ONLINE
 
 
 def test_delinquent_and_unstaked_accounts_are_classified() -> None:
@@ -89,15 +100,32 @@ def test_delinquent_and_unstaked_accounts_are_classified() -> None:
         [_row(1, activatedStake=MAX_U64), _row(2, activatedStake=0, rootSlot=None)],
         [_row(3, activatedStake=7), _row(4, activatedStake=0, epochCredits=...)],
     )
-    validators = parse_vote_accounts(body)
-    assert [v.stake for v in validators] == [MAX_U64, 0, 7, 0]
-    assert [v.status for v in validators] == [
-        ValidatorStatus.ONLINE,
-        ValidatorStatus.INACTIVE,
-        ValidatorStatus.DELINQUENT,
-        ValidatorStatus.INACTIVE,
+    table = parse_vote_accounts(body)
+    assert table.stakes.dtype == np.uint64
+    assert table.stakes.tolist() == [MAX_U64, 0, 7, 0]
+    assert table.status.tolist() == [
+        STATUS_ONLINE,
+        STATUS_INACTIVE,
+        STATUS_DELINQUENT,
+        STATUS_INACTIVE,
     ]
-    assert [v.delinquent for v in validators] == [False, False, True, True]
+
+
+@pytest.mark.parametrize(
+    ("current", "delinquent", "detail"),
+    [
+        ([_row(1), _row(1, nodePubkey=_key(9))], [], "current[1].votePubkey appears twice"),
+        ([_row(1)], [_row(1)], "delinquent[0].votePubkey appears twice"),
+    ],
+)
+def test_a_duplicate_names_its_second_listing(
+    current: list[Any], delinquent: list[Any], detail: str
+) -> None:
+    """A vote account listed twice is duplicate_validator naming the list and row of its
+    second listing."""
+    with pytest.raises(DataError) as caught:
+        parse_vote_accounts(_body(current, delinquent))
+    assert (caught.value.reason, caught.value.detail) == ("duplicate_validator", detail)
 
 
 def test_epoch_info_reference_gives_the_epoch() -> None:
@@ -267,10 +295,10 @@ _JSON = st.recursive(
 
 def _outcome(body: bytes) -> str:
     try:
-        validators = parse_vote_accounts(body)
+        table = parse_vote_accounts(body)
     except DataError as exc:
         return exc.reason
-    return "ok" if isinstance(validators, tuple) and validators else "unexpected result"
+    return "ok" if isinstance(table, ValidatorTable) and len(table) else "unexpected result"
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -81,7 +81,8 @@ async def test_set_is_fetched_and_classified(session: aiohttp.ClientSession) -> 
     assert validator_set.endpoint == "ep0"
     assert validator_set.fetched_at == WALL
     assert validator_set.token_decimals == 9
-    assert [(v.address, v.name, v.stake, v.status) for v in validator_set.validators] == [
+    table = validator_set.table
+    assert [(v.address, v.name, v.stake, v.status) for v in table.rows(range(len(table)))] == [
         (_key(11), _key(21), BIG, ValidatorStatus.ONLINE),
         (_key(13), _key(23), 0, ValidatorStatus.INACTIVE),
         (_key(12), _key(22), 3 * 10**18, ValidatorStatus.DELINQUENT),

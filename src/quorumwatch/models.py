@@ -61,7 +61,6 @@ class Validator:
     stake: int
     in_consensus_set: bool
     jailed: bool
-    signer: str = ""
     unjailable_after_ms: int | None = None
     uptime_ratio: Mapping[str, float] = field(default_factory=lambda: NO_UPTIME)
     delinquent: bool = False

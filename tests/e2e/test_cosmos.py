@@ -67,7 +67,8 @@ def _expected_status(v: SimValidator) -> ValidatorStatus:
 async def test_default_simulator_matches_a_hand_computation(
     session: aiohttp.ClientSession,
 ) -> None:
-    """Nakamoto coefficients, statuses, liveness margin and jail risk equal a hand computation."""
+    """Nakamoto coefficients, statuses, declared identities, liveness margin and jail risk equal
+    a hand computation."""
     async with await start_cosmos_simulator() as sim:
         report = await _poll(session, sim)
     assert report.up, report.failures
@@ -88,13 +89,14 @@ async def test_default_simulator_matches_a_hand_computation(
         assert nakamoto[Threshold.CONTROL] == _nakamoto(powers, "control")
     assert 1 < report.analysis.groupings[Grouping.VALIDATOR].nakamoto[Threshold.HALT] < 180
 
-    by_address = {v.address: v for v in report.validator_set.validators}
+    table = report.validator_set.table
+    by_address = {v.address: v for v in table.rows(range(len(table)))}
     assert set(by_address) == {v.operator_address for v in sim.validators}
     for expected in sim.validators:
         got = by_address[expected.operator_address]
         assert got.status == _expected_status(expected)
         assert got.name == expected.moniker
-        assert got.signer == expected.valcons
+        assert got.entity_hint == expected.identity
         assert got.stake == (expected.voting_power or expected.tokens // POWER_REDUCTION)
         if expected.missed_blocks is None:
             assert got.jail_risk_ratio is None

@@ -85,7 +85,8 @@ async def test_generic_chain_monitored_end_to_end(chain: RunningGenericSimulator
         assert first.validator_set is not None
         assert first.validator_set.endpoint == "api"
         assert first.validator_set.to_tokens(UNIT) == 1000.0  # 10**21 base units, 18 decimals
-        statuses = {v.address: (v.name, v.status) for v in first.validator_set.validators}
+        table = first.validator_set.table
+        statuses = {v.address: (v.name, v.status) for v in table.rows(range(len(table)))}
         assert statuses == {
             "v1": ("A", ValidatorStatus.ONLINE),
             "v2": ("B", ValidatorStatus.ONLINE),

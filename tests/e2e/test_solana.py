@@ -127,7 +127,7 @@ async def test_synthetic_mainnet_size_set_matches_naive_computation() -> None:
     assert report.analysis is not None
     assert report.totals is not None
     assert report.validator_set is not None
-    assert len(report.validator_set.validators) == len(served)
+    assert len(report.validator_set.table) == len(served)
 
     stakes = [a.activated_stake for a in served]
     total = sum(stakes)

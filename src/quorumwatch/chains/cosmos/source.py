@@ -5,15 +5,19 @@ a failing page, a short or inconsistent page walk, an RPC validator the LCD does
 know, a node on another network or still catching up each reject the endpoint, and
 the next one is tried.
 
-`group_by_identity` is not applied: entities come from the configuration only.
+Each validator's declared identity (`description.identity`, a claim) is kept in the table's
+`entity_hints`: the monitor groups by it when `group_by_identity` is on.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import TYPE_CHECKING, TypeVar
 
+import numpy as np
 import structlog
 
 from quorumwatch.chains.base import (
@@ -37,7 +41,8 @@ from quorumwatch.chains.cosmos.parse import (
     parse_slashing_params,
     parse_status,
 )
-from quorumwatch.models import DataError, Validator
+from quorumwatch.columns import ValidatorTable, stake_column, status_codes
+from quorumwatch.models import DataError
 
 if TYPE_CHECKING:
     from quorumwatch.config import CosmosSettings
@@ -104,7 +109,7 @@ class CosmosSource(ChainSource):
         params = await self._get(endpoint, SLASHING_PARAMS_PATH, parse_slashing_params, base="lcd")
         infos = await self._walk(endpoint, SIGNING_INFOS_PATH, parse_signing_infos)
         try:
-            validators = join(
+            table = join(
                 lcd,
                 consensus,
                 infos=infos,
@@ -112,7 +117,7 @@ class CosmosSource(ChainSource):
                 bonded_tokens=bonded,
                 power_reduction=self._cosmos.power_reduction,
             )
-            return VersionedSet(validators, status.height)
+            return VersionedSet(table, status.height)
         except DataError as exc:
             raise EndpointRejectedError(f"{exc}", exc.reason) from None
 
@@ -181,8 +186,8 @@ def join(
     params: SlashingParams,
     bonded_tokens: int,
     power_reduction: int,
-) -> tuple[Validator, ...]:
-    """Validators from the LCD list, weighted by the RPC set, with signing info joined.
+) -> ValidatorTable:
+    """The table of the LCD list, weighted by the RPC set, with signing info joined.
 
     Raises DataError when the lists disagree: any of them may be truncated or stale.
     """
@@ -198,41 +203,46 @@ def join(
         if signing_info.address in info_by_valcons:
             raise DataError("duplicate_validator", "signing infos: an address appears twice")
         info_by_valcons[signing_info.address] = signing_info
+    addresses = list(map(_OPERATOR_ADDRESS, lcd))
     seen: set[str] = set()
-    for index, row in enumerate(lcd):
-        if row.operator_address in seen:
+    for index, address in enumerate(addresses):
+        if address in seen:
             raise DataError("duplicate_validator", f"validators[{index}] appears twice")
-        seen.add(row.operator_address)
+        seen.add(address)
     bonded_sum = sum(v.tokens for v in lcd if v.status == "BOND_STATUS_BONDED")
     if bonded_sum != bonded_tokens:
         raise DataError("pool_mismatch", "bonded tokens differ from the pool's")
     max_missed = params.max_missed
-    matched = 0
-    out = []
+    stakes: list[int] = []
+    in_consensus_set: list[bool] = []
+    jailed: list[bool] = []
+    jail_risk: list[float] = []
     for index, row in enumerate(lcd):
-        address = row.key.address()
-        valcons = bech32.encode(valcons_prefix(row.operator_address), address)
-        rpc = power_by_address.get(address.hex().upper())
-        if rpc is not None:
-            if rpc.key != row.key:
-                raise DataError("unmatched_validator", f"validators[{index}]: key differs")
-            matched += 1
+        consensus_address = row.key.address()
+        rpc = power_by_address.get(consensus_address.hex().upper())
+        if rpc is not None and rpc.key != row.key:
+            raise DataError("unmatched_validator", f"validators[{index}]: key differs")
+        valcons = bech32.encode(valcons_prefix(row.operator_address), consensus_address)
         info = info_by_valcons.get(valcons)
-        out.append(
-            Validator(
-                address=row.operator_address,
-                name=row.moniker,
-                stake=rpc.voting_power if rpc is not None else row.tokens // power_reduction,
-                in_consensus_set=rpc is not None,
-                jailed=row.jailed or (info is not None and info.tombstoned),
-                signer=valcons,
-                jail_risk_ratio=info.missed_blocks / max_missed if info is not None else None,
-                entity_hint=row.identity or None,
-            )
-        )
-    if matched != len(power_by_address):
+        stakes.append(rpc.voting_power if rpc is not None else row.tokens // power_reduction)
+        in_consensus_set.append(rpc is not None)
+        jailed.append(row.jailed or (info is not None and info.tombstoned))
+        jail_risk.append(info.missed_blocks / max_missed if info is not None else math.nan)
+    if sum(in_consensus_set) != len(power_by_address):
         raise DataError("unmatched_validator", "a consensus validator is not in the LCD list")
-    return tuple(out)
+    return ValidatorTable(
+        addresses=addresses,
+        names=list(map(_MONIKER, lcd)),
+        stakes=stake_column(stakes),
+        status=status_codes(in_consensus_set, jailed),
+        jail_risk_ratio=np.array(jail_risk, dtype=np.float64),
+        entity_hints=list(map(_IDENTITY, lcd)),
+    )
+
+
+_OPERATOR_ADDRESS = attrgetter("operator_address")
+_MONIKER = attrgetter("moniker")
+_IDENTITY = attrgetter("identity")
 
 
 def valcons_prefix(operator_address: str) -> str:

@@ -1,4 +1,4 @@
-"""Strict decoding of a configured JSON answer into validators, for `kind = "generic"`.
+"""Strict decoding of a configured JSON answer into a `ValidatorTable`, for `kind = "generic"`.
 
 The validator list and each validator's fields are located by dotted paths from the
 configuration; a segment indexes an array when it is a decimal integer (`result.0.set`).
@@ -21,7 +21,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from quorumwatch.chains.base import check_set, decode_json, received_text
-from quorumwatch.models import DataError, Validator
+from quorumwatch.columns import ValidatorTable, stake_column, status_codes
+from quorumwatch.models import DataError
 
 if TYPE_CHECKING:
     from quorumwatch.config import GenericSettings
@@ -80,12 +81,12 @@ def resolve(value: Any, path: Path, where: str) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class GenericAnswer:
-    validators: tuple[Validator, ...]
+    table: ValidatorTable
     observed_at: float | None  # Unix seconds, when `time_field` is configured
 
 
 def parse_generic(body: bytes, settings: GenericSettings) -> GenericAnswer:
-    """Validators (and the answer's time) located by `settings`; DataError on anything off."""
+    """The set (and the answer's time) located by `settings`; DataError on anything off."""
     document = decode_json(body)
     observed_at = None
     if settings.time_field is not None:
@@ -94,19 +95,38 @@ def parse_generic(body: bytes, settings: GenericSettings) -> GenericAnswer:
             settings.time_field,
             settings.time_unit,
         )
-    return GenericAnswer(_validators(document, settings), observed_at)
+    return GenericAnswer(_table(document, settings), observed_at)
 
 
-def _validators(document: Any, settings: GenericSettings) -> tuple[Validator, ...]:
+def _table(document: Any, settings: GenericSettings) -> ValidatorTable:
     items = resolve(document, split_path(settings.list_path), "")
     if not isinstance(items, list):
         raise DataError("not_a_list", f"{settings.list_path or '(answer)'}: expected an array")
     if not items:
         raise DataError("empty_set", f"{settings.list_path or '(answer)'}: no validators")
     fields = _Fields(settings)
-    validators = tuple(fields.parse(index, item) for index, item in enumerate(items))
-    check_set(validators, [f"[{index}].{settings.id_field}" for index in range(len(validators))])
-    return validators
+    addresses: list[str] = []
+    names: list[str] = []
+    stakes: list[int] = []
+    active: list[bool] = []
+    jailed: list[bool] = []
+    # Item by item, each field in the order below: the fault reported is the first one met.
+    for index, item in enumerate(items):
+        where = f"[{index}]."
+        addresses.append(_address(resolve(item, fields.id, where), f"{where}{_dotted(fields.id)}"))
+        if fields.name is not None:
+            names.append(_name(resolve(item, fields.name, where), f"{where}{_dotted(fields.name)}"))
+        stakes.append(_stake(resolve(item, fields.stake, where), f"{where}{_dotted(fields.stake)}"))
+        active.append(_flag(item, fields.active, where, default=True))
+        jailed.append(_flag(item, fields.jailed, where, default=False))
+    table = ValidatorTable(
+        addresses=addresses,
+        names=addresses if fields.name is None else names,
+        stakes=stake_column(stakes),
+        status=status_codes(active, jailed),
+    )
+    check_set(table, lambda row: f"[{row}].{settings.id_field}")
+    return table
 
 
 class _Fields:
@@ -119,28 +139,19 @@ class _Fields:
         self.jailed = split_path(settings.jailed_field) if settings.jailed_field else None
         self.active = split_path(settings.active_field) if settings.active_field else None
 
-    def parse(self, index: int, item: Any) -> Validator:
-        where = f"[{index}]."
-        address = resolve(item, self.id, where)
-        if type(address) is not str or not 0 < len(address) <= MAX_ID_CHARS:
-            raise DataError(
-                "wrong_type", f"{where}{_dotted(self.id)}: expected 1..{MAX_ID_CHARS} characters"
-            )
-        if not _printable_id(address):
-            raise DataError("wrong_type", f"{where}{_dotted(self.id)}: unprintable characters")
-        name = address
-        if self.name is not None:
-            name = resolve(item, self.name, where)
-            if type(name) is not str:
-                raise DataError("wrong_type", f"{where}{_dotted(self.name)}: expected a string")
-            name = received_text(name)
-        return Validator(
-            address=address,
-            name=name,
-            stake=_stake(resolve(item, self.stake, where), f"{where}{_dotted(self.stake)}"),
-            in_consensus_set=_flag(item, self.active, where, default=True),
-            jailed=_flag(item, self.jailed, where, default=False),
-        )
+
+def _address(value: Any, where: str) -> str:
+    if type(value) is not str or not 0 < len(value) <= MAX_ID_CHARS:
+        raise DataError("wrong_type", f"{where}: expected 1..{MAX_ID_CHARS} characters")
+    if not _printable_id(value):
+        raise DataError("wrong_type", f"{where}: unprintable characters")
+    return value
+
+
+def _name(value: Any, where: str) -> str:
+    if type(value) is not str:
+        raise DataError("wrong_type", f"{where}: expected a string")
+    return received_text(value)
 
 
 def _printable_id(address: str) -> bool:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from quorumwatch.chains.base import ChainSource, value_of
 from quorumwatch.chains.generic.parse import GenericAnswer, parse_generic
-from quorumwatch.models import Validator
 
 if TYPE_CHECKING:
+    from quorumwatch.columns import ValidatorTable
     from quorumwatch.config import GenericSettings
     from quorumwatch.endpoints import Answer, Endpoint
 
@@ -24,11 +24,11 @@ class GenericSource(ChainSource):
         assert self._settings.generic is not None  # ChainSource checks the kind's section
         return self._settings.generic
 
-    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+    async def _attempt(self, endpoint: Endpoint) -> ValidatorTable:
         answer = value_of(await self._request(endpoint))
         if answer.observed_at is not None:
             self._check_clock(endpoint, answer.observed_at, subject="data")
-        return answer.validators
+        return answer.table
 
     async def _request(self, endpoint: Endpoint) -> Answer[GenericAnswer]:
         generic = self._generic

@@ -1,23 +1,28 @@
-"""Strict decoding of Hyperliquid info-API answers into validated domain objects.
+"""Strict decoding of Hyperliquid info-API answers into a validated `ValidatorTable`.
 
 Every rejection carries a bounded `reason` (a metric label) and a detail naming the row
 and field, never the offending value: values are attacker-chosen and may be huge.
 
 msgspec decodes an answer straight into the structs below, checking each field's type as it
 parses (integers exact at any size); what a type cannot say (the address format, the stake's
-bounds, the uptime decimals) is checked on the structs, a column at a time for a large set.
+bounds, the uptime decimals) is checked on the structs, a column at a time for a large set,
+and the table's columns are built from the structs' fields, never one object per validator.
 """
 
 from __future__ import annotations
 
-import gc
+import itertools
+import math
 import re
-import threading
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
+from types import MappingProxyType
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 
 from quorumwatch.chains.base import (
     JsonShape,
@@ -26,12 +31,14 @@ from quorumwatch.chains.base import (
     decode_json,
     received_text,
 )
-from quorumwatch.models import NO_UPTIME, DataError, Validator
+from quorumwatch.columns import NO_TIME, ValidatorTable, stake_column, status_codes
+from quorumwatch.models import NO_UPTIME, DataError
 
 # Total HYPE supply is 1e9 (1e17 base units); anything near 2**128 is corrupt data.
 MAX_STAKE = 2**128 - 1
 UPTIME_WINDOWS = {"day": "1d", "week": "7d", "month": "30d"}
-# exchangeStatus.time bound (year ~2262): a larger value is corrupt, and would overflow a float.
+# Bound of exchangeStatus.time and unjailableAfter (year ~2262): a larger value is corrupt,
+# would overflow a float, and does not fit the table's int64 column.
 MAX_TIME_MS = 2**63 - 1
 
 REJECTION_REASONS = (
@@ -53,6 +60,8 @@ _SLOT = 43  # an address and the newline after it, in _lowered_addresses
 _LOWER_HEX = b"0123456789abcdef"
 _HEX = b"0123456789abcdefABCDEF"
 
+_TimeMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
+
 # gc=False: a decoded answer holds no reference cycles, so the collector need never scan it.
 
 
@@ -67,7 +76,7 @@ class _Row(msgspec.Struct, gc=False, rename="camel"):
 
     validator: str
     stake: int
-    unjailable_after: int | None  # required, but may be null
+    unjailable_after: _TimeMs | None  # required, but may be null
     name: str
     is_active: bool
     is_jailed: bool
@@ -110,7 +119,7 @@ class _CheckedRow(_Row, gc=False):
 
 
 class _ExchangeStatus(msgspec.Struct, gc=False):
-    time: Annotated[int, msgspec.Meta(ge=0, le=MAX_TIME_MS)]
+    time: _TimeMs
 
 
 _ROWS: JsonShape[list[_Row]] = JsonShape(list[_Row], checked=list[_CheckedRow])
@@ -133,53 +142,67 @@ def parse_exchange_status(body: bytes) -> float:
     return seconds
 
 
-def parse_validator_summaries(body: bytes) -> tuple[Validator, ...]:
-    """Validators from a `validatorSummaries` answer; raises DataError on anything off."""
+def parse_validator_summaries(body: bytes) -> ValidatorTable:
+    """The set of a `validatorSummaries` answer; raises DataError on anything off."""
     try:
         rows = decode_json(body, _ROWS)
     except ShapeError as fault:
         raise _rejection(fault) from None
     if not rows:
         raise DataError("empty_set", "validatorSummaries: no validators")
-    stakes = [row.stake for row in rows]
-    try:
-        uptimes = [row.uptime() if row.stats else NO_UPTIME for row in rows]
-    except DataError:
-        uptimes = []
-    addresses = _lowered_addresses([row.validator for row in rows])
-    signers = _lowered_addresses([row.signer for row in rows])
+    return _table(rows)
+
+
+def _table(rows: list[_Row]) -> ValidatorTable:
+    """The table of decoded rows, a column per field; DataError for the first faulty row."""
+    stakes = list(map(_STAKE, rows))
+    addresses = _lowered_addresses(list(map(_VALIDATOR, rows)))
+    uptime = _uptime_columns(rows)
     if (
         addresses is None
-        or signers is None
-        or not uptimes
+        or _lowered_addresses(list(map(_SIGNER, rows))) is None
+        or uptime is None
         or min(stakes) < 0
         or max(stakes) > MAX_STAKE
     ):
         _check_each(rows)  # raises the first fault, in row order
         raise AssertionError("a fault was seen but not found")
-    with _COLLECTOR_PAUSED:
-        validators = tuple(
-            [
-                Validator(
-                    address,
-                    row.name,
-                    row.stake,
-                    row.is_active,
-                    row.is_jailed,
-                    signer,
-                    row.unjailable_after,
-                    uptime,
-                )
-                for row, address, signer, uptime in zip(
-                    rows, addresses, signers, uptimes, strict=True
-                )
-            ]
-        )
-    if len(set(addresses)) != len(addresses) or not any(
-        row.stake and row.is_active for row in rows
-    ):
-        check_set(validators, [f"[{index}].validator" for index in range(len(validators))])
-    return validators
+    unjailable = (NO_TIME if at is None else at for at in map(_UNJAILABLE_AFTER, rows))
+    table = ValidatorTable(
+        addresses=addresses,
+        names=list(map(_NAME, rows)),
+        stakes=stake_column(stakes),
+        status=status_codes(list(map(_IS_ACTIVE, rows)), list(map(_IS_JAILED, rows))),
+        unjailable_after_ms=np.fromiter(unjailable, dtype=np.int64, count=len(rows)),
+        uptime_ratio=uptime,
+    )
+    check_set(table, lambda row: f"[{row}].validator")
+    return table
+
+
+_STAKE = attrgetter("stake")
+_VALIDATOR = attrgetter("validator")
+_SIGNER = attrgetter("signer")
+_NAME = attrgetter("name")
+_IS_ACTIVE = attrgetter("is_active")
+_IS_JAILED = attrgetter("is_jailed")
+_UNJAILABLE_AFTER = attrgetter("unjailable_after")
+_STATS = attrgetter("stats")
+
+
+def _uptime_columns(rows: list[_Row]) -> Mapping[str, npt.NDArray[np.float64]] | None:
+    """Each window's uptime ratios (NaN where a row has none); None if a row's are faulty."""
+    columns: dict[str, npt.NDArray[np.float64]] = {}
+    try:
+        for index in itertools.compress(range(len(rows)), map(_STATS, rows)):
+            for window, ratio in rows[index].uptime().items():
+                column = columns.get(window)
+                if column is None:
+                    column = columns[window] = np.full(len(rows), math.nan)
+                column[index] = ratio
+    except DataError:
+        return None
+    return MappingProxyType(columns)
 
 
 def _rejection(fault: ShapeError) -> DataError:
@@ -196,37 +219,6 @@ def _rejection(fault: ShapeError) -> DataError:
         return DataError("missing_field", f"{where}.{path[1]}")
     field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path[1:])
     return DataError("wrong_type", f"{where}{field}: {fault.expected}")
-
-
-class _CollectorPause:
-    """The cyclic garbage collector paused while a set's Validators are built.
-
-    They hold no reference cycles, so it has nothing to find in them; left running, it would
-    scan every one built so far several times over (a second at a million validators).
-    Parsers run in worker threads: pauses are counted, and the collector resumes (if it was
-    running) when the last one ends.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._resume = False
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._resume = gc.isenabled()
-                gc.disable()
-            self._depth += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0 and self._resume:
-                gc.enable()
-
-
-_COLLECTOR_PAUSED = _CollectorPause()
 
 
 def _check_each(rows: list[_Row]) -> None:

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from quorumwatch.chains.base import ChainSource, value_of
 from quorumwatch.chains.hyperliquid.parse import parse_exchange_status, parse_validator_summaries
-from quorumwatch.models import Validator
 
 if TYPE_CHECKING:
+    from quorumwatch.columns import ValidatorTable
     from quorumwatch.endpoints import Endpoint
 
 INFO_PATH = "/info"
@@ -38,7 +38,7 @@ class HyperliquidSource(ChainSource):
         self._problems = dict(zip(candidates, problems, strict=True))
         return candidates
 
-    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...]:
+    async def _attempt(self, endpoint: Endpoint) -> ValidatorTable:
         problem = self._problems[endpoint]
         if problem is not None:
             raise problem

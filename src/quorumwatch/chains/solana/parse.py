@@ -3,21 +3,23 @@
 Every rejection carries a bounded `reason` (a metric label) and a detail naming the list,
 row and field, never the offending value: values are attacker-chosen and may be huge.
 
-A vote account becomes a `Validator` with `address` = votePubkey, `name` and `signer` =
-nodePubkey (the identity), `stake` = activatedStake in lamports (exact), in the consensus
-set when it has stake, and `delinquent` when listed under `delinquent`.
+A vote account becomes a row of the `ValidatorTable`: address votePubkey, name nodePubkey
+(the identity), stake activatedStake in lamports (exact), in the consensus set when it has
+stake, and delinquent when listed under `delinquent`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
 from quorumwatch.chains.base import JsonShape, ShapeError, check_set, decode_json
-from quorumwatch.models import DataError, Validator
+from quorumwatch.columns import ValidatorTable, stake_column, status_codes
+from quorumwatch.models import DataError
 
 MAX_U64 = 2**64 - 1
 MAX_UNIX_SECONDS = 2**40  # year 36812: beyond it a timestamp is garbage, not a date
@@ -40,7 +42,6 @@ R = TypeVar("R")
 
 # Base58 (Bitcoin alphabet: no 0, O, I, l); a 32-byte key encodes to 32-44 characters.
 _PUBKEY = r"\A[1-9A-HJ-NP-Za-km-z]{32,44}\Z"
-_LISTS = ("current", "delinquent")
 # getBlockTime errors that say "no time for this slot", not "broken node": block not
 # available, slot skipped, slot skipped or missing in long-term storage.
 _NO_BLOCK_TIME_CODES = frozenset({-32004, -32007, -32009})
@@ -131,29 +132,37 @@ _BLOCK_TIME: JsonShape[_Response[int]] = JsonShape(
 )
 
 
-def parse_vote_accounts(body: bytes) -> tuple[Validator, ...]:
-    """Validators from a `getVoteAccounts` answer (current, then delinquent); raises DataError."""
+def parse_vote_accounts(body: bytes) -> ValidatorTable:
+    """The set of a `getVoteAccounts` answer (current, then delinquent); raises DataError."""
     result = _result(body, _VOTE_ACCOUNTS, "getVoteAccounts", _vote_accounts_rejection)
-    validators: list[Validator] = []
-    id_paths: list[str] = []
-    for list_name, accounts in zip(_LISTS, (result.current, result.delinquent), strict=True):
-        for index, account in enumerate(accounts):
-            validators.append(
-                Validator(
-                    address=account.vote_pubkey,
-                    name=account.node_pubkey,
-                    stake=account.activated_stake,
-                    in_consensus_set=account.activated_stake > 0,
-                    jailed=False,
-                    signer=account.node_pubkey,
-                    delinquent=list_name == "delinquent",
-                )
-            )
-            id_paths.append(f"{list_name}[{index}].votePubkey")
-    if not validators:
+    accounts = [*result.current, *result.delinquent]
+    if not accounts:
         raise DataError("empty_set", "getVoteAccounts: no vote accounts")
-    check_set(validators, id_paths)
-    return tuple(validators)
+    current = len(result.current)
+    stakes = list(map(_ACTIVATED_STAKE, accounts))
+    table = ValidatorTable(
+        addresses=list(map(_VOTE_PUBKEY, accounts)),
+        names=list(map(_NODE_PUBKEY, accounts)),
+        stakes=stake_column(stakes),
+        status=status_codes(
+            in_consensus_set=[stake > 0 for stake in stakes],
+            jailed=[False] * len(accounts),
+            delinquent=[False] * current + [True] * len(result.delinquent),
+        ),
+    )
+
+    def id_path(row: int) -> str:
+        if row < current:
+            return f"current[{row}].votePubkey"
+        return f"delinquent[{row - current}].votePubkey"
+
+    check_set(table, id_path)
+    return table
+
+
+_VOTE_PUBKEY = attrgetter("vote_pubkey")
+_NODE_PUBKEY = attrgetter("node_pubkey")
+_ACTIVATED_STAKE = attrgetter("activated_stake")
 
 
 def parse_epoch_info(body: bytes) -> EpochInfo:

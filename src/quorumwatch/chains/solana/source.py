@@ -55,12 +55,12 @@ class SolanaSource(ChainSource):
     async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
         info = await self._check_epoch(endpoint)
         await self._check_block_time(endpoint, info.absolute_slot)
-        validators = value_of(
+        table = value_of(
             await self._pool.post_json(
                 endpoint, RPC_PATH, VOTE_ACCOUNTS_REQUEST, parse_vote_accounts
             )
         )
-        return VersionedSet(validators, info.epoch)
+        return VersionedSet(table, info.epoch)
 
     async def _check_epoch(self, endpoint: Endpoint) -> EpochInfo:
         """Reject an endpoint that fails getEpochInfo or reports an epoch already passed."""
