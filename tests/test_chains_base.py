@@ -17,14 +17,15 @@ from quorumwatch.chains.base import (
     value_of,
 )
 from quorumwatch.chains.kinds import KindName
+from quorumwatch.columns import ValidatorTable
 from quorumwatch.endpoints import Answer, Endpoint, EndpointPool
-from quorumwatch.models import Outcome, Validator
+from quorumwatch.models import Outcome
 from tests.builders import chain_settings, validator
 
-SET_A = (validator(1, 60), validator(2, 40))
-SET_B = (validator(1, 60), validator(2, 41))
+SET_A = ValidatorTable.of([validator(1, 60), validator(2, 40)])
+SET_B = ValidatorTable.of([validator(1, 60), validator(2, 41)])
 
-Result = tuple[Validator, ...] | VersionedSet | BaseException
+Result = ValidatorTable | VersionedSet | BaseException
 
 
 class ScriptedSource(ChainSource):
@@ -43,7 +44,7 @@ class ScriptedSource(ChainSource):
         self.results = results
         self.tried: list[str] = []
 
-    async def _attempt(self, endpoint: Endpoint) -> tuple[Validator, ...] | VersionedSet:
+    async def _attempt(self, endpoint: Endpoint) -> ValidatorTable | VersionedSet:
         self.tried.append(endpoint.name)
         result = self.results[endpoint.name]
         if isinstance(result, BaseException):
@@ -91,9 +92,7 @@ async def test_rejections_are_reported_and_none_served_when_all_fail() -> None:
     ("second", "expected"),
     [(SET_A, False), (SET_B, True)],
 )
-async def test_comparison_reports_disagreement(
-    second: tuple[Validator, ...], expected: bool
-) -> None:
+async def test_comparison_reports_disagreement(second: ValidatorTable, expected: bool) -> None:
     """With comparison, the first set is served and a differing second set is flagged."""
     served, disagree, tried, _ = await fetch(answers(SET_A, second), compare=True)
     assert (served, disagree, tried) == ("ep0", expected, ("ep0", "ep1"))
