@@ -1349,3 +1349,23 @@ def test_entity_columns_merge_an_address_named_like_an_entity() -> None:
         "c": (60, False),
     }
     assert got.unattributed_ratio == 1.0
+
+
+def test_a_detected_entity_is_reported_only_while_it_ranks_among_the_largest() -> None:
+    """A named entity is always among `entities`; a detected one only when it is among the
+    `top` largest holders, like a single validator."""
+    stakes = np.array([1, 1, 2, 2, *[100] * 5], dtype=np.uint64)
+    entity_index = np.array([0, 0, 1, 1, *[UNATTRIBUTED] * 5], dtype=np.int64)
+    names = ["Named", "0xdetected"]
+    addresses = [f"v{i}" for i in range(len(stakes))]
+    status = np.zeros(len(stakes), dtype=np.uint8)
+
+    def reported(detected: list[bool], top: int) -> set[str]:
+        got = analyse_columns(
+            stakes, status, entity_index, names, addresses, top=top, detected=np.array(detected)
+        )
+        return {entity.name for entity in got.entities}
+
+    assert reported([False, True], top=4) == {"Named", "v4", "v5", "v6", "v7"}
+    assert reported([False, False], top=4) == {"Named", "0xdetected", "v4", "v5", "v6", "v7"}
+    assert "0xdetected" in reported([False, True], top=6)  # ranks sixth: 4 of 104

@@ -258,3 +258,17 @@ def test_keys_sharing_their_first_eight_bytes_are_each_matched() -> None:
     found, codes = keyed.find(rows.reshape(len(wanted), PUBKEY_SIZE))
     named = {int(row): keyed.names[code] for row, code in zip(found, codes, strict=True)}
     assert named == {0: "name 2", 2: "name 0", 4: "name 1"}
+
+
+def test_only_entities_no_map_names_are_flagged_detected() -> None:
+    """An unnamed address shared by validators is a detected entity; one a labels file names,
+    and one named by a validator's key, are not."""
+    shared, labelled = _address(1), _address(2)
+    credentials = [_credentials(0x01, a) for a in (shared, shared, labelled, labelled, _address(3))]
+    labels = _labels({labelled: "Custodian"}, {_pubkey(5): "Solo Co"})
+    attribution = _attribute(
+        [_pubkey(n) for n in range(1, 6)], credentials, _sources(labels=labels)
+    )
+    assert attribution.detected is not None
+    flags = dict(zip(attribution.entity_names, attribution.detected.tolist(), strict=True))
+    assert flags == {shared: True, "Custodian": False, "Solo Co": False}

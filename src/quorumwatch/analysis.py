@@ -352,10 +352,11 @@ def analyse(
     entity_names: Sequence[str]
     if attribution is None:
         entity_index, entity_names, unattributed = entity_columns(table.addresses, entity_of)
-        operators = None
+        operators, detected = None, None
     else:
         entity_index, entity_names = attribution.entity_index, attribution.entity_names
         unattributed, operators = None, attribution.operator_index
+        detected = attribution.detected
     return analyse_columns(
         table.stakes,
         table.status,
@@ -365,6 +366,7 @@ def analyse(
         top=top,
         unattributed=unattributed,
         operator_index=operators,
+        detected=detected,
     )
 
 
@@ -378,6 +380,7 @@ def analyse_columns(
     top: int = DEFAULT_TOP_ENTITIES,
     unattributed: npt.NDArray[np.bool_] | None = None,
     operator_index: npt.NDArray[np.int64] | npt.NDArray[np.int32] | None = None,
+    detected: npt.NDArray[np.bool_] | None = None,
 ) -> ChainAnalysis:
     """Analyse a validator set given as columns (see `quorumwatch.columns`), row i one validator.
 
@@ -393,31 +396,22 @@ def analyse_columns(
     least MIN_TOP_ENTITIES).
     `operator_index`: a third grouping, by operator id (-1: its own operator); only its
     concentration is computed.
+    `detected`: per entity name, True for an entity a source detected rather than one a map
+    names: it is materialised only while it ranks among the `top` largest.
 
     Raises AnalysisError when the consensus set holds no stake, ValueError on malformed
     columns.
     """
     top = max(top, MIN_TOP_ENTITIES)
-    count = len(stakes)
-    if not len(status) == len(entity_index) == len(addresses) == count:
-        raise ValueError("columns differ in length")
-    if unattributed is not None and len(unattributed) != count:
-        raise ValueError("columns differ in length")
-    if count and int(status.max()) > STATUS_JAILED_INACTIVE:
-        raise ValueError("unknown status code")
-    if count and not UNATTRIBUTED <= int(entity_index.min()) <= int(entity_index.max()) < len(
-        entity_names
-    ):
-        raise ValueError("entity index out of range")
-    if operator_index is not None and len(operator_index) != count:
-        raise ValueError("columns differ in length")
-    if status.dtype != np.uint8 or not np.issubdtype(entity_index.dtype, np.integer):
-        raise ValueError("status must be uint8 codes and entity_index integers")
-    if stakes.dtype != np.uint64:
-        if count and int(stakes.min()) < 0:
-            raise ValueError("a stake is negative")
-        if stakes.dtype != object:
-            stakes = stakes.astype(np.uint64)  # another integer type
+    stakes = _checked_columns(
+        stakes,
+        status,
+        entity_index,
+        entity_names,
+        addresses,
+        optional=(unattributed, operator_index),
+        detected=detected,
+    )
     keep = (status < CONSENSUS_CODES_BELOW) & (stakes > 0)  # zero stake has no share
     weights = _narrow(stakes[keep])
     total = column_sum(weights)
@@ -463,6 +457,9 @@ def analyse_columns(
         _largest_singles(by_entity, weights, singles, keep, addresses, top=top),
         total,
         top,
+        ranked=None
+        if detected is None
+        else (detected, by_entity.desc[min(top, by_entity.count) - 1]),
     )
     return ChainAnalysis(
         total_stake=total,
@@ -472,6 +469,40 @@ def analyse_columns(
         entities=shares,
         unattributed_ratio=column_sum(weights[unmapped]) / total,
     )
+
+
+def _checked_columns(
+    stakes: StakeColumn,
+    status: npt.NDArray[np.uint8],
+    entity_index: npt.NDArray[np.int64] | npt.NDArray[np.int32],
+    entity_names: Sequence[str],
+    addresses: Sequence[str],
+    *,
+    optional: tuple[npt.NDArray[Any] | None, ...],
+    detected: npt.NDArray[np.bool_] | None,
+) -> StakeColumn:
+    """`stakes` as uint64 or exact ints, after checking the columns agree; ValueError if not."""
+    count = len(stakes)
+    lengths = {len(status), len(entity_index), len(addresses), count}
+    lengths.update(len(column) for column in optional if column is not None)
+    if lengths != {count}:
+        raise ValueError("columns differ in length")
+    if count and int(status.max()) > STATUS_JAILED_INACTIVE:
+        raise ValueError("unknown status code")
+    if count and not UNATTRIBUTED <= int(entity_index.min()) <= int(entity_index.max()) < len(
+        entity_names
+    ):
+        raise ValueError("entity index out of range")
+    if detected is not None and len(detected) != len(entity_names):
+        raise ValueError("detected must have one flag per entity name")
+    if status.dtype != np.uint8 or not np.issubdtype(entity_index.dtype, np.integer):
+        raise ValueError("status must be uint8 codes and entity_index integers")
+    if stakes.dtype != np.uint64:
+        if count and int(stakes.min()) < 0:
+            raise ValueError("a stake is negative")
+        if stakes.dtype != object:
+            return stakes.astype(np.uint64)  # another integer type
+    return stakes
 
 
 def _grouped(
@@ -560,11 +591,22 @@ def _entity_shares(
     singles: list[tuple[int, str]],
     total: int,
     top: int,
+    *,
+    ranked: tuple[npt.NDArray[np.bool_], Any] | None = None,
 ) -> tuple[EntityShare, ...]:
-    """The named entities and the `top` largest, largest first (ties by name)."""
+    """The named entities and the `top` largest, largest first (ties by name). With `ranked`
+    (the detected flag of each entity id, and the stake of the top-th largest holder), a
+    detected entity is a candidate only if it is at least that large, and kept only by rank."""
+    ids, stakes = named.ids, named.stakes
+    always = np.ones(len(ids), dtype=np.bool_)
+    if ranked is not None:
+        detected, kth = ranked
+        always = ~detected[ids]
+        candidate = always | (stakes >= kth)
+        ids, stakes, always = ids[candidate], stakes[candidate], always[candidate]
     candidates = [
-        (-stake, entity_names[i], True, stake > named.unattributed.get(i, 0))
-        for i, stake in zip(named.ids.tolist(), named.stakes.tolist(), strict=True)
+        (-stake, entity_names[i], is_named, stake > named.unattributed.get(i, 0))
+        for i, stake, is_named in zip(ids.tolist(), stakes.tolist(), always.tolist(), strict=True)
     ]
     candidates += [(-stake, name, False, False) for stake, name in singles]
     candidates.sort()  # by (−stake, name): names are unique

@@ -96,6 +96,10 @@ class Attribution:
     entity_index: NDArray[np.int64]
     entity_names: Sequence[str]
     operator_index: NDArray[np.int64] | None = None
+    # Per entity name: True where the source detected the entity (Ethereum: a withdrawal
+    # address shared by several validators) rather than a map naming it; such an entity is
+    # reported only while it ranks among the largest, like a single validator.
+    detected: NDArray[np.bool_] | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -149,6 +149,7 @@ class _Names:
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
+        self._mapped: list[NDArray[np.int64]] = []
 
     def ids(self, names: Sequence[str]) -> NDArray[np.int64]:
         known = self._ids
@@ -161,8 +162,14 @@ class _Names:
         distinct = np.unique(codes)
         table = np.zeros(len(keyed.names), dtype=np.int64)
         table[distinct] = self.ids([keyed.names[code] for code in distinct.tolist()])
+        self._mapped.append(table[distinct])
         result: NDArray[np.int64] = table[codes]
         return result
+
+    @property
+    def mapped(self) -> NDArray[np.int64]:
+        """The ids of the names a map gave (configured, labels file or built-in)."""
+        return np.concatenate([np.zeros(0, dtype=np.int64), *self._mapped])
 
     @property
     def names(self) -> list[str]:
@@ -233,6 +240,7 @@ def attribute(
     `ids[i]`, with public key `pubkeys[i]` (48 bytes) and withdrawal credentials
     `credentials[i]` (32 bytes)."""
     names = _Names()
+    detected = np.zeros(0, dtype=np.int64)
     entity = np.full(len(ids), UNATTRIBUTED, dtype=np.int64)
     executable = np.flatnonzero(np.isin(credentials[:, 0], EXECUTION_CREDENTIALS))
     if executable.size:
@@ -241,7 +249,7 @@ def attribute(
         distinct = addresses[first]
         by_address = np.full(len(first), UNATTRIBUTED, dtype=np.int64)
         shared = np.flatnonzero(sizes > 1)
-        by_address[shared] = names.ids(hex_keys(distinct[shared]))
+        detected = by_address[shared] = names.ids(hex_keys(distinct[shared]))
         named, codes = sources.by_address.find(distinct)
         by_address[named] = names.coded(sources.by_address, codes)
         entity[executable] = by_address[inverse]
@@ -264,4 +272,7 @@ def attribute(
     entity[attributed] = dense[entity[attributed]]
     entity_names = [every[i] for i in np.flatnonzero(used).tolist()]
     _merge_named_ids(entity, ids, entity_names, range(len(entity_names)))
-    return Attribution(entity, tuple(entity_names), operator)
+    unnamed = np.zeros(len(every), dtype=np.bool_)
+    unnamed[detected] = True
+    unnamed[names.mapped] = False  # a map names it too
+    return Attribution(entity, tuple(entity_names), operator, detected=unnamed[used])
