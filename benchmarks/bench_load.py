@@ -20,7 +20,8 @@ probes (a ticker, an RSS sampler) run in the daemon's process. Figures:
   listed with their time in the window, the poll they began in, and where the time went: the
   loop thread on a CPU (the daemon's own work on the loop), runnable but waiting for a CPU
   (other processes: the machine is busy), or neither (blocked: the GIL held by one of the
-  daemon's threads, or a blocking call), from /proc/thread-self/schedstat;
+  daemon's threads, or a blocking call), from /proc/thread-self/schedstat, and how much of it
+  the garbage collector ran (in any thread: a collection stops them all; `gc.callbacks`);
 - per path, the scrape latency as the clients see it: p99 (<= 100 ms), p50, max, count, and
   failures (0): an error, a timeout or a status other than 200;
 - RSS (VmRSS, sampled every 2 s) after warm-up (the first sample after the second successful
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import random
@@ -107,6 +109,10 @@ class Stall:
     waiting_for_cpu: float  # runnable, but other threads or processes held the CPUs
 
     @property
+    def ended_at(self) -> float:
+        return self.began_at + self.late + TICK_SECONDS
+
+    @property
     def blocked(self) -> float:
         """The rest of the gap, the ticker's own sleep included."""
         return max(0.0, self.late + TICK_SECONDS - self.on_cpu - self.waiting_for_cpu)
@@ -148,6 +154,37 @@ class LoopTicker:
             if seen >= wanted:
                 return late
         return 0
+
+
+@dataclass(slots=True)
+class Collections:
+    """The garbage collector's collections, in whichever of the daemon's threads they ran:
+    each stops every thread, the event loop's too."""
+
+    spans: list[tuple[int, float, float]] = field(default_factory=list)  # generation, start, end
+    _started: float = 0.0
+
+    def observe(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.monotonic()
+        else:
+            self.spans.append((info["generation"], self._started, time.monotonic()))
+
+    def seconds_within(self, start: float, end: float) -> float:
+        return sum(max(0.0, min(e, end) - max(s, start)) for _, s, e in self.spans)
+
+    def full(self) -> list[float]:
+        """The duration of each full (generation 2) collection."""
+        return [end - start for generation, start, end in self.spans if generation == 2]
+
+
+@contextmanager
+def observing(collections: Collections) -> Iterator[None]:
+    gc.callbacks.append(collections.observe)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(collections.observe)
 
 
 # -- the daemon's polls -------------------------------------------------------------------------
@@ -382,21 +419,24 @@ class Run:
     scrapes: dict[str, Scrapes]
     polls: Polls
     ticker: LoopTicker
+    collections: Collections
     rss: list[tuple[float, int]]  # (time.monotonic(), VmRSS)
     peak_rss: int
 
 
 async def run(validators: int, clients: int, seconds: float, interval: float) -> Run:
     """The daemon polling `validators` while `clients` scrape it for `seconds`."""
-    polls, ticker, rss = Polls(), LoopTicker(), list[tuple[float, int]]()
+    polls, ticker, collections = Polls(), LoopTicker(), Collections()
+    rss = list[tuple[float, int]]()
     async with polling_daemon(validators, polls, rss) as base_url:
         paths = ["/metrics"]
         if await answers_200(base_url + "/"):
             paths.append("/")
         scraping = Scraping(base_url, paths, clients, seconds, interval)
-        started, ended, scrapes = await scraped(scraping, ticker)
+        with observing(collections):
+            started, ended, scrapes = await scraped(scraping, ticker)
         peak_rss = _status_bytes("VmHWM")
-    return Run(scraping, started, ended, scrapes, polls, ticker, rss, peak_rss)
+    return Run(scraping, started, ended, scrapes, polls, ticker, collections, rss, peak_rss)
 
 
 # -- the figures --------------------------------------------------------------------------------
@@ -417,7 +457,8 @@ def poll_figures(result: Run) -> None:
     note("  share of the window spent polling", f"{polling / window:.0%}")
 
 
-def stall_figures(ticker: LoopTicker, polls: Polls, window_start: float) -> None:
+def stall_figures(result: Run) -> None:
+    ticker, polls, collections = result.ticker, result.polls, result.collections
     within("longest event-loop stall", ticker.longest, STALL_LIMIT_SECONDS)
     over = ticker.stalls
     note(
@@ -426,25 +467,31 @@ def stall_figures(ticker: LoopTicker, polls: Polls, window_start: float) -> None
     )
     shown = " / ".join(f"{ticker.quantile_ms(q)}" for q in (0.5, 0.99, 0.999))
     note("  wake-up lateness p50 / p99 / p99.9", f"{shown} ms")
+    full = collections.full()
+    shown = f"{len(full)}, {max(full, default=0):.3f} / {sum(full):.1f} s"
+    note("  full GC collections, longest / all", shown)
     if not over:
         return
     in_polls = sum(polls.poll_at(stall.began_at) is not None for stall in over)
     note("  of the stalls, begun during a poll", f"{in_polls} of {len(over)}")
-    total = sum(stall.late + TICK_SECONDS for stall in over)
+    in_gc = [collections.seconds_within(stall.began_at, stall.ended_at) for stall in over]
+    total = sum(stall.ended_at - stall.began_at for stall in over)
     for label, part in (
         ("the loop on a CPU", sum(s.on_cpu for s in over)),
         ("waiting for a CPU (machine)", sum(s.waiting_for_cpu for s in over)),
         ("blocked (GIL, blocking call)", sum(s.blocked for s in over)),
+        ("in GC, any thread (overlaps)", sum(in_gc)),
     ):
         note(f"  their time: {label}", f"{part / total:.0%}")
     listed = min(STALLS_LISTED, len(over))
-    print(f"  the longest {listed}: when in the window, where; on a CPU / waiting / blocked")
-    for stall in sorted(over, key=lambda s: s.late, reverse=True)[:STALLS_LISTED]:
+    print(f"  the longest {listed}: when in the window, where; on a CPU / waiting / blocked; GC")
+    ranked = sorted(zip(over, in_gc, strict=True), key=lambda pair: pair[0].late, reverse=True)
+    for stall, gc_seconds in ranked[:STALLS_LISTED]:
         print(
-            f"    {stall.late * 1000:6.0f} ms at {stall.began_at - window_start:6.1f} s,"
+            f"    {stall.late * 1000:6.0f} ms at {stall.began_at - result.started:6.1f} s,"
             f" {polls.where(stall.began_at)}:"
             f" {stall.on_cpu * 1000:.0f} / {stall.waiting_for_cpu * 1000:.0f}"
-            f" / {stall.blocked * 1000:.0f} ms"
+            f" / {stall.blocked * 1000:.0f} ms; GC {gc_seconds * 1000:.0f} ms"
         )
 
 
@@ -515,7 +562,7 @@ def main() -> None:
         f"{result.scraping.describe()}, for {window:.0f} s"
     )
     poll_figures(result)
-    stall_figures(result.ticker, result.polls, result.started)
+    stall_figures(result)
     scrape_figures(result.scrapes, window)
     rss_figures(result)
     print(f"\nbench_load done: {load()}")
