@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
+    AnyWebsocketUrl,
     BaseModel,
     ConfigDict,
     Field,
@@ -91,7 +92,8 @@ class StorageSettings(_Strict):
 
 class EndpointSettings(_Strict):
     name: LabelName
-    url: AnyHttpUrl | None = None  # hyperliquid, solana, generic
+    # hyperliquid, solana, generic, ethereum; bittensor: ws:// or wss://
+    url: AnyHttpUrl | AnyWebsocketUrl | None = None
     lcd: AnyHttpUrl | None = None  # cosmos: the REST gateway
     rpc: AnyHttpUrl | None = None  # cosmos: CometBFT RPC
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # total: connect to last byte
@@ -239,6 +241,15 @@ class EthereumSettings(_Strict):
         return path
 
 
+class BittensorSettings(_Strict):
+    """Bittensor specifics: which subnets, each reported as chain `<name>-sn<netuid>`."""
+
+    # A list is expanded into one chain per subnet when the configuration loads (Settings).
+    netuids: list[Annotated[int, Field(ge=0, le=65535)]] = Field(min_length=1)
+    # Alert (BlockAuthoritiesLow) when fewer Aura authorities than this produce blocks.
+    min_block_authorities: int = Field(default=1, ge=0)
+
+
 class ChainSettings(_Strict):
     name: LabelName
     kind: KindName
@@ -261,6 +272,7 @@ class ChainSettings(_Strict):
     cosmos: CosmosSettings | None = None
     generic: GenericSettings | None = None
     ethereum: EthereumSettings | None = None
+    bittensor: BittensorSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -290,14 +302,20 @@ class ChainSettings(_Strict):
 
     @model_validator(mode="after")
     def _kind_requirements(self) -> ChainSettings:
-        roles = KINDS[self.kind].url_roles
+        kind = KINDS[self.kind]
+        roles = kind.url_roles
         for index, endpoint in enumerate(self.endpoints):
             for role in ("url", "lcd", "rpc"):
-                present = getattr(endpoint, role) is not None
-                if present != (role in roles):
+                value = getattr(endpoint, role)
+                if (value is not None) != (role in roles):
                     need = " and ".join(roles)
                     raise ValueError(
                         f"endpoints.{index}.{role}: kind {self.kind} endpoints take {need}"
+                    )
+                if value is not None and value.scheme not in kind.url_schemes:
+                    schemes = " or ".join(f"{scheme}://" for scheme in kind.url_schemes)
+                    raise ValueError(
+                        f"endpoints.{index}.{role}: kind {self.kind} endpoints take {schemes}"
                     )
         member = KINDS[self.kind].entity_member
         if member is not None:
@@ -402,8 +420,29 @@ class Settings(BaseSettings):
     @field_validator("chains")
     @classmethod
     def _unique_chains(cls, chains: list[ChainSettings]) -> list[ChainSettings]:
+        chains = [one for chain in chains for one in per_subnet(chain)]
         _require_unique("chain", [c.name for c in chains])
         return chains
+
+
+def per_subnet(chain: ChainSettings) -> list[ChainSettings]:
+    """A Bittensor chain as one chain per subnet, `<name>-sn<netuid>`, each with its one netuid,
+    so that every metric, alert and report is per subnet; other kinds as they are. A chain
+    already expanded (one netuid, named for it) stays as it is."""
+    section = chain.bittensor
+    if section is None:
+        return [chain]
+    if len(section.netuids) == 1 and chain.name.endswith(f"-sn{section.netuids[0]}"):
+        return [chain]
+    return [
+        chain.model_copy(
+            update={
+                "name": f"{chain.name}-sn{netuid}",
+                "bittensor": section.model_copy(update={"netuids": [netuid]}),
+            }
+        )
+        for netuid in dict.fromkeys(section.netuids)
+    ]
 
 
 def _require_unique(what: str, names: list[str]) -> None:

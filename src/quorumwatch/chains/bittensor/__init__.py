@@ -1,0 +1,1 @@
+"""Bittensor (subtensor): per-subnet validator permits and stake over WebSocket JSON-RPC."""

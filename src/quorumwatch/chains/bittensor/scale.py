@@ -1,0 +1,143 @@
+"""SCALE decoding against a runtime's own V15 metadata (cyscale): the metadata answer itself,
+the runtime API outputs and the storage values a Bittensor source reads.
+
+Every failure is a DataError with a bounded reason: `undecodable_scale` (truncated, trailing
+or invalid bytes), `metadata_mismatch` (the runtime lacks a call, storage item or field the
+source needs, or the metadata is not V15).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scalecodec import ScaleBytes
+from scalecodec.base import RuntimeConfigurationObject
+from scalecodec.exceptions import (
+    InvalidScaleTypeValueException,
+    RemainingScaleBytesNotEmptyException,
+)
+from scalecodec.type_registry import load_type_registry_preset
+
+from quorumwatch.chains.bittensor.twox import plain_storage_key
+from quorumwatch.models import DataError
+
+METADATA_VERSION = 15
+# SCALE of the u32 version argument of Metadata_metadata_at_version.
+METADATA_AT_VERSION_ARGUMENT = "0x" + METADATA_VERSION.to_bytes(4, "little").hex()
+SS58_FORMAT = 42  # Bittensor's addresses use the generic Substrate prefix
+_MAGIC = b"meta"
+# What cyscale raises for bytes that are not a value of the type (beyond its own classes,
+# its struct unpacking and index lookups raise these).
+_DECODE_ERRORS = (
+    InvalidScaleTypeValueException,
+    RemainingScaleBytesNotEmptyException,
+    ValueError,
+    IndexError,
+    KeyError,
+    TypeError,
+    OverflowError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeMetadata:
+    """One runtime's V15 metadata: its type registry, runtime API outputs and storage types."""
+
+    spec_version: int
+    _config: RuntimeConfigurationObject
+    _api_outputs: dict[tuple[str, str], int]
+    _storage_types: dict[tuple[str, str], int]
+    _types: dict[int, Any]
+
+    def type_definition(self, type_id: int) -> Any:
+        """The registry's definition of `type_id` (path, params, def), as decoded."""
+        definition = self._types.get(type_id)
+        if definition is None:
+            raise DataError("metadata_mismatch", f"type {type_id} is not in the registry")
+        return definition
+
+    def api_output(self, api: str, method: str, raw: bytes) -> Any:
+        """The decoded output of runtime API `api`'s `method` (its type from the metadata)."""
+        type_id = self._api_outputs.get((api, method))
+        if type_id is None:
+            raise DataError("metadata_mismatch", f"the runtime has no API {api}_{method}")
+        return self.decode(type_id, raw, f"{api}_{method}")
+
+    def storage_value(self, pallet: str, item: str, raw: bytes) -> Any:
+        """A plain storage item's decoded value."""
+        return self.decode(self.storage_type(pallet, item), raw, f"{pallet}.{item}")
+
+    def storage_type(self, pallet: str, item: str) -> int:
+        type_id = self._storage_types.get((pallet, item))
+        if type_id is None:
+            raise DataError(
+                "metadata_mismatch", f"the runtime has no plain storage {pallet}.{item}"
+            )
+        return type_id
+
+    def api_output_type(self, api: str, method: str) -> int:
+        type_id = self._api_outputs.get((api, method))
+        if type_id is None:
+            raise DataError("metadata_mismatch", f"the runtime has no API {api}_{method}")
+        return type_id
+
+    def decode(self, type_id: int, raw: bytes, what: str) -> Any:
+        """`raw` as a value of registry type `type_id`, every byte consumed."""
+        decoder = self._config.get_value_decoder(f"scale_info::{type_id}")
+        if decoder is None:
+            raise DataError("metadata_mismatch", f"{what}: type {type_id} is not in the registry")
+        try:
+            return decoder(raw)
+        except _DECODE_ERRORS:
+            # cyscale's messages carry offsets only, but a bounded detail is enough.
+            raise DataError("undecodable_scale", f"{what}: not a SCALE value of its type") from None
+
+    def encode(self, type_id: int, value: Any) -> bytes:
+        """`value` as SCALE of registry type `type_id` (the simulator encodes with it)."""
+        encoded = self._config.create_scale_object(f"scale_info::{type_id}").encode(value)
+        return bytes(encoded.data)
+
+    @staticmethod
+    def storage_key(pallet: str, item: str) -> str:
+        return plain_storage_key(pallet, item)
+
+
+def decode_metadata(spec_version: int, raw: bytes) -> RuntimeMetadata:
+    """The runtime's V15 metadata from `Metadata_metadata_at_version(15)`'s answer, which is
+    `Option<OpaqueMetadata>`: None when the runtime has no V15 metadata."""
+    config = RuntimeConfigurationObject(ss58_format=SS58_FORMAT)
+    core = load_type_registry_preset("core")
+    assert core is not None  # shipped with cyscale
+    config.update_type_registry(core)
+    try:
+        opaque = config.get_value_decoder("Option<Vec<u8>>")
+        assert opaque is not None  # a core type
+        inner = opaque(raw)
+    except _DECODE_ERRORS:
+        raise DataError("undecodable_scale", "metadata: not an Option<OpaqueMetadata>") from None
+    if inner is None:
+        raise DataError("metadata_mismatch", f"the runtime has no V{METADATA_VERSION} metadata")
+    body = bytes.fromhex(inner[2:]) if isinstance(inner, str) else bytes(inner)
+    if body[:4] != _MAGIC or body[4:5] != bytes([METADATA_VERSION]):
+        raise DataError("metadata_mismatch", f"metadata: not V{METADATA_VERSION}")
+    versioned = config.create_scale_object("MetadataVersioned", data=ScaleBytes(body))
+    try:
+        versioned.decode()
+    except _DECODE_ERRORS:
+        raise DataError("undecodable_scale", "metadata: not V15 metadata") from None
+    config.add_portable_registry(versioned)
+    v15 = versioned.value[1][f"V{METADATA_VERSION}"]
+    outputs = {
+        (api["name"], method["name"]): method["output"]
+        for api in v15["apis"]
+        for method in api["methods"]
+    }
+    storage: dict[tuple[str, str], int] = {}
+    for pallet in v15["pallets"]:
+        for entry in (pallet.get("storage") or {}).get("entries", ()):
+            plain = entry["type"].get("Plain")
+            if plain is not None:
+                storage[(pallet["name"], entry["name"])] = plain
+    types = {entry["id"]: entry["type"] for entry in v15["types"]["types"]}
+    return RuntimeMetadata(spec_version, config, outputs, storage, types)
