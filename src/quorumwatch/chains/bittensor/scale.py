@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from scalecodec import ScaleBytes
+from scalecodec._scale_bytes import ScaleBytes
 from scalecodec.base import RuntimeConfigurationObject
 from scalecodec.exceptions import (
     InvalidScaleTypeValueException,
