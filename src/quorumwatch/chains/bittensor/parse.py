@@ -148,7 +148,7 @@ def metagraph_request(metadata: RuntimeMetadata, netuid: int) -> tuple[str, str]
         raise DataError("metadata_mismatch", f"SelectiveMetagraph has no field {missing[0]}")
     indexes = [fields.index(name) for name in METAGRAPH_FIELDS]
     argument = netuid.to_bytes(2, "little") + MAIN_MECHANISM.to_bytes(1, "little")
-    argument += _compact(len(indexes)) + b"".join(i.to_bytes(2, "little") for i in indexes)
+    argument += compact(len(indexes)) + b"".join(i.to_bytes(2, "little") for i in indexes)
     return f"{API}_get_selective_mechagraph", "0x" + argument.hex()
 
 
@@ -241,8 +241,10 @@ def _convert(result: Any, shape: type[S], method: str) -> S:
         raise DataError("wrong_type", f"{method}.result: not of its shape") from None
 
 
-def _compact(value: int) -> bytes:
-    """SCALE compact encoding of a small length (below 2**14)."""
-    if value < 64:
+def compact(value: int) -> bytes:
+    """SCALE compact encoding of a length below 2**30."""
+    if value < 1 << 6:
         return bytes([value << 2])
-    return ((value << 2) | 1).to_bytes(2, "little")
+    if value < 1 << 14:
+        return ((value << 2) | 1).to_bytes(2, "little")
+    return ((value << 2) | 2).to_bytes(4, "little")

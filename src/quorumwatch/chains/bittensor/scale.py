@@ -8,6 +8,7 @@ source needs, or the metadata is not V15).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,10 @@ METADATA_VERSION = 15
 METADATA_AT_VERSION_ARGUMENT = "0x" + METADATA_VERSION.to_bytes(4, "little").hex()
 SS58_FORMAT = 42  # Bittensor's addresses use the generic Substrate prefix
 _MAGIC = b"meta"
+# Decoded metadata by spec version and answer digest, shared by every subnet's source (one
+# decoding, ~0.5 s and tens of MB, per runtime rather than per subnet); a few runtimes kept.
+_DECODED: dict[tuple[int, bytes], RuntimeMetadata] = {}
+_DECODED_KEPT = 4
 # What cyscale raises for bytes that are not a value of the type (beyond its own classes,
 # its struct unpacking and index lookups raise these).
 _DECODE_ERRORS = (
@@ -105,22 +110,19 @@ class RuntimeMetadata:
 
 def decode_metadata(spec_version: int, raw: bytes) -> RuntimeMetadata:
     """The runtime's V15 metadata from `Metadata_metadata_at_version(15)`'s answer, which is
-    `Option<OpaqueMetadata>`: None when the runtime has no V15 metadata."""
+    `Option<OpaqueMetadata>`: None when the runtime has no V15 metadata. A runtime decoded
+    before (the same answer at the same spec version) is not decoded again."""
+    body = _opaque_metadata(raw)
+    if body[:4] != _MAGIC or body[4:5] != bytes([METADATA_VERSION]):
+        raise DataError("metadata_mismatch", f"metadata: not V{METADATA_VERSION}")
+    key = (spec_version, hashlib.sha256(raw).digest())
+    cached = _DECODED.get(key)
+    if cached is not None:
+        return cached
     config = RuntimeConfigurationObject(ss58_format=SS58_FORMAT)
     core = load_type_registry_preset("core")
     assert core is not None  # shipped with cyscale
     config.update_type_registry(core)
-    try:
-        opaque = config.get_value_decoder("Option<Vec<u8>>")
-        assert opaque is not None  # a core type
-        inner = opaque(raw)
-    except _DECODE_ERRORS:
-        raise DataError("undecodable_scale", "metadata: not an Option<OpaqueMetadata>") from None
-    if inner is None:
-        raise DataError("metadata_mismatch", f"the runtime has no V{METADATA_VERSION} metadata")
-    body = bytes.fromhex(inner[2:]) if isinstance(inner, str) else bytes(inner)
-    if body[:4] != _MAGIC or body[4:5] != bytes([METADATA_VERSION]):
-        raise DataError("metadata_mismatch", f"metadata: not V{METADATA_VERSION}")
     versioned = config.create_scale_object("MetadataVersioned", data=ScaleBytes(body))
     try:
         versioned.decode()
@@ -140,4 +142,25 @@ def decode_metadata(spec_version: int, raw: bytes) -> RuntimeMetadata:
             if plain is not None:
                 storage[(pallet["name"], entry["name"])] = plain
     types = {entry["id"]: entry["type"] for entry in v15["types"]["types"]}
-    return RuntimeMetadata(spec_version, config, outputs, storage, types)
+    metadata = RuntimeMetadata(spec_version, config, outputs, storage, types)
+    while len(_DECODED) >= _DECODED_KEPT:
+        del _DECODED[next(iter(_DECODED))]
+    _DECODED[key] = metadata
+    return metadata
+
+
+def _opaque_metadata(raw: bytes) -> bytes:
+    """The bytes inside `Option<OpaqueMetadata>` (an Option of a compact-length byte vector)."""
+    if raw[:1] == b"\x00":
+        raise DataError("metadata_mismatch", f"the runtime has no V{METADATA_VERSION} metadata")
+    if raw[:1] != b"\x01" or len(raw) < 2:
+        raise DataError("undecodable_scale", "metadata: not an Option<OpaqueMetadata>")
+    mode = raw[1] & 3
+    if mode == 3:  # big-integer mode: no metadata is that large
+        raise DataError("undecodable_scale", "metadata: length out of range")
+    width = 1 << mode
+    length = int.from_bytes(raw[1 : 1 + width], "little") >> 2
+    body = raw[1 + width :]
+    if len(raw) < 1 + width or len(body) != length:
+        raise DataError("undecodable_scale", "metadata: length does not match the bytes")
+    return body
