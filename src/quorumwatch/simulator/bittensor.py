@@ -1,6 +1,6 @@
 """A loopback subtensor node: WebSocket JSON-RPC at `/`, answering the calls a Bittensor source
-makes, with metagraphs SCALE-encoded (cyscale) from mainnet's own V15 type registry (the answer of spec 343,
-shipped compressed beside this module).
+makes, with metagraphs SCALE-encoded (cyscale) from mainnet's own V15 type registry (the
+metadata answer of spec 343, shipped compressed beside this module).
 
 Subnets: 1 concentrated (one coldkey above half the stake), 2 healthy, 3 with inactive permit
 holders, 4 with no permit holder. Tests inject per-method faults with `set_fault`.
