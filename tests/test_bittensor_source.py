@@ -215,11 +215,11 @@ async def test_fault_fails_over(
     method: str,
     kind: Any,
     result: Any,
-    reason: str | None,
-    outcome: Outcome,
+    expected: tuple[str | None, Outcome],
 ) -> None:
     """A fault on the first endpoint is classified (outcome, rejection reason) and the
     second endpoint's set is used."""
+    reason, outcome = expected
     async with _simulators(2) as (bad, good):
         bad.set_fault(method, kind, result)
         source, pool = _source(session, _settings(bad.base_url, good.base_url), WALL)
