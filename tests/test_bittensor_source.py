@@ -189,25 +189,23 @@ TRUNCATED = "0x01" + "00" * 3
 
 
 @pytest.mark.parametrize(
-    ("method", "kind", "result", "reason", "outcome"),
+    ("method", "kind", "result", "expected"),
     [
-        ("state_getRuntimeVersion", "error", None, "rpc_error", Outcome.INVALID_PAYLOAD),
+        ("state_getRuntimeVersion", "error", None, ("rpc_error", Outcome.INVALID_PAYLOAD)),
         (
             "Metadata_metadata_at_version",
             "result",
             "0x01106d657461",  # Some("meta"): no V15 metadata behind the magic
-            "metadata_mismatch",
-            Outcome.INVALID_PAYLOAD,
+            ("metadata_mismatch", Outcome.INVALID_PAYLOAD),
         ),
         (
             "SubnetInfoRuntimeApi_get_selective_mechagraph",
             "result",
             TRUNCATED,
-            "undecodable_scale",
-            Outcome.INVALID_PAYLOAD,
+            ("undecodable_scale", Outcome.INVALID_PAYLOAD),
         ),
-        ("chain_getHeader", "result", [1, 2], "wrong_type", Outcome.INVALID_PAYLOAD),
-        ("chain_getFinalizedHead", "close", None, None, Outcome.CONNECT_ERROR),
+        ("chain_getHeader", "result", [1, 2], ("wrong_type", Outcome.INVALID_PAYLOAD)),
+        ("chain_getFinalizedHead", "close", None, (None, Outcome.CONNECT_ERROR)),
     ],
 )
 async def test_fault_fails_over(
