@@ -565,3 +565,46 @@ def test_credentials_given_once_load(endpoint: dict[str, Any]) -> None:
     query key beside an Authorization header all load."""
     settings = load_settings(None, chains=[_endpoint("hyperliquid", **endpoint)])
     assert settings.chains[0].endpoints[0].headers.keys() == endpoint.get("headers", {}).keys()
+
+
+BITTENSOR = """
+[[chains]]
+name = "tao"
+kind = "bittensor"
+
+[chains.bittensor]
+netuids = [1, 64, 1]
+
+[[chains.endpoints]]
+name = "node"
+url = "wss://entrypoint-finney.opentensor.ai:443"
+"""
+
+
+def test_bittensor_chain_is_one_chain_per_subnet(tmp_path: Path) -> None:
+    """A bittensor chain listing netuids 1, 64 (and 1 again) loads as chains tao-sn1 and
+    tao-sn64, each with its one netuid and the chain's endpoints."""
+    chains = _load(tmp_path, BITTENSOR).chains
+    assert [c.name for c in chains] == ["tao-sn1", "tao-sn64"]
+    assert [c.bittensor.netuids for c in chains if c.bittensor is not None] == [[1], [64]]
+    assert all(str(c.endpoints[0].url).startswith("wss://") for c in chains)
+
+
+def test_bittensor_subnet_chain_clashing_with_another_is_refused(tmp_path: Path) -> None:
+    """A chain already named like a subnet's chain (tao-sn1) is a duplicate chain name."""
+    text = BITTENSOR + MINIMAL.replace('name = "hl"', 'name = "tao-sn1"')
+    assert "tao-sn1" in _error(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("kind_text", "url"),
+    [(BITTENSOR, "https://entrypoint-finney.opentensor.ai"), (MINIMAL, "wss://api.x")],
+)
+def test_endpoint_url_scheme_goes_with_its_kind(tmp_path: Path, kind_text: str, url: str) -> None:
+    """A bittensor endpoint takes ws(s) URLs only, other kinds http(s) only, reported against
+    chains.0.endpoints.0.url."""
+    old = "wss://entrypoint-finney.opentensor.ai:443" if "bittensor" in kind_text else None
+    text = kind_text.replace(old or "https://api.hyperliquid.xyz", url)
+    message = _error(tmp_path, text)
+    assert message.startswith("chains.0: ")
+    assert "endpoints.0.url: kind" in message

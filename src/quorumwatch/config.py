@@ -9,11 +9,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
-    AnyWebsocketUrl,
+    AnyUrl,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    UrlConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -35,6 +36,11 @@ from quorumwatch.labels import safe_text
 DEFAULT_METRICS_PORT = 9877
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 
+# An endpoint's URL: http(s) for most kinds, ws(s) for WebSocket JSON-RPC (each kind's
+# url_schemes decide which).
+EndpointUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["http", "https", "ws", "wss"], host_required=True)
+]
 # Names that become Prometheus label values, MQTT topic segments and log fields.
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 # A validator's machine identity: a 0x address (Hyperliquid), a valoper (Cosmos), a base58
@@ -92,8 +98,7 @@ class StorageSettings(_Strict):
 
 class EndpointSettings(_Strict):
     name: LabelName
-    # hyperliquid, solana, generic, ethereum; bittensor: ws:// or wss://
-    url: AnyHttpUrl | AnyWebsocketUrl | None = None
+    url: EndpointUrl | None = None  # bittensor: ws:// or wss://; other kinds: http(s)
     lcd: AnyHttpUrl | None = None  # cosmos: the REST gateway
     rpc: AnyHttpUrl | None = None  # cosmos: CometBFT RPC
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # total: connect to last byte
