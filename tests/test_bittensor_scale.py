@@ -77,7 +77,9 @@ def test_truncated_and_trailing_values_are_undecodable(metadata: RuntimeMetadata
     ],
     ids=["api", "storage", "type"],
 )
-def test_what_the_runtime_lacks_is_a_metadata_mismatch(lookup: object, metadata: RuntimeMetadata) -> None:
+def test_what_the_runtime_lacks_is_a_metadata_mismatch(
+    lookup: object, metadata: RuntimeMetadata
+) -> None:
     """An API method, storage item or type the runtime does not have is metadata_mismatch."""
     assert callable(lookup)
     with pytest.raises(DataError) as caught:
