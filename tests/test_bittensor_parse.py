@@ -4,6 +4,7 @@ metagraph (the mainnet recording's and built ones) into permit holders, entities
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def test_recorded_metagraph_decodes_to_its_readme_facts(metadata: RuntimeMetadat
     assert (int(active.max()), int(active.sum())) == (645_173_460_056_565, 1_696_880_514_237_877)
     assert round(int(table.stakes.max()) / int(table.stakes.sum()), 4) == 0.3766
     assert len(graph.attribution.entity_names) == 12
-    assert graph.kappa_ratio == 32767 / 65535
+    assert graph.kappa == Fraction(32767, 65535)
 
 
 def test_request_asks_for_the_fields_by_their_positions(metadata: RuntimeMetadata) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +13,8 @@ import aiohttp
 import pytest
 
 from quorumwatch.analysis import Grouping, analyse
-from quorumwatch.chains.base import FetchResult
-from quorumwatch.chains.bittensor.source import BittensorSet, BittensorSource
+from quorumwatch.chains.base import FetchResult, VersionedSet
+from quorumwatch.chains.bittensor.source import BittensorSource
 from quorumwatch.columns import STATUS_INACTIVE, STATUS_ONLINE
 from quorumwatch.config import BittensorSettings, ChainSettings, EndpointSettings
 from quorumwatch.endpoints import EndpointPool
@@ -140,8 +141,8 @@ async def test_replay_reports_kappa_block_and_authorities(session: aiohttp.Clien
         await replay.serve(replay.build(), "127.0.0.1", 0)
         source, pool = _source(session, _settings(replay.base_url), RECORDED_AT)
         got = await source._attempt(pool.endpoints[0])
-    assert isinstance(got, BittensorSet)
-    assert got.consensus_threshold_ratio == 32767 / 65535
+    assert isinstance(got, VersionedSet)
+    assert got.consensus_threshold == Fraction(32767, 65535)
     assert got.version == 6_852_690
     assert got.block_authorities == REPLAYED_AUTHORITIES
 

@@ -184,6 +184,9 @@ class AlertSettings(_Strict):
     # Beyond 5 epochs from head to finalized checkpoint, an Ethereum chain is in the inactivity
     # leak (finality delay > MIN_EPOCHS_TO_INACTIVITY_PENALTY = 4).
     finality_lag_max_epochs: int = Field(default=5, ge=1)
+    # BlockAuthoritiesLow below this many block authorities, where the chain has a fixed set
+    # (Bittensor's Aura authorities): 1 alerts only when none is left.
+    block_authorities_min: int = Field(default=1, ge=0)
     watched_validators: list[ValidatorId] = Field(default_factory=list)
     for_seconds: dict[str, float] = Field(default_factory=dict)  # per alert name
 
@@ -251,8 +254,6 @@ class BittensorSettings(_Strict):
 
     # A list is expanded into one chain per subnet when the configuration loads (Settings).
     netuids: list[Annotated[int, Field(ge=0, le=65535)]] = Field(min_length=1)
-    # Alert (BlockAuthoritiesLow) when fewer Aura authorities than this produce blocks.
-    min_block_authorities: int = Field(default=1, ge=0)
 
 
 class ChainSettings(_Strict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Annotated, Any, TypeVar
 
 import msgspec
@@ -77,7 +78,7 @@ class Metagraph:
 
     table: ValidatorTable
     attribution: Attribution
-    kappa_ratio: float
+    kappa: Fraction  # of the permitted stake: Yuma's consensus majority
     block: int
 
 
@@ -202,7 +203,9 @@ def parse_metagraph(metadata: RuntimeMetadata, raw: bytes, netuid: int) -> Metag
     kappa = fields["kappa"]
     if not 0 <= kappa <= U16_MAX:
         raise DataError("wrong_type", "get_selective_mechagraph.kappa: expected a u16")
-    return Metagraph(table, _by_coldkey(coldkeys, identity_names), kappa / U16_MAX, fields["block"])
+    return Metagraph(
+        table, _by_coldkey(coldkeys, identity_names), Fraction(kappa, U16_MAX), fields["block"]
+    )
 
 
 def _by_coldkey(coldkeys: Sequence[str], identity_names: Sequence[str]) -> Attribution:

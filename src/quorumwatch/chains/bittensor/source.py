@@ -10,7 +10,6 @@ and the next one is tried.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quorumwatch.chains.base import ChainSource, VersionedSet
@@ -38,15 +37,6 @@ if TYPE_CHECKING:
 MAX_MOMENT_MS = 2**40 * 1000  # beyond year 36812: garbage, not a date
 
 
-@dataclass(frozen=True, slots=True)
-class BittensorSet(VersionedSet):
-    """A subnet's set with the chain's own coefficients: Yuma's kappa as a ratio, and how many
-    Aura authorities author blocks."""
-
-    consensus_threshold_ratio: float | None = None
-    block_authorities: int | None = None
-
-
 class BittensorSource(ChainSource):
     """The permit holders of the configured subnet from the first endpoint that serves them."""
 
@@ -60,14 +50,14 @@ class BittensorSource(ChainSource):
         (self._netuid,) = section.netuids
         self._metadata: RuntimeMetadata | None = None
 
-    async def _attempt(self, endpoint: Endpoint) -> BittensorSet:
+    async def _attempt(self, endpoint: Endpoint) -> VersionedSet:
         socket = await RpcSocket.open(self._pool, endpoint)
         try:
             return await self._read(endpoint, socket)
         finally:
             await socket.close()
 
-    async def _read(self, endpoint: Endpoint, socket: RpcSocket) -> BittensorSet:
+    async def _read(self, endpoint: Endpoint, socket: RpcSocket) -> VersionedSet:
         head = await socket.call("chain_getFinalizedHead", [], _head)
         block = await socket.call("chain_getHeader", [head], _block_number)
         spec = await socket.call("state_getRuntimeVersion", [head], _spec_version)
@@ -83,11 +73,11 @@ class BittensorSource(ChainSource):
         authorities = await socket.call(
             "state_getStorage", [metadata.storage_key(*_AUTHORITIES), head], _count(metadata)
         )
-        return BittensorSet(
+        return VersionedSet(
             graph.table,
             block,
             attribution=graph.attribution,
-            consensus_threshold_ratio=graph.kappa_ratio,
+            consensus_threshold=graph.kappa,
             block_authorities=authorities,
         )
 
