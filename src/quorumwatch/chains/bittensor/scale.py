@@ -9,6 +9,7 @@ source needs, or the metadata is not V15).
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ _MAGIC = b"meta"
 # decoding, ~0.5 s and tens of MB, per runtime rather than per subnet); a few runtimes kept.
 _DECODED: dict[tuple[int, bytes], RuntimeMetadata] = {}
 _DECODED_KEPT = 4
+_DECODING = threading.Lock()
 # What cyscale raises for bytes that are not a value of the type (beyond its own classes,
 # its struct unpacking and index lookups raise these).
 _DECODE_ERRORS = (
@@ -116,9 +118,18 @@ def decode_metadata(spec_version: int, raw: bytes) -> RuntimeMetadata:
     if body[:4] != _MAGIC or body[4:5] != bytes([METADATA_VERSION]):
         raise DataError("metadata_mismatch", f"metadata: not V{METADATA_VERSION}")
     key = (spec_version, hashlib.sha256(raw).digest())
-    cached = _DECODED.get(key)
-    if cached is not None:
-        return cached
+    # One decoding at a time: subnets polled together wait for the first one's, then share it.
+    with _DECODING:
+        cached = _DECODED.get(key)
+        if cached is None:
+            cached = _decode_v15(spec_version, body)
+            while len(_DECODED) >= _DECODED_KEPT:
+                del _DECODED[next(iter(_DECODED))]
+            _DECODED[key] = cached
+    return cached
+
+
+def _decode_v15(spec_version: int, body: bytes) -> RuntimeMetadata:
     config = RuntimeConfigurationObject(ss58_format=SS58_FORMAT)
     core = load_type_registry_preset("core")
     assert core is not None  # shipped with cyscale
@@ -142,11 +153,7 @@ def decode_metadata(spec_version: int, raw: bytes) -> RuntimeMetadata:
             if plain is not None:
                 storage[(pallet["name"], entry["name"])] = plain
     types = {entry["id"]: entry["type"] for entry in v15["types"]["types"]}
-    metadata = RuntimeMetadata(spec_version, config, outputs, storage, types)
-    while len(_DECODED) >= _DECODED_KEPT:
-        del _DECODED[next(iter(_DECODED))]
-    _DECODED[key] = metadata
-    return metadata
+    return RuntimeMetadata(spec_version, config, outputs, storage, types)
 
 
 def _opaque_metadata(raw: bytes) -> bytes:
