@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import aiohttp
 
 from quorumwatch.chains.bittensor.parse import parse_metagraph
@@ -18,6 +20,7 @@ from quorumwatch.simulator.bittensor import (
 def test_subnets_are_concentrated_healthy_inactive_and_empty() -> None:
     """Subnet 1's largest coldkey holds 600 of 1,000 permit stake; subnet 2 ten equal 100s;
     subnet 3 two of four permit holders inactive; subnet 4 no permit holder."""
+    assert sorted(SUBNETS) == [1, 2, 3, 4, 5]
     permitted = {
         netuid: [n for n in subnet.neurons if n.permit] for netuid, subnet in SUBNETS.items()
     }
@@ -25,6 +28,19 @@ def test_subnets_are_concentrated_healthy_inactive_and_empty() -> None:
     assert [n.total_stake // TAO for n in permitted[2]] == [100] * 10
     assert [n.active for n in permitted[3]] == [True, True, False, False]
     assert permitted[4] == []
+
+
+def test_demo_subnet_crosses_kappa_twenty_blocks_in() -> None:
+    """Subnet 5's largest coldkey holds 590 of 1,190 (below kappa) 19 blocks in and 600 of
+    1,200 (one half, above kappa 32767/65535) 20 blocks in."""
+
+    def share(blocks: int) -> Fraction:
+        stakes = [n.total_stake for n in SUBNETS[5].at(blocks).neurons]
+        return Fraction(stakes[0], sum(stakes))
+
+    kappa = Fraction(32767, 65535)
+    assert (share(19), share(20)) == (Fraction(590, 1190), Fraction(1, 2))
+    assert share(19) < kappa < share(20)
 
 
 def test_encoded_metagraph_decodes_to_its_subnet() -> None:

@@ -3,7 +3,8 @@ makes, with metagraphs SCALE-encoded (cyscale) from mainnet's own V15 type regis
 metadata answer of spec 343, shipped compressed beside this module).
 
 Subnets: 1 concentrated (one coldkey above half the stake), 2 healthy, 3 with inactive permit
-holders, 4 with no permit holder. Tests inject per-method faults with `set_fault`.
+holders, 4 with no permit holder, and 5 the demo, whose largest coldkey gains stake every block
+until it holds the majority. Tests inject per-method faults with `set_fault`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,16 @@ class Subnet:
     netuid: int
     neurons: tuple[Neuron, ...]
     kappa: int = DEFAULT_KAPPA
+    # Stake (rao) the first neuron gains each block: a subnet whose concentration moves.
+    growth_per_block: int = 0
+
+    def at(self, blocks: int) -> Subnet:
+        """The subnet `blocks` blocks after the simulator started."""
+        if not self.growth_per_block:
+            return self
+        first = self.neurons[0]
+        grown = replace(first, total_stake=first.total_stake + self.growth_per_block * blocks)
+        return replace(self, neurons=(grown, *self.neurons[1:]))
 
 
 @dataclass(slots=True)
@@ -109,6 +120,9 @@ SUBNETS: Mapping[int, Subnet] = {
     4: Subnet(
         4, tuple(Neuron(account(4000 + i), account(4100 + i), TAO, permit=False) for i in range(3))
     ),
+    # The demo: one coldkey's delegations grow 10 TAO a block from 400 of 1,000; 20 blocks
+    # (4 minutes) in it holds 600 of 1,200, one half, over kappa: EntityHasMajority fires.
+    5: Subnet(5, _neurons([400, 200, 200, 200], first=5000), growth_per_block=10 * TAO),
 }
 
 
@@ -229,7 +243,11 @@ class RunningBittensorSimulator(LoopbackServer):
         if method == "state_call" and params[0] == f"{API}_get_selective_mechagraph":
             netuid = int.from_bytes(bytes.fromhex(params[1][2:6]), "little")
             subnet = self.subnets.get(netuid)
-            raw = b"\x00" if subnet is None else encode_metagraph(subnet, block)
+            raw = (
+                b"\x00"
+                if subnet is None
+                else encode_metagraph(subnet.at(block - FIRST_BLOCK), block)
+            )
             return {"result": "0x" + raw.hex()}
         return {"error": {"code": -32601, "message": "Method not found"}}
 
