@@ -302,8 +302,8 @@ def test_example_config_loads() -> None:
 
 
 def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
-    """Uncommenting config.example.toml's extra chains gives a valid five-kind config (its
-    Ethereum label files standing in as empty files)."""
+    """Uncommenting config.example.toml's extra chains gives a valid six-kind config (its
+    Ethereum label files standing in as empty files), the Bittensor chain one per subnet."""
     text = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
     head, extra = text.split("# --- More chains", 1)
     uncommented = "\n".join(
@@ -316,7 +316,16 @@ def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
     path.write_text(head + uncommented)
     settings = load_settings(path)
     kinds = [c.kind for c in settings.chains]
-    assert kinds == ["hyperliquid", "cosmos", "solana", "ethereum", "generic"]
+    assert kinds == [
+        "hyperliquid",
+        "cosmos",
+        "solana",
+        "ethereum",
+        "bittensor",
+        "bittensor",
+        "generic",
+    ]
+    assert [c.name for c in settings.chains if c.kind == "bittensor"] == ["tao-sn1", "tao-sn64"]
 
 
 # --- request limits ----------------------------------------------------------------------------
