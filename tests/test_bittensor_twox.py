@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quorumwatch.chains.bittensor.twox import plain_storage_key, twox128, xxh64
+from quorumwatch.chains.bittensor.twox import storage_key_of, twox128, xxh64
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,6 @@ def test_twox128_of_a_pallet_matches_the_recorded_key() -> None:
         ),
     ],
 )
-def test_plain_storage_keys(pallet: str, item: str, key: str) -> None:
+def test_storage_key_ofs(pallet: str, item: str, key: str) -> None:
     """The keys of Timestamp.Now and Aura.Authorities are those every Substrate chain uses."""
-    assert plain_storage_key(pallet, item) == key
+    assert storage_key_of(pallet, item) == key

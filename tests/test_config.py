@@ -617,3 +617,13 @@ def test_endpoint_url_scheme_goes_with_its_kind(tmp_path: Path, kind_text: str, 
     message = _error(tmp_path, text)
     assert message.startswith("chains.0: ")
     assert "endpoints.0.url: kind" in message
+
+
+def test_bittensor_without_netuids_watches_all_subnets(tmp_path: Path) -> None:
+    """A bittensor chain without a [chains.bittensor] section loads as one chain, named as
+    written, of netuids "all" (listed from the chain when `run` starts)."""
+    text = BITTENSOR.replace("[chains.bittensor]\nnetuids = [1, 64, 1]\n", "")
+    (chain,) = _load(tmp_path, text).chains
+    assert chain.name == "tao"
+    assert chain.bittensor is not None
+    assert chain.bittensor.netuids == "all"

@@ -252,8 +252,11 @@ class EthereumSettings(_Strict):
 class BittensorSettings(_Strict):
     """Bittensor specifics: which subnets, each reported as chain `<name>-sn<netuid>`."""
 
-    # A list is expanded into one chain per subnet when the configuration loads (Settings).
-    netuids: list[Annotated[int, Field(ge=0, le=65535)]] = Field(min_length=1)
+    # A list is expanded into one chain per subnet when the configuration loads (Settings);
+    # "all" when `run` starts, from the subnets the chain lists then (chains.bittensor.subnets).
+    netuids: (
+        Annotated[list[Annotated[int, Field(ge=0, le=65535)]], Field(min_length=1)] | Literal["all"]
+    ) = "all"
 
 
 class ChainSettings(_Strict):
@@ -434,9 +437,10 @@ class Settings(BaseSettings):
 def per_subnet(chain: ChainSettings) -> list[ChainSettings]:
     """A Bittensor chain as one chain per subnet, `<name>-sn<netuid>`, each with its one netuid,
     so that every metric, alert and report is per subnet; other kinds as they are. A chain
-    already expanded (one netuid, named for it) stays as it is."""
+    already expanded (one netuid, named for it), or of "all" subnets (not known before the
+    chain is asked), stays as it is."""
     section = chain.bittensor
-    if section is None:
+    if section is None or section.netuids == "all":
         return [chain]
     if len(section.netuids) == 1 and chain.name.endswith(f"-sn{section.netuids[0]}"):
         return [chain]

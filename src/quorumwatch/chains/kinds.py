@@ -158,6 +158,7 @@ _ALL = (
         source="quorumwatch.chains.bittensor.source:BittensorSource",
         simulator="quorumwatch.simulator.bittensor:start_bittensor_simulator",
         section="bittensor",
+        section_optional=True,  # netuids = "all" by default
         simulate_banner="simulating bittensor: WebSocket JSON-RPC at {url}",
     ),
 )

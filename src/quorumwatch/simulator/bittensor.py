@@ -28,6 +28,7 @@ from quorumwatch.chains.bittensor.scale import (
     RuntimeMetadata,
     decode_metadata,
 )
+from quorumwatch.chains.bittensor.subnets import NETWORKS_ADDED
 from quorumwatch.simulator.serving import REQUEST_LOG_LENGTH, LoopbackServer
 from quorumwatch.simulator.solana import base58
 
@@ -233,6 +234,9 @@ class RunningBittensorSimulator(LoopbackServer):
             return {"result": {"number": hex(block), "parentHash": "0x" + "00" * 32}}
         if method == "state_getRuntimeVersion":
             return {"result": {"specName": "node-subtensor", "specVersion": SPEC_VERSION}}
+        if method == "state_getKeysPaged" and params[:1] == [NETWORKS_ADDED]:
+            netuids = sorted(self.subnets)
+            return {"result": [NETWORKS_ADDED + n.to_bytes(2, "little").hex() for n in netuids]}
         if method == "state_getStorage":
             return {"result": self._storage(runtime, params[0])}
         if method == "state_call" and params[:2] == [

@@ -21,7 +21,7 @@ from scalecodec.exceptions import (
 )
 from scalecodec.type_registry import load_type_registry_preset
 
-from quorumwatch.chains.bittensor.twox import plain_storage_key
+from quorumwatch.chains.bittensor.twox import storage_key_of
 from quorumwatch.models import DataError
 
 METADATA_VERSION = 15
@@ -107,7 +107,7 @@ class RuntimeMetadata:
 
     @staticmethod
     def storage_key(pallet: str, item: str) -> str:
-        return plain_storage_key(pallet, item)
+        return storage_key_of(pallet, item)
 
 
 def decode_metadata(spec_version: int, raw: bytes) -> RuntimeMetadata:

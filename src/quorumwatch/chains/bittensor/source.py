@@ -46,7 +46,10 @@ class BittensorSource(ChainSource):
         super().__init__(*args, **kwargs)
         section = self._settings.bittensor
         assert section is not None  # ChainSource checks its section first
-        # Settings give each subnet its own chain (config.per_subnet).
+        # Settings give each subnet its own chain (config.per_subnet; "all" once listed, by
+        # chains.bittensor.subnets.expand_all).
+        if section.netuids == "all" or len(section.netuids) != 1:
+            raise ValueError("a bittensor source reads one subnet: expand the chain first")
         (self._netuid,) = section.netuids
         self._metadata: RuntimeMetadata | None = None
 

@@ -75,6 +75,7 @@ def twox128(data: bytes) -> bytes:
     return xxh64(data, 0).to_bytes(8, "little") + xxh64(data, 1).to_bytes(8, "little")
 
 
-def plain_storage_key(pallet: str, item: str) -> str:
-    """The hex storage key of a plain (unkeyed) storage item, e.g. `Timestamp.Now`."""
+def storage_key_of(pallet: str, item: str) -> str:
+    """The hex storage key of a plain storage item (`Timestamp.Now`), which is also the prefix
+    of every key of a map item (`SubtensorModule.NetworksAdded`)."""
     return "0x" + (twox128(pallet.encode()) + twox128(item.encode())).hex()
