@@ -7,6 +7,7 @@ import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping, Sequence
+from fractions import Fraction
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -114,6 +115,8 @@ def report(
     failures: tuple[str, ...] = (),
     jails: JailReport | None = None,
     finality_lag_epochs: int | None = None,
+    consensus_threshold: Fraction | None = None,
+    block_authorities: int | None = None,
 ) -> ChainReport:
     """A report as a poll would publish it: analysed when `validators` is not None, with
     the jail history `jails` (none by default)."""
@@ -149,6 +152,8 @@ def report(
         ),
         jails=jails,
         finality_lag_epochs=finality_lag_epochs if analysis else None,
+        consensus_threshold=consensus_threshold if analysis else None,
+        block_authorities=block_authorities if analysis else None,
         absent_members=MappingProxyType(
             {
                 entity: len(members)
@@ -231,6 +236,8 @@ def every_kind_board(now: float) -> ReportBoard:
             settings=chain_settings(name=kind),
             jails=jail_history(address(4), now - 600),
             finality_lag_epochs=2 if kind == "ethereum" else None,
+            consensus_threshold=Fraction(32767, 65535) if kind == "bittensor" else None,
+            block_authorities=3 if kind == "bittensor" else None,
         )
         board.publish(dataclasses.replace(published, endpoints_disagree=False))
     jails = jail_history(address(4), now - 600, storm=True)

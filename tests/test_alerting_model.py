@@ -68,10 +68,12 @@ RESOLVED = replace(
 
 
 def test_alert_names_are_the_catalogue() -> None:
-    """ALERT_NAMES is exactly the 12 catalogue names, split disjointly by NEEDS_SNAPSHOT."""
+    """ALERT_NAMES is exactly the 14 catalogue names, split disjointly by NEEDS_SNAPSHOT."""
     assert {
         "EntityCanControl",
         "EntityCanHalt",
+        "EntityHasMajority",
+        "BlockAuthoritiesLow",
         "ChainHalted",
         "FinalityLagging",
         "LivenessMarginLow",
@@ -83,7 +85,7 @@ def test_alert_names_are_the_catalogue() -> None:
         "SingleEndpoint",
         "DataStale",
     } == ALERT_NAMES
-    assert len(ALERT_NAMES) == 12
+    assert len(ALERT_NAMES) == 14
     assert NEEDS_SNAPSHOT | ALWAYS_JUDGED == ALERT_NAMES
     assert not NEEDS_SNAPSHOT & ALWAYS_JUDGED
 

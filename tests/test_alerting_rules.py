@@ -28,8 +28,8 @@ from quorumwatch.alerting.model import (
     AlertStatus,
     Severity,
 )
-from quorumwatch.alerting.rules import RuleMemory, advance, conditions
-from quorumwatch.config import AlertSettings
+from quorumwatch.alerting.rules import Condition, RuleMemory, advance, conditions
+from quorumwatch.config import AlertSettings, BittensorSettings, ChainSettings, EndpointSettings
 from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.models import Validator
 from quorumwatch.report import ChainReport, JailReport
@@ -163,6 +163,23 @@ CASES = [
         1 / 3,
     ),
     Case(
+        "EntityHasMajority",
+        [whale(1501)],
+        Severity.WARNING,
+        {"chain": CHAIN, "entity": "whale"},
+        1501 / 3000,
+        0.5,
+    ),
+    Case(
+        "BlockAuthoritiesLow",
+        [report(stakes(), block_authorities=2)],
+        Severity.CRITICAL,
+        {"chain": CHAIN},
+        2.0,
+        3.0,
+        settings={"block_authorities_min": 3},
+    ),
+    Case(
         "ChainHalted",
         [report(stakes(jailed=1200))],
         Severity.CRITICAL,
@@ -282,6 +299,61 @@ def test_healthy_report_fires_nothing() -> None:
 
 
 # --- exact thresholds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("units", "fires"), [(1500, False), (1501, True)], ids=["exactly-1/2", "just-above"]
+)
+def test_entity_at_exactly_one_half_has_no_majority(units: int, fires: bool) -> None:
+    """An entity holding exactly 1/2 does not fire EntityHasMajority; one base unit more does."""
+    rules = Rules(settings=alert_settings())
+    assert bool(only(rules.poll(whale(units), T0), "EntityHasMajority")) is fires
+
+
+def test_majority_is_over_the_chains_own_threshold_and_critical_on_bittensor() -> None:
+    """On a bittensor chain stating kappa 32767/65535, exactly 1/2 is over kappa and fires
+    EntityHasMajority as critical with kappa as its threshold; a stated threshold of 0.6 holds
+    back 0.55."""
+    bittensor = ChainSettings(
+        name="tao-sn1",
+        kind="bittensor",
+        endpoints=[EndpointSettings(name="n", url="ws://127.0.0.1:1")],
+        bittensor=BittensorSettings(netuids=[1]),
+        alerts=alert_settings(),
+    )
+    kappa = Fraction(32767, 65535)
+
+    def holding(units: int, threshold: Fraction) -> list[Condition]:
+        chain_report = report(
+            stakes(units), entity_of=WHALE, settings=bittensor, consensus_threshold=threshold
+        )
+        found, _, _ = conditions(chain_report, bittensor, {}, RuleMemory(), T0)
+        return [c for c in found if c.alert == "EntityHasMajority"]
+
+    (fired,) = holding(1500, kappa)
+    assert (fired.severity, fired.value, fired.threshold) == (
+        Severity.CRITICAL,
+        0.5,
+        float(kappa),
+    )
+    assert holding(1650, Fraction(3, 5)) == []
+
+
+def test_block_authorities_alert_only_where_counted() -> None:
+    """BlockAuthoritiesLow holds below block_authorities_min (1 by default: none left), not at
+    it, and never for a chain that reports no authorities."""
+
+    def holding(count: int | None) -> bool:
+        found, _, _ = conditions(
+            report(stakes(), block_authorities=count),
+            chain_settings(alerts=alert_settings(data_stale_seconds=NO_STALENESS)),
+            {},
+            RuleMemory(),
+            T0,
+        )
+        return "BlockAuthoritiesLow" in {c.alert for c in found}
+
+    assert [holding(n) for n in (None, 1, 0)] == [False, False, True]
 
 
 @pytest.mark.parametrize(

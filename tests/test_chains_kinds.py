@@ -30,6 +30,10 @@ CHAIN_OF_KIND: dict[str, dict[str, Any]] = {
         "generic": {"id_field": "id", "stake_field": "stake", "token_decimals": 4},
     },
     "ethereum": {"endpoints": [{"name": "e", "url": "http://x"}]},  # its section is optional
+    "bittensor": {
+        "endpoints": [{"name": "e", "url": "ws://x"}],
+        "bittensor": {"netuids": [1]},
+    },
 }
 EVERY_KIND = pytest.mark.parametrize("kind", KINDS.values(), ids=list(KINDS))
 

@@ -149,6 +149,25 @@ def test_once_with_unknown_chain_exits_3_naming_it(tmp_path: Path) -> None:
     assert "nope" in line
 
 
+def test_unlisted_subnets_fail_the_daemon_and_the_probe(tmp_path: Path) -> None:
+    """A bittensor chain of all subnets whose node cannot be reached: `run` exits 1 with one
+    line naming the chain, `run --once` exits 3 with UNKNOWN naming it."""
+    url = "ws" + refused_url().removeprefix("http")
+    config = _config(
+        tmp_path,
+        f'[[chains]]\nname = "tao"\nkind = "bittensor"\n'
+        f'[[chains.endpoints]]\nname = "n"\nurl = "{url}"\n'
+        f'[metrics]\nlisten = "127.0.0.1:0"\n',
+    )
+    daemon = _quorumwatch("run", "--config", config)
+    assert daemon.returncode == 1
+    assert "chain tao: no endpoint listed the subnets" in daemon.stderr.splitlines()[-1]
+    once = _quorumwatch("run", "--once", "--config", config)
+    assert once.returncode == 3
+    [line] = once.stdout.splitlines()
+    assert line.startswith("QUORUMWATCH UNKNOWN - chain tao: no endpoint listed the subnets")
+
+
 def test_version_prints_package_version() -> None:
     """`--version` exits 0 and prints `quorumwatch <version>`."""
     result = _quorumwatch("--version")

@@ -368,8 +368,8 @@ def test_example_config_loads() -> None:
 
 
 def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
-    """Uncommenting config.example.toml's extra chains gives a valid five-kind config (its
-    Ethereum label files standing in as empty files)."""
+    """Uncommenting config.example.toml's extra chains gives a valid six-kind config (its
+    Ethereum label files standing in as empty files), the Bittensor chain one per subnet."""
     text = (Path(__file__).resolve().parent.parent / "config.example.toml").read_text()
     head, extra = text.split("# --- More chains", 1)
     uncommented = "\n".join(
@@ -382,7 +382,16 @@ def test_example_config_commented_chains_are_valid(tmp_path: Path) -> None:
     path.write_text(head + uncommented)
     settings = load_settings(path)
     kinds = [c.kind for c in settings.chains]
-    assert kinds == ["hyperliquid", "cosmos", "solana", "ethereum", "generic"]
+    assert kinds == [
+        "hyperliquid",
+        "cosmos",
+        "solana",
+        "ethereum",
+        "bittensor",
+        "bittensor",
+        "generic",
+    ]
+    assert [c.name for c in settings.chains if c.kind == "bittensor"] == ["tao-sn1", "tao-sn64"]
 
 
 def _settings_keys(model: type[BaseModel], prefix: str = "") -> Iterator[str]:
@@ -649,3 +658,56 @@ def test_credentials_given_once_load(endpoint: dict[str, Any]) -> None:
     query key beside an Authorization header all load."""
     settings = load_settings(None, chains=[_endpoint("hyperliquid", **endpoint)])
     assert settings.chains[0].endpoints[0].headers.keys() == endpoint.get("headers", {}).keys()
+
+
+BITTENSOR = """
+[[chains]]
+name = "tao"
+kind = "bittensor"
+
+[chains.bittensor]
+netuids = [1, 64, 1]
+
+[[chains.endpoints]]
+name = "node"
+url = "wss://entrypoint-finney.opentensor.ai:443"
+"""
+
+
+def test_bittensor_chain_is_one_chain_per_subnet(tmp_path: Path) -> None:
+    """A bittensor chain listing netuids 1, 64 (and 1 again) loads as chains tao-sn1 and
+    tao-sn64, each with its one netuid and the chain's endpoints."""
+    chains = _load(tmp_path, BITTENSOR).chains
+    assert [c.name for c in chains] == ["tao-sn1", "tao-sn64"]
+    assert [c.bittensor.netuids for c in chains if c.bittensor is not None] == [[1], [64]]
+    assert all(str(c.endpoints[0].url).startswith("wss://") for c in chains)
+
+
+def test_bittensor_subnet_chain_clashing_with_another_is_refused(tmp_path: Path) -> None:
+    """A chain already named like a subnet's chain (tao-sn1) is a duplicate chain name."""
+    text = BITTENSOR + MINIMAL.replace('name = "hl"', 'name = "tao-sn1"')
+    assert "tao-sn1" in _error(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("kind_text", "url"),
+    [(BITTENSOR, "https://entrypoint-finney.opentensor.ai"), (MINIMAL, "wss://api.x")],
+)
+def test_endpoint_url_scheme_goes_with_its_kind(tmp_path: Path, kind_text: str, url: str) -> None:
+    """A bittensor endpoint takes ws(s) URLs only, other kinds http(s) only, reported against
+    chains.0.endpoints.0.url."""
+    old = "wss://entrypoint-finney.opentensor.ai:443" if "bittensor" in kind_text else None
+    text = kind_text.replace(old or "https://api.hyperliquid.xyz", url)
+    message = _error(tmp_path, text)
+    assert message.startswith("chains.0: ")
+    assert "endpoints.0.url: kind" in message
+
+
+def test_bittensor_without_netuids_watches_all_subnets(tmp_path: Path) -> None:
+    """A bittensor chain without a [chains.bittensor] section loads as one chain, named as
+    written, of netuids "all" (listed from the chain when `run` starts)."""
+    text = BITTENSOR.replace("[chains.bittensor]\nnetuids = [1, 64, 1]\n", "")
+    (chain,) = _load(tmp_path, text).chains
+    assert chain.name == "tao"
+    assert chain.bittensor is not None
+    assert chain.bittensor.netuids == "all"

@@ -394,6 +394,54 @@ async def test_multi_megabyte_body_is_read_whole(
     assert answer.value == ["v" * 100] * 20_000
 
 
+# --- requests over a connection the caller holds (WebSocket) ----------------------------------
+
+
+async def test_exchange_classifies_like_a_request(session: aiohttp.ClientSession) -> None:
+    """`exchange` decodes an answer (ok), refuses one over max_response_bytes (invalid_payload,
+    too_large), and classifies a lost connection (connect_error) and a missed deadline
+    (timeout), each one request on the endpoint."""
+    pool = _pool(session, "ws://127.0.0.1:1", timeout=0.05, max_response_bytes=4)
+    endpoint = pool.endpoints[0]
+
+    async def answer(body: bytes) -> bytes:
+        return body
+
+    async def lost() -> bytes:
+        raise ConnectionResetError
+
+    async def silent_node() -> bytes:
+        await asyncio.Event().wait()
+        return b""
+
+    ok = await pool.exchange(endpoint, lambda: answer(b"1234"), bytes.decode)
+    large = await pool.exchange(endpoint, lambda: answer(b"12345"), bytes.decode)
+    closed = await pool.exchange(endpoint, lost, bytes.decode)
+    late = await pool.exchange(endpoint, silent_node, bytes.decode)
+    assert (ok.outcome, ok.value) == (Outcome.OK, "1234")
+    assert large.data_error is not None
+    assert (large.outcome, large.data_error.reason) == (Outcome.INVALID_PAYLOAD, "too_large")
+    assert (closed.outcome, late.outcome) == (Outcome.CONNECT_ERROR, Outcome.TIMEOUT)
+    assert sum(endpoint.requests.values()) == 4
+
+
+async def test_websocket_to_a_closed_port_is_connect_error(session: aiohttp.ClientSession) -> None:
+    """Opening a WebSocket where nothing listens is one connect_error request."""
+    pool = _pool(session, "ws" + refused_url().removeprefix("http"))
+    opened = await pool.open_websocket(pool.endpoints[0])
+    assert opened.outcome is Outcome.CONNECT_ERROR
+    assert pool.endpoints[0].requests[Outcome.CONNECT_ERROR] == 1
+
+
+async def test_websocket_connect_deadline_is_timeout(session: aiohttp.ClientSession) -> None:
+    """A WebSocket whose connection is not made within connect_timeout_seconds is a timeout,
+    described as no connection."""
+    with unanswered_port() as port:
+        pool = _pool(session, f"ws://127.0.0.1:{port}", connect_timeout=0.05)
+        opened = await pool.open_websocket(pool.endpoints[0])
+    assert (opened.outcome, opened.error) == (Outcome.TIMEOUT, "no connection in 0.05s")
+
+
 # --- Retry-After -------------------------------------------------------------------------------
 
 

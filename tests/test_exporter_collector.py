@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from fractions import Fraction
 from types import MappingProxyType
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,7 +22,7 @@ from tests.builders import (
     report,
     validator,
 )
-from tests.services import parse_samples
+from tests.services import metric, parse_samples
 from tests.tools import promtool_findings
 
 ANALYSIS_METRICS = {
@@ -574,3 +575,32 @@ class TestWithoutValidatorSeries:
         assert chains["hyperliquid"] == chains["other"] - self.PER_VALIDATOR
         entity = {"chain": "hyperliquid", "entity": "Hyper Foundation"}
         assert value(text, "quorumwatch_entity_can_control", **entity) == 1
+
+
+def test_consensus_threshold_authorities_and_majority_are_exported() -> None:
+    """A chain stating kappa 32767/65535 and 4 block authorities exports both, and
+    quorumwatch_entity_has_majority is 1 for an entity over kappa and 0 below it; a chain
+    stating neither exports neither gauge."""
+    whale = [validator(1, 500), validator(2, 400), validator(3, 100)]
+    stated = report(
+        whale,
+        entity_of={validator(1, 0).address: "whale", validator(2, 0).address: "second"},
+        settings=chain_settings(name="tao-sn1"),
+        consensus_threshold=Fraction(32767, 65535),
+        block_authorities=4,
+    )
+    samples = parse_samples(exposition(stated, report(FOUNDATION_SET)))
+    assert metric(samples, "quorumwatch_consensus_threshold_ratio", chain="tao-sn1") == (
+        32767 / 65535
+    )
+    assert metric(samples, "quorumwatch_block_authorities", chain="tao-sn1") == 4
+    majority = {
+        entity: metric(samples, "quorumwatch_entity_has_majority", chain="tao-sn1", entity=entity)
+        for entity in ("whale", "second")
+    }
+    assert majority == {"whale": 1, "second": 0}
+    assert {
+        dict(labels)["chain"]
+        for (name, labels) in samples
+        if name in ("quorumwatch_consensus_threshold_ratio", "quorumwatch_block_authorities")
+    } == {"tao-sn1"}

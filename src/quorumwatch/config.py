@@ -11,10 +11,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AnyHttpUrl,
+    AnyUrl,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    UrlConstraints,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -37,6 +39,11 @@ ENV_PREFIX = "QUORUMWATCH_"
 DEFAULT_METRICS_PORT = 9877
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
 
+# An endpoint's URL: http(s) for most kinds, ws(s) for WebSocket JSON-RPC (each kind's
+# url_schemes decide which).
+EndpointUrl = Annotated[
+    AnyUrl, UrlConstraints(allowed_schemes=["http", "https", "ws", "wss"], host_required=True)
+]
 # Names that become Prometheus label values, MQTT topic segments and log fields.
 LabelName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 # A validator's machine identity: a 0x address (Hyperliquid), a valoper (Cosmos), a base58
@@ -95,7 +102,7 @@ class StorageSettings(_Strict):
 
 class EndpointSettings(_Strict):
     name: LabelName
-    url: AnyHttpUrl | None = None  # hyperliquid, solana, generic
+    url: EndpointUrl | None = None  # bittensor: ws:// or wss://; other kinds: http(s)
     lcd: AnyHttpUrl | None = None  # cosmos: the REST gateway
     rpc: AnyHttpUrl | None = None  # cosmos: CometBFT RPC
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)  # total: connect to last byte
@@ -181,6 +188,9 @@ class AlertSettings(_Strict):
     # Beyond 5 epochs from head to finalized checkpoint, an Ethereum chain is in the inactivity
     # leak (finality delay > MIN_EPOCHS_TO_INACTIVITY_PENALTY = 4).
     finality_lag_max_epochs: int = Field(default=5, ge=1)
+    # BlockAuthoritiesLow below this many block authorities, where the chain has a fixed set
+    # (Bittensor's Aura authorities): 1 alerts only when none is left.
+    block_authorities_min: int = Field(default=1, ge=0)
     watched_validators: list[ValidatorId] = Field(default_factory=list)
     for_seconds: dict[str, float] = Field(default_factory=dict)  # per alert name
 
@@ -243,6 +253,16 @@ class EthereumSettings(_Strict):
         return path
 
 
+class BittensorSettings(_Strict):
+    """Bittensor specifics: which subnets, each reported as chain `<name>-sn<netuid>`."""
+
+    # A list is expanded into one chain per subnet when the configuration loads (Settings);
+    # "all" when `run` starts, from the subnets the chain lists then (chains.bittensor.subnets).
+    netuids: (
+        Annotated[list[Annotated[int, Field(ge=0, le=65535)]], Field(min_length=1)] | Literal["all"]
+    ) = "all"
+
+
 class ChainSettings(_Strict):
     name: LabelName
     kind: KindName
@@ -265,6 +285,7 @@ class ChainSettings(_Strict):
     cosmos: CosmosSettings | None = None
     generic: GenericSettings | None = None
     ethereum: EthereumSettings | None = None
+    bittensor: BittensorSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -294,14 +315,20 @@ class ChainSettings(_Strict):
 
     @model_validator(mode="after")
     def _kind_requirements(self) -> ChainSettings:
-        roles = KINDS[self.kind].url_roles
+        kind = KINDS[self.kind]
+        roles = kind.url_roles
         for index, endpoint in enumerate(self.endpoints):
             for role in ("url", "lcd", "rpc"):
-                present = getattr(endpoint, role) is not None
-                if present != (role in roles):
+                value = getattr(endpoint, role)
+                if (value is not None) != (role in roles):
                     need = " and ".join(roles)
                     raise ValueError(
                         f"endpoints.{index}.{role}: kind {self.kind} endpoints take {need}"
+                    )
+                if value is not None and value.scheme not in kind.url_schemes:
+                    schemes = " or ".join(f"{scheme}://" for scheme in kind.url_schemes)
+                    raise ValueError(
+                        f"endpoints.{index}.{role}: kind {self.kind} endpoints take {schemes}"
                     )
         member = KINDS[self.kind].entity_member
         if member is not None:
@@ -409,8 +436,30 @@ class Settings(BaseSettings):
     @field_validator("chains")
     @classmethod
     def _unique_chains(cls, chains: list[ChainSettings]) -> list[ChainSettings]:
+        chains = [one for chain in chains for one in per_subnet(chain)]
         _require_unique("chain", [c.name for c in chains])
         return chains
+
+
+def per_subnet(chain: ChainSettings) -> list[ChainSettings]:
+    """A Bittensor chain as one chain per subnet, `<name>-sn<netuid>`, each with its one netuid,
+    so that every metric, alert and report is per subnet; other kinds as they are. A chain
+    already expanded (one netuid, named for it), or of "all" subnets (not known before the
+    chain is asked), stays as it is."""
+    section = chain.bittensor
+    if section is None or section.netuids == "all":
+        return [chain]
+    if len(section.netuids) == 1 and chain.name.endswith(f"-sn{section.netuids[0]}"):
+        return [chain]
+    return [
+        chain.model_copy(
+            update={
+                "name": f"{chain.name}-sn{netuid}",
+                "bittensor": section.model_copy(update={"netuids": [netuid]}),
+            }
+        )
+        for netuid in dict.fromkeys(section.netuids)
+    ]
 
 
 def _require_unique(what: str, names: list[str]) -> None:

@@ -1,11 +1,12 @@
-"""Endpoint pool: every HTTP request a source makes, classified and accounted per endpoint."""
+"""Endpoint pool: every request a source makes (HTTP, or a message over the WebSocket it
+opens), classified and accounted per endpoint."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -55,6 +56,22 @@ class Payload:
 
     body: bytearray
     headers: Mapping[str, str]  # header names match in any case, as in HTTP
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a request got: the HTTP status, once an answer arrived."""
+
+    status: int | None = None
+
+
+class _RefusedError(Exception):
+    """An HTTP answer whose status refuses the request (its body is never read)."""
+
+    def __init__(self, outcome: Outcome, error: str) -> None:
+        super().__init__(error)
+        self.outcome = outcome
+        self.error = error
 
 
 class Endpoint:
@@ -188,6 +205,48 @@ class EndpointPool:
         """GET `path` (query `params` URL-escaped) from the endpoint's `base` URL; decode it."""
         return await self._request(endpoint, "GET", base, path, _body_of(decode), params=params)
 
+    async def exchange(
+        self,
+        endpoint: Endpoint,
+        send: Callable[[], Awaitable[bytes]],
+        decode: Callable[[bytes], T],
+    ) -> Answer[T]:
+        """One request over a connection the caller holds (a WebSocket message and its answer,
+        from `send`): under the endpoint's total deadline, its answer size limit, decoded in a
+        worker thread, classified and accounted as an HTTP request is."""
+
+        async def attempt() -> T:
+            body = await send()
+            if len(body) > self._max_response_bytes:
+                raise DataError("too_large", f"answer exceeds {self._max_response_bytes} bytes")
+            return await asyncio.to_thread(decode, body)
+
+        return await self._classified(endpoint, attempt, _Progress())
+
+    async def open_websocket(self, endpoint: Endpoint) -> Answer[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket to the endpoint's `url` (ws:// or wss://), its messages limited to the
+        answer size limit; opening it is a request of its own, classified and accounted (a
+        dead host is a connect_error or timeout like any other)."""
+        settings = endpoint.settings
+        url = URL(endpoint.base_urls["url"]).with_query(endpoint.base_queries["url"])
+
+        async def attempt() -> aiohttp.ClientWebSocketResponse:
+            try:
+                async with asyncio.timeout(settings.connect_timeout_seconds):
+                    return await self._session.ws_connect(
+                        url,
+                        headers=endpoint.headers,
+                        max_msg_size=self._max_response_bytes,
+                        autoclose=True,
+                        autoping=True,
+                    )
+            except TimeoutError as exc:
+                if isinstance(exc, aiohttp.ClientError):
+                    raise
+                raise aiohttp.ConnectionTimeoutError() from None
+
+        return await self._classified(endpoint, attempt, _Progress())
+
     async def _request(
         self,
         endpoint: Endpoint,
@@ -199,30 +258,42 @@ class EndpointPool:
         accept: str | None = None,
         **options: Any,
     ) -> Answer[T]:
+        settings = endpoint.settings
+        progress = _Progress()
+
+        async def attempt() -> T:
+            url = endpoint.base_urls[base] + path
+            params = {**endpoint.base_queries[base], **(options.pop("params", None) or {})}
+            headers = endpoint.headers if accept is None else {"Accept": accept, **endpoint.headers}
+            sent = {**options, "headers": headers, "timeout": _socket_limits(settings)}
+            if params:
+                sent["params"] = params
+            payload, status, retry_after = await self._send(method, url, sent)
+            progress.status = status
+            outcome = _classify_status(status)
+            if outcome is not Outcome.OK:
+                if outcome is Outcome.HTTP_429:
+                    self._cool_down(endpoint, retry_after)
+                raise _RefusedError(outcome, f"HTTP {status}")
+            return await asyncio.to_thread(decode, payload)
+
+        return await self._classified(endpoint, attempt, progress)
+
+    async def _classified(
+        self, endpoint: Endpoint, attempt: Callable[[], Awaitable[T]], progress: _Progress
+    ) -> Answer[T]:
+        """Run `attempt` under the endpoint's total deadline, and classify and account it."""
         started = self._monotonic()
         settings = endpoint.settings
-        status: int | None = None
         try:
             # The total deadline covers everything, decoding included; aiohttp enforces
             # the connect and read limits inside it (they raise its own TimeoutErrors).
             async with asyncio.timeout(settings.timeout_seconds):
-                url = endpoint.base_urls[base] + path
-                params = {**endpoint.base_queries[base], **(options.pop("params", None) or {})}
-                headers = (
-                    endpoint.headers if accept is None else {"Accept": accept, **endpoint.headers}
-                )
-                options = {**options, "headers": headers, "timeout": _socket_limits(settings)}
-                if params:
-                    options["params"] = params
-                payload, status, retry_after = await self._send(method, url, options)
-                outcome = _classify_status(status)
-                if outcome is not Outcome.OK:
-                    if outcome is Outcome.HTTP_429:
-                        self._cool_down(endpoint, retry_after)
-                    return self._finish(
-                        endpoint, outcome, started, error=f"HTTP {status}", status=status
-                    )
-                value = await asyncio.to_thread(decode, payload)
+                value = await attempt()
+        except _RefusedError as exc:
+            return self._finish(
+                endpoint, exc.outcome, started, error=exc.error, status=progress.status
+            )
         except TimeoutError as exc:  # before OSError: aiohttp's timeouts are both
             error = _describe_timeout(exc, settings)
             return self._finish(endpoint, Outcome.TIMEOUT, started, error=error)
@@ -233,7 +304,7 @@ class EndpointPool:
                 started,
                 error=str(exc),
                 data_error=exc,
-                status=status,
+                status=progress.status,
             )
         except (aiohttp.ClientError, OSError) as exc:
             return self._finish(endpoint, Outcome.CONNECT_ERROR, started, error=type(exc).__name__)
@@ -241,9 +312,13 @@ class EndpointPool:
             # Only its type is kept: an unknown exception's message may quote the URL, and
             # with it the credentials (aiohttp's refusal of a header does).
             return self._finish(
-                endpoint, Outcome.UNEXPECTED, started, error=type(exc).__name__, status=status
+                endpoint,
+                Outcome.UNEXPECTED,
+                started,
+                error=type(exc).__name__,
+                status=progress.status,
             )
-        return self._finish(endpoint, Outcome.OK, started, value=value, status=status)
+        return self._finish(endpoint, Outcome.OK, started, value=value, status=progress.status)
 
     async def _send(
         self, method: str, url: str, options: Mapping[str, Any]

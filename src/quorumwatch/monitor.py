@@ -21,6 +21,8 @@ from quorumwatch.models import Validator, ValidatorSet
 from quorumwatch.report import ChainReport, JailReport, ReportBoard
 
 if TYPE_CHECKING:
+    from fractions import Fraction
+
     import aiohttp
     from numpy.typing import NDArray
 
@@ -148,6 +150,8 @@ class ChainMonitor:
                     digest=digest,
                     jails=jails,
                     finality_lag_epochs=result.finality_lag_epochs,
+                    consensus_threshold=result.consensus_threshold,
+                    block_authorities=result.block_authorities,
                     absent_members=absent,
                 )
         log.warning("poll failed: no valid validator set", failures=failures)
@@ -209,6 +213,8 @@ class ChainMonitor:
         digest: _Digest | None = None,
         jails: JailReport | None = None,
         finality_lag_epochs: int | None = None,
+        consensus_threshold: Fraction | None = None,
+        block_authorities: int | None = None,
         absent_members: Mapping[str, int] | None = None,
     ) -> ChainReport:
         """Publish a report; without both a set and its digest, the chain is down."""
@@ -233,6 +239,8 @@ class ChainMonitor:
             monitoring_since=self._monitoring_since,
             endpoints_disagree=self._endpoints_disagree,
             finality_lag_epochs=finality_lag_epochs if up else None,
+            consensus_threshold=consensus_threshold if up else None,
+            block_authorities=block_authorities if up else None,
             absent_members=absent_members if up and absent_members else MappingProxyType({}),
         )
         self._board.publish(report)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,13 @@ if TYPE_CHECKING:
     from quorumwatch.columns import StatusTotals
     from quorumwatch.jails.statistics import JailCounters
     from quorumwatch.models import Outcome, Validator, ValidatorSet
+
+HALF = Fraction(1, 2)
+
+
+def holds_majority(stake: int, total: int, line: Fraction) -> bool:
+    """Whether `stake` is strictly more than `line` of `total`, exactly (S·d > n·T)."""
+    return total > 0 and stake * line.denominator > line.numerator * total
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,9 @@ class ChainReport:
     monitoring_since: float | None = None  # when this process began polling the chain
     endpoints_disagree: bool | None = None  # None: no second set at the same height this poll
     finality_lag_epochs: int | None = None  # head epoch − finalized epoch; None: not known
+    # The share of stake the chain says decides consensus (Bittensor: kappa); None: not stated.
+    consensus_threshold: Fraction | None = None
+    block_authorities: int | None = None  # Aura authorities (Bittensor); None: not known
     # Per entity of the configured and built-in map, how many of its members this poll's set
     # lacks; empty when the source attributed the set itself, or the chain is down.
     absent_members: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
@@ -63,6 +74,12 @@ class ChainReport:
     def liveness_known(self) -> bool:
         """Whether this poll's set tells who is voting, so that the liveness margin holds."""
         return self.validator_set is not None and self.validator_set.liveness_known
+
+    @property
+    def majority_line(self) -> Fraction:
+        """The share above which one entity decides consensus alone: the chain's own
+        threshold where it states one, else one half."""
+        return HALF if self.consensus_threshold is None else self.consensus_threshold
 
     @property
     def healthy_endpoints(self) -> int:

@@ -32,11 +32,18 @@ from structlog.testing import capture_logs
 from quorumwatch import cli
 from quorumwatch.alerting.rules import RuleMemory, conditions
 from quorumwatch.chains.kinds import KINDS as KIND_REGISTRY
-from quorumwatch.config import ChainSettings, CosmosSettings, EndpointSettings, GenericSettings
+from quorumwatch.config import (
+    BittensorSettings,
+    ChainSettings,
+    CosmosSettings,
+    EndpointSettings,
+    GenericSettings,
+)
 from quorumwatch.endpoints import Endpoint, EndpointPool
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport, ReportBoard
 from quorumwatch.simulator import parse_scenario, start_simulator
+from quorumwatch.simulator.bittensor import start_bittensor_simulator
 from quorumwatch.simulator.cosmos import start_cosmos_simulator
 from quorumwatch.simulator.ethereum import start_ethereum_simulator
 from quorumwatch.simulator.faults import (
@@ -461,7 +468,18 @@ async def _ethereum(clock: FakeClock) -> AsyncIterator[str]:
 
 
 ETHEREUM = Api("ethereum", _ethereum, _url_endpoint)
-APIS = (*KINDS, ETHEREUM)  # every kind: unexpected exceptions are injected in each
+
+
+# Bittensor: the simulated node's healthy subnet (2: ten equal validators), over WebSocket,
+# which the HTTP proxy cannot fault; its faults are rows of tests/test_bittensor_source.py.
+@contextlib.asynccontextmanager
+async def _bittensor(clock: FakeClock) -> AsyncIterator[str]:
+    async with await start_bittensor_simulator(clock=clock) as sim:
+        yield sim.base_url
+
+
+BITTENSOR = Api("bittensor", _bittensor, _url_endpoint)
+APIS = (*KINDS, ETHEREUM, BITTENSOR)  # every kind: unexpected exceptions are injected in each
 
 
 # --- unexpected exceptions ----------------------------------------------------------------------
@@ -494,7 +512,10 @@ STAGES = (
     Stage(
         "unexpected_request",
         ValueError,
-        _everywhere("quorumwatch.endpoints:EndpointPool._send"),
+        {
+            **_everywhere("quorumwatch.endpoints:EndpointPool._send"),
+            "bittensor": "quorumwatch.chains.bittensor.rpc:RpcSocket._answer",
+        },
         "unexpected",
     ),
     # Bytes to a document: the JSON decoder each parser calls (the first request's).
@@ -507,6 +528,7 @@ STAGES = (
                 for kind in ("hyperliquid", "cosmos", "solana", "generic")
             },
             "ethereum": "quorumwatch.chains.ethereum.parse:_decode",
+            "bittensor": "quorumwatch.chains.bittensor.parse:decode_json",
         },
         "unexpected",
     ),
@@ -520,6 +542,7 @@ STAGES = (
             "solana": "quorumwatch.chains.solana.source:parse_vote_accounts",
             "generic": "quorumwatch.chains.generic.source:parse_generic",
             "ethereum": "quorumwatch.chains.ethereum.source:read_beacon_state",
+            "bittensor": "quorumwatch.chains.bittensor.source:parse_metagraph",
         },
         "unexpected",
     ),
@@ -539,8 +562,9 @@ UNEXPECTED_CASES = [
 
 def _inject(monkeypatch: pytest.MonkeyPatch, stage: Stage, kind: str) -> None:
     """Make the stage's function raise when it runs for the faulty endpoint: while the pool
-    asks it, or when it is handed that endpoint."""
-    asked = EndpointPool._request
+    asks it (any request it classifies, HTTP or over a WebSocket), or when it is handed that
+    endpoint."""
+    asked = EndpointPool._classified
 
     async def asking(pool: EndpointPool, endpoint: Endpoint, *args: Any, **kwargs: Any) -> Any:
         token = _ASKING.set(endpoint.name)
@@ -562,7 +586,7 @@ def _inject(monkeypatch: pytest.MonkeyPatch, stage: Stage, kind: str) -> None:
             raise stage.error(f"injected: http://user:{SECRET}@{FAULTY}.invalid/")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(EndpointPool, "_request", asking)
+    monkeypatch.setattr(EndpointPool, "_classified", asking)
     monkeypatch.setattr(owner, name, raising)
 
 
@@ -615,6 +639,7 @@ def _monitor(
         endpoints=list(endpoints),
         cosmos=CosmosSettings(chain_id="cosmoshub-4") if kind is COSMOS else None,
         generic=kind.generic,
+        bittensor=BittensorSettings(netuids=[2]) if kind is BITTENSOR else None,
     )
     return ChainMonitor(settings, session, ReportBoard(), clock=clock)
 

@@ -24,6 +24,8 @@ NEEDS_SNAPSHOT = frozenset(
         "ValidatorJailed",
         "JailStorm",
         "FinalityLagging",
+        "EntityHasMajority",
+        "BlockAuthoritiesLow",
     }
 )
 ALWAYS_JUDGED = frozenset({"EndpointDown", "AllEndpointsDown", "SingleEndpoint", "DataStale"})

@@ -29,6 +29,7 @@ from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.columns import JAILED_CODES
 from quorumwatch.entities import validator_key
 from quorumwatch.labels import safe_text
+from quorumwatch.report import holds_majority
 
 if TYPE_CHECKING:
     from quorumwatch.config import AlertSettings, ChainSettings, JailStormSettings
@@ -44,6 +45,8 @@ DEFAULT_FOR_SECONDS: Mapping[str, float] = MappingProxyType(
         "ValidatorJailed": 0.0,
         "JailStorm": 0.0,
         "FinalityLagging": 0.0,
+        "EntityHasMajority": 0.0,
+        "BlockAuthoritiesLow": 0.0,
         "EndpointDown": 300.0,
         "AllEndpointsDown": 60.0,
         "SingleEndpoint": 600.0,
@@ -101,6 +104,8 @@ def conditions(
             # No jail history this poll (store failure): a storm is unknown, not over.
             judged.discard("JailStorm")
         found += _concentration(report, settings, firing)
+        found += _majority(report, settings, firing, chain.kind)
+        found += _authorities(report, settings)
         if report.liveness_known:
             found += _liveness(report, settings, firing)
         else:  # who is voting is unknown: neither halted nor live
@@ -172,6 +177,65 @@ def _concentration(
                     )
                 )
     return found
+
+
+def _majority(
+    report: ChainReport, settings: AlertSettings, firing: Mapping[str, AlertState], kind: str
+) -> list[Condition]:
+    """One entity above the chain's consensus threshold (strictly): it decides consensus alone.
+    Critical where the chain's own threshold decides it (Bittensor: Yuma's kappa sets every
+    subnet's incentives), a warning elsewhere."""
+    assert report.analysis is not None
+    line = report.majority_line
+    relief = Fraction(settings.hysteresis_ratio).limit_denominator(10**9)
+    total = report.analysis.total_stake
+    severity = Severity.CRITICAL if kind == "bittensor" else Severity.WARNING
+    stated = "the chain's consensus threshold" if report.consensus_threshold else "one half"
+    found = []
+    floor = line - relief  # below it an entity can neither reach nor hold the alert
+    for entity in report.analysis.entities:
+        if entity.stake * floor.denominator < floor.numerator * total:
+            continue
+        labels = _labels(report, entity=entity.name)
+        share = Fraction(entity.stake, total)
+        held = _held(firing, "EntityHasMajority", labels) and share >= floor
+        if holds_majority(entity.stake, total, line) or held:
+            found.append(
+                Condition(
+                    "EntityHasMajority",
+                    severity,
+                    labels,
+                    summary=f"One entity holds the majority on {report.chain}.",
+                    description=(
+                        f"Entity {safe_text(entity.name)} holds {float(share):.2%} of consensus"
+                        f" stake on {report.chain}, more than {stated} ({float(line):.2%})."
+                    ),
+                    value=float(share),
+                    threshold=float(line),
+                )
+            )
+    return found
+
+
+def _authorities(report: ChainReport, settings: AlertSettings) -> list[Condition]:
+    count = report.block_authorities
+    minimum = settings.block_authorities_min
+    if count is None or count >= minimum:
+        return []
+    return [
+        Condition(
+            "BlockAuthoritiesLow",
+            Severity.CRITICAL,
+            _labels(report),
+            summary=f"Few block authorities on {report.chain}.",
+            description=(
+                f"{count} authorities author blocks on {report.chain}, fewer than {minimum}:"
+                " block production rests on fewer keys than expected."
+            ),
+            value=float(count),
+            threshold=float(minimum),
+        )
+    ]
 
 
 def _liveness(

@@ -10,6 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
@@ -45,6 +46,11 @@ class FetchResult:
     # Epochs from the head to the last finalized checkpoint, where the chain has finality
     # checkpoints (Ethereum); None for kinds without them.
     finality_lag_epochs: int | None = None
+    # The share of stake the chain itself says decides consensus, where it says one
+    # (Bittensor: Yuma's kappa); None: a strict majority.
+    consensus_threshold: Fraction | None = None
+    # How many authorities author blocks, where a fixed set does (Bittensor: Aura).
+    block_authorities: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,8 @@ class VersionedSet:
     finality_lag_epochs: int | None = None
     liveness_known: bool = True
     attribution: Attribution | None = None
+    consensus_threshold: Fraction | None = None
+    block_authorities: int | None = None
 
 
 class Source(Protocol):
@@ -165,6 +173,8 @@ class ChainSource(ABC):
             tuple(rejections),
             disagree,
             finality_lag_epochs=first.finality_lag_epochs,
+            consensus_threshold=first.consensus_threshold,
+            block_authorities=first.block_authorities,
         )
 
     async def _candidates(self) -> list[Endpoint]:

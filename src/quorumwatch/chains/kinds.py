@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from quorumwatch.config import ChainSettings
     from quorumwatch.simulator.serving import LoopbackServer
 
-KindName = Literal["hyperliquid", "cosmos", "solana", "generic", "ethereum"]
+KindName = Literal["hyperliquid", "cosmos", "solana", "generic", "ethereum", "bittensor"]
 
 _MIB = 1024 * 1024
 
@@ -53,6 +53,8 @@ class Kind:
     # What a `[[chains.entities]]` member must be, where not the kind's validator id: a check
     # and its description for the config error.
     entity_member: tuple[Callable[[str], bool], str] | None = None
+    # The URL schemes its endpoints take.
+    url_schemes: tuple[str, ...] = ("http", "https")
 
     def decimals(self, settings: ChainSettings) -> int:
         """Display decimals of the stakes of the chain configured by `settings`."""
@@ -144,6 +146,20 @@ _ALL = (
         section_optional=True,
         entity_member=(is_key, "a 0x withdrawal address (20 bytes) or public key (48 bytes)"),
         simulate_banner="simulating ethereum: beacon API at {url}",
+    ),
+    Kind(
+        name="bittensor",
+        url_roles=("url",),  # a subtensor node's WebSocket JSON-RPC
+        url_schemes=("ws", "wss"),
+        # The V15 metadata is ~300 KB; a full 256-UID selective metagraph of the few fields
+        # read is ~40 KB: room for runtimes to grow, while a runaway answer is cut off.
+        max_response_bytes=16 * _MIB,
+        token_decimals=9,  # rao per TAO (and per alpha): 10**9
+        source="quorumwatch.chains.bittensor.source:BittensorSource",
+        simulator="quorumwatch.simulator.bittensor:start_bittensor_simulator",
+        section="bittensor",
+        section_optional=True,  # netuids = "all" by default
+        simulate_banner="simulating bittensor: WebSocket JSON-RPC at {url}",
     ),
 )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from quorumwatch import __version__
+from quorumwatch.chains.bittensor import SubnetListError
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.cli import sigterm_by_default, sigterm_received
 from quorumwatch.config import (
@@ -222,13 +223,20 @@ def _run_once(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
-        chains = [c for c in settings.chains if args.chain in (None, c.name)]
-        if not chains:
-            raise ConfigError(f"--chain {args.chain}: no such chain in the configuration")
     except ConfigError as exc:
         print(probe.unknown(f"config error: {exc}", args.format))
         return Status.UNKNOWN
     configure_logging("error" if settings.log_level != "debug" else "debug")
+    try:
+        settings = asyncio.run(_listed_subnets(settings))
+    except SubnetListError as exc:
+        print(probe.unknown(str(exc), args.format))
+        return Status.UNKNOWN
+    chains = [c for c in settings.chains if args.chain in (None, c.name)]
+    if not chains:
+        message = f"config error: --chain {args.chain}: no such chain in the configuration"
+        print(probe.unknown(message, args.format))
+        return Status.UNKNOWN
 
     async def judged() -> tuple[str, Status]:
         # Only the output leaves asyncio.run, never the reports: it formats the repr of its
@@ -255,13 +263,32 @@ def _run_daemon(settings: Settings) -> int:
 
     configure_logging(settings.log_level)
 
-    async def serve() -> None:
+    async def serve() -> int:
         stop = _stop_on_signals()
-        if not stop.is_set():  # else stopped while starting: nothing to start
-            await run_daemon(settings, stop)
+        if stop.is_set():  # stopped while starting: nothing to start
+            return 0
+        try:
+            listed = await _listed_subnets(settings)
+        except SubnetListError as exc:
+            message = safe_text(str(exc), max_length=MAX_ERROR_LENGTH)
+            print(f"quorumwatch: {message}", file=sys.stderr)
+            return 1
+        await run_daemon(listed, stop)
+        return 0
 
-    asyncio.run(serve())
-    return 0
+    return asyncio.run(serve())
+
+
+async def _listed_subnets(settings: Settings) -> Settings:
+    """`settings` with every Bittensor chain of `netuids = "all"` made one chain per subnet
+    the chain lists now (chains.bittensor.subnets); as they are when there is none."""
+    if not any(c.bittensor is not None and c.bittensor.netuids == "all" for c in settings.chains):
+        return settings
+    from quorumwatch.chains.bittensor.subnets import expand_all
+    from quorumwatch.endpoints import http_session
+
+    async with http_session() as session:
+        return await expand_all(settings, session)
 
 
 def _jails(args: argparse.Namespace) -> int:

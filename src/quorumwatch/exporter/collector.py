@@ -25,6 +25,7 @@ from quorumwatch.endpoints import LATENCY_BUCKETS
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS
 from quorumwatch.labels import safe_text
 from quorumwatch.models import Outcome, ValidatorStatus
+from quorumwatch.report import holds_majority
 
 if TYPE_CHECKING:
     from quorumwatch.report import ChainReport, ReportBoard, SinkStatus
@@ -66,6 +67,7 @@ class QuorumwatchCollector:
             reports, self._max_series, self._clock(), without_validator_series=off
         )
         yield from finality_metrics(reports)
+        yield from consensus_metrics(reports)
         if self._board.sinks is not None:
             yield from sink_metrics(self._board.sinks)
 
@@ -138,6 +140,27 @@ def finality_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         if report.finality_lag_epochs is not None:
             lag.add_metric([report.chain], report.finality_lag_epochs)
     yield lag
+
+
+def consensus_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
+    threshold = GaugeMetricFamily(
+        "quorumwatch_consensus_threshold_ratio",
+        "Share of stake the chain itself says decides consensus, where it states one (Bittensor:"
+        " Yuma's kappa, normalised from a u16)." + _CACHED,
+        labels=["chain"],
+    )
+    authorities = GaugeMetricFamily(
+        "quorumwatch_block_authorities",
+        "Authorities that author blocks, where a fixed set does (Bittensor: Aura.Authorities)."
+        + _CACHED,
+        labels=["chain"],
+    )
+    for report in reports:
+        if report.consensus_threshold is not None:
+            threshold.add_metric([report.chain], float(report.consensus_threshold))
+        if report.block_authorities is not None:
+            authorities.add_metric([report.chain], report.block_authorities)
+    yield from (threshold, authorities)
 
 
 def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
@@ -238,6 +261,12 @@ def entity_metrics(
         "1 if the entity alone holds more than 2/3 of consensus stake (3S>2T)." + _CACHED,
         labels=["chain", "entity"],
     )
+    majority = GaugeMetricFamily(
+        "quorumwatch_entity_has_majority",
+        "1 if the entity alone holds more than the chain's consensus threshold of consensus stake"
+        " (quorumwatch_consensus_threshold_ratio where stated, else 1/2: 2S>T)." + _CACHED,
+        labels=["chain", "entity"],
+    )
     absent = GaugeMetricFamily(
         "quorumwatch_entity_members_absent",
         "Validators the built-in or configured entity map names for the entity that are not in"
@@ -258,7 +287,10 @@ def entity_metrics(
             share.add_metric(labels, entity.ratio)
             can_halt.add_metric(labels, int(entity.can_halt))
             can_control.add_metric(labels, int(entity.can_control))
-    yield from (unattributed, share, can_halt, can_control, absent)
+            line = report.majority_line
+            total = report.analysis.total_stake
+            majority.add_metric(labels, int(holds_majority(entity.stake, total, line)))
+    yield from (unattributed, share, can_halt, can_control, majority, absent)
 
 
 def validator_metrics(
