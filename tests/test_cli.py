@@ -764,7 +764,7 @@ def test_help_ends_with_the_exit_code_table(
         (
             "simulate",
             [
-                "--kind {hyperliquid,cosmos,solana,ethereum}",
+                "--kind {hyperliquid,cosmos,solana,ethereum,bittensor}",
                 "(default: hyperliquid)",
                 "(default: foundation-2025)",
                 "(default: 127.0.0.1:0)",

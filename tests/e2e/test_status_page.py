@@ -153,7 +153,12 @@ async def test_status_page_shows_the_foundation_scenario_and_follows_it(tmp_path
     assert (before["online"], before["jailedCount"]) == ("15", "1")
     assert [row[:3] for row in before["jailed"]] == [["Ironbark", f"0x{'0' * 38}a9", "its own"]]
     assert before["endpoints"][0][:2] == ["simulator", "up"]
-    assert before["alerts"] == ["EntityCanControl", "EntityCanHalt", "ValidatorJailed"]
+    assert before["alerts"] == [
+        "EntityCanControl",
+        "EntityCanHalt",
+        "EntityHasMajority",
+        "ValidatorJailed",
+    ]
 
     # 405.5M staked, 11.9M of it jailed: (405.5 − 11.9) / 405.5 − 2/3.
     assert after["margin"] == "30.40%"
