@@ -83,7 +83,7 @@ def analyse(
 REL = 1e-12  # golden vectors
 TOL = 1e-9  # property comparisons against the exact reference
 
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None)
+PROPERTY_SETTINGS = settings(max_examples=120, deadline=None)
 
 # --------------------------------------------------------------------------------------------
 # Naive reference implementation (Fractions, plain sorted loops)

@@ -58,7 +58,7 @@ def _validators(draw: st.DrawFn) -> list[Validator]:
     return found
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(_validators())
 def test_a_table_gives_back_every_validator_it_was_built_from(validators: list[Validator]) -> None:
     """`ValidatorTable.of(validators).row(i)` equals validator i, for every field a table keeps."""
@@ -67,7 +67,7 @@ def test_a_table_gives_back_every_validator_it_was_built_from(validators: list[V
     assert table.rows(range(len(table))) == tuple(validators)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(_validators())
 def test_totals_count_and_sum_each_status_exactly(validators: list[Validator]) -> None:
     """`totals()` holds the count and exact stake of the validators of each status."""
@@ -78,7 +78,7 @@ def test_totals_count_and_sum_each_status_exactly(validators: list[Validator]) -
         assert totals.stake[status] == sum(v.stake for v in members)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(_validators(), st.integers(0, 14))
 def test_largest_ranks_by_stake_then_address(validators: list[Validator], count: int) -> None:
     """`largest(count)` gives the rows of the `count` largest by stake, ties by address,

@@ -472,7 +472,7 @@ def _outcome(parser: Parser, expected: type, body: bytes) -> str:
     return "ok" if isinstance(result, expected) else "unexpected result"
 
 
-_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.mark.slow
@@ -498,7 +498,7 @@ def test_random_bytes_parse_or_raise_data_error(
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("parser", "template", "expected"), FUZZED, ids=FUZZ_IDS)
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_plausible_documents_parse_or_raise_data_error(
     parser: Parser, template: dict[str, Any], expected: type, data: st.DataObject

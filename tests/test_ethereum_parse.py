@@ -421,7 +421,7 @@ _VALUES = (
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.dictionaries(st.sampled_from(_ROW_FIELDS), _VALUES, max_size=3), min_size=1, max_size=3

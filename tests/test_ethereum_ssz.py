@@ -373,7 +373,7 @@ def test_random_bytes_raise_only_data_errors(fork: str, body: bytes) -> None:
     assert _outcome(body, fork) in {"ok", *SSZ_REJECTION_REASONS}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(st.integers(0, len(_SMALL) - 1), st.binary(min_size=1, max_size=8)), max_size=6
@@ -393,7 +393,7 @@ def test_mutated_states_raise_only_data_errors(
 _OFFSETS = [_SMALL_LAYOUT.positions[f.name] for f in _SMALL_LAYOUT.variable]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.lists(
         st.tuples(st.sampled_from(_OFFSETS), st.integers(0, 2**32 - 1)), min_size=1, max_size=4

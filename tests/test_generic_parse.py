@@ -240,7 +240,7 @@ def _outcome(body: bytes, config: GenericSettings) -> str:
     return "ok" if isinstance(table, ValidatorTable) and len(table) else "unexpected result"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     _JSON,
     st.sampled_from(
@@ -302,7 +302,7 @@ def _same(left: Any, right: Any) -> bool:
     return bool(left == right)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_ANY_JSON, st.booleans())
 def test_decoding_gives_what_json_loads_gives(document: Any, ascii_only: bool) -> None:
     """msgspec's decoding gives json.loads's values exactly: integers of any size as ints,

@@ -28,22 +28,22 @@ from quorumwatch.store import alerts as alert_store
 from quorumwatch.store import jails as jail_store
 from tests.services import eventually
 
-CYCLES = 450
+CYCLES = 400
 FIRST_SAMPLE = 300  # fds and tasks are compared from here: the 24 h window (288 cycles) is full
 TRACE_FROM = 300  # tracemalloc is 4x slower and counts what the traced cycles leave alive
 SAMPLE_EVERY = 50
 KIB = 1024
-# What the 150 traced cycles may leave alive without a leak. The latest report, alert state
+# What the 100 traced cycles may leave alive without a leak. The latest report, alert state
 # and availability buckets per chain are replaced, not accumulated: they come to about
-# 200 KiB once every live one was allocated under tracing, and stay there. A leak of 1.5 KiB
-# per cycle (a fraction of one response body per poll) adds 225 KiB and exceeds the bound.
+# 200 KiB once every live one was allocated under tracing, and stay there. A leak of 2 KiB
+# per cycle (a fraction of one response body per poll) adds 200 KiB and exceeds the bound.
 MEMORY_BOUND_BYTES = 384 * KIB
 
 
 @pytest.mark.slow
 async def test_soak_with_faults_grows_no_fds_tasks_or_memory(tmp_path: Path) -> None:
-    """Over 450 faulted cycles of three chains, fds and asyncio tasks after warm-up equal
-    their first value, and traced memory over the last 150 grows by at most 384 KiB."""
+    """Over 400 faulted cycles of three chains, fds and asyncio tasks after warm-up equal
+    their first value, and traced memory over the last 100 grows by at most 384 KiB."""
     configure_logging("error")  # a line per poll would grow the captured output
     samples = await soak(CYCLES, SAMPLE_EVERY, tmp_path, trace_from=TRACE_FROM)
     settled = [s for s in samples if s.cycle >= FIRST_SAMPLE]

@@ -13,7 +13,7 @@ from quorumwatch.simulator import load_scenario, start_simulator
 from tests.builders import daemon_settings
 from tests.services import eventually, raw_server, running_daemon, silent
 
-WATCH_POLLS = 5  # live polls watched while the stuck chain's request hangs
+WATCH_POLLS = 3  # live polls watched while the stuck chain's request hangs
 
 
 async def ok_requests(session: aiohttp.ClientSession, url: str, chain: str) -> float:
