@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from html.parser import HTMLParser
@@ -14,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from prometheus_client import CollectorRegistry, Metric
+from prometheus_client import CollectorRegistry, Metric, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.daemon import build_registry
-from quorumwatch.exporter.server import start_metrics_server
-from tests.builders import chain_settings, every_kind_board
+from quorumwatch.exporter.server import Renderings, start_metrics_server
+from tests.builders import FakeClock, chain_settings, every_kind_board
 from tests.tools import self_signed_certificate, server_tls
 
 PATHS = ("/metrics", "/", "/api/v1/state")
@@ -214,3 +216,48 @@ async def test_tls_serves_every_path_over_https(tmp_path: Path) -> None:
         for path in PATHS:
             async with s.get(f"https://127.0.0.1:{port}{path}", ssl=client_context) as response:
                 assert response.status == 200, path
+
+
+class _CountingCollector:
+    """A collector that counts its renderings and holds each one until `release` is set."""
+
+    def __init__(self) -> None:
+        self.collected = 0
+        self.release = threading.Event()
+
+    def collect(self) -> Iterator[Metric]:
+        self.collected += 1
+        self.release.wait(5)
+        yield GaugeMetricFamily(
+            "renderings", "How often the registry was rendered.", self.collected
+        )
+
+
+async def test_concurrent_scrapes_share_one_rendering() -> None:
+    """Ten scrapes at once are all answered by one rendering of the registry."""
+    counting = _CountingCollector()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(counting)
+    renderings = Renderings(registry)
+    scrapes = [asyncio.ensure_future(renderings.body("text", generate_latest)) for _ in range(10)]
+    await asyncio.sleep(0)  # every scrape is waiting on the one rendering
+    counting.release.set()
+    bodies = await asyncio.gather(*scrapes)
+    assert counting.collected == 1
+    assert len(set(bodies)) == 1
+
+
+async def test_a_rendering_is_reused_for_a_second_then_redone() -> None:
+    """A scrape within `max_age` of a rendering gets it again; a later one gets a new one."""
+    counting = _CountingCollector()
+    counting.release.set()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(counting)
+    clock = FakeClock(100.0)
+    renderings = Renderings(registry, max_age=1.0, clock=clock)
+    first = await renderings.body("text", generate_latest)
+    clock.now = 100.9
+    assert await renderings.body("text", generate_latest) == first
+    clock.now = 101.0
+    assert await renderings.body("text", generate_latest) != first
+    assert counting.collected == 2

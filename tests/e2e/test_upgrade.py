@@ -47,8 +47,8 @@ async def test_the_daemon_continues_a_0_1_0_store_losing_nothing(
     """Polling the chains 0.1.0 watched, now holding still on their last set, the daemon
     records no jail event (it resumed from the tracked validators), generates no event for an
     alert 0.1.0 judged (the firing alerts stay firing with their start, the pending ones
-    pending since when 0.1.0 saw them begin), keeps every event and counter row, and delivers the 100 events 0.1.0
-    left in the outbox over MQTT, byte for byte and in order."""
+    pending since when 0.1.0 saw them begin), keeps every event and counter row, and delivers
+    the 100 events 0.1.0 left in the outbox over MQTT, byte for byte and in order."""
     broker = broker_factory()
     store = release_0_1_0_copy(tmp_path / "quorumwatch.db")
     events = _rows(store, "SELECT * FROM events")
@@ -92,7 +92,7 @@ async def test_the_daemon_continues_a_0_1_0_store_losing_nothing(
     kept = [
         row
         for row in _rows(store, "SELECT * FROM counters")
-        if not any(f"events_{alert}_" in row[2] for alert in NEW_SINCE_0_1_0)
+        if not any(f"events_{alert}_" in str(row[2]) for alert in NEW_SINCE_0_1_0)
     ]
     assert kept == counters
     assert [row for row in _rows(store, alerts_query) if row[2] not in NEW_SINCE_0_1_0] == alerts

@@ -12,6 +12,7 @@ import hmac
 import json
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -23,9 +24,11 @@ from prometheus_client.exposition import choose_encoder
 
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
 STATE_PATH = "/api/v1/state"
+RENDERING_MAX_AGE_SECONDS = 1.0
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Encoder = Callable[[CollectorRegistry], bytes]
 StateView = Callable[[], dict[str, Any]]  # the /api/v1/state document as of the request
 
 # NaN is not JSON: a document holding one is a bug, answered 500 rather than unparseable.
@@ -75,6 +78,47 @@ def basic_auth(username: str, password: str) -> Middleware:
     return check
 
 
+class Renderings:
+    """The registry rendered at most once at a time per format, and a rendering reused for
+    `max_age` seconds: however many scrapers ask at once, the daemon renders for one of them
+    (a large exposition takes tens of milliseconds of CPU, which would otherwise multiply by
+    the scrapers and starve the polls)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        max_age: float = RENDERING_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
+        self._max_age = max_age
+        self._clock = clock
+        self._latest: dict[str, tuple[float, bytes]] = {}
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+
+    async def body(self, content_type: str, encode: Encoder) -> bytes:
+        latest = self._latest.get(content_type)
+        if latest is not None and self._clock() - latest[0] < self._max_age:
+            return latest[1]
+        pending = self._pending.get(content_type)
+        if pending is None:
+            pending = asyncio.ensure_future(self._render(content_type, encode))
+            self._pending[content_type] = pending
+        # A scraper that goes away must not cancel the rendering the others wait for.
+        return await asyncio.shield(pending)
+
+    async def _render(self, content_type: str, encode: Encoder) -> bytes:
+        started = self._clock()
+        try:
+            # Rendering thousands of series takes milliseconds: keep it off the event loop.
+            body = await asyncio.to_thread(encode, self._registry)
+        finally:
+            del self._pending[content_type]
+        self._latest[content_type] = (started, body)
+        return body
+
+
 def metrics_app(
     registry: CollectorRegistry,
     *,
@@ -82,6 +126,7 @@ def metrics_app(
     credentials: tuple[str, str] | None = None,
 ) -> web.Application:
     page = status_page()
+    renderings = Renderings(registry)
     page_headers = {
         "Content-Security-Policy": content_security_policy(page),
         "X-Content-Type-Options": "nosniff",
@@ -92,8 +137,7 @@ def metrics_app(
         # OpenMetrics when the Accept header asks for it (Prometheus does by default), else
         # the text format 0.0.4.
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        # Rendering thousands of series takes milliseconds: keep it off the event loop.
-        body = await asyncio.to_thread(encode, registry)
+        body = await renderings.body(content_type, encode)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def status(_: web.Request) -> web.Response:
