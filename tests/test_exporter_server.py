@@ -261,3 +261,19 @@ async def test_a_rendering_is_reused_for_a_second_then_redone() -> None:
     clock.now = 101.0
     assert await renderings.body("text", generate_latest) != first
     assert counting.collected == 2
+
+
+async def test_a_rendering_is_never_reused_once_its_data_changed() -> None:
+    """Within `max_age`, a scrape after the board changed gets a new rendering."""
+    counting = _CountingCollector()
+    counting.release.set()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(counting)
+    board: list[object] = [object()]
+    clock = FakeClock(100.0)
+    renderings = Renderings(registry, version=lambda: (board[0],), max_age=1.0, clock=clock)
+    first = await renderings.body("text", generate_latest)
+    assert await renderings.body("text", generate_latest) == first
+    board[0] = object()  # a poll published a report
+    assert await renderings.body("text", generate_latest) != first
+    assert counting.collected == 2

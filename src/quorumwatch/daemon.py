@@ -100,6 +100,7 @@ async def run_daemon(
             host,
             port,
             state=lambda: state_document(board, settings.chains, clock()),
+            version=lambda: (board.reports, board.sinks, board.firing),
             ssl_context=_metrics_tls(settings),
             credentials=_metrics_credentials(settings),
         )

@@ -80,27 +80,35 @@ def basic_auth(username: str, password: str) -> Middleware:
 
 class Renderings:
     """The registry rendered at most once at a time per format, and a rendering reused for
-    `max_age` seconds: however many scrapers ask at once, the daemon renders for one of them
-    (a large exposition takes tens of milliseconds of CPU, which would otherwise multiply by
-    the scrapers and starve the polls)."""
+    `max_age` seconds while the data behind it is the same: however many scrapers ask at once,
+    the daemon renders for one of them (a large exposition takes tens of milliseconds of CPU,
+    which would otherwise multiply by the scrapers and starve the polls).
+
+    `version()` gives the objects the rendering depends on (the board's reports, sinks and
+    alerts, each replaced whole on a change): a rendering is reused only while each is the very
+    same object, so a scrape after a poll always sees that poll.
+    """
 
     def __init__(
         self,
         registry: CollectorRegistry,
         *,
+        version: Callable[[], tuple[object, ...]] = tuple,
         max_age: float = RENDERING_MAX_AGE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
+        self._version = version
         self._max_age = max_age
         self._clock = clock
-        self._latest: dict[str, tuple[float, bytes]] = {}
+        # Per format: when, of which version (held, so no id is reused), and the body.
+        self._latest: dict[str, tuple[float, tuple[object, ...], bytes]] = {}
         self._pending: dict[str, asyncio.Future[bytes]] = {}
 
     async def body(self, content_type: str, encode: Encoder) -> bytes:
         latest = self._latest.get(content_type)
-        if latest is not None and self._clock() - latest[0] < self._max_age:
-            return latest[1]
+        if latest is not None and self._reusable(*latest[:2]):
+            return latest[2]
         pending = self._pending.get(content_type)
         if pending is None:
             pending = asyncio.ensure_future(self._render(content_type, encode))
@@ -108,14 +116,22 @@ class Renderings:
         # A scraper that goes away must not cancel the rendering the others wait for.
         return await asyncio.shield(pending)
 
+    def _reusable(self, rendered_at: float, version: tuple[object, ...]) -> bool:
+        current = self._version()
+        return (
+            self._clock() - rendered_at < self._max_age
+            and len(current) == len(version)
+            and all(now is then for now, then in zip(current, version, strict=True))
+        )
+
     async def _render(self, content_type: str, encode: Encoder) -> bytes:
-        started = self._clock()
+        started, version = self._clock(), self._version()
         try:
             # Rendering thousands of series takes milliseconds: keep it off the event loop.
             body = await asyncio.to_thread(encode, self._registry)
         finally:
             del self._pending[content_type]
-        self._latest[content_type] = (started, body)
+        self._latest[content_type] = (started, version, body)
         return body
 
 
@@ -123,10 +139,11 @@ def metrics_app(
     registry: CollectorRegistry,
     *,
     state: StateView,
+    version: Callable[[], tuple[object, ...]] = tuple,
     credentials: tuple[str, str] | None = None,
 ) -> web.Application:
     page = status_page()
-    renderings = Renderings(registry)
+    renderings = Renderings(registry, version=version)
     page_headers = {
         "Content-Security-Policy": content_security_policy(page),
         "X-Content-Type-Options": "nosniff",
@@ -163,15 +180,17 @@ async def start_metrics_server(
     port: int,
     *,
     state: StateView,
+    version: Callable[[], tuple[object, ...]] = tuple,
     ssl_context: ssl.SSLContext | None = None,
     credentials: tuple[str, str] | None = None,
 ) -> tuple[web.AppRunner, int]:
     """Serve metrics, the status page and `state` on host:port (port 0 picks a free one);
-    returns the runner and port."""
+    returns the runner and port. `version` gives what the metrics are rendered from (see
+    `Renderings`)."""
     # A scrape in flight at SIGTERM gets a second, not aiohttp's default minute: the
     # daemon exits within 5 s.
     runner = web.AppRunner(
-        metrics_app(registry, state=state, credentials=credentials),
+        metrics_app(registry, state=state, version=version, credentials=credentials),
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
     )
