@@ -454,7 +454,7 @@ def run(
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(snapshot_sequences())
 def test_jail_balance_and_replay(sequence: tuple[list[list[Validator]], list[bool]]) -> None:
     """Non-inferred jailed − unjailed equals jailed now − jailed at baseline; replay is equal."""

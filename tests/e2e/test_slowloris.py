@@ -26,7 +26,7 @@ from tests.services import (
 
 TOTAL_SECONDS = 1.0  # the stuck chain's timeout_seconds
 STUCK_INTERVAL_SECONDS = 1.5  # leaves the server time to see each connection closed
-WATCH_TIMEOUTS = 4  # the watch lasts until the stuck chain has timed out this many more times
+WATCH_TIMEOUTS = 3  # the watch lasts until the stuck chain has timed out this many more times
 SCRAPE_EVERY_SECONDS = 0.2  # the scrape rate
 
 
