@@ -219,12 +219,9 @@ def _agree(first: ValidatorTable, second: ValidatorTable) -> bool:
     nodes."""
     if len(first) != len(second):
         return False
-    keys = [np.argsort(np.asarray(table.addresses, dtype=object)) for table in (first, second)]
-    one, other = (
-        np.asarray(table.addresses, dtype=object)[order]
-        for table, order in zip((first, second), keys, strict=True)
-    )
-    if not np.array_equal(one, other):
+    ids = [np.asarray(table.addresses, dtype=object) for table in (first, second)]
+    keys = [np.argsort(column) for column in ids]
+    if not np.array_equal(ids[0][keys[0]], ids[1][keys[1]]):
         return False
     for column in (_membership, _jailing):
         if not np.array_equal(column(first)[keys[0]], column(second)[keys[1]]):
