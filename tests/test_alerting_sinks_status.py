@@ -344,6 +344,27 @@ async def test_a_committed_firing_set_is_published_as_the_store_would_give_it(
     assert '"labels":{"chain":"alpha","entity":"e9","validator":"0xab"}' in published
 
 
+async def _push_failures_seen(
+    settings: Settings, store: AsyncStore, board: ReportBoard, counts: tuple[int, ...]
+) -> None:
+    """Run the sinks until the board has shown each of `counts` failed pushes in turn, an
+    alert firing anew after each (which prompts the next pushes)."""
+    async with aiohttp.ClientSession() as session:
+        sinks = _Sinks(settings, store, session, board, time.time)
+        sinks.start()
+        try:
+            for failures in counts:
+                await eventually(
+                    lambda n=failures: (
+                        board.sinks is not None and board.sinks.alertmanager_failures == n
+                    ),
+                    f"{failures} failed pushes",
+                )
+                evaluated(sinks, "alpha", [ALPHA])
+        finally:
+            await sinks.close(0.1)
+
+
 async def test_alertmanager_failures_reach_the_board_without_mqtt(tmp_path: Path) -> None:
     """Without MQTT, with Alertmanager refusing connections: the failed first push, and the
     one a newly firing alert prompts, each show on the board at once (mqtt_connected None);
@@ -356,20 +377,7 @@ async def test_alertmanager_failures_reach_the_board_without_mqtt(tmp_path: Path
     async with await AsyncStore.open(settings.storage.path) as store:
         recording = RecordingStore(store)
         board = ReportBoard()
-        async with aiohttp.ClientSession() as session:
-            sinks = _Sinks(settings, cast(AsyncStore, recording), session, board, time.time)
-            sinks.start()
-            try:
-                for failures in (1, 2):
-                    await eventually(
-                        lambda n=failures: (
-                            board.sinks is not None and board.sinks.alertmanager_failures == n
-                        ),
-                        f"{failures} failed pushes",
-                    )
-                    evaluated(sinks, "alpha", [ALPHA])
-            finally:
-                await sinks.close(0.1)
+        await _push_failures_seen(settings, cast(AsyncStore, recording), board, (1, 2))
     assert board.sinks is not None
     assert board.sinks.mqtt_connected is None
     assert recording.calls == Counter(
@@ -388,20 +396,5 @@ async def test_failures_of_every_alertmanager_add_up(tmp_path: Path) -> None:
         alertmanager={"urls": [f"{refused}/one", f"{refused}/two"]},
     )
     board = ReportBoard()
-    async with (
-        await AsyncStore.open(settings.storage.path) as store,
-        aiohttp.ClientSession() as session,
-    ):
-        sinks = _Sinks(settings, store, session, board, time.time)
-        sinks.start()
-        try:
-            for failures in (2, 4):
-                await eventually(
-                    lambda n=failures: (
-                        board.sinks is not None and board.sinks.alertmanager_failures == n
-                    ),
-                    f"{failures} failed pushes",
-                )
-                evaluated(sinks, "alpha", [ALPHA])
-        finally:
-            await sinks.close(0.1)
+    async with await AsyncStore.open(settings.storage.path) as store:
+        await _push_failures_seen(settings, store, board, (2, 4))
