@@ -17,6 +17,7 @@ from quorumwatch.columns import (
     STATUS_JAILED,
     STATUS_JAILED_INACTIVE,
     STATUS_ONLINE,
+    DecimalIds,
     ValidatorTable,
     status_codes,
 )
@@ -159,3 +160,14 @@ def test_columns_of_different_lengths_are_refused() -> None:
             np.zeros(1, np.uint8),
             jail_risk_ratio=np.zeros(2),
         )
+
+
+def test_decimal_ids_are_the_integers_written_when_read() -> None:
+    """DecimalIds reads as the decimal integers, by position (from the end too), sliced and
+    iterated; past the end is an IndexError, as for any sequence."""
+    ids = DecimalIds(np.array([7, 2**64 - 1, 0], dtype=np.uint64))
+    assert (len(ids), ids[0], ids[1], ids[-1]) == (3, "7", str(2**64 - 1), "0")
+    assert list(ids) == ["7", str(2**64 - 1), "0"]
+    assert list(ids[1:]) == [str(2**64 - 1), "0"]
+    with pytest.raises(IndexError):
+        ids[3]

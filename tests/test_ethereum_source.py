@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-from quorumwatch.chains.ethereum.source import EthereumSource, ValidatorIds
-from quorumwatch.columns import UNATTRIBUTED
+from quorumwatch.chains.ethereum.source import EthereumSource
+from quorumwatch.columns import UNATTRIBUTED, DecimalIds
 from quorumwatch.config import ChainSettings
 from quorumwatch.endpoints import EndpointPool
 from quorumwatch.models import ValidatorStatus
@@ -109,17 +109,6 @@ def _head_epoch(sim: RunningEthereumSimulator) -> int:
 # -- the set's columns ----------------------------------------------------------------------------
 
 
-def test_validator_ids_are_the_indices_written_when_read() -> None:
-    """ValidatorIds reads as the decimal indices, by position (from the end too), sliced and
-    iterated; past the end is an IndexError, as for any sequence."""
-    ids = ValidatorIds(np.array([7, 2**64 - 1, 0], dtype=np.uint64))
-    assert (len(ids), ids[0], ids[1], ids[-1]) == (3, "7", str(2**64 - 1), "0")
-    assert list(ids) == ["7", str(2**64 - 1), "0"]
-    assert list(ids[1:]) == [str(2**64 - 1), "0"]
-    with pytest.raises(IndexError):
-        ids[3]
-
-
 @pytest.mark.parametrize("encoding", ["ssz", "json"])
 async def test_the_set_is_columns_over_the_state(
     session: aiohttp.ClientSession, encoding: str
@@ -132,7 +121,7 @@ async def test_the_set_is_columns_over_the_state(
         result = await source.fetch()
     assert result.validator_set is not None
     table, attribution = result.validator_set.table, result.validator_set.attribution
-    assert isinstance(table.addresses, ValidatorIds)
+    assert isinstance(table.addresses, DecimalIds)
     assert set(table.names) == {""}
     assert (table.stakes.dtype, table.status.dtype) == (np.dtype(np.uint64), np.dtype(np.uint8))
     assert attribution is not None

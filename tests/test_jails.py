@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quorumwatch.columns import ValidatorTable
+from quorumwatch.columns import DecimalIds, ValidatorTable
 from quorumwatch.config import JailStormSettings
 from quorumwatch.jails.events import (
     ChainState,
@@ -609,6 +609,45 @@ def test_track_equals_the_per_validator_reference(
             assert sorted(written) == sorted(rewritten)
             assert polled.change.removed == [a for a in rows(state) if a not in expected]
         state, reference = polled.state, (at, expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(reordered_polls(), st.integers(min_value=1, max_value=5))
+def test_ids_kept_as_numbers_track_as_their_decimal_strings(
+    polls: list[tuple[list[Validator], bool]], restored_at: int
+) -> None:
+    """Ids kept as numbers (DecimalIds) give the events, rows and changes of the same ids as
+    strings, over appended, reordered, joining and leaving rows, also right after a restart
+    restored the state's ids as strings."""
+    number_of = {addr(index): index for index in range(6)}
+    as_strings: ChainState | None = None
+    as_numbers: ChainState | None = None
+    for i, (snapshot, gap) in enumerate(polls):
+        at = T0 + 30.0 * i
+        numbers = np.array([number_of[v.address] for v in snapshot], dtype=np.uint64)
+        table = ValidatorTable.of(snapshot)
+        strings = replace(table, addresses=[str(n) for n in numbers.tolist()])
+        if i == restored_at and as_numbers is not None:  # as the store restores it
+            as_numbers = replace(as_numbers, addresses=list(as_numbers.addresses))
+        by_strings = track(CHAIN, as_strings, strings, at, gap=gap, total_stake=TOTAL)
+        by_numbers = track(
+            CHAIN,
+            as_numbers,
+            replace(table, addresses=DecimalIds(numbers)),
+            at,
+            gap=gap,
+            total_stake=TOTAL,
+        )
+        assert isinstance(by_numbers.state.addresses, DecimalIds)
+        assert by_numbers.events == by_strings.events
+        assert rows(by_numbers.state) == rows(by_strings.state)
+        if by_strings.change is None:
+            assert by_numbers.change is None
+        else:
+            assert by_numbers.change is not None
+            assert by_numbers.change.written.tolist() == by_strings.change.written.tolist()
+            assert by_numbers.change.removed == by_strings.change.removed
+        as_strings, as_numbers = by_strings.state, by_numbers.state
 
 
 def test_a_stake_or_name_change_is_rewritten_without_an_event() -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence, Sized
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +54,32 @@ UNATTRIBUTED = -1
 
 NO_TIME = -1
 """`ValidatorTable.unjailable_after_ms` of a validator without one."""
+
+class DecimalIds(Sequence[str]):
+    """Validator ids that are integers written in decimal (Ethereum's indices), kept as the
+    integers and each written when read: a million strings are never made for the few a
+    report names, and sets of them are compared as arrays (`numbers`)."""
+
+    __slots__ = ("numbers",)
+
+    def __init__(self, numbers: npt.NDArray[np.uint64]) -> None:
+        self.numbers = numbers
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> DecimalIds: ...
+    def __getitem__(self, index: int | slice) -> str | DecimalIds:
+        if isinstance(index, slice):
+            return DecimalIds(self.numbers[index])
+        return str(self.numbers.item(index))
+
+    def __iter__(self) -> Iterator[str]:
+        return map(str, self.numbers.tolist())
+
 
 _EMPTY_UPTIME: Mapping[str, npt.NDArray[np.float64]] = MappingProxyType({})
 _FLAGS_OF_CODE: tuple[tuple[bool, bool, bool], ...] = (

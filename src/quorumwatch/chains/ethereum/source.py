@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from quorumwatch.chains.base import (
     check_stake,
     value_of,
 )
-from quorumwatch.chains.ethereum.attribution import LabelSources, attribute
+from quorumwatch.chains.ethereum.attribution import AttributionCache, LabelSources
 from quorumwatch.chains.ethereum.labels import Labels, read_labels
 from quorumwatch.chains.ethereum.parse import (
     parse_finality_checkpoints,
@@ -45,7 +44,7 @@ from quorumwatch.chains.ethereum.status import (
     classify,
     epoch_at_slot,
 )
-from quorumwatch.columns import ValidatorTable
+from quorumwatch.columns import DecimalIds, ValidatorTable
 from quorumwatch.entities import builtin_entities, configured_entities
 from quorumwatch.models import DataError
 
@@ -82,11 +81,13 @@ class EthereumSource(ChainSource):
         super().__init__(pool, settings, clock=clock)
         assert settings.ethereum is not None  # ChainSource checked the section
         self._ethereum: EthereumSettings = settings.ethereum
-        self._labels = LabelSources.of(
-            configured=configured_entities(settings.entities),
-            builtin=builtin_entities(self.kind),
-            labels=_labels_or_none(self._ethereum.labels_file) or Labels({}, {}),
-            operators=_labels_or_none(self._ethereum.operators_file, pubkeys_only=True),
+        self._attribution = AttributionCache(
+            LabelSources.of(
+                configured=configured_entities(settings.entities),
+                builtin=builtin_entities(self.kind),
+                labels=_labels_or_none(self._ethereum.labels_file) or Labels({}, {}),
+                operators=_labels_or_none(self._ethereum.operators_file, pubkeys_only=True),
+            )
         )
         self._genesis_time: dict[str, int] = {}  # per endpoint: it never changes
 
@@ -118,7 +119,7 @@ class EthereumSource(ChainSource):
         # A million validators take a second to classify and attribute: off the event loop.
         try:
             table, liveness_known, attribution = await asyncio.to_thread(
-                validator_set, registry, epoch, self._labels
+                validator_set, registry, epoch, self._attribution
             )
         except DataError as exc:  # a state with no validator in the set, or no stake
             raise EndpointRejectedError(f"state: {exc}", exc.reason) from None
@@ -176,33 +177,8 @@ def _labels_or_none(path: Path | None, *, pubkeys_only: bool = False) -> Labels 
     return None if path is None else read_labels(path, pubkeys_only=pubkeys_only)
 
 
-class ValidatorIds(Sequence[str]):
-    """The ids of a set's validators, their indices in decimal, each written when read: a
-    million strings are never made for the few a report names."""
-
-    __slots__ = ("_indices",)
-
-    def __init__(self, indices: NDArray[np.uint64]) -> None:
-        self._indices = indices
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-    @overload
-    def __getitem__(self, index: slice) -> ValidatorIds: ...
-    def __getitem__(self, index: int | slice) -> str | ValidatorIds:
-        if isinstance(index, slice):
-            return ValidatorIds(self._indices[index])
-        return str(self._indices.item(index))
-
-    def __iter__(self) -> Iterator[str]:
-        return map(str, self._indices.tolist())
-
-
 def validator_set(
-    registry: BeaconValidators, epoch: int, labels: LabelSources
+    registry: BeaconValidators, epoch: int, attribution: AttributionCache
 ) -> tuple[ValidatorTable, bool, Attribution]:
     """The set at `epoch`: its validators (registered, not exited) as a table, whether their
     liveness is known, and their attribution."""
@@ -212,13 +188,13 @@ def validator_set(
         raise DataError("empty_set", "no registered validator that has not exited")
     indices = registry.indices[rows]
     table = ValidatorTable(
-        addresses=ValidatorIds(indices),  # unique: indices, checked as read
+        addresses=DecimalIds(indices),  # unique: indices, checked as read
         names=("",) * rows.size,  # no validator has a name: one shared empty string
         stakes=registry.effective_balance[rows],
         status=classified.status[rows],
     )
     check_stake(table)
-    attribution = attribute(
-        indices, registry.pubkeys[rows], registry.withdrawal_credentials[rows], labels
+    attributed = attribution.attribute(
+        indices, registry.pubkeys[rows], registry.withdrawal_credentials[rows]
     )
-    return table, classified.liveness_known, attribution
+    return table, classified.liveness_known, attributed
