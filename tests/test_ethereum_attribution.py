@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from quorumwatch.chains.ethereum import attribution as attribution_module
 from quorumwatch.chains.ethereum.attribution import (
     PUBKEY_SIZE,
+    AttributionCache,
     KeyedNames,
     LabelSources,
     attribute,
@@ -23,6 +25,8 @@ from quorumwatch.entities import builtin_entities, validator_key
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from numpy.typing import NDArray
 
     from quorumwatch.models import Attribution
 
@@ -272,3 +276,66 @@ def test_only_entities_no_map_names_are_flagged_detected() -> None:
     assert attribution.detected is not None
     flags = dict(zip(attribution.entity_names, attribution.detected.tolist(), strict=True))
     assert flags == {shared: True, "Custodian": False, "Solo Co": False}
+
+
+def _columns(
+    pubkeys: Sequence[str], credentials: Sequence[bytes]
+) -> tuple[NDArray[np.uint64], NDArray[np.uint8], NDArray[np.uint8]]:
+    count = len(pubkeys)
+    keys = np.frombuffer(b"".join(bytes.fromhex(k[2:]) for k in pubkeys), np.uint8)
+    withdrawal = np.frombuffer(b"".join(credentials), np.uint8)
+    return (
+        np.arange(count, dtype=np.uint64),
+        keys.reshape(count, PUBKEY_SIZE).copy(),
+        withdrawal.reshape(count, 32).copy(),
+    )
+
+
+def test_the_cache_reuses_an_attribution_while_the_rows_are_the_same() -> None:
+    """The same ids, keys and credentials (in new arrays) give the very attribution of the
+    last call, its arrays read-only; a change to any of the three columns attributes anew."""
+    pubkeys = [_pubkey(n) for n in range(6)]
+    owners = [_address(1)] * 3 + [_address(2)] * 3
+    ids, keys, withdrawal = _columns(pubkeys, [_credentials(1, a) for a in owners])
+    sources = _sources(operators=_labels(by_pubkey={pubkeys[0]: "Op"}))
+    cache = AttributionCache(sources)
+    first = cache.attribute(ids, keys, withdrawal)
+    assert cache.attribute(ids.copy(), keys.copy(), withdrawal.copy()) is first
+    assert not first.entity_index.flags.writeable
+    assert first.operator_index is not None
+    assert not first.operator_index.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first.entity_index[0] = 0
+    moved = withdrawal.copy()
+    moved[5] = np.frombuffer(_credentials(1, _address(1)), np.uint8)
+    renumbered, rekeyed = ids + np.uint64(1), keys.copy()
+    rekeyed[0] = rekeyed[1]
+    for new_ids, new_keys, new_withdrawal in (
+        (ids, keys, moved),
+        (renumbered, keys, withdrawal),
+        (ids, rekeyed, withdrawal),
+    ):
+        again = cache.attribute(new_ids, new_keys, new_withdrawal)
+        expected = attribute(new_ids, new_keys, new_withdrawal, sources)
+        assert again is not first
+        assert again.entity_index.tolist() == expected.entity_index.tolist()
+        assert again.entity_names == expected.entity_names
+
+
+def test_names_are_numbered_alike_however_many_each_call_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An attribution made a name at a time equals one made in whole columns: the same ids,
+    names and detected entities."""
+    pubkeys = [_pubkey(n) for n in range(12)]
+    owners = [_address(n % 4) for n in range(12)]
+    sources = _sources(labels=_labels(by_address={_address(2): "Two"}))
+    credentials = [_credentials(1, a) for a in owners]
+    whole = _attribute(pubkeys, credentials, sources)
+    monkeypatch.setattr(attribution_module, "_NAMES_PER_CALL", 1)
+    piecewise = _attribute(pubkeys, credentials, sources)
+    assert piecewise.entity_index.tolist() == whole.entity_index.tolist()
+    assert piecewise.entity_names == whole.entity_names
+    assert whole.detected is not None
+    assert piecewise.detected is not None
+    assert piecewise.detected.tolist() == whole.detected.tolist()

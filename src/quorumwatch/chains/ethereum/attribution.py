@@ -13,11 +13,14 @@ is run by its entity.
 
 Everything is computed over whole columns of key bytes: withdrawal addresses are grouped by
 one sort, and keys are matched against each map's keys sorted once, so a name is looked up once
-per distinct address or key, never per validator.
+per distinct address or key, never per validator. An attribution is reused while the rows it
+was made of are the same (`AttributionCache`): a registry changes an epoch at a time, polls far
+more often.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -34,6 +37,9 @@ PUBKEY_SIZE = 48
 _ADDRESS_AT = 12  # the address is the last 20 of the credentials' 32 bytes
 _PREFIX = 8  # the leading bytes of a key compared as one big-endian uint64
 _MAX_INDEX = 2**64 - 1
+# Names handled per C-level call: a call over a million names would hold the GIL (and so
+# the event loop) for tens of milliseconds.
+_NAMES_PER_CALL = 65_536
 
 
 def hex_keys(rows: NDArray[np.uint8]) -> list[str]:
@@ -153,9 +159,15 @@ class _Names:
 
     def ids(self, names: Sequence[str]) -> NDArray[np.int64]:
         known = self._ids
-        fresh = [name for name in dict.fromkeys(names) if name not in known]
-        known.update(zip(fresh, range(len(known), len(known) + len(fresh)), strict=True))
-        return np.fromiter(map(known.__getitem__, names), dtype=np.int64, count=len(names))
+        ids = np.empty(len(names), dtype=np.int64)
+        for start in range(0, len(names), _NAMES_PER_CALL):
+            part = names[start : start + _NAMES_PER_CALL]
+            fresh = [name for name in dict.fromkeys(part) if name not in known]
+            known.update(zip(fresh, range(len(known), len(known) + len(fresh)), strict=True))
+            ids[start : start + len(part)] = np.fromiter(
+                map(known.__getitem__, part), dtype=np.int64, count=len(part)
+            )
+        return ids
 
     def coded(self, keyed: KeyedNames, codes: NDArray[np.intp]) -> NDArray[np.int64]:
         """The ids of the names `codes` index in `keyed`, each distinct name looked up once."""
@@ -276,3 +288,33 @@ def attribute(
     unnamed[detected] = True
     unnamed[names.mapped] = False  # a map names it too
     return Attribution(entity, tuple(entity_names), operator, detected=unnamed[used])
+
+
+class AttributionCache:
+    """`attribute` with the labels of one chain, its last answer reused while the validators
+    (ids, public keys and withdrawal credentials, row by row) are the same: then so is it.
+    Its arrays are read-only, being shared by the polls that reuse it."""
+
+    def __init__(self, sources: LabelSources) -> None:
+        self._sources = sources
+        self._last: tuple[bytes, Attribution] | None = None
+
+    def attribute(
+        self, ids: NDArray[np.uint64], pubkeys: NDArray[np.uint8], credentials: NDArray[np.uint8]
+    ) -> Attribution:
+        # hashlib lets go of the GIL while it hashes: a million rows never block the loop.
+        digest = hashlib.blake2b(digest_size=32)
+        for column in (ids, pubkeys, credentials):
+            digest.update(str(column.shape).encode())
+            digest.update(np.ascontiguousarray(column).data)
+        key = digest.digest()
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        attribution = attribute(ids, pubkeys, credentials, self._sources)
+        shared = (attribution.entity_index, attribution.operator_index, attribution.detected)
+        for array in shared:
+            if array is not None:
+                array.flags.writeable = False
+        self._last = (key, attribution)
+        return attribution
