@@ -31,6 +31,9 @@ T = TypeVar("T")
 LATENCY_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MAX_RETRY_AFTER_SECONDS = 3600.0
 _READ_CHUNK_BYTES = 64 * 1024
+# A body this large is joined in a worker thread: copying a beacon state's 150 MB on the
+# event loop would stall it for tens of milliseconds (bytes.join lets go of the GIL).
+_JOINED_OFF_LOOP_BYTES = 1024 * 1024
 _NO_HEADERS: Mapping[str, str] = CIMultiDictProxy(CIMultiDict())
 _DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also accepts "²"
 
@@ -52,9 +55,9 @@ class Answer(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class Payload:
-    """A successful answer as received: its body (read once, never copied) and headers."""
+    """A successful answer as received: its body (read once, copied once) and headers."""
 
-    body: bytearray
+    body: bytes
     headers: Mapping[str, str]  # header names match in any case, as in HTTP
 
 
@@ -329,7 +332,7 @@ class EndpointPool:
                 # The body of a refusal is never used: a large error page must not turn
                 # an http_5xx (or a 429 and its Retry-After) into invalid_payload.
                 return (
-                    Payload(bytearray(), CIMultiDictProxy(CIMultiDict())),
+                    Payload(b"", CIMultiDictProxy(CIMultiDict())),
                     response.status,
                     retry_after,
                 )
@@ -337,19 +340,23 @@ class EndpointPool:
             headers = CIMultiDictProxy(CIMultiDict(response.headers))  # names match in any case
             return Payload(body, headers), response.status, retry_after
 
-    async def _read_body(self, response: aiohttp.ClientResponse) -> bytearray:
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         # StreamReader.read(n) returns what is buffered, up to n bytes, not the whole body:
         # read to EOF, giving up as soon as the limit is passed.
         limit = self._max_response_bytes
         too_large = DataError("too_large", f"answer exceeds {limit} bytes")
         if response.content_length is not None and response.content_length > limit:
             raise too_large
-        body = bytearray()
+        chunks: list[bytes] = []
+        size = 0
         async for chunk in response.content.iter_chunked(_READ_CHUNK_BYTES):
-            body += chunk
-            if len(body) > limit:
+            size += len(chunk)
+            if size > limit:
                 raise too_large
-        return body
+            chunks.append(chunk)
+        if size < _JOINED_OFF_LOOP_BYTES:
+            return b"".join(chunks)
+        return await asyncio.to_thread(b"".join, chunks)
 
     def _cool_down(self, endpoint: Endpoint, retry_after: str) -> None:
         delay = parse_retry_after(retry_after, self._clock())
