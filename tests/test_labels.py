@@ -87,3 +87,30 @@ def test_sanitising_is_idempotent_below_the_cap(value: str) -> None:
     """Sanitising an already sanitised (uncapped) text changes nothing."""
     once = safe_text(value, max_length=10_000)
     assert safe_text(once, max_length=10_000) == once
+
+
+def _character_by_character(value: str, max_length: int) -> str:
+    kept = []
+    for char in value:
+        category = unicodedata.category(char)
+        if char.isspace():
+            kept.append(" ")
+        elif category[0] != "C" and category not in ("Zl", "Zp"):
+            kept.append(char)
+    text = " ".join("".join(kept).split())
+    if len(text) > max_length:
+        text = text[: max_length - 1].rstrip() + "…"
+    return text
+
+
+@given(
+    st.text(st.characters(max_codepoint=127)) | st.text(), st.integers(min_value=1, max_value=80)
+)
+def test_the_quick_path_for_plain_ascii_sanitises_as_the_rule_does(
+    value: str, max_length: int
+) -> None:
+    """Any text, plain ASCII or not, sanitises exactly as the character-by-character rule
+    says, asked once or again."""
+    expected = _character_by_character(value, max_length)
+    assert safe_text(value, max_length) == expected
+    assert safe_text(value, max_length) == expected

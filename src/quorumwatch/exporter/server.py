@@ -20,7 +20,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+
+from quorumwatch.exporter.exposition import Encoder, choose_fast_encoder
 
 SHUTDOWN_TIMEOUT_SECONDS = 1.0
 STATE_PATH = "/api/v1/state"
@@ -28,7 +29,6 @@ RENDERING_MAX_AGE_SECONDS = 1.0
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Encoder = Callable[[CollectorRegistry], bytes]
 StateView = Callable[[], dict[str, Any]]  # the /api/v1/state document as of the request
 
 # NaN is not JSON: a document holding one is a bug, answered 500 rather than unparseable.
@@ -153,7 +153,7 @@ def metrics_app(
     async def metrics(request: web.Request) -> web.Response:
         # OpenMetrics when the Accept header asks for it (Prometheus does by default), else
         # the text format 0.0.4.
-        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        encode, content_type = choose_fast_encoder(request.headers.get("Accept", ""))
         body = await renderings.body(content_type, encode)
         return web.Response(body=body, headers={"Content-Type": content_type})
 

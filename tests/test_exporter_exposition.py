@@ -1,0 +1,115 @@
+"""The exposition encoders: byte for byte prometheus_client's, for any family, in both formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client.exposition import choose_encoder, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.samples import Exemplar
+
+from quorumwatch.exporter.exposition import (
+    choose_fast_encoder,
+    encode_openmetrics,
+    encode_text,
+)
+from tests.test_exporter_server import every_kind_registry
+
+TYPES = [
+    "counter",
+    "gauge",
+    "histogram",
+    "gaugehistogram",
+    "summary",
+    "info",
+    "stateset",
+    "unknown",
+]
+PLAIN_NAMES = st.sampled_from(["up", "quorumwatch_x", "a_b", "_hidden", "x1"])
+ODD_NAMES = st.sampled_from(["ns:name", "1bad", "dotted.name", "__reserved", "é"])
+NAMES = PLAIN_NAMES | ODD_NAMES
+TEXTS = st.text(max_size=12) | st.sampled_from(['a"b', "back\\slash", "new\nline", ""])
+VALUES = st.floats(allow_nan=True) | st.integers(-(2**70), 2**70) | st.sampled_from([0.1, 1e22])
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
+    "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+
+
+_library_openmetrics: Callable[[_Families], bytes] = openmetrics.generate_latest  # untyped
+
+
+class _Families:
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self._metrics = list(metrics)
+
+    def collect(self) -> list[Metric]:
+        return self._metrics
+
+
+@st.composite
+def families(draw: st.DrawFn) -> Metric:
+    """A family of any type, its samples named after it (suffixes included) or not, with any
+    labels and values, now and then a timestamp or an exemplar."""
+    name = draw(NAMES)
+    metric = Metric(
+        name, draw(TEXTS), draw(st.sampled_from(TYPES)), draw(st.sampled_from(["", "seconds"]))
+    )
+    for _ in range(draw(st.integers(0, 4))):
+        suffix = draw(st.sampled_from(["", "_total", "_created", "_gsum", "_gcount", "_bucket"]))
+        labels = draw(st.dictionaries(PLAIN_NAMES | ODD_NAMES, TEXTS, max_size=3))
+        timestamp = draw(st.none() | st.none() | st.floats(0, 2e9))
+        exemplar = draw(st.none() | st.none() | st.just(Exemplar({"trace": "1"}, 1.0)))
+        metric.add_sample(name + suffix, labels, draw(VALUES), timestamp, exemplar)
+    return metric
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(families(), max_size=4))
+def test_the_text_format_is_prometheus_clients(metrics: list[Metric]) -> None:
+    """encode_text writes what prometheus_client's generate_latest writes, or fails alike."""
+    registry = _Families(metrics)
+    expected = _outcome(generate_latest, registry)
+    assert _outcome(encode_text, registry) == expected
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(families(), max_size=4))
+def test_openmetrics_is_prometheus_clients(metrics: list[Metric]) -> None:
+    """encode_openmetrics writes what prometheus_client's OpenMetrics generate_latest writes,
+    or fails alike."""
+    registry = _Families(metrics)
+    expected = _outcome(_library_openmetrics, registry)
+    assert _outcome(encode_openmetrics, registry) == expected
+
+
+def _outcome(encode: object, registry: _Families) -> bytes | str:
+    try:
+        return encode(registry)  # type: ignore[operator, no-any-return]
+    except Exception as exc:  # the library's own failures, such as a value of None in text
+        return type(exc).__name__
+
+
+def test_the_daemon_board_renders_as_prometheus_client_renders_it() -> None:
+    """The families of the daemon's whole registry, over a board of every kind (process
+    metrics included), are rendered identically in both formats."""
+    collected = _Families(every_kind_registry().collect())
+    assert encode_text(collected) == generate_latest(collected)
+    assert encode_openmetrics(collected) == _library_openmetrics(collected)
+
+
+def test_the_fast_encoders_are_chosen_for_the_default_escaping_only() -> None:
+    """Prometheus' Accept header gets the OpenMetrics encoder, none the text one, each with the
+    library's content type; another escaping, or a 2.0 OpenMetrics, keeps the library's."""
+    assert choose_fast_encoder(PROMETHEUS_ACCEPT) == (
+        encode_openmetrics,
+        choose_encoder(PROMETHEUS_ACCEPT)[1],
+    )
+    assert choose_fast_encoder("") == (encode_text, choose_encoder("")[1])
+    utf8 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
+    assert choose_fast_encoder(utf8)[0] not in (encode_text, encode_openmetrics)
+    later = "application/openmetrics-text;version=2.0.0"
+    assert choose_fast_encoder(later)[0] not in (encode_text, encode_openmetrics)
