@@ -8,7 +8,7 @@ The daemon (`run_daemon`, with a real store in a temporary directory) runs in th
 polling the Ethereum simulator's set of `--validators` over SSZ back to back
 (`poll_interval_seconds = 1`, shorter than a large poll, so a poll is nearly always running),
 while `--scrapers` clients (20) in another process scrape it for `--seconds` (300): each GETs
-/metrics, then / when / answers 200 (the paths scraped are printed), in turn, on its own
+/metrics (as Prometheus asks: OpenMetrics), then / when / answers 200 (the paths scraped are printed), in turn, on its own
 keep-alive connection, with a 10 s timeout (Prometheus' default); back to back by default, so
 that 20 requests are always in flight, or every `--interval` seconds, the clients' phases
 spread over it. The window starts once the first poll has succeeded. The simulator and the
@@ -45,7 +45,9 @@ import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
+import types
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -57,9 +59,11 @@ from typing import Any
 from unittest import mock
 
 import aiohttp
+from prometheus_client import CollectorRegistry
 
 from quorumwatch.config import load_settings
 from quorumwatch.daemon import run_daemon
+from quorumwatch.exporter.server import Encoder, Renderings
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport
@@ -90,6 +94,11 @@ RSS_GROWTH_LIMIT = 0.05
 POLL_INTERVAL_SECONDS = 1  # the least a large poll takes: polls run back to back
 STARTUP_TIMEOUT_SECONDS = 900.0  # for the first successful poll of a large set
 STALLS_LISTED = 10
+# What Prometheus asks for (its default scrape_protocols): OpenMetrics first.
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)
 
 
 # -- the daemon's event loop: stalls -------------------------------------------------------------
@@ -107,6 +116,7 @@ class Stall:
     late: float  # seconds past the wake-up asked for
     on_cpu: float  # of the gap between the two wake-ups: the loop thread on a CPU
     waiting_for_cpu: float  # runnable, but other threads or processes held the CPUs
+    threads: str  # where the daemon's other threads were when the loop got the GIL back
 
     @property
     def ended_at(self) -> float:
@@ -116,6 +126,29 @@ class Stall:
     def blocked(self) -> float:
         """The rest of the gap, the ticker's own sleep included."""
         return max(0.0, self.late + TICK_SECONDS - self.on_cpu - self.waiting_for_cpu)
+
+
+def _threads() -> str:
+    """Where each of the other threads is, as its innermost line of the daemon's or a
+    library's code: a thread that held the GIL through a long call has just let it go, so
+    its line is (or follows) that call."""
+    loop_thread = threading.get_ident()
+    places = []
+    for ident, frame in sys._current_frames().items():
+        if ident == loop_thread:
+            continue
+        innermost: types.FrameType | None = frame
+        while innermost is not None and not _is_ours(innermost.f_code.co_filename):
+            innermost = innermost.f_back
+        if innermost is not None:
+            code = innermost.f_code
+            name = code.co_filename.rpartition("site-packages/")[2].rpartition("src/")[2]
+            places.append(f"{name}:{innermost.f_lineno} {code.co_name}")
+    return "; ".join(sorted(places)) or "no other thread in the daemon's code"
+
+
+def _is_ours(filename: str) -> bool:
+    return "quorumwatch" in filename or "site-packages" in filename
 
 
 @dataclass(slots=True)
@@ -137,7 +170,8 @@ class LoopTicker:
                 self.lateness_ms[int(late * 1000)] += 1
                 self.longest = max(self.longest, late)
                 if late > STALL_LIMIT_SECONDS:
-                    self.stalls.append(Stall(last, late, cpu_now - cpu, waiting_now - waiting))
+                    stall = Stall(last, late, cpu_now - cpu, waiting_now - waiting, _threads())
+                    self.stalls.append(stall)
                 last, cpu, waiting = now, cpu_now, waiting_now
         finally:
             os.close(descriptor)
@@ -245,6 +279,32 @@ def recording(polls: Polls) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True, slots=True)
+class Render:
+    seconds: float  # in the worker thread, from start to end
+    cpu_seconds: float  # of which that thread was on a CPU
+    size: int  # bytes
+
+
+@contextmanager
+def rendering(renders: list[Render]) -> Iterator[None]:
+    """Every rendering of /metrics by the daemon (one per format at a time), recorded."""
+    original = Renderings._render
+
+    async def render(self: Renderings, content_type: str, encode: Encoder) -> bytes:
+        def timed(registry: CollectorRegistry) -> bytes:
+            started, cpu = time.perf_counter(), time.thread_time()
+            body = encode(registry)
+            seconds = time.perf_counter() - started
+            renders.append(Render(seconds, time.thread_time() - cpu, len(body)))
+            return body
+
+        return await original(self, content_type, timed)
+
+    with mock.patch.object(Renderings, "_render", render):
+        yield
+
+
 # -- the daemon's memory ------------------------------------------------------------------------
 
 
@@ -293,7 +353,8 @@ async def _scraper(scraping: Scraping, deadline: float, seen: dict[str, Scrapes]
     timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT_SECONDS)
     # Spread over the interval, as Prometheus spreads its targets' scrapes.
     round_at = time.monotonic() + random.uniform(0, scraping.interval)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    headers = {"Accept": PROMETHEUS_ACCEPT}
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
         while round_at < deadline:
             await asyncio.sleep(round_at - time.monotonic())
             for path in scraping.paths:
@@ -422,6 +483,7 @@ class Run:
     collections: Collections
     rss: list[tuple[float, int]]  # (time.monotonic(), VmRSS)
     peak_rss: int
+    renders: list[Render]
 
 
 async def run(validators: int, clients: int, seconds: float, interval: float) -> Run:
@@ -433,10 +495,13 @@ async def run(validators: int, clients: int, seconds: float, interval: float) ->
         if await answers_200(base_url + "/"):
             paths.append("/")
         scraping = Scraping(base_url, paths, clients, seconds, interval)
-        with observing(collections):
+        renders: list[Render] = []
+        with observing(collections), rendering(renders):
             started, ended, scrapes = await scraped(scraping, ticker)
         peak_rss = _status_bytes("VmHWM")
-    return Run(scraping, started, ended, scrapes, polls, ticker, collections, rss, peak_rss)
+    return Run(
+        scraping, started, ended, scrapes, polls, ticker, collections, rss, peak_rss, renders
+    )
 
 
 # -- the figures --------------------------------------------------------------------------------
@@ -493,6 +558,23 @@ def stall_figures(result: Run) -> None:
             f" {stall.on_cpu * 1000:.0f} / {stall.waiting_for_cpu * 1000:.0f}"
             f" / {stall.blocked * 1000:.0f} ms; GC {gc_seconds * 1000:.0f} ms"
         )
+        print(f"      other threads: {stall.threads}")
+
+
+def render_figures(renders: list[Render]) -> None:
+    if not renders:
+        return
+    seconds = sorted(r.seconds for r in renders)
+    cpu = sorted(r.cpu_seconds for r in renders)
+    note("/metrics renderings in the window", f"{len(renders)}, {renders[-1].size:,} bytes")
+    note(
+        "  each: median / max, in its thread",
+        f"{statistics.median(seconds) * 1000:.0f} / {seconds[-1] * 1000:.0f} ms",
+    )
+    note(
+        "  of which on a CPU: median / max",
+        f"{statistics.median(cpu) * 1000:.0f} / {cpu[-1] * 1000:.0f} ms",
+    )
 
 
 def scrape_figures(scrapes: dict[str, Scrapes], window: float) -> None:
@@ -563,6 +645,7 @@ def main() -> None:
     )
     poll_figures(result)
     stall_figures(result)
+    render_figures(result.renders)
     scrape_figures(result.scrapes, window)
     rss_figures(result)
     print(f"\nbench_load done: {load()}")
