@@ -19,12 +19,20 @@ from quorumwatch.analysis import analyse
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.columns import ValidatorTable
 from quorumwatch.config import ChainSettings, Settings, load_settings
+from quorumwatch.daemon import WatchedChains
 from quorumwatch.endpoints import LATENCY_BUCKETS
 from quorumwatch.entities import absent_members
 from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
 from quorumwatch.models import Outcome, Validator, ValidatorSet
-from quorumwatch.report import ChainReport, EndpointView, JailReport, ReportBoard, SinkStatus
+from quorumwatch.report import (
+    ChainReport,
+    EndpointView,
+    JailReport,
+    ReportBoard,
+    SinkStatus,
+    SubnetListing,
+)
 
 
 class FakeClock:
@@ -216,7 +224,8 @@ def every_kind_board(now: float) -> ReportBoard:
     """A board as a daemon watching one chain of every kind holds at `now`: each chain named
     after its kind, analysed, with jail history and its kind's own data (a Cosmos jail risk, a
     delinquent Solana validator, Ethereum's finality lag, two endpoints compared), plus a chain
-    that is down and the status of both alert sinks."""
+    that is down, the status of both alert sinks and the subnet list of a Bittensor chain of
+    "all" subnets."""
     kind_data: dict[str, dict[str, Any]] = {
         "cosmos": {"jail_risk_ratio": 0.5},
         "solana": {"delinquent": True},
@@ -250,7 +259,16 @@ def every_kind_board(now: float) -> ReportBoard:
         mqtt_connected=True,
         alertmanager_failures=0,
     )
+    board.listed(SubnetListing("tao", last_success_at=now - 30, failures=2))
     return board
+
+
+def watched_chains(chains: Sequence[ChainSettings]) -> WatchedChains:
+    """The daemon's watched chains, polling these configured chains."""
+    watched = WatchedChains(chains)
+    for chain in chains:
+        watched.add(chain)
+    return watched
 
 
 ALERT_T0 = 1_750_000_000.0

@@ -14,9 +14,11 @@ from pydantic import BaseModel
 
 from quorumwatch.config import (
     DEFAULT_METRICS_PORT,
+    BittensorSettings,
     ConfigError,
     Settings,
     load_settings,
+    subnet_chain,
 )
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -687,6 +689,65 @@ def test_bittensor_subnet_chain_clashing_with_another_is_refused(tmp_path: Path)
     """A chain already named like a subnet's chain (tao-sn1) is a duplicate chain name."""
     text = BITTENSOR + MINIMAL.replace('name = "hl"', 'name = "tao-sn1"')
     assert "tao-sn1" in _error(tmp_path, text)
+
+
+ALL_SUBNETS = BITTENSOR.replace("netuids = [1, 64, 1]\n", "")
+
+
+def test_subnet_refresh_defaults_to_ten_minutes_and_takes_a_positive_time(tmp_path: Path) -> None:
+    """A chain of "all" subnets re-lists them every 600 s unless subnet_refresh_seconds says
+    otherwise; 0 is refused, naming the key."""
+    (chain,) = _load(tmp_path, ALL_SUBNETS).chains
+    assert chain.bittensor is not None
+    assert chain.bittensor.refresh_seconds == 600
+    text = ALL_SUBNETS.replace(
+        "[chains.bittensor]\n", "[chains.bittensor]\nsubnet_refresh_seconds = 30\n"
+    )
+    (chain,) = _load(tmp_path, text).chains
+    assert chain.bittensor is not None
+    assert chain.bittensor.refresh_seconds == 30
+    message = _error(tmp_path, text.replace("= 30", "= 0"))
+    assert message.startswith("chains.0.bittensor.subnet_refresh_seconds: Input should be greater")
+
+
+def test_subnet_refresh_with_a_list_of_netuids_is_refused(tmp_path: Path) -> None:
+    """subnet_refresh_seconds beside a list of netuids, which is never re-listed, is an error
+    naming the key rather than a setting that does nothing."""
+    text = BITTENSOR.replace(
+        "netuids = [1, 64, 1]\n", "netuids = [1]\nsubnet_refresh_seconds = 60\n"
+    )
+    assert _error(tmp_path, text) == (
+        'chains.0.bittensor.subnet_refresh_seconds: goes with netuids = "all" only: a list of'
+        " netuids is not re-listed"
+    )
+
+
+def test_a_subnet_chain_of_all_subnets_reloads_from_its_dump(tmp_path: Path) -> None:
+    """The chain of subnet 7 of a chain of "all" subnets re-listed every 30 s is chain tao-sn7
+    of netuids [7], which is not re-listed: dumped and loaded again, it is the same chain."""
+    text = ALL_SUBNETS.replace(
+        "[chains.bittensor]\n", "[chains.bittensor]\nsubnet_refresh_seconds = 30\n"
+    )
+    (chain,) = _load(tmp_path, text).chains
+    subnet = subnet_chain(chain, 7)
+    reloaded = load_settings(None, chains=[subnet.model_dump(mode="json")]).chains
+    assert reloaded == [subnet]
+    assert subnet.name == "tao-sn7"
+    assert subnet.bittensor == BittensorSettings(netuids=[7])
+
+
+def test_a_chain_named_like_a_subnet_of_all_subnets_is_refused(tmp_path: Path) -> None:
+    """Beside a chain tao of "all" subnets, a chain named tao-sn7 (a name a subnet listed later
+    would take) is refused, naming it; tao-snx and tao-sn7-a are free."""
+    named = MINIMAL.replace('name = "hl"', 'name = "tao-sn7"')
+    message = _error(tmp_path, ALL_SUBNETS + named)
+    assert message == (
+        'chains: tao-sn7: named like a subnet of chain tao, whose netuids = "all" names each'
+        " subnet it lists tao-sn<netuid>"
+    )
+    for free in ("tao-snx", "tao-sn7-a"):
+        text = ALL_SUBNETS + MINIMAL.replace('name = "hl"', f'name = "{free}"')
+        assert [c.name for c in _load(tmp_path, text).chains] == ["tao", free]
 
 
 @pytest.mark.parametrize(

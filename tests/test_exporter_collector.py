@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.jails.statistics import JailCounters
 from quorumwatch.labels import safe_text
-from quorumwatch.report import JailReport, SinkStatus
+from quorumwatch.report import JailReport, ReportBoard, SinkStatus, SubnetListing
 from tests.builders import (
     chain_settings,
     collector,
@@ -604,3 +604,25 @@ def test_consensus_threshold_authorities_and_majority_are_exported() -> None:
         for (name, labels) in samples
         if name in ("quorumwatch_consensus_threshold_ratio", "quorumwatch_block_authorities")
     } == {"tao-sn1"}
+
+
+def test_subnet_lists_are_exported_per_chain_of_all_subnets() -> None:
+    """Each chain of "all" subnets has its last listing time and its failed re-lists (a
+    counter), labelled with the chain as configured; a board without one exports neither."""
+    board = ReportBoard()
+    board.publish(report(FOUNDATION_SET))
+    without = generate_latest(_registry(board)).decode()
+    board.listed(SubnetListing("tao", last_success_at=1_750_000_000.0, failures=3))
+    text = generate_latest(_registry(board)).decode()
+    families = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert families["quorumwatch_subnet_list_failures"] == "counter"
+    assert value(text, "quorumwatch_subnet_list_failures_total", chain="tao") == 3
+    last = value(text, "quorumwatch_subnet_list_last_success_timestamp_seconds", chain="tao")
+    assert last == 1_750_000_000.0
+    assert not {n for n in names(without) if n.startswith("quorumwatch_subnet_list")}
+
+
+def _registry(board: ReportBoard) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector(board))
+    return registry

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.daemon import build_registry
 from quorumwatch.exporter.server import Renderings, start_metrics_server
-from tests.builders import FakeClock, chain_settings, every_kind_board
+from tests.builders import FakeClock, chain_settings, every_kind_board, watched_chains
 from tests.tools import self_signed_certificate, server_tls
 
 PATHS = ("/metrics", "/", "/api/v1/state")
@@ -49,7 +49,8 @@ def auth(user: str, password: str) -> dict[str, str]:
 def every_kind_registry() -> CollectorRegistry:
     """The daemon's registry over a board with one chain of every kind and a down one."""
     board = every_kind_board(1_750_000_000.0)
-    return build_registry(board, [chain_settings(name=chain) for chain in board.reports])
+    chains = [chain_settings(name=chain) for chain in board.reports]
+    return build_registry(board, watched_chains(chains))
 
 
 @asynccontextmanager

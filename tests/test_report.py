@@ -1,10 +1,10 @@
-"""The report board: the latest report and the firing alerts per chain."""
+"""The report board: the latest report and the firing alerts per chain, until it is withdrawn."""
 
 from __future__ import annotations
 
 from quorumwatch.alerting.model import AlertCommit
 from quorumwatch.report import ReportBoard
-from tests.builders import alert_state
+from tests.builders import alert_state, chain_settings, report
 
 
 def test_the_board_keeps_each_chains_firing_alerts_from_its_last_commit() -> None:
@@ -18,3 +18,14 @@ def test_the_board_keeps_each_chains_firing_alerts_from_its_last_commit() -> Non
     pending = alert_state("EntityCanHalt", entity="e2", firing=False)
     board.alerts_committed(AlertCommit("hyperliquid", (pending, firing)))
     assert board.firing == {"hyperliquid": (firing,), "other": (other,)}
+
+
+def test_withdrawing_a_chain_takes_its_report_and_alerts_off_the_board() -> None:
+    """A chain withdrawn leaves the board's reports and firing alerts; other chains stay."""
+    board = ReportBoard()
+    for chain in ("tao-sn1", "tao-sn2"):
+        board.publish(report(None, settings=chain_settings(name=chain)))
+        board.alerts_committed(AlertCommit(chain, (alert_state("DataStale", chain=chain),)))
+    board.withdraw("tao-sn1")
+    assert list(board.reports) == ["tao-sn2"]
+    assert list(board.firing) == ["tao-sn2"]

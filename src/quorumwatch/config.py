@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,6 +39,9 @@ from quorumwatch.labels import safe_text
 ENV_PREFIX = "QUORUMWATCH_"
 DEFAULT_METRICS_PORT = 9877
 DEFAULT_LISTEN = f"0.0.0.0:{DEFAULT_METRICS_PORT}"
+# Subnets come and go rarely (the chain rate-limits registration): listing them again every ten
+# minutes finds a change soon enough, at two calls per listing.
+DEFAULT_SUBNET_REFRESH_SECONDS = 600.0
 
 # An endpoint's URL: http(s) for most kinds, ws(s) for WebSocket JSON-RPC (each kind's
 # url_schemes decide which).
@@ -261,6 +265,26 @@ class BittensorSettings(_Strict):
     netuids: (
         Annotated[list[Annotated[int, Field(ge=0, le=65535)]], Field(min_length=1)] | Literal["all"]
     ) = "all"
+    # "all" only: how often the daemon lists the subnets again (unset: every
+    # DEFAULT_SUBNET_REFRESH_SECONDS), to watch those registered since and drop those
+    # deregistered.
+    subnet_refresh_seconds: float | None = Field(default=None, gt=0)
+
+    @field_validator("subnet_refresh_seconds")
+    @classmethod
+    def _refresh_goes_with_all(cls, seconds: float | None, info: ValidationInfo) -> float | None:
+        """Given with a list of netuids, which is never listed again, it would do nothing:
+        refused rather than ignored."""
+        if seconds is not None and info.data.get("netuids", "all") != "all":
+            raise ValueError('goes with netuids = "all" only: a list of netuids is not re-listed')
+        return seconds
+
+    @property
+    def refresh_seconds(self) -> float:
+        """How often the subnets of "all" are listed again."""
+        if self.subnet_refresh_seconds is None:
+            return DEFAULT_SUBNET_REFRESH_SECONDS
+        return self.subnet_refresh_seconds
 
 
 class ChainSettings(_Strict):
@@ -438,6 +462,7 @@ class Settings(BaseSettings):
     def _unique_chains(cls, chains: list[ChainSettings]) -> list[ChainSettings]:
         chains = [one for chain in chains for one in per_subnet(chain)]
         _require_unique("chain", [c.name for c in chains])
+        _require_subnet_names_free(chains)
         return chains
 
 
@@ -451,15 +476,35 @@ def per_subnet(chain: ChainSettings) -> list[ChainSettings]:
         return [chain]
     if len(section.netuids) == 1 and chain.name.endswith(f"-sn{section.netuids[0]}"):
         return [chain]
-    return [
-        chain.model_copy(
-            update={
-                "name": f"{chain.name}-sn{netuid}",
-                "bittensor": section.model_copy(update={"netuids": [netuid]}),
-            }
-        )
-        for netuid in dict.fromkeys(section.netuids)
-    ]
+    return [subnet_chain(chain, netuid) for netuid in dict.fromkeys(section.netuids)]
+
+
+def subnet_chain(chain: ChainSettings, netuid: int) -> ChainSettings:
+    """The chain of one subnet of a Bittensor chain: named `<name>-sn<netuid>`, watching that
+    subnet alone (and, like any list of netuids, not listing subnets again)."""
+    section = chain.bittensor
+    assert section is not None, "a bittensor chain"
+    listed = section.model_copy(update={"netuids": [netuid], "subnet_refresh_seconds": None})
+    return chain.model_copy(update={"name": f"{chain.name}-sn{netuid}", "bittensor": listed})
+
+
+def lists_subnets(chain: ChainSettings) -> bool:
+    """Whether `chain` is a Bittensor chain of `netuids = "all"`: its subnets are listed from
+    the chain when `run` starts, and again while the daemon runs."""
+    return chain.bittensor is not None and chain.bittensor.netuids == "all"
+
+
+def _require_subnet_names_free(chains: list[ChainSettings]) -> None:
+    """No chain may bear a name that a chain of "all" subnets can give one of its subnets
+    (`<name>-sn<netuid>`), whichever subnets the chain comes to list."""
+    for listing in filter(lists_subnets, chains):
+        subnet_name = re.compile(re.escape(listing.name) + r"-sn[0-9]+")
+        taken = sorted(c.name for c in chains if subnet_name.fullmatch(c.name))
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)}: named like a subnet of chain {listing.name}, whose"
+                f' netuids = "all" names each subnet it lists {listing.name}-sn<netuid>'
+            )
 
 
 def _require_unique(what: str, names: list[str]) -> None:

@@ -1,7 +1,7 @@
 """What the poll loops publish and the sinks report: one immutable report per chain, the board
-that holds the latest of each, the firing alerts and the alert sinks' delivery status. Pure
-data; readers (the collector, the status page, the rules, the probe) never import the I/O
-side."""
+that holds the latest of each, the firing alerts, the alert sinks' delivery status and how
+the subnet lists of Bittensor chains fare. Pure data; readers (the collector, the status page,
+the rules, the probe) never import the I/O side."""
 
 from __future__ import annotations
 
@@ -105,17 +105,37 @@ class SinkStatus:
         return max(0.0, time.time() - self.outbox_oldest_created_at)
 
 
+@dataclass(frozen=True, slots=True)
+class SubnetListing:
+    """How the listing of a Bittensor chain of `netuids = "all"` (the chain as configured,
+    `tao`, not one of its subnets) fares while the daemon runs."""
+
+    chain: str
+    last_success_at: float  # the listing at start, or the last re-list that succeeded
+    failures: int  # re-lists that failed since the daemon started
+
+
 @dataclass(slots=True)
 class ReportBoard:
-    """The latest report per chain and each chain's firing alerts; replaced whole, so a reader
-    sees one consistent view."""
+    """The latest report per chain, each chain's firing alerts and each subnet listing;
+    replaced whole, so a reader sees one consistent view."""
 
     reports: Mapping[str, ChainReport] = field(default_factory=dict)
     sinks: SinkStatus | None = None
     firing: Mapping[str, tuple[AlertState, ...]] = field(default_factory=dict)
+    subnet_listings: Mapping[str, SubnetListing] = field(default_factory=dict)
 
     def publish(self, report: ChainReport) -> None:
         self.reports = MappingProxyType({**self.reports, report.chain: report})
+
+    def withdraw(self, chain: str) -> None:
+        """The chain is watched no more (a deregistered subnet): its report and firing alerts
+        leave the board, and with them its series and its place on the status page."""
+        self.reports = MappingProxyType({c: r for c, r in self.reports.items() if c != chain})
+        self.firing = MappingProxyType({c: a for c, a in self.firing.items() if c != chain})
+
+    def listed(self, listing: SubnetListing) -> None:
+        self.subnet_listings = MappingProxyType({**self.subnet_listings, listing.chain: listing})
 
     def alerts_committed(self, commit: AlertCommit) -> None:
         """An alert listener: the chain's firing alerts, exactly as the evaluator committed them

@@ -19,6 +19,7 @@ from quorumwatch.cli import sigterm_by_default, sigterm_received
 from quorumwatch.config import (
     ConfigError,
     Settings,
+    lists_subnets,
     load_settings,
     parse_listen,
 )
@@ -268,12 +269,11 @@ def _run_daemon(settings: Settings) -> int:
         if stop.is_set():  # stopped while starting: nothing to start
             return 0
         try:
-            listed = await _listed_subnets(settings)
+            await run_daemon(settings, stop)
         except SubnetListError as exc:
             message = safe_text(str(exc), max_length=MAX_ERROR_LENGTH)
             print(f"quorumwatch: {message}", file=sys.stderr)
             return 1
-        await run_daemon(listed, stop)
         return 0
 
     return asyncio.run(serve())
@@ -281,8 +281,9 @@ def _run_daemon(settings: Settings) -> int:
 
 async def _listed_subnets(settings: Settings) -> Settings:
     """`settings` with every Bittensor chain of `netuids = "all"` made one chain per subnet
-    the chain lists now (chains.bittensor.subnets); as they are when there is none."""
-    if not any(c.bittensor is not None and c.bittensor.netuids == "all" for c in settings.chains):
+    the chain lists now (chains.bittensor.subnets), for the probe's one poll; as they are when
+    there is none. (The daemon lists them itself, and again while it runs.)"""
+    if not any(map(lists_subnets, settings.chains)):
         return settings
     from quorumwatch.chains.bittensor.subnets import expand_all
     from quorumwatch.endpoints import http_session

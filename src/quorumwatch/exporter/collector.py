@@ -28,7 +28,7 @@ from quorumwatch.models import Outcome, ValidatorStatus
 from quorumwatch.report import holds_majority
 
 if TYPE_CHECKING:
-    from quorumwatch.report import ChainReport, ReportBoard, SinkStatus
+    from quorumwatch.report import ChainReport, ReportBoard, SinkStatus, SubnetListing
 
 _CACHED = " Cached from the last poll."
 
@@ -70,6 +70,8 @@ class QuorumwatchCollector:
         yield from consensus_metrics(reports)
         if self._board.sinks is not None:
             yield from sink_metrics(self._board.sinks)
+        if self._board.subnet_listings:
+            yield from subnet_list_metrics(self._board.subnet_listings.values())
 
 
 def _build_info() -> Metric:
@@ -161,6 +163,27 @@ def consensus_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:
         if report.block_authorities is not None:
             authorities.add_metric([report.chain], report.block_authorities)
     yield from (threshold, authorities)
+
+
+def subnet_list_metrics(listings: Iterable[SubnetListing]) -> Iterator[Metric]:
+    """How the subnet lists of Bittensor chains of `netuids = "all"` fare, labelled with the
+    chain as configured (`tao`), whose subnets are chains of their own (`tao-sn1`)."""
+    last_success = GaugeMetricFamily(
+        "quorumwatch_subnet_list_last_success_timestamp_seconds",
+        'Unix time the subnets of a chain of netuids = "all" were last listed (at start, or'
+        " re-listed since).",
+        labels=["chain"],
+    )
+    failures = CounterMetricFamily(
+        "quorumwatch_subnet_list_failures",
+        'Re-lists of the subnets of a chain of netuids = "all" that failed (no endpoint listed'
+        " them) since the daemon started; the subnets watched stayed the same.",
+        labels=["chain"],
+    )
+    for listing in listings:
+        last_success.add_metric([listing.chain], listing.last_success_at)
+        failures.add_metric([listing.chain], listing.failures)
+    yield from (last_success, failures)
 
 
 def decentralization_metrics(reports: Iterable[ChainReport]) -> Iterator[Metric]:

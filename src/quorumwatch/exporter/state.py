@@ -34,8 +34,8 @@ _SEVERITY_ORDER = {severity: rank for rank, severity in enumerate(Severity)}
 def state_document(
     board: ReportBoard, chains: Sequence[ChainSettings], now: float
 ) -> dict[str, Any]:
-    """The document /api/v1/state serves as of `now`: every configured chain, in config order,
-    polled or not yet."""
+    """The document /api/v1/state serves as of `now`: every chain in `chains` (those watched,
+    in configuration order), polled or not yet."""
     reports, firing = board.reports, board.firing  # each read once: a consistent view
     return {
         "schema": SCHEMA,

@@ -4,7 +4,8 @@ metadata answer of spec 343, shipped compressed beside this module).
 
 Subnets: 1 concentrated (one coldkey above half the stake), 2 healthy, 3 with inactive permit
 holders, 4 with no permit holder, and 5 the demo, whose largest coldkey gains stake every block
-until it holds the majority. Tests inject per-method faults with `set_fault`.
+until it holds the majority. Tests inject per-method faults with `set_fault`, and register or
+deregister a subnet while it serves by changing `subnets` (the subnets it lists and serves).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ class BittensorSource(ChainSource):
         section = self._settings.bittensor
         assert section is not None  # ChainSource checks its section first
         # Settings give each subnet its own chain (config.per_subnet; "all" once listed, by
-        # chains.bittensor.subnets.expand_all).
+        # chains.bittensor.subnets).
         if section.netuids == "all" or len(section.netuids) != 1:
             raise ValueError("a bittensor source reads one subnet: expand the chain first")
         (self._netuid,) = section.netuids

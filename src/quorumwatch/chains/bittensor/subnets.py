@@ -1,50 +1,56 @@
-"""`netuids = "all"`: the subnets a chain lists when `run` starts, each made its own chain.
+"""`netuids = "all"`: the subnets a chain lists, each made its own chain, and kept current.
 
 The list is the keys of `SubtensorModule.NetworksAdded` (a map from netuid, hashed with
 Identity, so each key ends in the netuid's two little-endian bytes) at the finalized head,
-from the first endpoint that answers. It is read once: a subnet registered later is watched
-after a restart.
+from the first endpoint that answers. It is read when `run` starts (a chain whose subnets
+cannot be listed then is an error), and, while the daemon runs, again every
+`subnet_refresh_seconds` (`SubnetWatch`): a subnet registered since starts being watched, one
+deregistered stops. A re-list that fails changes nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+
+import structlog
 
 from quorumwatch.chains.base import EndpointRejectedError
 from quorumwatch.chains.bittensor import SubnetListError
 from quorumwatch.chains.bittensor.parse import parse_hash, rpc_result
 from quorumwatch.chains.bittensor.rpc import RpcSocket
 from quorumwatch.chains.bittensor.twox import storage_key_of
-from quorumwatch.config import per_subnet
+from quorumwatch.config import lists_subnets, subnet_chain
 from quorumwatch.endpoints import EndpointPool
 from quorumwatch.models import DataError
+from quorumwatch.report import SubnetListing
 
 if TYPE_CHECKING:
     import aiohttp
 
     from quorumwatch.config import ChainSettings, Settings
+    from quorumwatch.report import ReportBoard
 
 NETWORKS_ADDED = storage_key_of("SubtensorModule", "NetworksAdded")
 MAX_SUBNETS = 65536  # a u16 netuid: more keys than that is no subnet list
 _NETUID_HEX_DIGITS = 4  # the key's last two bytes, as hex
 
+log = structlog.get_logger(__name__)
+
 
 async def expand_all(settings: Settings, session: aiohttp.ClientSession) -> Settings:
     """`settings` with each Bittensor chain of "all" subnets replaced by one chain per subnet
-    the chain lists now; SubnetListError when one cannot be listed."""
+    the chain lists now; SubnetListError when one cannot be listed. (The configuration
+    refuses any other chain named like one of these: see config.Settings.)"""
     chains: list[ChainSettings] = []
     for chain in settings.chains:
-        section = chain.bittensor
-        if section is None or section.netuids != "all":
+        if lists_subnets(chain):
+            chains += [subnet_chain(chain, n) for n in await list_subnets(chain, session)]
+        else:
             chains.append(chain)
-            continue
-        netuids = await list_subnets(chain, session)
-        listed = section.model_copy(update={"netuids": netuids})
-        chains += per_subnet(chain.model_copy(update={"bittensor": listed}))
-    names = [chain.name for chain in chains]
-    clashing = sorted({name for name in names if names.count(name) > 1})
-    if clashing:
-        raise SubnetListError(f"chain names clash once subnets are listed: {', '.join(clashing)}")
     return settings.model_copy(update={"chains": chains})
 
 
@@ -71,6 +77,84 @@ async def list_subnets(chain: ChainSettings, session: aiohttp.ClientSession) -> 
     raise SubnetListError(
         f"chain {chain.name}: no endpoint listed the subnets ({'; '.join(failures)})"
     )
+
+
+class SubnetWatch:
+    """A chain of "all" subnets while the daemon runs: the subnets listed at start (`netuids`),
+    listed again every `subnet_refresh_seconds`. A subnet newly listed is handed to `start` as
+    its chain; the chain of one no longer listed (deregistered) to `stop`; each change is
+    logged once. A re-list that fails changes nothing: it is logged and counted. How the
+    listing fares is on the board (`SubnetListing`)."""
+
+    def __init__(
+        self,
+        chain: ChainSettings,
+        netuids: Sequence[int],
+        session: aiohttp.ClientSession,
+        board: ReportBoard,
+        *,
+        start: Callable[[ChainSettings], None],
+        stop: Callable[[ChainSettings], Awaitable[None]],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        section = chain.bittensor
+        assert section is not None  # lists_subnets(chain)
+        self.chain = chain
+        self._interval = section.refresh_seconds
+        self._session = session
+        self._board = board
+        self._start = start
+        self._stop = stop
+        self._clock = clock
+        self._watched = {netuid: subnet_chain(chain, netuid) for netuid in netuids}
+        self._listing = SubnetListing(chain.name, last_success_at=clock(), failures=0)
+        board.listed(self._listing)
+
+    @property
+    def chains(self) -> list[ChainSettings]:
+        """The chains of the subnets watched now."""
+        return list(self._watched.values())
+
+    async def run(self) -> None:
+        """List the subnets again every `subnet_refresh_seconds`, forever."""
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.refresh()
+            except Exception:  # a bug in one re-list must not end the watch
+                log.exception("subnet re-list crashed", chain=self.chain.name)
+                self._failed()
+
+    async def refresh(self) -> None:
+        """List the subnets once: start the new ones, stop those gone; on failure, neither."""
+        try:
+            listed = await list_subnets(self.chain, self._session)
+        except SubnetListError as exc:
+            log.warning(
+                "subnets not listed again: watching the same",
+                chain=self.chain.name,
+                error=str(exc),
+            )
+            self._failed()
+            return
+        for netuid in listed:
+            if netuid not in self._watched:
+                subnet = subnet_chain(self.chain, netuid)
+                log.info("subnet listed: watching it", chain=subnet.name, netuid=netuid)
+                self._watched[netuid] = subnet
+                self._start(subnet)
+        for netuid in sorted(self._watched.keys() - set(listed)):
+            subnet = self._watched.pop(netuid)
+            log.info("subnet no longer listed: not watching it", chain=subnet.name, netuid=netuid)
+            await self._stop(subnet)
+        self._publish(replace(self._listing, last_success_at=self._clock()))
+
+    def _failed(self) -> None:
+        self._publish(replace(self._listing, failures=self._listing.failures + 1))
+
+    def _publish(self, listing: SubnetListing) -> None:
+        self._listing = listing
+        self._board.listed(listing)
 
 
 def _head(body: bytes) -> str:
