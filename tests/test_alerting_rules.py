@@ -310,18 +310,25 @@ def test_entity_at_exactly_one_half_has_no_majority(units: int, fires: bool) -> 
     assert bool(only(rules.poll(whale(units), T0), "EntityHasMajority")) is fires
 
 
-def test_majority_is_over_the_chains_own_threshold_and_critical_on_bittensor() -> None:
-    """On a bittensor chain stating kappa 32767/65535, exactly 1/2 is over kappa and fires
-    EntityHasMajority as critical with kappa as its threshold; a stated threshold of 0.6 holds
-    back 0.55."""
-    bittensor = ChainSettings(
+KAPPA = Fraction(32767, 65535)  # Yuma's default
+
+
+def subnet(**alerts: Any) -> ChainSettings:
+    """Subnet 1 of a Bittensor chain, as one chain `tao-sn1`."""
+    return ChainSettings(
         name="tao-sn1",
         kind="bittensor",
         endpoints=[EndpointSettings(name="n", url="ws://127.0.0.1:1")],
         bittensor=BittensorSettings(netuids=[1]),
-        alerts=alert_settings(),
+        alerts=alert_settings(**alerts),
     )
-    kappa = Fraction(32767, 65535)
+
+
+def test_majority_is_over_the_chains_own_threshold_and_critical_on_bittensor() -> None:
+    """On a bittensor chain stating kappa 32767/65535, exactly 1/2 is over kappa and fires
+    EntityHasMajority as critical with kappa as its threshold; a stated threshold of 0.6 holds
+    back 0.55."""
+    bittensor = subnet()
 
     def holding(units: int, threshold: Fraction) -> list[Condition]:
         chain_report = report(
@@ -330,13 +337,53 @@ def test_majority_is_over_the_chains_own_threshold_and_critical_on_bittensor() -
         found, _, _ = conditions(chain_report, bittensor, {}, RuleMemory(), T0)
         return [c for c in found if c.alert == "EntityHasMajority"]
 
-    (fired,) = holding(1500, kappa)
+    (fired,) = holding(1500, KAPPA)
     assert (fired.severity, fired.value, fired.threshold) == (
         Severity.CRITICAL,
         0.5,
-        float(kappa),
+        float(KAPPA),
     )
     assert holding(1650, Fraction(3, 5)) == []
+
+
+def test_bft_lines_on_a_subnet_are_shares_pointing_to_the_majority() -> None:
+    """On a Bittensor subnet EntityCanHalt, EntityCanControl and NakamotoCoefficientDropped keep
+    their names and severities but speak of shares of the subnet's validator stake, never of
+    halting or controlling, and point to EntityHasMajority, whose text names the incentives."""
+    settings = subnet(nakamoto_halt_min=2, data_stale_seconds=NO_STALENESS)
+    chain_report = report(
+        stakes(2100), entity_of=WHALE, settings=settings, consensus_threshold=KAPPA
+    )
+    found, _, _ = conditions(chain_report, settings, {}, RuleMemory(), T0)
+    by_alert = {c.alert: c for c in found}
+    share = "of subnet tao-sn1's validator stake."
+    expected = {
+        "EntityCanHalt": (Severity.WARNING, f"One entity holds at least 1/3 {share}"),
+        "EntityCanControl": (Severity.CRITICAL, f"One entity holds more than 2/3 {share}"),
+        "NakamotoCoefficientDropped": (Severity.WARNING, f"Fewer entities now hold 1/3 {share}"),
+    }
+    for alert, (severity, summary) in expected.items():
+        condition = by_alert[alert]
+        assert (condition.severity, condition.summary) == (severity, summary)
+        assert "author no blocks" in condition.description
+        assert "EntityHasMajority" in condition.description
+        assert "can halt" not in condition.description + condition.summary
+    majority = by_alert["EntityHasMajority"]
+    assert majority.description.endswith("(49.999%): it sets the subnet's incentives alone.")
+
+
+def test_bft_lines_on_a_bft_chain_say_halt_and_control() -> None:
+    """On a chain whose validators author the blocks the 1/3 and 2/3 alerts say that the entity
+    can halt or control the chain, and EntityHasMajority claims no incentives."""
+    settings = chain_settings(alerts=alert_settings(nakamoto_halt_min=2))
+    found, _, _ = conditions(
+        report(stakes(2100), entity_of=WHALE, settings=settings), settings, {}, RuleMemory(), T0
+    )
+    summaries = {c.alert: c.summary for c in found}
+    assert summaries["EntityCanHalt"] == f"One entity can halt {CHAIN}."
+    assert summaries["EntityCanControl"] == f"One entity can control {CHAIN}."
+    assert summaries["NakamotoCoefficientDropped"] == f"Fewer entities can now halt {CHAIN}."
+    assert not any("subnet" in c.description for c in found)
 
 
 def test_block_authorities_alert_only_where_counted() -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,9 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
-from quorumwatch.report import JailReport, ReportBoard
-from tests.builders import chain_settings, collector, report, validator
+from tests.builders import collector, every_kind_board
 from tests.tools import require_binary
 
 DASHBOARDS_DIR = Path(__file__).resolve().parents[1] / "grafana" / "dashboards"
@@ -44,6 +43,31 @@ LABEL_VALUES_QUERY = re.compile(r"label_values\(\s*(.+?)\s*,\s*\w+\s*\)")
 TEMPLATE_REF = re.compile(
     r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}|\$([A-Za-z_][A-Za-z0-9_]*)|\[\[([A-Za-z_][A-Za-z0-9_]*)\]\]"
 )
+
+# Exported metric families that no dashboard queries, on purpose, and why. Every other family
+# of a scrape is on some panel (test_every_exported_metric_is_on_a_panel).
+NOT_ON_A_PANEL: Mapping[str, str] = {
+    "quorumwatch_build_info": "the daemon's version, always 1",
+    # The daemon's alert delivery, not a chain's: no `chain` label for these per-chain boards.
+    "quorumwatch_outbox_events": "alert delivery (MQTT outbox)",
+    "quorumwatch_outbox_oldest_event_age_seconds": "alert delivery (MQTT outbox)",
+    "quorumwatch_outbox_dropped_events": "alert delivery (MQTT outbox)",
+    "quorumwatch_events": "alert delivery: events generated, by alert",
+    "quorumwatch_mqtt_connected": "alert delivery (MQTT)",
+    "quorumwatch_alertmanager_push_failures": "alert delivery (Alertmanager)",
+    "quorumwatch_poll_duration_seconds": "the daemon's own cost; the API board has request latency",
+    "quorumwatch_last_success_timestamp_seconds": "Chain up shows each poll; DataStale its age",
+    "quorumwatch_snapshot_rejections": "answers rejected, by reason: a troubleshooting query"
+    " (runbook: EndpointDown, DataStale), absent until a rejection",
+    "quorumwatch_endpoints_disagree": "only with compare_endpoints: a check of the API",
+    "quorumwatch_stake_tokens": "in each chain's own token; the boards show stake as shares",
+    "quorumwatch_holders": "the count behind the concentration indices that are plotted",
+    "quorumwatch_largest_stake_ratio": "the top holder's share: Largest entity shares plots each",
+    "quorumwatch_shannon_entropy": "a third concentration index, beside the HHI and Gini plotted",
+    "quorumwatch_validator_jailed": "the jailing board counts the jailed and times current jails",
+    "quorumwatch_validator_jail_risk_ratio": "Cosmos only: a query for one validator",
+    "quorumwatch_validator_series_omitted": "bookkeeping of max_validator_series",
+}
 
 Json = dict[str, Any]
 
@@ -124,43 +148,24 @@ def rate_windows_use_rate_interval(expr: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def exported() -> dict[str, set[str]]:
-    """Sample name → label names, from a real scrape of an analysed chain with jail history
-    (so every jail series exists) and a down one."""
-    validators = [
-        *(validator(i, 160) for i in range(1, 4)),
-        validator(4, 90, name="solo"),
-        validator(5, 40, jailed=True),
-        validator(6, 10, active=False),
-    ]
-    entity_of = {f"0x{i:040x}": "Big Operator" for i in range(1, 4)}
-    jailed, solo = f"0x{5:040x}", f"0x{4:040x}"
-    delays = (1, 1, 1, 1, 2, 2, 2, 2, 2)  # cumulative, one per UNJAIL_DELAY_BUCKETS bound
-    jails = JailReport(
-        counters=JailCounters(
-            jails=3,
-            validator_jails={jailed: 2, solo: 1},
-            unjail_delay_bucket_counts=delays[: len(UNJAIL_DELAY_BUCKETS)],
-            unjail_delay_sum=3700.0,
-            unjail_delay_count=2,
-        ),
-        windows={"1h": 1, "24h": 2, "7d": 3},
-        storm=False,
-        jailed_since={jailed: 400.0},
-        names={jailed: "validator 5", solo: "solo"},
-    )
-    board = ReportBoard()
-    board.publish(report(validators, entity_of=entity_of, endpoints_up=(True, False), jails=jails))
-    board.publish(report(None, settings=chain_settings(name="down")))  # rejection counters
-    ethereum = chain_settings(name="ethereum")
-    board.publish(report(validators, settings=ethereum, finality_lag_epochs=2))
+def scraped() -> dict[str, dict[str, set[str]]]:
+    """Metric family → its sample names → their label names, from a real scrape of a daemon
+    watching one chain of every kind, with jail history, a down chain and both alert sinks (so
+    that every family the collector makes is there)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector(board))
-    labels: dict[str, set[str]] = {}
+    registry.register(collector(every_kind_board(time.time())))
+    families: dict[str, dict[str, set[str]]] = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        samples = families.setdefault(family.name, {})
         for sample in family.samples:
-            labels.setdefault(sample.name, set()).update(sample.labels)
-    return labels
+            samples.setdefault(sample.name, set()).update(sample.labels)
+    return families
+
+
+@pytest.fixture(scope="module")
+def exported(scraped: dict[str, dict[str, set[str]]]) -> dict[str, set[str]]:
+    """Sample name → label names, from that scrape."""
+    return {name: labels for samples in scraped.values() for name, labels in samples.items()}
 
 
 @pytest.fixture(params=DASHBOARD_FILES, ids=lambda p: p.stem)
@@ -257,6 +262,22 @@ def test_metrics_are_exported(dashboard: Json, exported: dict[str, set[str]]) ->
     referenced = {metric for expr in exprs(dashboard) for metric, _ in metric_matchers(expr)}
     assert referenced
     assert referenced <= exported.keys(), sorted(referenced - exported.keys())
+
+
+def test_every_exported_metric_is_on_a_panel(scraped: dict[str, dict[str, set[str]]]) -> None:
+    """Every metric family of a scrape is queried by some dashboard, unless NOT_ON_A_PANEL lists
+    it; every family listed there is exported and on no dashboard."""
+    referenced = {
+        metric
+        for path in DASHBOARD_FILES
+        for expr in exprs(load(path))
+        for metric, _ in metric_matchers(expr)
+    }
+    shown = {family for family, samples in scraped.items() if samples.keys() & referenced}
+    assert NOT_ON_A_PANEL.keys() <= scraped.keys(), sorted(NOT_ON_A_PANEL.keys() - scraped.keys())
+    assert not shown & NOT_ON_A_PANEL.keys(), sorted(shown & NOT_ON_A_PANEL.keys())
+    missing = scraped.keys() - shown - NOT_ON_A_PANEL.keys()
+    assert not missing, sorted(missing)
 
 
 def test_matchers_use_exported_labels(dashboard: Json, exported: dict[str, set[str]]) -> None:

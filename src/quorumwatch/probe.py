@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from quorumwatch.analysis import Threshold
+from quorumwatch.chains.kinds import KINDS
 from quorumwatch.labels import safe_text
 from quorumwatch.models import ValidatorStatus
+from quorumwatch.report import holds_majority
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from quorumwatch.config import PolicySettings
+    from quorumwatch.analysis import EntityShare
+    from quorumwatch.config import ChainSettings, PolicySettings
     from quorumwatch.report import ChainReport
 
 
@@ -35,8 +38,11 @@ class Verdict:
     reasons: tuple[str, ...]
 
 
-def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
-    """Apply the chain's policy: CRITICAL and WARNING reasons, most severe first."""
+def judge(report: ChainReport, chain: ChainSettings) -> Verdict:
+    """Apply the chain's policy, in its kind's terms: CRITICAL and WARNING reasons, most
+    severe first."""
+    policy = chain.policy
+    bft = KINDS[chain.kind].validators_author_blocks
     critical: list[str] = []
     warning: list[str] = []
     analysis = report.analysis
@@ -46,13 +52,13 @@ def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
     else:
         total, online = analysis.total_stake, analysis.online_stake
         for entity in analysis.entities:
-            if not entity.can_halt:
-                continue  # only the few that can halt are worth a line: format no other
-            share = f"entity {safe_text(entity.name)} holds {entity.ratio:.2%} of consensus stake"
-            if entity.can_control and policy.critical_when_entity_can_control:
-                critical.append(f"{share}, more than 2/3: it can control the chain")
-            elif policy.warning_when_entity_can_halt:
-                warning.append(f"{share}, at least 1/3: it can halt the chain")
+            majority = holds_majority(entity.stake, total, report.majority_line)
+            if not (entity.can_halt or majority):
+                continue  # only the few at a line are worth a reason: format no other
+            judged = _entity_reason(report, entity, policy, majority=majority, bft=bft)
+            if judged is not None:
+                status, reason = judged
+                (critical if status is Status.CRITICAL else warning).append(reason)
         # Where who is voting is unknown (Ethereum over JSON), neither halted nor live.
         if report.liveness_known:
             online_ratio = f"online stake is {online / total:.2%} of consensus stake"
@@ -68,6 +74,37 @@ def judge(report: ChainReport, policy: PolicySettings) -> Verdict:
         warning.append("only 1 endpoint healthy: a single point of failure")
     status = Status.CRITICAL if critical else Status.WARNING if warning else Status.OK
     return Verdict(report, policy, status, tuple(critical + warning))
+
+
+def _entity_reason(
+    report: ChainReport, entity: EntityShare, policy: PolicySettings, *, majority: bool, bft: bool
+) -> tuple[Status, str] | None:
+    """The strongest line the entity crossed that the policy reports, and its status, as the
+    alerts judge it. On a BFT chain: control (more than 2/3), then the majority, then halting
+    (1/3). Where the validators author no blocks (a Bittensor subnet) the majority comes first
+    and is critical, and the BFT lines are shares that neither halt nor take over the chain."""
+    share = f"entity {safe_text(entity.name)} holds {entity.ratio:.2%} of consensus stake"
+    control = entity.can_control and policy.critical_when_entity_can_control
+    if majority and not (bft and control):
+        threshold = report.consensus_threshold
+        line = (
+            "more than 1/2"
+            if threshold is None
+            # Enough digits to tell kappa (32767/65535) from the 50.00% a share may round to.
+            else f"more than the chain's consensus threshold ({100 * float(threshold):.5g}%)"
+        )
+        if not bft:
+            return Status.CRITICAL, f"{share}, {line}: it sets the subnet's incentives alone"
+        halts = " and can halt the chain" if entity.can_halt else ""
+        return Status.WARNING, f"{share}, {line}: it holds the majority{halts}"
+    no_blocks = "a subnet's validators author no blocks, so it cannot"
+    if control:
+        meaning = "it can control the chain" if bft else f"{no_blocks} take over the chain"
+        return Status.CRITICAL, f"{share}, more than 2/3: {meaning}"
+    if entity.can_halt and policy.warning_when_entity_can_halt:
+        meaning = "it can halt the chain" if bft else f"{no_blocks} halt the chain"
+        return Status.WARNING, f"{share}, at least 1/3: {meaning}"
+    return None
 
 
 def overall(verdicts: Sequence[Verdict]) -> Status:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from quorumwatch.simulator import load_scenario, start_simulator
+from quorumwatch.simulator.bittensor import start_bittensor_simulator
 
 
 async def run_once(config: Path, *args: str) -> tuple[int, str, str]:
@@ -101,3 +102,23 @@ async def test_credentials_in_url_never_printed(tmp_path: Path) -> None:
         code, stdout, stderr = await run_once(write_config(tmp_path, url), "--format", "json")
     assert code == 1  # one endpoint: a single point of failure
     assert "s3cr3t" not in stdout + stderr
+
+
+async def test_subnet_majority_holder_is_named_critical(tmp_path: Path) -> None:
+    """Against the simulated subnet 1, whose coldkey validator-1000 holds 600 of 1,000 (over
+    kappa), --once exits 2 and its first reason names the holder, its share and the
+    incentives it sets."""
+    reason = (
+        "entity validator-1000 holds 60.00% of consensus stake, more than the chain's consensus"
+        " threshold (49.999%): it sets the subnet's incentives alone"
+    )
+    async with await start_bittensor_simulator() as simulator:
+        config = tmp_path / "quorumwatch.toml"
+        config.write_text(
+            '[[chains]]\nname = "tao"\nkind = "bittensor"\n'
+            "[chains.bittensor]\nnetuids = [1]\n"
+            f'[[chains.endpoints]]\nname = "sim"\nurl = "{simulator.base_url}"\n'
+        )
+        code, stdout, _ = await run_once(config)
+    assert code == 2
+    assert stdout.startswith(f"QUORUMWATCH CRITICAL - tao-sn1: {reason}; "), stdout

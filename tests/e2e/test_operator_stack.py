@@ -68,7 +68,10 @@ PHASE_SCRAPES = 3  # scrapes of each phase: healthy before the breach, then befo
 SCRAPES = 'count_over_time(up{job="quorumwatch"}[1h])'  # how many scrapes Prometheus made
 # Panels of metrics that only some kinds export, with the kind: this stack polls Hyperliquid.
 # tests/e2e/test_ethereum.py checks the Ethereum metric on a daemon polling that kind.
-KIND_SPECIFIC = {"quorumwatch_finality_lag_epochs": "ethereum"}
+KIND_SPECIFIC = {
+    "quorumwatch_finality_lag_epochs": "ethereum",
+    "quorumwatch_block_authorities": "bittensor",
+}
 DEFAULT_RANGE = "1h"
 INTERVAL = "5s"
 

@@ -26,6 +26,7 @@ from quorumwatch.alerting.model import (
     fingerprint,
 )
 from quorumwatch.analysis import Grouping, Threshold
+from quorumwatch.chains.kinds import KINDS
 from quorumwatch.columns import JAILED_CODES
 from quorumwatch.entities import validator_key
 from quorumwatch.labels import safe_text
@@ -55,6 +56,12 @@ DEFAULT_FOR_SECONDS: Mapping[str, float] = MappingProxyType(
 )
 _ONE_THIRD = Fraction(1, 3)
 _TWO_THIRDS = Fraction(2, 3)
+# Why a BFT line is only a share on a Bittensor subnet, for the alerts drawn at 1/3 and 2/3.
+_SUBNET_NOTE = (
+    "A subnet's validators author no blocks (the chain's Aura authorities do), so this neither"
+    " halts nor takes over the chain: on a subnet, EntityHasMajority (over Yuma's kappa) is the"
+    " alert that matters."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +110,15 @@ def conditions(
         if report.jails is None:
             # No jail history this poll (store failure): a storm is unknown, not over.
             judged.discard("JailStorm")
-        found += _concentration(report, settings, firing)
-        found += _majority(report, settings, firing, chain.kind)
+        bft = KINDS[chain.kind].validators_author_blocks
+        found += _concentration(report, settings, firing, bft=bft)
+        found += _majority(report, settings, firing, bft=bft)
         found += _authorities(report, settings)
         if report.liveness_known:
             found += _liveness(report, settings, firing)
         else:  # who is voting is unknown: neither halted nor live
             judged -= {"ChainHalted", "LivenessMarginLow"}
-        dropped, memory = _nakamoto_dropped(report, settings, previous, memory)
+        dropped, memory = _nakamoto_dropped(report, settings, previous, memory, bft=bft)
         found += dropped
         found += _jails(report, settings, chain.jail_storm)
         found += _finality(report, settings)
@@ -126,8 +134,11 @@ def _held(firing: Mapping[str, AlertState], alert: str, labels: Mapping[str, str
 
 
 def _concentration(
-    report: ChainReport, settings: AlertSettings, firing: Mapping[str, AlertState]
+    report: ChainReport, settings: AlertSettings, firing: Mapping[str, AlertState], *, bft: bool
 ) -> list[Condition]:
+    """Entities at the BFT lines: at least 1/3 halts the chain, more than 2/3 controls it. Where
+    the validators author no blocks (`bft` false: a Bittensor subnet) they are only shares, and
+    the texts say so."""
     assert report.analysis is not None
     found = []
     relief = Fraction(settings.hysteresis_ratio).limit_denominator(10**9)
@@ -162,16 +173,24 @@ def _concentration(
             labels = _labels(report, entity=entity.name)
             # Resolves only once strictly below the line less the hysteresis.
             if reached or (_held(firing, alert, labels) and share >= line - relief):
+                held = f"holds {float(share):.2%} of consensus stake on"
+                if bft:
+                    summary = f"One entity can {verb} {report.chain}."
+                    description = f"Entity {name} {held} {report.chain}, {bound}."
+                else:
+                    summary = (
+                        f"One entity holds {bound} of subnet {report.chain}'s validator stake."
+                    )
+                    description = (
+                        f"Entity {name} {held} subnet {report.chain}, {bound}. {_SUBNET_NOTE}"
+                    )
                 found.append(
                     Condition(
                         alert,
                         severity,
                         labels,
-                        summary=f"One entity can {verb} {report.chain}.",
-                        description=(
-                            f"Entity {name} holds {float(share):.2%} of consensus stake on "
-                            f"{report.chain}, {bound}."
-                        ),
+                        summary=summary,
+                        description=description,
                         value=float(share),
                         threshold=float(line),
                     )
@@ -180,17 +199,19 @@ def _concentration(
 
 
 def _majority(
-    report: ChainReport, settings: AlertSettings, firing: Mapping[str, AlertState], kind: str
+    report: ChainReport, settings: AlertSettings, firing: Mapping[str, AlertState], *, bft: bool
 ) -> list[Condition]:
-    """One entity above the chain's consensus threshold (strictly): it decides consensus alone.
-    Critical where the chain's own threshold decides it (Bittensor: Yuma's kappa sets every
-    subnet's incentives), a warning elsewhere."""
+    """One entity above the chain's consensus threshold (strictly). Critical where the
+    validators author no blocks (a Bittensor subnet: the stake over Yuma's kappa sets its
+    incentives alone), a warning on a BFT chain, where 2/3 commits and 1/3 halts."""
     assert report.analysis is not None
     line = report.majority_line
     relief = Fraction(settings.hysteresis_ratio).limit_denominator(10**9)
     total = report.analysis.total_stake
-    severity = Severity.CRITICAL if kind == "bittensor" else Severity.WARNING
+    severity = Severity.WARNING if bft else Severity.CRITICAL
     stated = "the chain's consensus threshold" if report.consensus_threshold else "one half"
+    # On a subnet, Yuma takes the stake-weighted median of the validators' weights.
+    outcome = "" if bft else ": it sets the subnet's incentives alone"
     found = []
     floor = line - relief  # below it an entity can neither reach nor hold the alert
     for entity in report.analysis.entities:
@@ -208,7 +229,8 @@ def _majority(
                     summary=f"One entity holds the majority on {report.chain}.",
                     description=(
                         f"Entity {safe_text(entity.name)} holds {float(share):.2%} of consensus"
-                        f" stake on {report.chain}, more than {stated} ({float(line):.2%})."
+                        f" stake on {report.chain}, more than {stated} ({100 * float(line):.5g}%)"
+                        f"{outcome}."
                     ),
                     value=float(share),
                     threshold=float(line),
@@ -285,6 +307,8 @@ def _nakamoto_dropped(
     settings: AlertSettings,
     previous: Mapping[str, AlertState],
     memory: RuleMemory,
+    *,
+    bft: bool,
 ) -> tuple[list[Condition], RuleMemory]:
     """Fires when the entity halt coefficient falls (or is below the configured minimum),
     and holds until it is back at the level it fell from.
@@ -307,16 +331,20 @@ def _nakamoto_dropped(
     found = []
     if levels:
         level = max(levels)
+        held = f"{current} entities together hold 1/3 of consensus stake on"
+        if bft:
+            summary = f"Fewer entities can now halt {report.chain}."
+            description = f"{held} {report.chain}, below {level}."
+        else:
+            summary = f"Fewer entities now hold 1/3 of subnet {report.chain}'s validator stake."
+            description = f"{held} subnet {report.chain}, below {level}. {_SUBNET_NOTE}"
         found.append(
             Condition(
                 "NakamotoCoefficientDropped",
                 Severity.WARNING,
                 labels,
-                summary=f"Fewer entities can now halt {report.chain}.",
-                description=(
-                    f"{current} entities together hold 1/3 of consensus stake on "
-                    f"{report.chain}, below {level}."
-                ),
+                summary=summary,
+                description=description,
                 value=float(current),
                 threshold=float(level),
             )

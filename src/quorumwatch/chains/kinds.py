@@ -55,6 +55,10 @@ class Kind:
     entity_member: tuple[Callable[[str], bool], str] | None = None
     # The URL schemes its endpoints take.
     url_schemes: tuple[str, ...] = ("http", "https")
+    # Its validator set authors and finalizes the blocks, so BFT's lines apply to its stake:
+    # 1/3 halts the chain, more than 2/3 controls it. A Bittensor subnet's validators author
+    # none (Aura authorities do): there the majority over Yuma's kappa is the line that decides.
+    validators_author_blocks: bool = True
 
     def decimals(self, settings: ChainSettings) -> int:
         """Display decimals of the stakes of the chain configured by `settings`."""
@@ -160,6 +164,7 @@ _ALL = (
         section="bittensor",
         section_optional=True,  # netuids = "all" by default
         simulate_banner="simulating bittensor: WebSocket JSON-RPC at {url}",
+        validators_author_blocks=False,
     ),
 )
 

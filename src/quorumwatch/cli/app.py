@@ -245,7 +245,7 @@ def _run_once(args: argparse.Namespace) -> int:
         # a report of 1M validators takes seconds.
         reports = await poll_once(chains)
         verdicts = [
-            probe.judge(report, chain.policy) for report, chain in zip(reports, chains, strict=True)
+            probe.judge(report, chain) for report, chain in zip(reports, chains, strict=True)
         ]
         render = probe.render_json if args.format == "json" else probe.render_text
         return render(verdicts), probe.overall(verdicts)
