@@ -8,12 +8,13 @@ The daemon (`run_daemon`, with a real store in a temporary directory) runs in th
 polling the Ethereum simulator's set of `--validators` over SSZ back to back
 (`poll_interval_seconds = 1`, shorter than a large poll, so a poll is nearly always running),
 while `--scrapers` clients (20) in another process scrape it for `--seconds` (300): each GETs
-/metrics (as Prometheus asks: OpenMetrics), then / when / answers 200 (the paths scraped are printed), in turn, on its own
-keep-alive connection, with a 10 s timeout (Prometheus' default); back to back by default, so
-that 20 requests are always in flight, or every `--interval` seconds, the clients' phases
-spread over it. The window starts once the first poll has succeeded. The simulator and the
-label files' builder run in child processes, so that only the daemon and this benchmark's
-probes (a ticker, an RSS sampler) run in the daemon's process. Figures:
+/metrics (asking as Prometheus does: OpenMetrics), then / when / answers 200 (the paths scraped
+are printed), in turn, on its own keep-alive connection, with a 10 s timeout (Prometheus'
+default); back to back by default, so that 20 requests are always in flight, or every
+`--interval` seconds, the clients' phases spread over it. The window starts once the first
+poll has succeeded. The simulator and the label files' builder run in child processes, so
+that only the daemon and this benchmark's probes (a ticker, an RSS sampler) run in the
+daemon's process. Figures:
 
 - the longest event-loop stall (<= 50 ms): a ticker on the daemon's loop sleeps 5 ms at a time
   and records how late each wake-up is; every stall over 50 ms is counted, and the longest are
@@ -59,7 +60,7 @@ from typing import Any
 from unittest import mock
 
 import aiohttp
-from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 
 from quorumwatch.config import load_settings
 from quorumwatch.daemon import run_daemon
@@ -292,7 +293,7 @@ def rendering(renders: list[Render]) -> Iterator[None]:
     original = Renderings._render
 
     async def render(self: Renderings, content_type: str, encode: Encoder) -> bytes:
-        def timed(registry: CollectorRegistry) -> bytes:
+        def timed(registry: Collector) -> bytes:
             started, cpu = time.perf_counter(), time.thread_time()
             body = encode(registry)
             seconds = time.perf_counter() - started

@@ -55,6 +55,7 @@ UNATTRIBUTED = -1
 NO_TIME = -1
 """`ValidatorTable.unjailable_after_ms` of a validator without one."""
 
+
 class DecimalIds(Sequence[str]):
     """Validator ids that are integers written in decimal (Ethereum's indices), kept as the
     integers and each written when read: a million strings are never made for the few a

@@ -28,8 +28,8 @@ from quorumwatch.columns import (
     CONSENSUS_CODES_BELOW,
     JAILED_CODES,
     NO_TIME,
-    DecimalIds,
     STATUS_OF_CODE,
+    DecimalIds,
     StakeColumn,
     ValidatorTable,
 )

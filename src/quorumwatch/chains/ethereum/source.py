@@ -49,9 +49,7 @@ from quorumwatch.entities import builtin_entities, configured_entities
 from quorumwatch.models import DataError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-
-    from numpy.typing import NDArray
+    from collections.abc import Callable
 
     from quorumwatch.config import ChainSettings, EthereumSettings
     from quorumwatch.endpoints import Answer, Endpoint, EndpointPool, Payload
