@@ -64,7 +64,8 @@ from prometheus_client.registry import Collector
 
 from quorumwatch.config import load_settings
 from quorumwatch.daemon import run_daemon
-from quorumwatch.exporter.server import Encoder, Renderings
+from quorumwatch.exporter.exposition import Encoder
+from quorumwatch.exporter.server import Renderings
 from quorumwatch.logs import configure_logging
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ChainReport

@@ -31,7 +31,7 @@ async def test_the_set_is_built_and_attributed_off_the_event_loop(
         return attribute(*args)
 
     monkeypatch.setattr(source, "classify", recorded_classify)
-    monkeypatch.setattr(source, "attribute", recorded_attribute)
+    monkeypatch.setattr(attribution, "attribute", recorded_attribute)
     async with await start_ethereum_simulator(validators=200) as simulator:
         settings = ChainSettings.model_validate(
             {
