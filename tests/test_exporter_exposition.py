@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from hypothesis import given, settings
@@ -33,13 +34,14 @@ ODD_NAMES = st.sampled_from(["ns:name", "1bad", "dotted.name", "__reserved", "é
 NAMES = PLAIN_NAMES | ODD_NAMES
 TEXTS = st.text(max_size=12) | st.sampled_from(['a"b', "back\\slash", "new\nline", ""])
 VALUES = st.floats(allow_nan=True) | st.integers(-(2**70), 2**70) | st.sampled_from([0.1, 1e22])
+UTF8_ACCEPT = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;"
     "version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
 )
 
 
-_library_openmetrics: Callable[[_Families], bytes] = openmetrics.generate_latest  # untyped
+_library_openmetrics: Callable[..., bytes] = openmetrics.generate_latest  # untyped
 
 
 class _Families:
@@ -67,23 +69,27 @@ def families(draw: st.DrawFn) -> Metric:
     return metric
 
 
-@settings(max_examples=120, deadline=None)
-@given(st.lists(families(), max_size=4))
-def test_the_text_format_is_prometheus_clients(metrics: list[Metric]) -> None:
-    """encode_text writes what prometheus_client's generate_latest writes, or fails alike."""
-    registry = _Families(metrics)
-    expected = _outcome(generate_latest, registry)
-    assert _outcome(encode_text, registry) == expected
+ESCAPINGS = st.sampled_from([openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8])
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.lists(families(), max_size=4))
-def test_openmetrics_is_prometheus_clients(metrics: list[Metric]) -> None:
-    """encode_openmetrics writes what prometheus_client's OpenMetrics generate_latest writes,
-    or fails alike."""
+@given(st.lists(families(), max_size=4), ESCAPINGS)
+def test_the_text_format_is_prometheus_clients(metrics: list[Metric], escaping: str) -> None:
+    """encode_text writes what prometheus_client's generate_latest writes under the same
+    escaping (underscores or allow-utf-8), or fails alike."""
     registry = _Families(metrics)
-    expected = _outcome(_library_openmetrics, registry)
-    assert _outcome(encode_openmetrics, registry) == expected
+    expected = _outcome(functools.partial(generate_latest, escaping=escaping), registry)
+    assert _outcome(functools.partial(encode_text, escaping=escaping), registry) == expected
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(families(), max_size=4), ESCAPINGS)
+def test_openmetrics_is_prometheus_clients(metrics: list[Metric], escaping: str) -> None:
+    """encode_openmetrics writes what prometheus_client's OpenMetrics generate_latest writes
+    under the same escaping (underscores or allow-utf-8), or fails alike."""
+    registry = _Families(metrics)
+    expected = _outcome(functools.partial(_library_openmetrics, escaping=escaping), registry)
+    assert _outcome(functools.partial(encode_openmetrics, escaping=escaping), registry) == expected
 
 
 def _outcome(encode: object, registry: _Families) -> bytes | str:
@@ -101,15 +107,24 @@ def test_the_daemon_board_renders_as_prometheus_client_renders_it() -> None:
     assert encode_openmetrics(collected) == _library_openmetrics(collected)
 
 
-def test_the_fast_encoders_are_chosen_for_the_default_escaping_only() -> None:
-    """Prometheus' Accept header gets the OpenMetrics encoder, none the text one, each with the
-    library's content type; another escaping, or a 2.0 OpenMetrics, keeps the library's."""
-    assert choose_fast_encoder(PROMETHEUS_ACCEPT) == (
-        encode_openmetrics,
-        choose_encoder(PROMETHEUS_ACCEPT)[1],
-    )
-    assert choose_fast_encoder("") == (encode_text, choose_encoder("")[1])
-    utf8 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8"
-    assert choose_fast_encoder(utf8)[0] not in (encode_text, encode_openmetrics)
-    later = "application/openmetrics-text;version=2.0.0"
-    assert choose_fast_encoder(later)[0] not in (encode_text, encode_openmetrics)
+def test_the_fast_encoders_are_chosen_where_plain_names_stay_as_they_are() -> None:
+    """Prometheus' Accept header gets the OpenMetrics encoder, none the text one, Prometheus 3's
+    allow-utf-8 escaping too, each with the library's content type; the dots escaping, or a
+    2.0 OpenMetrics, keeps the library's encoder."""
+    for accept, chosen, escaping in (
+        (PROMETHEUS_ACCEPT, encode_openmetrics, openmetrics.UNDERSCORES),
+        ("", encode_text, openmetrics.UNDERSCORES),
+        (UTF8_ACCEPT, encode_openmetrics, openmetrics.ALLOWUTF8),
+    ):
+        encoder, content_type = choose_fast_encoder(accept)
+        assert isinstance(encoder, functools.partial)
+        assert (encoder.func, encoder.keywords) == (chosen, {"escaping": escaping})
+        assert content_type == choose_encoder(accept)[1]
+    for accept in (
+        "application/openmetrics-text;version=1.0.0;escaping=dots",
+        "application/openmetrics-text;version=2.0.0",
+    ):
+        encoder, content_type = choose_fast_encoder(accept)
+        assert isinstance(encoder, functools.partial)
+        assert encoder.func is _library_openmetrics
+        assert content_type == choose_encoder(accept)[1]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import gc
+import platform
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -55,6 +57,23 @@ def _metrics_credentials(settings: Settings) -> tuple[str, str] | None:
     if metrics.basic_auth_username is None or metrics.basic_auth_password is None:
         return None
     return metrics.basic_auth_username, metrics.basic_auth_password.get_secret_value()
+
+
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+
+
+def return_large_blocks_to_the_system() -> None:
+    """Have glibc map every block of 1 MiB or more on its own, and unmap it when it is freed.
+
+    By default glibc raises that threshold to the largest block freed so far (up to 32 MiB):
+    a poll's columns of a million validators then come from heaps that never shrink, and the
+    resident size grew by a fifth in five minutes of polling (bench_load); with it, it stays
+    flat. Setting the threshold also ends that raising. Other C libraries are left alone."""
+    if platform.libc_ver()[0] != "glibc":
+        return
+    if not ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
+        log.warning("malloc's mmap threshold not set: memory may grow after large polls")
 
 
 def freeze_startup_heap() -> None:
@@ -170,6 +189,7 @@ async def run_daemon(
         except StoreError as exc:
             await runner.cleanup()
             raise ConfigError(f"storage.path: {exc}") from None  # the message names the file
+        return_large_blocks_to_the_system()
         freeze_startup_heap()
         try:
             sinks = _Sinks(settings, store, session, board, clock)

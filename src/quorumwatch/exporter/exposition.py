@@ -6,8 +6,9 @@ label name against a regular expression for every sample: a /metrics of a few th
 took it 70 ms (text) and 130 ms (OpenMetrics) of CPU, all of it holding the GIL that the event
 loop needs to answer the scrapers waiting for that rendering. The families whose names and
 samples are plain (legacy names, no timestamp, exemplar or native histogram: every family the
-daemon exports) are written here directly; any other family, and any other name escaping than
-the default (underscores), is left to prometheus_client, so the output never differs.
+daemon exports) are written here directly, the same under the escapings that leave such names
+as they are (underscores, the default, and allow-utf-8, Prometheus 3's); any other family is
+left to prometheus_client, and so is any other escaping: the output never differs.
 """
 
 from __future__ import annotations
@@ -43,45 +44,48 @@ _TEXT_TYPE = {
     "unknown": "untyped",
 }
 _EOF = "# EOF\n"
+# The escapings that leave a plain name as it is.
+_PLAIN_ESCAPINGS = (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8)
 # prometheus_client leaves these two untyped.
 _go_float: Callable[[float], str] = floatToGoString
-_library_openmetrics: Callable[[Collector], bytes] = openmetrics.generate_latest
+_library_openmetrics: Callable[..., bytes] = openmetrics.generate_latest
 
 
 def choose_fast_encoder(accept_header: str) -> tuple[Encoder, str]:
     """prometheus_client's choice of format for `accept_header`, and its content type, with its
-    encoder replaced by this module's where the escaping is the default one."""
+    encoder replaced by this module's where the escaping leaves plain names as they are."""
     encoder, content_type = choose_encoder(accept_header)
     options = encoder.keywords if isinstance(encoder, functools.partial) else {}
     function = encoder.func if isinstance(encoder, functools.partial) else encoder
-    if options.get("escaping", openmetrics.UNDERSCORES) != openmetrics.UNDERSCORES:
+    escaping = options.get("escaping", openmetrics.UNDERSCORES)
+    if escaping not in _PLAIN_ESCAPINGS:
         return encoder, content_type
     if function is library_text:
-        return encode_text, content_type
+        return functools.partial(encode_text, escaping=escaping), content_type
     if function is openmetrics.generate_latest and options.get("version", "1.0.0")[:2] == "1.":
-        return encode_openmetrics, content_type
+        return functools.partial(encode_openmetrics, escaping=escaping), content_type
     return encoder, content_type
 
 
-def encode_text(registry: Collector) -> bytes:
+def encode_text(registry: Collector, escaping: str = openmetrics.UNDERSCORES) -> bytes:
     """The text format 0.0.4 of `registry`, as prometheus_client's `generate_latest`."""
     lines: list[str] = []
     for metric in registry.collect():
         if _plain(metric, _TEXT_SPLIT_SUFFIXES):
             _text_family(metric, lines)
         else:
-            lines.append(library_text(_Only(metric)).decode())
+            lines.append(library_text(_Only(metric), escaping).decode())
     return "".join(lines).encode()
 
 
-def encode_openmetrics(registry: Collector) -> bytes:
+def encode_openmetrics(registry: Collector, escaping: str = openmetrics.UNDERSCORES) -> bytes:
     """OpenMetrics 1.0 of `registry`, as prometheus_client's OpenMetrics `generate_latest`."""
     lines: list[str] = []
     for metric in registry.collect():
         if _plain(metric, ()):
             _openmetrics_family(metric, lines)
         else:
-            alone = _library_openmetrics(_Only(metric)).decode()
+            alone = _library_openmetrics(_Only(metric), escaping).decode()
             lines.append(alone.removesuffix(_EOF))
     lines.append(_EOF)
     return "".join(lines).encode()
