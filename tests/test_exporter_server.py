@@ -248,8 +248,9 @@ async def test_concurrent_scrapes_share_one_rendering() -> None:
     assert len(set(bodies)) == 1
 
 
-async def test_a_rendering_is_reused_for_a_second_then_redone() -> None:
-    """A scrape within `max_age` of a rendering gets it again; a later one gets a new one."""
+async def test_a_rendering_older_than_a_second_is_served_while_its_successor_renders() -> None:
+    """A scrape within `max_age` of a rendering gets it again; a later one gets it too, without
+    waiting, while a new one renders; the next after that one gets the new one."""
     counting = _CountingCollector()
     counting.release.set()
     registry = CollectorRegistry(auto_describe=False)
@@ -259,9 +260,41 @@ async def test_a_rendering_is_reused_for_a_second_then_redone() -> None:
     first = await renderings.body("text", generate_latest)
     clock.now = 100.9
     assert await renderings.body("text", generate_latest) == first
+    counting.release.clear()  # the next rendering is held until released
     clock.now = 101.0
-    assert await renderings.body("text", generate_latest) != first
+    assert await renderings.body("text", generate_latest) == first
+    assert await renderings.body("text", generate_latest) == first  # still under way
+    counting.release.set()
+    assert await _settled(renderings) != first
     assert counting.collected == 2
+
+
+async def _settled(renderings: Renderings) -> bytes:
+    """What a scrape gets once the renderings under way are done."""
+    for _, rendering in list(renderings._pending.values()):
+        await rendering
+    return await renderings.body("text", generate_latest)
+
+
+async def test_a_scrape_after_a_change_waits_for_a_rendering_begun_after_it() -> None:
+    """A rendering under way when the data changed is not what a scrape after the change gets:
+    it gets a rendering of the new data."""
+    counting = _CountingCollector()
+    counting.release.set()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(counting)
+    board: list[object] = [object()]
+    clock = FakeClock(100.0)
+    renderings = Renderings(registry, version=lambda: (board[0],), max_age=1.0, clock=clock)
+    first = await renderings.body("text", generate_latest)
+    counting.release.clear()
+    clock.now = 101.5
+    assert await renderings.body("text", generate_latest) == first  # an old one re-renders
+    board[0] = object()  # a poll published a report meanwhile
+    after_change = asyncio.ensure_future(renderings.body("text", generate_latest))
+    counting.release.set()
+    assert await after_change not in (first,)
+    assert counting.collected == 3
 
 
 async def test_a_rendering_is_never_reused_once_its_data_changed() -> None:

@@ -113,17 +113,26 @@ def _plain(metric: Metric, split_suffixes: tuple[str, ...]) -> bool:
             or sample.timestamp is not None
             or sample.exemplar is not None
             or sample.native_histogram is not None
-            or sample.name in moved
-            or not _PLAIN_NAME.match(sample.name)
-            or not all(_plain_label(name) for name in sample.labels)
+            or (sample.name != metric.name and not _plain_sample_name(sample.name, moved))
+            or not _plain_labels(tuple(sample.labels))
         ):
             return False
     return True
 
 
-@functools.lru_cache(maxsize=256)
-def _plain_label(name: str) -> bool:
-    return _PLAIN_NAME.match(name) is not None and not name.startswith("__")
+def _plain_sample_name(name: str, moved: tuple[str, ...]) -> bool:
+    return name not in moved and _PLAIN_NAME.match(name) is not None
+
+
+# Keyed by a sample's label names in their order: a family's samples share one.
+@functools.lru_cache(maxsize=1024)
+def _plain_labels(names: tuple[str, ...]) -> bool:
+    return all(_PLAIN_NAME.match(name) and not name.startswith("__") for name in names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sorted_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(names))
 
 
 def _text_family(metric: Metric, lines: list[str]) -> None:
@@ -149,7 +158,8 @@ def _sample_line(sample: Sample) -> str:
     value = _go_float(sample.value)
     if not sample.labels:
         return f"{sample.name} {value}\n"
-    labels = ",".join(f'{name}="{_escaped(text)}"' for name, text in sorted(sample.labels.items()))
+    given = sample.labels
+    labels = ",".join(f'{name}="{_escaped(given[name])}"' for name in _sorted_names(tuple(given)))
     return f"{sample.name}{{{labels}}} {value}\n"
 
 

@@ -86,7 +86,9 @@ class Renderings:
 
     `version()` gives the objects the rendering depends on (the board's reports, sinks and
     alerts, each replaced whole on a change): a rendering is reused only while each is the very
-    same object, so a scrape after a poll always sees that poll.
+    same object, so a scrape after a poll always sees that poll. One older than `max_age` (its
+    clock-driven values, such as ages, are behind) is still served while its successor renders:
+    only a change of data makes a scrape wait for a rendering.
     """
 
     def __init__(
@@ -103,35 +105,51 @@ class Renderings:
         self._clock = clock
         # Per format: when, of which version (held, so no id is reused), and the body.
         self._latest: dict[str, tuple[float, tuple[object, ...], bytes]] = {}
-        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._pending: dict[str, tuple[tuple[object, ...], asyncio.Future[bytes]]] = {}
 
     async def body(self, content_type: str, encode: Encoder) -> bytes:
         latest = self._latest.get(content_type)
-        if latest is not None and self._reusable(*latest[:2]):
+        if latest is not None and self._same_version(latest[1]):
+            if self._clock() - latest[0] >= self._max_age:
+                self._rendering(content_type, encode)
             return latest[2]
-        pending = self._pending.get(content_type)
-        if pending is None:
-            pending = asyncio.ensure_future(self._render(content_type, encode))
-            self._pending[content_type] = pending
         # A scraper that goes away must not cancel the rendering the others wait for.
-        return await asyncio.shield(pending)
+        return await asyncio.shield(self._rendering(content_type, encode))
 
-    def _reusable(self, rendered_at: float, version: tuple[object, ...]) -> bool:
+    def _rendering(self, content_type: str, encode: Encoder) -> asyncio.Future[bytes]:
+        """A rendering of the current data for `content_type`: the one under way if it began
+        after the last change, else a new one."""
+        pending = self._pending.get(content_type)
+        if pending is not None and self._same_version(pending[0]):
+            return pending[1]
+        version = self._version()
+        rendering = asyncio.ensure_future(self._render(content_type, encode, version))
+        # Nobody may wait for one begun only because the last grew old: its failure is
+        # retrieved here (a scrape that does wait still gets it).
+        rendering.add_done_callback(lambda done: done.cancelled() or done.exception())
+        self._pending[content_type] = (version, rendering)
+        return rendering
+
+    def _same_version(self, version: tuple[object, ...]) -> bool:
         current = self._version()
-        return (
-            self._clock() - rendered_at < self._max_age
-            and len(current) == len(version)
-            and all(now is then for now, then in zip(current, version, strict=True))
+        return len(current) == len(version) and all(
+            now is then for now, then in zip(current, version, strict=True)
         )
 
-    async def _render(self, content_type: str, encode: Encoder) -> bytes:
-        started, version = self._clock(), self._version()
+    async def _render(
+        self, content_type: str, encode: Encoder, version: tuple[object, ...]
+    ) -> bytes:
+        started = self._clock()
         try:
             # Rendering thousands of series takes milliseconds: keep it off the event loop.
             body = await asyncio.to_thread(encode, self._registry)
         finally:
-            del self._pending[content_type]
-        self._latest[content_type] = (started, version, body)
+            current = self._pending.get(content_type)
+            if current is not None and current[0] is version:
+                del self._pending[content_type]
+        latest = self._latest.get(content_type)
+        if latest is None or latest[0] <= started:  # a later rendering may have ended first
+            self._latest[content_type] = (started, version, body)
         return body
 
 

@@ -73,7 +73,7 @@ class ChainState:
 
     observed_at: float
     addresses: Sequence[str]
-    names: list[str]
+    names: Sequence[str]  # a tuple, once tracked: a tuple of strings is no work for the GC
     stakes: StakeColumn
     active: npt.NDArray[np.bool_]
     jailed: npt.NDArray[np.bool_]
@@ -174,7 +174,7 @@ def track(
     Without a previous state (a first run) the snapshot is the baseline: no events, and
     validators already jailed get `jailed_since` = now, the earliest time known.
     """
-    addresses, names = _ids(table.addresses), _listed(table.names)
+    addresses, names = _ids(table.addresses), tuple(table.names)
     jailed = _JAILED_OF_CODE[table.status]
     active = table.status < CONSENSUS_CODES_BELOW
     stakes = _owned(table.stakes)
@@ -361,10 +361,10 @@ def _at(rows: Rows, positions: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
 
 
 def _names_differ(
-    before: list[str], after: list[str], now: Rows, old: Rows
+    before: Sequence[str], after: tuple[str, ...], now: Rows, old: Rows
 ) -> npt.NDArray[np.bool_] | bool:
-    """Whether each aligned name changed: one comparison of lists in C when none did."""
-    if isinstance(now, slice) and before == after[now]:
+    """Whether each aligned name changed: one comparison of tuples in C when none did."""
+    if isinstance(now, slice) and tuple(before) == after[now]:
         return False
     differ: npt.NDArray[np.bool_] = (
         np.asarray(before, dtype=object)[old] != np.asarray(after, dtype=object)[now]
