@@ -293,7 +293,9 @@ def rendering(renders: list[Render]) -> Iterator[None]:
     """Every rendering of /metrics by the daemon (one per format at a time), recorded."""
     original = Renderings._render
 
-    async def render(self: Renderings, content_type: str, encode: Encoder) -> bytes:
+    async def render(
+        self: Renderings, content_type: str, encode: Encoder, version: tuple[object, ...]
+    ) -> bytes:
         def timed(registry: Collector) -> bytes:
             started, cpu = time.perf_counter(), time.thread_time()
             body = encode(registry)
@@ -301,7 +303,7 @@ def rendering(renders: list[Render]) -> Iterator[None]:
             renders.append(Render(seconds, time.thread_time() - cpu, len(body)))
             return body
 
-        return await original(self, content_type, timed)
+        return await original(self, content_type, timed, version)
 
     with mock.patch.object(Renderings, "_render", render):
         yield
