@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from quorumwatch.alerting.model import ALERT_NAMES
 from quorumwatch.config import load_settings
 from quorumwatch.jails.statistics import UNJAIL_DELAY_BUCKETS, JailCounters
-from quorumwatch.report import JailReport, ReportBoard
+from quorumwatch.report import JailReport, ReportBoard, SubnetListing
 from tests.builders import chain_settings, collector, report, validator
 from tests.services import accepting, eventually_sync, mosquitto_binary
 from tests.tools import free_port, require_binary, stop_process
@@ -38,7 +38,9 @@ RULES = DEPLOY / "rules" / "quorumwatch.rules.yml"
 RULES_TESTS = DEPLOY / "rules" / "quorumwatch.rules.test.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 RUNBOOK_URL = "https://github.com/quorumwatch/quorumwatch/blob/main/docs/runbooks.md#"
-OWN_RULES = {"QuorumwatchDown"}  # Prometheus-only: the dead man's switch for the exporter
+# Prometheus-only, with their severities: the dead man's switch for the exporter, and a
+# Bittensor chain's subnets no longer listed again.
+OWN_RULES = {"QuorumwatchDown": "critical", "SubnetListStale": "warning"}
 SEVERITIES = {"critical", "warning", "info"}
 TARGET_LABELS = {"job", "instance"}  # added by Prometheus to every scraped series
 COMPOSE_SERVICES = {"quorumwatch", "prometheus", "alertmanager", "grafana", "mosquitto"}
@@ -98,7 +100,8 @@ def catalogue_severities() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def exported() -> dict[str, set[str]]:
     """Sample name → label names, from a real scrape of an analysed chain with jail history
-    (a jail storm on) and a down one."""
+    (a jail storm on), a down one, an Ethereum chain, a Bittensor subnet and the subnet list of
+    a Bittensor chain."""
     validators = [
         *(validator(i, 160) for i in range(1, 4)),
         validator(4, 90, name="solo"),
@@ -129,6 +132,7 @@ def exported() -> dict[str, set[str]]:
     board.publish(
         report(validators, settings=subnet, consensus_threshold=kappa, block_authorities=3)
     )
+    board.listed(SubnetListing("tao", last_success_at=400.0, failures=1))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector(board, clock=lambda: 1000.0))
     labels: dict[str, set[str]] = {}
@@ -161,10 +165,10 @@ def test_prometheus_config_wires_rules_alertmanager_and_scrape() -> None:
 
 
 def test_rules_pass_promtool_check() -> None:
-    """promtool check rules accepts rules/quorumwatch.rules.yml with its 15 rules."""
+    """promtool check rules accepts rules/quorumwatch.rules.yml with its 16 rules."""
     result = run(require_binary("promtool"), "check", "rules", "rules/quorumwatch.rules.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 15 rules found" in result.stdout
+    assert "SUCCESS: 16 rules found" in result.stdout
 
 
 def test_rules_pass_promtool_unit_tests() -> None:
@@ -175,23 +179,24 @@ def test_rules_pass_promtool_unit_tests() -> None:
 
 
 def test_rule_names_are_the_catalogue() -> None:
-    """The alert names are exactly ALERT_NAMES plus QuorumwatchDown, each once, in one group."""
+    """The alert names are exactly ALERT_NAMES plus Prometheus's own, each once, in one group."""
     document = cast(Json, load_yaml(RULES))
     assert len(document["groups"]) == 1
     names = [rule["alert"] for rule in alert_rules()]
     assert len(names) == len(set(names)), names
-    assert set(names) == ALERT_NAMES | OWN_RULES
+    assert set(names) == ALERT_NAMES | OWN_RULES.keys()
 
 
 def test_rule_severities_match_the_catalogue() -> None:
-    """Each catalogue alert's severity label is the README catalogue's; QuorumwatchDown critical."""
+    """Each catalogue alert's severity label is the README catalogue's; Prometheus's own rules'
+    are OWN_RULES'."""
     catalogue = catalogue_severities()
     assert catalogue.keys() == ALERT_NAMES, "README alert table not found or incomplete"
     severities = {rule["alert"]: rule["labels"]["severity"] for rule in alert_rules()}
     # Critical where the chain states its consensus threshold, else warning: promtool's cases
     # check both; the README names the critical one first.
     severities["EntityHasMajority"] = severities["EntityHasMajority"].split("}}")[1].split("{{")[0]
-    assert severities == {**catalogue, "QuorumwatchDown": "critical"}
+    assert severities == {**catalogue, **OWN_RULES}
 
 
 def test_rules_have_severity_annotations_and_durations() -> None:
@@ -251,11 +256,12 @@ def test_rule_labels_are_exported(exported: dict[str, set[str]]) -> None:
         assert used <= carried | TARGET_LABELS, (name, sorted(used - carried))
 
 
-def test_catalogue_rules_aggregate_the_replicas_away() -> None:
-    """Each catalogue rule's expr has one `max|min without (instance) (` aggregation per
-    quorumwatch_* metric reference, so the replicas of an HA pair make one alert."""
+def test_rules_aggregate_the_replicas_away() -> None:
+    """Each rule but QuorumwatchDown (which watches each replica) has one `max|min without
+    (instance) (` aggregation per quorumwatch_* metric reference in its expr, so the replicas of
+    an HA pair make one alert."""
     for rule in alert_rules():
-        if rule["alert"] in OWN_RULES:
+        if rule["alert"] == "QuorumwatchDown":
             continue
         expr = " ".join(rule["expr"].split())
         references = len(list(metric_matchers(expr)))

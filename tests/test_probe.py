@@ -8,7 +8,15 @@ from fractions import Fraction
 
 from quorumwatch.config import ChainSettings
 from quorumwatch.models import Validator
-from quorumwatch.probe import Status, judge, overall, render_json, render_text, unknown
+from quorumwatch.probe import (
+    Status,
+    Verdict,
+    judge,
+    overall,
+    render_json,
+    render_text,
+    unknown,
+)
 from tests.builders import chain_settings, report, validator
 
 CHAIN = chain_settings()
@@ -30,6 +38,23 @@ HOLDER = {f"0x{1:040x}": "Coldkey Co"}
 def spread(count: int, stake: int = 100) -> list[Validator]:
     """`count` equal validators numbered from 100, none attributed."""
     return [validator(100 + i, stake) for i in range(count)]
+
+
+def largest_entity_perfdata(verdict: Verdict) -> str:
+    """The `largest_entity_ratio` item of the verdict's Nagios perfdata."""
+    items = render_text([verdict]).split(" | ", 1)[1].split(" ")
+    (item,) = (i for i in items if i.startswith("largest_entity_ratio="))
+    return item
+
+
+def nagios_state(item: str) -> Status:
+    """The state a perfdata item's value and plain warn;crit thresholds (alert above) give."""
+    value, warn, crit = item.split("=", 1)[1].split(";")[:3]
+    if crit and float(value) > float(crit):
+        return Status.CRITICAL
+    if warn and float(value) > float(warn):
+        return Status.WARNING
+    return Status.OK
 
 
 class TestJudge:
@@ -204,6 +229,39 @@ class TestText:
         assert "endpoints_healthy=2;2:;1:;0;2" in perfdata
         for item in perfdata.split(" "):
             assert re.fullmatch(r"('[^']+'|[a-z_0-9]+)=-?[0-9.]+(s|%)?(;[^; ]*){0,4}", item), item
+
+    def test_largest_entity_thresholds_are_the_bft_lines(self) -> None:
+        """Where validators author blocks, largest_entity_ratio warns above 1/3, critical above
+        2/3."""
+        verdict = judge(report(spread(10)), CHAIN)
+        assert (
+            largest_entity_perfdata(verdict)
+            == "largest_entity_ratio=0.100000;0.333333;0.666667;0;1"
+        )
+
+    def test_largest_entity_is_critical_above_kappa_on_a_subnet(self) -> None:
+        """On a Bittensor subnet, largest_entity_ratio is critical above kappa, not 2/3."""
+        subnet = report(spread(10), settings=SUBNET, consensus_threshold=KAPPA)
+        verdict = judge(subnet, SUBNET)
+        assert (
+            largest_entity_perfdata(verdict)
+            == "largest_entity_ratio=0.100000;0.333333;0.499992;0;1"
+        )
+
+    def test_largest_entity_thresholds_give_the_verdicts_status(self) -> None:
+        """For a largest entity off the lines, on either kind, with the entity policy on or off,
+        the state largest_entity_ratio's thresholds give is the verdict's status."""
+        quiet = {"warning_when_entity_can_halt": False, "critical_when_entity_can_control": False}
+        for policy in ({}, quiet):
+            chain = chain_settings(policy=policy)
+            subnet = SUBNET.model_copy(update={"policy": chain.policy})
+            for settings, kappa in ((chain, None), (subnet, KAPPA)):
+                for stake in (200, 400, 550, 700, 900):
+                    validators = [validator(1, stake), *spread((1000 - stake) // 10, 10)]
+                    polled = report(validators, settings=settings, consensus_threshold=kappa)
+                    verdict = judge(polled, settings)
+                    state = nagios_state(largest_entity_perfdata(verdict))
+                    assert state is verdict.status, (settings.name, policy, stake)
 
     def test_hostile_entity_name_stays_on_one_line(self) -> None:
         """A newline or bidi override in a name cannot add lines to the Nagios output."""

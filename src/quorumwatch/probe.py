@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from quorumwatch.analysis import Threshold
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
     from quorumwatch.analysis import EntityShare
     from quorumwatch.config import ChainSettings, PolicySettings
     from quorumwatch.report import ChainReport
+
+_ONE_THIRD = Fraction(1, 3)
+_TWO_THIRDS = Fraction(2, 3)
 
 
 class Status(enum.IntEnum):
@@ -36,6 +40,10 @@ class Verdict:
     policy: PolicySettings
     status: Status
     reasons: tuple[str, ...]
+    # The shares of consensus stake from which one entity makes this chain WARNING and
+    # CRITICAL (None: none does), for the perfdata's thresholds.
+    entity_warning_line: Fraction | None
+    entity_critical_line: Fraction | None
 
 
 def judge(report: ChainReport, chain: ChainSettings) -> Verdict:
@@ -73,7 +81,8 @@ def judge(report: ChainReport, chain: ChainSettings) -> Verdict:
     if report.healthy_endpoints == 1 and policy.warning_when_single_endpoint:
         warning.append("only 1 endpoint healthy: a single point of failure")
     status = Status.CRITICAL if critical else Status.WARNING if warning else Status.OK
-    return Verdict(report, policy, status, tuple(critical + warning))
+    warning_line, critical_line = _entity_lines(report, policy, bft=bft)
+    return Verdict(report, policy, status, tuple(critical + warning), warning_line, critical_line)
 
 
 def _entity_reason(
@@ -107,6 +116,20 @@ def _entity_reason(
     return None
 
 
+def _entity_lines(
+    report: ChainReport, policy: PolicySettings, *, bft: bool
+) -> tuple[Fraction | None, Fraction | None]:
+    """The lowest shares at which `_entity_reason` makes one entity WARNING and CRITICAL (None:
+    no share does). On a BFT chain: 1/3 (else the majority) and 2/3. Where the validators author
+    no blocks: 1/3, and the majority line (kappa), or 2/3 if that is lower."""
+    majority = report.majority_line
+    control = _TWO_THIRDS if policy.critical_when_entity_can_control else None
+    halt = _ONE_THIRD if policy.warning_when_entity_can_halt else None
+    if bft:
+        return majority if halt is None else halt, control
+    return halt, majority if control is None else min(majority, control)
+
+
 def overall(verdicts: Sequence[Verdict]) -> Status:
     return max((v.status for v in verdicts), default=Status.UNKNOWN)
 
@@ -118,12 +141,13 @@ def render_text(verdicts: Sequence[Verdict]) -> str:
         summary = "; ".join(verdict.reasons) or "no coalition threat, quorum live"
         lines.append(
             f"QUORUMWATCH {verdict.status.name} - {verdict.report.chain}: {summary}"
-            f" | {_perfdata(verdict.report, verdict.policy)}"
+            f" | {_perfdata(verdict)}"
         )
     return "\n".join(lines)
 
 
-def _perfdata(report: ChainReport, policy: PolicySettings) -> str:
+def _perfdata(verdict: Verdict) -> str:
+    report, policy = verdict.report, verdict.policy
     items: list[str] = []
     analysis = report.analysis
     if analysis is not None:
@@ -131,7 +155,11 @@ def _perfdata(report: ChainReport, policy: PolicySettings) -> str:
             for threshold in Threshold:
                 items.append(f"nakamoto_{threshold}_{grouping}={c.nakamoto[threshold]};;;1")
         largest = analysis.entities[0].ratio
-        items.append(f"largest_entity_ratio={largest:.6f};0.333333;0.666667;0;1")
+        warn, crit = (
+            "" if line is None else f"{float(line):.6f}"
+            for line in (verdict.entity_warning_line, verdict.entity_critical_line)
+        )
+        items.append(f"largest_entity_ratio={largest:.6f};{warn};{crit};0;1")
         if report.liveness_known:
             margin = analysis.liveness_margin
             items.append(f"liveness_margin={margin:.6f};{policy.liveness_margin_warning}:;0:")
