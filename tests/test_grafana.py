@@ -57,6 +57,11 @@ NOT_ON_A_PANEL: Mapping[str, str] = {
     "quorumwatch_alertmanager_push_failures": "alert delivery (Alertmanager)",
     "quorumwatch_poll_duration_seconds": "the daemon's own cost; the API board has request latency",
     "quorumwatch_last_success_timestamp_seconds": "Chain up shows each poll; DataStale its age",
+    # Per configured chain of "all" subnets, not per subnet: the boards' chain variable lists
+    # subnets. The SubnetListStale alert watches the listing.
+    "quorumwatch_subnet_list_failures": "the subnet listing (SubnetListStale alerts on it)",
+    "quorumwatch_subnet_list_last_success_timestamp_seconds": "the subnet listing"
+    " (SubnetListStale alerts on it)",
     "quorumwatch_snapshot_rejections": "answers rejected, by reason: a troubleshooting query"
     " (runbook: EndpointDown, DataStale), absent until a rejection",
     "quorumwatch_endpoints_disagree": "only with compare_endpoints: a check of the API",
