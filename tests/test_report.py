@@ -20,6 +20,23 @@ def test_the_board_keeps_each_chains_firing_alerts_from_its_last_commit() -> Non
     assert board.firing == {"hyperliquid": (firing,), "other": (other,)}
 
 
+def test_a_commit_that_changed_no_firing_alert_leaves_the_mapping_as_it_is() -> None:
+    """A commit whose firing alerts equal the chain's last ones keeps the very mapping (the
+    version /metrics renderings are reused by); one that changes them replaces it, and a first
+    commit with none firing adds the chain."""
+    board = ReportBoard()
+    board.alerts_committed(AlertCommit("hyperliquid", ()))
+    assert board.firing == {"hyperliquid": ()}
+    firing = alert_state("EntityCanControl")
+    board.alerts_committed(AlertCommit("hyperliquid", (firing,)))
+    mapping = board.firing
+    board.alerts_committed(AlertCommit("hyperliquid", (alert_state("EntityCanControl"),)))
+    assert board.firing is mapping
+    board.alerts_committed(AlertCommit("hyperliquid", ()))
+    assert board.firing is not mapping
+    assert board.firing == {"hyperliquid": ()}
+
+
 def test_withdrawing_a_chain_takes_its_report_and_alerts_off_the_board() -> None:
     """A chain withdrawn leaves the board's reports and firing alerts; other chains stay."""
     board = ReportBoard()

@@ -139,8 +139,11 @@ class ReportBoard:
 
     def alerts_committed(self, commit: AlertCommit) -> None:
         """An alert listener: the chain's firing alerts, exactly as the evaluator committed them
-        (the firing set MQTT retains and Alertmanager is sent)."""
-        self.firing = MappingProxyType({**self.firing, commit.chain: tuple(commit.firing)})
+        (the firing set MQTT retains and Alertmanager is sent). An evaluation that changed
+        none leaves the mapping as it is: a new one would make /metrics render anew."""
+        firing = tuple(commit.firing)
+        if commit.chain not in self.firing or self.firing[commit.chain] != firing:
+            self.firing = MappingProxyType({**self.firing, commit.chain: firing})
 
 
 @dataclass(frozen=True, slots=True)
