@@ -119,13 +119,20 @@ def take_sample(cycle: int, started: float) -> Sample:
 
 
 async def soak(
-    cycles: int, every: int, directory: Path, *, trace_from: int | None = None
+    cycles: int,
+    every: int,
+    directory: Path,
+    *,
+    trace_from: int | None = None,
+    poll_interval_seconds: float = POLL_INTERVAL_SECONDS,
 ) -> list[Sample]:
     """Run `cycles` cycles over three chains with faults; a sample every `every` cycles.
 
     With `trace_from`, tracemalloc runs from that cycle on (0: from the start) and samples
-    carry `traced_bytes`; it counts only what the traced cycles leave alive. `tests/e2e/
-    test_endurance.py` runs a bounded soak through this same function.
+    carry `traced_bytes`; it counts only what the traced cycles leave alive. The chains poll
+    every `poll_interval_seconds`, and the fake clock advances that much per cycle: a longer
+    interval fills the sliding windows in fewer cycles. `tests/e2e/test_endurance.py` runs a
+    bounded soak through this same function.
     """
     clock = FakeClock()
     samples: list[Sample] = []
@@ -142,19 +149,19 @@ async def soak(
             ChainSettings(
                 name="hyperliquid",
                 kind="hyperliquid",
-                poll_interval_seconds=POLL_INTERVAL_SECONDS,
+                poll_interval_seconds=poll_interval_seconds,
                 endpoints=[EndpointSettings(name="sim", url=hyper.base_url, timeout_seconds=5)],
             ),
             ChainSettings(
                 name="solana",
                 kind="solana",
-                poll_interval_seconds=POLL_INTERVAL_SECONDS,
+                poll_interval_seconds=poll_interval_seconds,
                 endpoints=[EndpointSettings(name="sim", url=solana.base_url, timeout_seconds=5)],
             ),
             ChainSettings(
                 name="cosmoshub",
                 kind="cosmos",
-                poll_interval_seconds=POLL_INTERVAL_SECONDS,
+                poll_interval_seconds=poll_interval_seconds,
                 endpoints=[
                     EndpointSettings(
                         name="sim", lcd=cosmos.base_url, rpc=cosmos.base_url, timeout_seconds=5
@@ -197,7 +204,7 @@ async def soak(
             # The simulator's own log of requests (bounded, but at 10 000 only after about a
             # thousand cycles) would grow for most of a run and look like a leak.
             cosmos.requests.clear()
-            clock.advance(POLL_INTERVAL_SECONDS)
+            clock.advance(poll_interval_seconds)
             if cycle == trace_from:
                 gc.collect()
                 tracemalloc.start()

@@ -77,9 +77,7 @@ def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
 
     yield make
     for broker in brokers:
-        if broker.process is not None:
-            broker.resume()  # a stopped process ignores SIGTERM until continued
-        broker.stop()
+        broker.kill()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +39,41 @@ url = "https://api.hyperliquid.xyz"
 UNKNOWN_KEY = VALID.replace('kind = "hyperliquid"', 'kind = "hyperliquid"\nturbo = true')
 
 
+@dataclass(frozen=True)
+class _Exit:
+    """How a command ended: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(autouse=True)
+def _no_quorumwatch_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No QUORUMWATCH_* variable of the caller's environment reaches a command."""
+    for key in [k for k in os.environ if k.startswith("QUORUMWATCH_")]:
+        monkeypatch.delenv(key)
+
+
 def _quorumwatch(*args: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMWATCH_")}
+    """`python -m quorumwatch` run as a process: for what only a process shows (its exit
+    status and everything it writes to its stdout and stderr)."""
     return subprocess.run(
         [sys.executable, "-m", "quorumwatch", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=environment,
         check=False,
     )
+
+
+def _command(capsys: pytest.CaptureFixture[str], *args: str) -> _Exit:
+    """The command line run in this process: `python -m quorumwatch` exits with what `main`
+    returns, having printed what `main` printed."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return _Exit(code, captured.out, captured.err)
 
 
 def _config(tmp_path: Path, text: str) -> str:
@@ -55,7 +82,7 @@ def _config(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def _one_stderr_line(result: subprocess.CompletedProcess[str]) -> str:
+def _one_stderr_line(result: _Exit | subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
@@ -71,29 +98,35 @@ def test_run_with_invalid_config_exits_3_with_one_line(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_run_with_wrong_type_names_the_key(tmp_path: Path) -> None:
-    """`run` with poll_interval_seconds = "fast" exits 3 with one line naming that key."""
+def test_run_with_wrong_type_names_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run` with poll_interval_seconds = "x" exits 3 with one line naming that key."""
     text = VALID.replace(
         'kind = "hyperliquid"', 'kind = "hyperliquid"\npoll_interval_seconds = "x"'
     )
-    result = _quorumwatch("run", "--config", _config(tmp_path, text))
+    result = _command(capsys, "run", "--config", _config(tmp_path, text))
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith("quorumwatch: config error: chains.0.poll_interval_seconds: ")
 
 
-def test_run_with_missing_config_file_exits_3(tmp_path: Path) -> None:
+def test_run_with_missing_config_file_exits_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`run --config` on a missing file exits 3 with one line naming the file."""
-    result = _quorumwatch("run", "--config", str(tmp_path / "absent.toml"))
+    result = _command(capsys, "run", "--config", str(tmp_path / "absent.toml"))
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith("quorumwatch: config error: ")
     assert "absent.toml" in line
 
 
-def test_once_with_invalid_config_prints_nagios_unknown(tmp_path: Path) -> None:
+def test_once_with_invalid_config_prints_nagios_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`run --once` with an unknown key exits 3 and prints `QUORUMWATCH UNKNOWN - config error`."""
-    result = _quorumwatch("run", "--once", "--config", _config(tmp_path, UNKNOWN_KEY))
+    result = _command(capsys, "run", "--once", "--config", _config(tmp_path, UNKNOWN_KEY))
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     assert result.stdout.splitlines() == [
@@ -101,10 +134,12 @@ def test_once_with_invalid_config_prints_nagios_unknown(tmp_path: Path) -> None:
     ]
 
 
-def test_once_json_with_invalid_config_reports_unknown(tmp_path: Path) -> None:
+def test_once_json_with_invalid_config_reports_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`run --once --format json` with an unknown key exits 3 with status UNKNOWN in JSON."""
     config = _config(tmp_path, UNKNOWN_KEY)
-    result = _quorumwatch("run", "--once", "--format", "json", "--config", config)
+    result = _command(capsys, "run", "--once", "--format", "json", "--config", config)
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     document = json.loads(result.stdout)
@@ -139,9 +174,13 @@ def test_once_with_credentials_given_twice_is_unknown_naming_the_header(
     assert capsys.readouterr().out == f"QUORUMWATCH UNKNOWN - {TWICE_ERROR}\n"
 
 
-def test_once_with_unknown_chain_exits_3_naming_it(tmp_path: Path) -> None:
+def test_once_with_unknown_chain_exits_3_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`run --once --chain nope` on a valid config exits 3 with UNKNOWN naming `nope`."""
-    result = _quorumwatch("run", "--once", "--chain", "nope", "--config", _config(tmp_path, VALID))
+    result = _command(
+        capsys, "run", "--once", "--chain", "nope", "--config", _config(tmp_path, VALID)
+    )
     assert result.returncode == 3
     assert "Traceback" not in result.stderr
     [line] = result.stdout.splitlines()
@@ -149,7 +188,9 @@ def test_once_with_unknown_chain_exits_3_naming_it(tmp_path: Path) -> None:
     assert "nope" in line
 
 
-def test_unlisted_subnets_fail_the_daemon_and_the_probe(tmp_path: Path) -> None:
+def test_unlisted_subnets_fail_the_daemon_and_the_probe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A bittensor chain of all subnets whose node cannot be reached: `run` exits 1 with one
     line naming the chain, `run --once` exits 3 with UNKNOWN naming it."""
     url = "ws" + refused_url().removeprefix("http")
@@ -159,20 +200,21 @@ def test_unlisted_subnets_fail_the_daemon_and_the_probe(tmp_path: Path) -> None:
         f'[[chains.endpoints]]\nname = "n"\nurl = "{url}"\n'
         f'[metrics]\nlisten = "127.0.0.1:0"\n',
     )
-    daemon = _quorumwatch("run", "--config", config)
+    daemon = _command(capsys, "run", "--config", config)
     assert daemon.returncode == 1
     assert "chain tao: no endpoint listed the subnets" in daemon.stderr.splitlines()[-1]
-    once = _quorumwatch("run", "--once", "--config", config)
+    once = _command(capsys, "run", "--once", "--config", config)
     assert once.returncode == 3
     [line] = once.stdout.splitlines()
     assert line.startswith("QUORUMWATCH UNKNOWN - chain tao: no endpoint listed the subnets")
 
 
-def test_version_prints_package_version() -> None:
+def test_version_prints_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     """`--version` exits 0 and prints `quorumwatch <version>`."""
-    result = _quorumwatch("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"quorumwatch {__version__}"
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == f"quorumwatch {__version__}\n"
 
 
 def test_the_version_has_a_changelog_section() -> None:
@@ -192,11 +234,9 @@ async def test_sigterm_during_start_up_exits_0_without_starting(tmp_path: Path) 
         f'[metrics]\nlisten = "127.0.0.1:0"\n[storage]\npath = "{tmp_path / "q.db"}"\n'
         + VALID.replace("https://api.hyperliquid.xyz", refused_url()),
     )
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMWATCH_")}
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-X", "importtime", "-m", "quorumwatch", "run", "--config", config],
         stderr=asyncio.subprocess.PIPE,
-        env=environment,
     )
     stderr = process.stderr
     assert stderr is not None
@@ -221,19 +261,21 @@ async def test_sigterm_during_start_up_exits_0_without_starting(tmp_path: Path) 
     assert not (tmp_path / "q.db").exists()
 
 
-def test_simulate_unknown_scenario_exits_3_with_one_line() -> None:
+def test_simulate_unknown_scenario_exits_3_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`simulate --scenario no-such` exits 3 with one config-error line naming the scenario."""
-    result = _quorumwatch("simulate", "--scenario", "no-such")
+    result = _command(capsys, "simulate", "--scenario", "no-such")
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith("quorumwatch: config error: ")
     assert "no-such" in line
 
 
-def test_simulate_invalid_listen_exits_3_with_one_line() -> None:
+def test_simulate_invalid_listen_exits_3_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """`simulate --listen nonsense` exits 3 with one line naming `--listen`, not a pydantic
     dump."""
-    result = _quorumwatch("simulate", "--scenario", "healthy", "--listen", "nonsense")
+    result = _command(capsys, "simulate", "--scenario", "healthy", "--listen", "nonsense")
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith("quorumwatch: config error: --listen: expected HOST:PORT")
@@ -273,7 +315,7 @@ def test_main_in_process_missing_file_with_newline_in_path(
     [("run", "metrics.listen"), ("demo", "--listen"), ("simulate", "--listen")],
 )
 def test_listen_address_in_use_exits_3_naming_what_was_typed(
-    tmp_path: Path, command: str, named: str
+    tmp_path: Path, command: str, named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A listen address already in use is one config-error line naming the key (`run`) or the
     flag (`demo`, `simulate`) and the address, and exit 3, never a traceback."""
@@ -283,9 +325,9 @@ def test_listen_address_in_use_exits_3_naming_what_was_typed(
         address = f"127.0.0.1:{occupied.getsockname()[1]}"
         if command == "run":
             config = _config(tmp_path, f'metrics.listen = "{address}"\n{VALID}')
-            result = _quorumwatch("run", "--config", config)
+            result = _command(capsys, "run", "--config", config)
         else:
-            result = _quorumwatch(command, "--listen", address)
+            result = _command(capsys, command, "--listen", address)
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith(f"quorumwatch: config error: {named} {address}: ")
@@ -362,8 +404,6 @@ def jails_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from quorumwatch.store import jails as jail_store
     from tests.store_builders import state
 
-    for key in [k for k in os.environ if k.startswith("QUORUMWATCH_")]:
-        monkeypatch.delenv(key)
     monkeypatch.setattr("time.time", lambda: JAILS_NOW)
     database = tmp_path / "quorumwatch.db"
     old, recent = JAILS_NOW - 10 * DAY, JAILS_NOW - 2 * DAY
@@ -518,10 +558,12 @@ def test_jails_empty_range(
     assert out.splitlines()[1:] == ["(no jail events in range)"]
 
 
-def test_jails_missing_store_exits_1_with_one_line(tmp_path: Path) -> None:
+def test_jails_missing_store_exits_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`jails` with no database file exits 1 with one stderr line naming it, creating nothing."""
     database = tmp_path / "absent.db"
-    result = _quorumwatch("jails", "--config", _jails_config(tmp_path, database))
+    result = _command(capsys, "jails", "--config", _jails_config(tmp_path, database))
     assert result.returncode == 1
     line = _one_stderr_line(result)
     assert line.startswith("quorumwatch: ")
@@ -635,54 +677,70 @@ def test_jails_reads_while_a_writer_holds_a_transaction(
     assert {r["validator"] for r in json.loads(out)} == {ALICE, BOB, CAROL}
 
 
-@pytest.mark.parametrize(
-    ("kind", "announced", "path", "body", "marker"),
-    [
-        ("cosmos", "simulating cosmos: lcd and rpc at ", "/status", None, "cosmoshub-4"),
-        (
-            "solana",
-            "simulating solana: JSON-RPC at ",
-            "",
-            {"jsonrpc": "2.0", "id": 1, "method": "getEpochInfo"},
-            '"absoluteSlot"',
-        ),
-        (
-            "hyperliquid",
-            "simulating foundation-2025: POST ",
-            "",
-            {"type": "exchangeStatus"},
-            '"time"',
-        ),
-        (
-            "ethereum",
-            "simulating ethereum: beacon API at ",
-            "/eth/v1/node/syncing",
-            None,
-            '"is_syncing"',
-        ),
-    ],
-)
+@dataclass(frozen=True)
+class _Simulation:
+    """A kind `simulate` serves: its announcement, a request and what the answer contains."""
+
+    kind: str
+    announced: str
+    path: str
+    body: dict[str, Any] | None
+    marker: str
+
+
+SIMULATIONS = [
+    _Simulation("cosmos", "simulating cosmos: lcd and rpc at ", "/status", None, "cosmoshub-4"),
+    _Simulation(
+        "solana",
+        "simulating solana: JSON-RPC at ",
+        "",
+        {"jsonrpc": "2.0", "id": 1, "method": "getEpochInfo"},
+        '"absoluteSlot"',
+    ),
+    _Simulation(
+        "hyperliquid", "simulating foundation-2025: POST ", "", {"type": "exchangeStatus"}, '"time"'
+    ),
+    _Simulation(
+        "ethereum",
+        "simulating ethereum: beacon API at ",
+        "/eth/v1/node/syncing",
+        None,
+        '"is_syncing"',
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def simulate_processes() -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """`quorumwatch simulate --kind K` for each kind of SIMULATIONS, all started at once so
+    that their start-ups overlap; tests only read from them. Killed after the module: how
+    `simulate` stops is test_simulate_ethereum_prints_label_files_for_its_size's to check."""
+    processes: dict[str, subprocess.Popen[str]] = {}
+    try:
+        for simulation in SIMULATIONS:
+            argv = [sys.executable, "-m", "quorumwatch", "simulate", "--kind", simulation.kind]
+            processes[simulation.kind] = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        yield processes
+    finally:
+        for process in processes.values():
+            process.kill()
+            process.communicate()
+
+
+@pytest.mark.parametrize("simulation", SIMULATIONS, ids=lambda simulation: simulation.kind)
 def test_simulate_serves_other_kinds(
-    kind: str, announced: str, path: str, body: dict[str, Any] | None, marker: str
+    simulate_processes: dict[str, subprocess.Popen[str]], simulation: _Simulation
 ) -> None:
     """`simulate --kind K` announces its URL and serves that chain's API there."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "quorumwatch", "simulate", "--kind", kind],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert line.startswith(announced)
-            url = line.removeprefix(announced).strip() + path
-            data = None if body is None else json.dumps(body).encode()
-            request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=5) as response:
-                assert marker in response.read().decode()
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    stdout = simulate_processes[simulation.kind].stdout
+    assert stdout is not None
+    line = stdout.readline()
+    assert line.startswith(simulation.announced)
+    url = line.removeprefix(simulation.announced).strip() + simulation.path
+    data = None if simulation.body is None else json.dumps(simulation.body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert simulation.marker in response.read().decode()
 
 
 def test_simulate_ethereum_prints_label_files_for_its_size() -> None:
@@ -714,10 +772,12 @@ def test_simulate_ethereum_prints_label_files_for_its_size() -> None:
         (["--kind", "ethereum", "--validators", "0"], "--validators 0"),
     ],
 )
-def test_simulate_ethereum_flags_are_checked(argv: list[str], named: str) -> None:
+def test_simulate_ethereum_flags_are_checked(
+    argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The ethereum simulator's flags on another kind, or out of range, exit 3 in one line
     naming the flag."""
-    result = _quorumwatch("simulate", *argv)
+    result = _command(capsys, "simulate", *argv)
     assert result.returncode == 3
     line = _one_stderr_line(result)
     assert line.startswith(f"quorumwatch: config error: {named}")
@@ -798,15 +858,9 @@ def test_once_imports_no_store_mqtt_or_metrics_server(tmp_path: Path) -> None:
     """`run --once` polls and judges without importing the store, MQTT, Prometheus' client or
     the exporter (`python -X importtime` lists every module a run imports)."""
     config = _config(tmp_path, VALID.replace("https://api.hyperliquid.xyz", refused_url()))
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("QUORUMWATCH_")}
     argv = ["-X", "importtime", "-m", "quorumwatch", "run", "--once", "--config", config]
     result = subprocess.run(
-        [sys.executable, *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-        check=False,
+        [sys.executable, *argv], capture_output=True, text=True, timeout=60, check=False
     )
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
     assert "quorumwatch.monitor" in imported  # the probe did poll

@@ -113,7 +113,7 @@ def config(
     """The daemon's config file, and the URL of its /metrics."""
     port = free_port()
     chains = "".join(
-        f'[[chains]]\nname = "{chain}"\nkind = "hyperliquid"\npoll_interval_seconds = 0.2\n'
+        f'[[chains]]\nname = "{chain}"\nkind = "hyperliquid"\npoll_interval_seconds = 0.1\n'
         f'[[chains.endpoints]]\nname = "sim"\nurl = "{sim.base_url}"\ntimeout_seconds = 2\n'
         for chain, sim in zip(CHAINS, simulators, strict=True)
     )

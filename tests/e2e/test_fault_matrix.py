@@ -87,6 +87,9 @@ class MatrixFault:
     refused: bool = False  # nothing listens: the endpoint's first request is refused
     skipped_after: bool = False  # Retry-After: not asked again on the next poll
     stale: bool = False  # its freshness probe dates it far off: its set is never used
+    # The faulty endpoint's deadline: ample for every answer it gives, and, where it gives
+    # none, how long each poll waits for it.
+    deadline_seconds: float = 0.3
 
 
 def _transport_faults(set_rule: Rule) -> list[MatrixFault]:
@@ -96,7 +99,7 @@ def _transport_faults(set_rule: Rule) -> list[MatrixFault]:
         return ((set_rule, fault),)
 
     return [
-        MatrixFault("timeout", "timeout", injections=on_set(Hang())),
+        MatrixFault("timeout", "timeout", injections=on_set(Hang()), deadline_seconds=0.15),
         MatrixFault("refused", "connect_error", refused=True),
         MatrixFault("reset_mid_body", "connect_error", injections=on_set(Reset())),
         MatrixFault("http_429", "http_429", injections=on_set(Status(429))),
@@ -684,7 +687,7 @@ async def test_fault_fails_over(
             session,
             clock,
             kind,
-            kind.endpoint("faulty", faulty_url, 0.3),
+            kind.endpoint("faulty", faulty_url, fault.deadline_seconds),
             kind.endpoint("healthy", healthy_url, 5.0),
         )
         first = await monitor.poll_once()
@@ -716,7 +719,9 @@ async def test_fault_alone_is_down_and_stale(
 ) -> None:
     """Only the faulty endpoint: the chain is down without analysis, and DataStale holds."""
     async with kind.healthy(clock) as healthy_url, _faulty_url(fault, healthy_url) as faulty_url:
-        monitor = _monitor(session, clock, kind, kind.endpoint("faulty", faulty_url, 0.3))
+        monitor = _monitor(
+            session, clock, kind, kind.endpoint("faulty", faulty_url, fault.deadline_seconds)
+        )
         first = await monitor.poll_once()
         assert first.up is False
         assert first.analysis is None

@@ -1,7 +1,7 @@
 """The operator stack end to end, with real components over loopback.
 
-The daemon polls a simulated chain every 0.5 s. A real Prometheus (the Debian package, with a
-temporary data directory) scrapes it every 0.5 s and evaluates the shipped alert rules as often,
+The daemon polls a simulated chain every 0.25 s. A real Prometheus (the Debian package, with a
+temporary data directory) scrapes it every 0.25 s and evaluates the shipped alert rules as often,
 and a real Alertmanager routes every alert to a webhook receiver in the test. Each phase
 (healthy, breach, recovered) is scraped a few times before the test moves on: it waits for the
 scrapes, counted in Prometheus, not for seconds.
@@ -60,8 +60,8 @@ JAILED = VALIDATORS[-1]  # not in the entity; 1000 of 11000 (9%) jailed is no ja
 HOLD = 1_000_000  # requests per step: the timeline moves only when the test says so
 HEALTHY, BREACH, RECOVERED = 0, 1, 2
 
-POLL_SECONDS = 0.5
-SCRAPE_INTERVAL = "500ms"  # Prometheus' scrape and rule evaluation interval
+POLL_SECONDS = 0.25
+SCRAPE_INTERVAL = "250ms"  # Prometheus' scrape and rule evaluation interval
 ALERT_WAIT = 60.0
 STARTUP_WAIT = 30.0
 PHASE_SCRAPES = 3  # scrapes of each phase: healthy before the breach, then before panel queries
@@ -151,7 +151,7 @@ def am_config(tmp_path: Path, webhook: Webhook) -> Path:
 
 @contextlib.asynccontextmanager
 async def daemon(store: Path, simulator_url: str) -> AsyncIterator[int]:
-    """The daemon in-process, polling every 0.5 s; yields its metrics port."""
+    """The daemon in-process, polling every POLL_SECONDS; yields its metrics port."""
     settings = daemon_settings(
         store,
         chains=[
