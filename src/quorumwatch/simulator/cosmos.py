@@ -11,6 +11,7 @@ computation, flip `faults`, and inspect `requests` for what the client asked (th
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import random
 import time
@@ -59,10 +60,7 @@ class SimValidator:
 
     @property
     def consensus_address(self) -> bytes:
-        digest = hashlib.sha256(self.key).digest()
-        if self.key_type == "ed25519":
-            return digest[:20]
-        return hashlib.new("ripemd160", digest).digest()
+        return _consensus_address(self.key_type, self.key)
 
     @property
     def hex_address(self) -> str:
@@ -70,7 +68,20 @@ class SimValidator:
 
     @property
     def valcons(self) -> str:
-        return bech32.encode("cosmosvalcons", self.consensus_address)
+        return _valcons(self.key_type, self.key)
+
+
+# Every signing-info answer lists each validator's: encoded once per key, not per request.
+@functools.lru_cache(maxsize=4096)
+def _valcons(key_type: str, key: bytes) -> str:
+    return bech32.encode("cosmosvalcons", _consensus_address(key_type, key))
+
+
+def _consensus_address(key_type: str, key: bytes) -> bytes:
+    digest = hashlib.sha256(key).digest()
+    if key_type == "ed25519":
+        return digest[:20]
+    return hashlib.new("ripemd160", digest).digest()
 
 
 @dataclass(slots=True)
