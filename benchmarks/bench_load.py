@@ -96,6 +96,8 @@ RSS_GROWTH_LIMIT = 0.05
 POLL_INTERVAL_SECONDS = 1  # the least a large poll takes: polls run back to back
 STARTUP_TIMEOUT_SECONDS = 900.0  # for the first successful poll of a large set
 STALLS_LISTED = 10
+# The beacon node is another host in production: here it yields the CPUs to the daemon.
+SIMULATOR_NICENESS = 10
 # What Prometheus asks for (its default scrape_protocols): OpenMetrics first.
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
@@ -454,7 +456,8 @@ async def polling_daemon(
         spawn = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(1, mp_context=spawn) as child:
             labels = child.submit(write_label_files, directory, validators=validators).result()
-        with simulators(SimulatorSpec("ethereum", {"validators": validators})) as (url,):
+        simulator = SimulatorSpec("ethereum", {"validators": validators})
+        with simulators(simulator, niceness=SIMULATOR_NICENESS) as (url,):
             chain = ethereum_chain(url, "ssz", labels)
             chain["poll_interval_seconds"] = POLL_INTERVAL_SECONDS
             settings = load_settings(write_config(directory, [chain]))  # /metrics on port 0

@@ -126,8 +126,9 @@ class SimulatorSpec:
     scenario: str | None = None
 
 
-def _serve(specs: list[SimulatorSpec], urls: Connection) -> None:
+def _serve(specs: list[SimulatorSpec], urls: Connection, niceness: int) -> None:
     """The child process: serve every simulator, send their base URLs, serve until killed."""
+    os.nice(niceness)
 
     # A daemon stopped mid-poll resets its connection: no error of the benchmark's.
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
@@ -145,11 +146,13 @@ def _serve(specs: list[SimulatorSpec], urls: Connection) -> None:
 
 
 @contextmanager
-def simulators(*specs: SimulatorSpec) -> Iterator[list[str]]:
-    """The base URLs of `specs`, served by one child process for the block's duration."""
+def simulators(*specs: SimulatorSpec, niceness: int = 0) -> Iterator[list[str]]:
+    """The base URLs of `specs`, served by one child process for the block's duration, at
+    `niceness` (above 0: it takes a CPU only when the daemon leaves one, as a node on another
+    host would)."""
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_serve, args=(list(specs), sending), daemon=True)
+    child = context.Process(target=_serve, args=(list(specs), sending, niceness), daemon=True)
     child.start()
     try:
         while not receiving.poll(0.2):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import ssl
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics import parser as openmetrics_parser
@@ -22,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.daemon import build_registry
-from quorumwatch.exporter.server import Renderings, start_metrics_server
+from quorumwatch.exporter.server import Renderings, accepts_gzip, start_metrics_server
 from tests.builders import FakeClock, chain_settings, every_kind_board, watched_chains
 from tests.tools import self_signed_certificate, server_tls
 
@@ -128,6 +130,51 @@ async def test_serves_openmetrics_when_asked() -> None:
     assert families["quorumwatch_jail_events_in_window"].type == "gauge"
     chains = {sample.labels["chain"] for sample in families["quorumwatch_chain_up"].samples}
     assert chains == {*KINDS, "down"}
+
+
+async def test_metrics_are_gzipped_for_a_client_that_accepts_gzip() -> None:
+    """A scraper that accepts gzip (as Prometheus does) gets /metrics gzip-encoded, the same
+    metrics as a scraper that does not, which gets them plain; both are told it varies."""
+    async with (
+        serving(every_kind_registry()) as port,
+        aiohttp.ClientSession(auto_decompress=False) as session,
+    ):
+        url = f"http://127.0.0.1:{port}/metrics"
+        async with session.get(url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.headers["Vary"] == "Accept-Encoding"
+            zipped = gzip.decompress(await response.read())
+        async with session.get(url, headers={"Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers
+            assert response.headers["Vary"] == "Accept-Encoding"
+            plain = await response.read()
+    assert _chain_lines(zipped) == _chain_lines(plain)
+    assert _chain_lines(plain)
+
+
+def _chain_lines(body: bytes) -> list[bytes]:
+    """The lines of the board's series (the process' own change from one rendering to the next)."""
+    return [line for line in body.splitlines() if line.startswith(b"quorumwatch_chain")]
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "accepted"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("deflate, gzip;q=1.0, *;q=0.5", True),
+        ("gzip;q=0.5", True),
+        ("x-gzip", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0.000", False),
+        ("identity", False),
+        ("", False),
+        ("br, deflate", False),
+    ],
+)
+def test_gzip_is_accepted_by_name_unless_refused(accept_encoding: str, accepted: bool) -> None:
+    """An Accept-Encoding header accepts gzip when it names it (x-gzip too) with no q of 0."""
+    assert accepts_gzip(accept_encoding) is accepted
 
 
 async def test_status_page_is_one_self_contained_file_allowed_only_its_own_code() -> None:
