@@ -8,12 +8,12 @@ The daemon (`run_daemon`, with a real store in a temporary directory) runs in th
 polling the Ethereum simulator's set of `--validators` over SSZ back to back
 (`poll_interval_seconds = 1`, shorter than a large poll, so a poll is nearly always running),
 while `--scrapers` clients (20) in another process scrape it for `--seconds` (300): each GETs
-/metrics (asking as Prometheus does: OpenMetrics), then / when / answers 200 (the paths scraped
-are printed), in turn, on its own keep-alive connection, with a 10 s timeout (Prometheus'
-default); back to back by default, so that 20 requests are always in flight, or every
+/metrics (asking as Prometheus does: OpenMetrics, gzip, which it reads without decompressing),
+then / when / answers 200 (the paths scraped are printed), in turn, on its own keep-alive
+connection, with a 10 s timeout (Prometheus' default); back to back by default, so that 20 requests are always in flight, or every
 `--interval` seconds, the clients' phases spread over it. The window starts once the first
-poll has succeeded. The simulator and the label files' builder run in child processes, so
-that only the daemon and this benchmark's probes (a ticker, an RSS sampler) run in the
+poll has succeeded. The simulator (at nice 10: the beacon node is another host in production)
+and the label files' builder run in child processes, so that only the daemon and this benchmark's probes (a ticker, an RSS sampler) run in the
 daemon's process. Figures:
 
 - the longest event-loop stall (<= 50 ms): a ticker on the daemon's loop sleeps 5 ms at a time
@@ -360,7 +360,11 @@ async def _scraper(scraping: Scraping, deadline: float, seen: dict[str, Scrapes]
     # Spread over the interval, as Prometheus spreads its targets' scrapes.
     round_at = time.monotonic() + random.uniform(0, scraping.interval)
     headers = {"Accept": PROMETHEUS_ACCEPT}
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+    # Asked gzipped, as Prometheus asks, and read as it comes: decompressing is the scraper's
+    # own work, which Prometheus does on its host, not this one's two cores.
+    async with aiohttp.ClientSession(
+        timeout=timeout, headers=headers, auto_decompress=False
+    ) as session:
         while round_at < deadline:
             await asyncio.sleep(round_at - time.monotonic())
             for path in scraping.paths:
