@@ -10,10 +10,11 @@ polling the Ethereum simulator's set of `--validators` over SSZ back to back
 while `--scrapers` clients (20) in another process scrape it for `--seconds` (300): each GETs
 /metrics (asking as Prometheus does: OpenMetrics, gzip, which it reads without decompressing),
 then / when / answers 200 (the paths scraped are printed), in turn, on its own keep-alive
-connection, with a 10 s timeout (Prometheus' default); back to back by default, so that 20 requests are always in flight, or every
-`--interval` seconds, the clients' phases spread over it. The window starts once the first
-poll has succeeded. The simulator (at nice 10: the beacon node is another host in production)
-and the label files' builder run in child processes, so that only the daemon and this benchmark's probes (a ticker, an RSS sampler) run in the
+connection, with a 10 s timeout (Prometheus' default); back to back by default, so that 20
+requests are always in flight, or every `--interval` seconds, the clients' phases spread over
+it. The window starts once the first poll has succeeded. The simulator (at nice 10: the beacon
+node is another host in production) and the label files' builder run in child processes, so
+that only the daemon and this benchmark's probes (a ticker, an RSS sampler) run in the
 daemon's process. Figures:
 
 - the longest event-loop stall (<= 50 ms): a ticker on the daemon's loop sleeps 5 ms at a time
