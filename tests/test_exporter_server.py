@@ -281,11 +281,19 @@ class _CountingCollector:
         )
 
 
-async def test_concurrent_scrapes_share_one_rendering() -> None:
-    """Ten scrapes at once are all answered by one rendering of the registry."""
+def _counted(*, released: bool) -> tuple[_CountingCollector, CollectorRegistry]:
+    """A registry of one counting collector, its renderings held until released or not."""
     counting = _CountingCollector()
+    if released:
+        counting.release.set()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(counting)
+    return counting, registry
+
+
+async def test_concurrent_scrapes_share_one_rendering() -> None:
+    """Ten scrapes at once are all answered by one rendering of the registry."""
+    counting, registry = _counted(released=False)
     renderings = Renderings(registry)
     scrapes = [asyncio.ensure_future(renderings.body("text", generate_latest)) for _ in range(10)]
     await asyncio.sleep(0)  # every scrape is waiting on the one rendering
@@ -298,10 +306,7 @@ async def test_concurrent_scrapes_share_one_rendering() -> None:
 async def test_a_rendering_older_than_a_second_is_served_while_its_successor_renders() -> None:
     """A scrape within `max_age` of a rendering gets it again; a later one gets it too, without
     waiting, while a new one renders; the next after that one gets the new one."""
-    counting = _CountingCollector()
-    counting.release.set()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(counting)
+    counting, registry = _counted(released=True)
     clock = FakeClock(100.0)
     renderings = Renderings(registry, max_age=1.0, clock=clock)
     first = await renderings.body("text", generate_latest)
@@ -326,10 +331,7 @@ async def _settled(renderings: Renderings) -> bytes:
 async def test_a_scrape_after_a_change_waits_for_a_rendering_begun_after_it() -> None:
     """A rendering under way when the data changed is not what a scrape after the change gets:
     it gets a rendering of the new data."""
-    counting = _CountingCollector()
-    counting.release.set()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(counting)
+    counting, registry = _counted(released=True)
     board: list[object] = [object()]
     clock = FakeClock(100.0)
     renderings = Renderings(registry, version=lambda: (board[0],), max_age=1.0, clock=clock)
@@ -340,16 +342,13 @@ async def test_a_scrape_after_a_change_waits_for_a_rendering_begun_after_it() ->
     board[0] = object()  # a poll published a report meanwhile
     after_change = asyncio.ensure_future(renderings.body("text", generate_latest))
     counting.release.set()
-    assert await after_change not in (first,)
+    assert await after_change != first
     assert counting.collected == 3
 
 
 async def test_a_rendering_is_never_reused_once_its_data_changed() -> None:
     """Within `max_age`, a scrape after the board changed gets a new rendering."""
-    counting = _CountingCollector()
-    counting.release.set()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(counting)
+    counting, registry = _counted(released=True)
     board: list[object] = [object()]
     clock = FakeClock(100.0)
     renderings = Renderings(registry, version=lambda: (board[0],), max_age=1.0, clock=clock)
