@@ -26,6 +26,7 @@ from quorumwatch.chains.kinds import KINDS
 from quorumwatch.daemon import build_registry
 from quorumwatch.exporter.server import Renderings, accepts_gzip, start_metrics_server
 from tests.builders import FakeClock, chain_settings, every_kind_board, watched_chains
+from tests.services import eventually
 from tests.tools import self_signed_certificate, server_tls
 
 PATHS = ("/metrics", "/", "/api/v1/state")
@@ -344,6 +345,56 @@ async def test_a_scrape_after_a_change_waits_for_a_rendering_begun_after_it() ->
     counting.release.set()
     assert await after_change != first
     assert counting.collected == 3
+
+
+async def test_new_data_is_rendered_ahead_in_a_format_scraped_lately() -> None:
+    """After a change, `render_ahead` renders the new data in the format scraped before it,
+    and the next scrape gets that rendering without another."""
+    counting, registry = _counted(released=True)
+    board: list[object] = [object()]
+    renderings = Renderings(registry, version=lambda: (board[0],), clock=FakeClock(100.0))
+    first = await renderings.body("text", generate_latest)
+    board[0] = object()  # a poll published a report
+    renderings.render_ahead()
+    _, ahead = renderings._pending["text"]
+    await ahead
+    assert counting.collected == 2
+    assert await renderings.body("text", generate_latest) == await ahead != first
+    assert counting.collected == 2
+
+
+async def test_a_format_not_scraped_for_ahead_for_seconds_is_not_rendered_ahead() -> None:
+    """`render_ahead` leaves alone a format last scraped more than `ahead_for` seconds ago, and
+    one never scraped."""
+    counting, registry = _counted(released=True)
+    board: list[object] = [object()]
+    clock = FakeClock(100.0)
+    renderings = Renderings(registry, version=lambda: (board[0],), ahead_for=300.0, clock=clock)
+    await renderings.body("text", generate_latest)
+    board[0] = object()
+    clock.now = 400.5
+    renderings.render_ahead()
+    assert not renderings._pending
+    assert counting.collected == 1
+
+
+async def test_the_server_renders_new_data_before_the_next_scrape() -> None:
+    """Once /metrics was scraped, the server renders new data on its own, without a scrape."""
+    counting, registry = _counted(released=True)
+    board: list[object] = [object()]
+    runner, port = await start_metrics_server(
+        registry, "127.0.0.1", 0, state=lambda: STATE, version=lambda: (board[0],)
+    )
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            assert response.status == 200
+        board[0] = object()
+        await eventually(lambda: counting.collected == 2, "a rendering ahead of any scrape")
+    finally:
+        await runner.cleanup()
 
 
 async def test_a_rendering_is_never_reused_once_its_data_changed() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -14,7 +15,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -31,6 +32,10 @@ STATE_PATH = "/api/v1/state"
 # seen at once. Re-rendering every second for them cost a rendering's CPU (50 ms for
 # 6,000 series) each second, which the polls of a large set compete with for the GIL.
 RENDERING_MAX_AGE_SECONDS = 5.0
+# How often new data is looked for, to render it before a scrape asks (`render_ahead`), and
+# how long after its last scrape a format is still rendered ahead.
+RENDER_AHEAD_EVERY_SECONDS = 0.1
+RENDER_AHEAD_FOR_SECONDS = 300.0
 GZIP_LEVEL = 1  # 680 kB of metrics become 147 kB in 6 ms; level 6 gains 8% in twice the time
 
 
@@ -94,7 +99,8 @@ class Renderings:
     alerts, each replaced whole on a change): a rendering is reused only while each is the very
     same object, so a scrape after a poll always sees that poll. One older than `max_age` (its
     clock-driven values, such as ages, are behind) is still served while its successor renders:
-    only a change of data makes a scrape wait for a rendering.
+    only a change of data makes a scrape wait for a rendering, and `render_ahead` shortens
+    that wait.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class Renderings:
         *,
         version: Callable[[], tuple[object, ...]] = tuple,
         max_age: float = RENDERING_MAX_AGE_SECONDS,
+        ahead_for: float = RENDER_AHEAD_FOR_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._registry = registry
@@ -112,8 +119,12 @@ class Renderings:
         # Per format: when, of which version (held, so no id is reused), and the body.
         self._latest: dict[str, tuple[float, tuple[object, ...], bytes]] = {}
         self._pending: dict[str, tuple[tuple[object, ...], asyncio.Future[bytes]]] = {}
+        self._ahead_for = ahead_for
+        # Per format scraped: its encoder, and when a scrape last asked for it.
+        self._asked: dict[str, tuple[Encoder, float]] = {}
 
     async def body(self, content_type: str, encode: Encoder) -> bytes:
+        self._asked[content_type] = (encode, self._clock())
         latest = self._latest.get(content_type)
         if latest is not None and self._same_version(latest[1]):
             if self._clock() - latest[0] >= self._max_age:
@@ -121,6 +132,20 @@ class Renderings:
             return latest[2]
         # A scraper that goes away must not cancel the rendering the others wait for.
         return await asyncio.shield(self._rendering(content_type, encode))
+
+    def render_ahead(self) -> None:
+        """Begin rendering new data (a poll, a change of alerts) in each format scraped in the
+        last `ahead_for` seconds, without waiting for a scrape to ask: a scraper that comes
+        after a poll, as Prometheus' do every 15 s or so, then finds the rendering done or under
+        way, instead of waiting for all of it (tens of milliseconds for a large set)."""
+        now = self._clock()
+        for content_type, (encode, asked_at) in list(self._asked.items()):
+            if now - asked_at > self._ahead_for:
+                del self._asked[content_type]
+                continue
+            latest = self._latest.get(content_type)
+            if latest is None or not self._same_version(latest[1]):
+                self._rendering(content_type, encode)
 
     def _rendering(self, content_type: str, encode: Encoder) -> asyncio.Future[bytes]:
         """A rendering of the current data for `content_type`: the one under way if it began
@@ -210,7 +235,22 @@ def metrics_app(
             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
+    async def rendering_ahead(_: web.Application) -> AsyncIterator[None]:
+        # Looked for on a timer: the data changes in many places (polls, alerts, sinks, subnet
+        # lists), and comparing it by identity ten times a second costs next to nothing.
+        async def look() -> None:
+            while True:
+                await asyncio.sleep(RENDER_AHEAD_EVERY_SECONDS)
+                renderings.render_ahead()
+
+        looking = asyncio.create_task(look())
+        yield
+        looking.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await looking
+
     app = web.Application(middlewares=[basic_auth(*credentials)] if credentials else [])
+    app.cleanup_ctx.append(rendering_ahead)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", status)
     app.router.add_get(STATE_PATH, state_json)
