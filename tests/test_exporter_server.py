@@ -378,6 +378,38 @@ async def test_a_format_not_scraped_for_ahead_for_seconds_is_not_rendered_ahead(
     assert counting.collected == 1
 
 
+class _FailingCollector:
+    """A collector whose every rendering fails, counted."""
+
+    def __init__(self) -> None:
+        self.collected = 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.collected += 1
+        raise RuntimeError("a collector bug")
+
+
+async def test_a_rendering_ahead_that_failed_is_not_begun_again_for_the_same_data() -> None:
+    """Data whose rendering ahead failed is not rendered ahead again; new data is."""
+    failing = _FailingCollector()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(failing)
+    board: list[object] = [object()]
+    renderings = Renderings(registry, version=lambda: (board[0],), clock=FakeClock(100.0))
+    with pytest.raises(RuntimeError):
+        await renderings.body("text", generate_latest)
+    board[0] = object()
+    for _ in range(3):
+        renderings.render_ahead()
+        for _, rendering in list(renderings._pending.values()):
+            with pytest.raises(RuntimeError):
+                await rendering
+    assert failing.collected == 2
+    board[0] = object()
+    renderings.render_ahead()
+    assert "text" in renderings._pending
+
+
 async def test_the_server_renders_new_data_before_the_next_scrape() -> None:
     """Once /metrics was scraped, the server renders new data on its own, without a scrape."""
     counting, registry = _counted(released=True)

@@ -122,6 +122,9 @@ class Renderings:
         self._ahead_for = ahead_for
         # Per format scraped: its encoder, and when a scrape last asked for it.
         self._asked: dict[str, tuple[Encoder, float]] = {}
+        # Per format: the data last rendered ahead, so that a rendering that failed is not
+        # begun again ten times a second (a scrape still tries it, and gets the error).
+        self._ahead: dict[str, tuple[object, ...]] = {}
 
     async def body(self, content_type: str, encode: Encoder) -> bytes:
         self._asked[content_type] = (encode, self._clock())
@@ -143,8 +146,12 @@ class Renderings:
             if now - asked_at > self._ahead_for:
                 del self._asked[content_type]
                 continue
+            ahead = self._ahead.get(content_type)
+            if ahead is not None and self._same_version(ahead):
+                continue
             latest = self._latest.get(content_type)
             if latest is None or not self._same_version(latest[1]):
+                self._ahead[content_type] = self._version()
                 self._rendering(content_type, encode)
 
     def _rendering(self, content_type: str, encode: Encoder) -> asyncio.Future[bytes]:
