@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from quorumwatch.chains.kinds import KINDS
 from quorumwatch.daemon import build_registry
@@ -287,9 +288,14 @@ def _counted(*, released: bool) -> tuple[_CountingCollector, CollectorRegistry]:
     counting = _CountingCollector()
     if released:
         counting.release.set()
+    return counting, _registry_of(counting)
+
+
+def _registry_of(collector: Collector) -> CollectorRegistry:
+    """A registry of `collector` alone, which it renders only when asked."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(counting)
-    return counting, registry
+    registry.register(collector)
+    return registry
 
 
 async def test_concurrent_scrapes_share_one_rendering() -> None:
@@ -392,8 +398,7 @@ class _FailingCollector:
 async def test_a_rendering_ahead_that_failed_is_not_begun_again_for_the_same_data() -> None:
     """Data whose rendering ahead failed is not rendered ahead again; new data is."""
     failing = _FailingCollector()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(failing)
+    registry = _registry_of(failing)
     board: list[object] = [object()]
     renderings = Renderings(registry, version=lambda: (board[0],), clock=FakeClock(100.0))
     with pytest.raises(RuntimeError):
@@ -414,10 +419,7 @@ async def test_the_server_renders_new_data_before_the_next_scrape() -> None:
     """Once /metrics was scraped, the server renders new data on its own, without a scrape."""
     counting, registry = _counted(released=True)
     board: list[object] = [object()]
-    runner, port = await start_metrics_server(
-        registry, "127.0.0.1", 0, state=lambda: STATE, version=lambda: (board[0],)
-    )
-    try:
+    async with serving(registry, version=lambda: (board[0],)) as port:
         async with (
             aiohttp.ClientSession() as session,
             session.get(f"http://127.0.0.1:{port}/metrics") as response,
@@ -425,8 +427,6 @@ async def test_the_server_renders_new_data_before_the_next_scrape() -> None:
             assert response.status == 200
         board[0] = object()
         await eventually(lambda: counting.collected == 2, "a rendering ahead of any scrape")
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_rendering_is_never_reused_once_its_data_changed() -> None:

@@ -127,10 +127,11 @@ class Renderings:
         self._ahead: dict[str, tuple[object, ...]] = {}
 
     async def body(self, content_type: str, encode: Encoder) -> bytes:
-        self._asked[content_type] = (encode, self._clock())
+        now = self._clock()
+        self._asked[content_type] = (encode, now)
         latest = self._latest.get(content_type)
         if latest is not None and self._same_version(latest[1]):
-            if self._clock() - latest[0] >= self._max_age:
+            if now - latest[0] >= self._max_age:
                 self._rendering(content_type, encode)
             return latest[2]
         # A scraper that goes away must not cancel the rendering the others wait for.
