@@ -23,8 +23,13 @@ sampler) run in the daemon's process. Figures:
   listed with their time in the window, the poll they began in, and where the time went: the
   loop thread on a CPU (the daemon's own work on the loop), runnable but waiting for a CPU
   (other processes: the machine is busy), or neither (blocked: the GIL held by one of the
-  daemon's threads, or a blocking call), from /proc/thread-self/schedstat, and how much of it
-  the garbage collector ran (in any thread: a collection stops them all; `gc.callbacks`);
+  daemon's threads, or a blocking call), from /proc/thread-self/schedstat, how much of it
+  the garbage collector ran (in any thread: a collection stops them all; `gc.callbacks`), and
+  how much CPU time the hypervisor took from the machine meanwhile ("steal" in /proc/stat, in
+  10 ms ticks, all CPUs together): on a virtual machine the host may stop a vCPU, and the
+  thread on it, the loop's or the GIL holder's, stops with it (schedstat counts that neither
+  as on a CPU nor as waiting for one, so it shows as blocked); the steal over the whole
+  window is printed too;
 - per path, the scrape latency as the clients see it: p99 (<= 100 ms), p50, max, count, and
   failures (0): an error, a timeout or a status other than 200;
 - RSS (VmRSS) after warm-up (the first sample after the second successful poll), at the end,
@@ -120,12 +125,24 @@ def _schedstat(descriptor: int) -> tuple[float, float]:
     return int(on_cpu) / 1e9, int(waiting) / 1e9
 
 
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _stolen(descriptor: int) -> float:
+    """CPU seconds the hypervisor has taken from this machine's CPUs, all of them together
+    (/proc/stat's "steal", in its ticks of 10 ms): time a vCPU was running a thread, as far as
+    the machine knows, while the host ran something else."""
+    first_line = os.pread(descriptor, 256, 0).split(b"\n", 1)[0]
+    return int(first_line.split()[8]) / _TICKS_PER_SECOND
+
+
 @dataclass(frozen=True, slots=True)
 class Stall:
     began_at: float  # time.monotonic() of the wake-up before it
     late: float  # seconds past the wake-up asked for
     on_cpu: float  # of the gap between the two wake-ups: the loop thread on a CPU
     waiting_for_cpu: float  # runnable, but other threads or processes held the CPUs
+    stolen: float  # CPU time the host took from the machine meanwhile, all CPUs together
     threads: str  # where the daemon's other threads were when the loop got the GIL back
 
     @property
@@ -168,22 +185,36 @@ class LoopTicker:
     lateness_ms: Counter[int] = field(default_factory=Counter)  # bounded, unlike a list
     longest: float = 0.0
     stalls: list[Stall] = field(default_factory=list)
+    stolen_at_start: float = 0.0
+    stolen: float = 0.0  # by the host over the run, CPU seconds of all CPUs together
 
     async def run(self, until: float) -> None:
         descriptor = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        machine = os.open("/proc/stat", os.O_RDONLY)
         try:
             last, (cpu, waiting) = time.monotonic(), _schedstat(descriptor)
+            stolen = self.stolen_at_start = _stolen(machine)
             while last < until:
                 await asyncio.sleep(TICK_SECONDS)
                 now, (cpu_now, waiting_now) = time.monotonic(), _schedstat(descriptor)
+                stolen_now = _stolen(machine)
                 late = max(0.0, now - last - TICK_SECONDS)
                 self.lateness_ms[int(late * 1000)] += 1
                 self.longest = max(self.longest, late)
                 if late > STALL_LIMIT_SECONDS:
-                    stall = Stall(last, late, cpu_now - cpu, waiting_now - waiting, _threads())
+                    stall = Stall(
+                        last,
+                        late,
+                        cpu_now - cpu,
+                        waiting_now - waiting,
+                        stolen_now - stolen,
+                        _threads(),
+                    )
                     self.stalls.append(stall)
-                last, cpu, waiting = now, cpu_now, waiting_now
+                last, cpu, waiting, stolen = now, cpu_now, waiting_now, stolen_now
+            self.stolen = stolen - self.stolen_at_start
         finally:
+            os.close(machine)
             os.close(descriptor)
 
     @property
@@ -549,6 +580,7 @@ def poll_figures(result: Run) -> None:
 
 def stall_figures(result: Run) -> None:
     ticker, polls, collections = result.ticker, result.polls, result.collections
+    window = result.ended - result.started
     within("longest event-loop stall", ticker.longest, STALL_LIMIT_SECONDS)
     over = ticker.stalls
     note(
@@ -560,6 +592,9 @@ def stall_figures(result: Run) -> None:
     full = collections.full()
     shown = f"{len(full)}, {max(full, default=0):.3f} / {sum(full):.1f} s"
     note("  full GC collections, longest / all", shown)
+    cpus = os.cpu_count() or 1
+    shown = f"{ticker.stolen:.1f} s, {ticker.stolen / (cpus * window):.2%} of the CPUs' time"
+    note("  taken by the host (steal), all CPUs", shown)
     if not over:
         return
     in_polls = sum(polls.poll_at(stall.began_at) is not None for stall in over)
@@ -574,14 +609,18 @@ def stall_figures(result: Run) -> None:
     ):
         note(f"  their time: {label}", f"{part / total:.0%}")
     listed = min(STALLS_LISTED, len(over))
-    print(f"  the longest {listed}: when in the window, where; on a CPU / waiting / blocked; GC")
+    print(
+        f"  the longest {listed}: when in the window, where;"
+        " on a CPU / waiting / blocked; GC; taken by the host"
+    )
     ranked = sorted(zip(over, in_gc, strict=True), key=lambda pair: pair[0].late, reverse=True)
     for stall, gc_seconds in ranked[:STALLS_LISTED]:
         print(
             f"    {stall.late * 1000:6.0f} ms at {stall.began_at - result.started:6.1f} s,"
             f" {polls.where(stall.began_at)}:"
             f" {stall.on_cpu * 1000:.0f} / {stall.waiting_for_cpu * 1000:.0f}"
-            f" / {stall.blocked * 1000:.0f} ms; GC {gc_seconds * 1000:.0f} ms"
+            f" / {stall.blocked * 1000:.0f} ms; GC {gc_seconds * 1000:.0f} ms;"
+            f" host {stall.stolen * 1000:.0f} ms of CPU time"
         )
         print(f"      other threads: {stall.threads}")
 

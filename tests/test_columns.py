@@ -18,6 +18,7 @@ from quorumwatch.columns import (
     STATUS_JAILED_INACTIVE,
     STATUS_ONLINE,
     DecimalIds,
+    Unnamed,
     ValidatorTable,
     status_codes,
 )
@@ -171,3 +172,17 @@ def test_decimal_ids_are_the_integers_written_when_read() -> None:
     assert list(ids[1:]) == [str(2**64 - 1), "0"]
     with pytest.raises(IndexError):
         ids[3]
+
+
+def test_unnamed_reads_an_empty_name_for_every_row() -> None:
+    """Unnamed reads "" at every position (from the end too), slices to the slice's length
+    and iterates its rows; past either end is an IndexError, as for any sequence."""
+    names = Unnamed(3)
+    assert (len(names), names[0], names[2], names[-3]) == (3, "", "", "")
+    assert list(names) == ["", "", ""]
+    assert len(names[1:]) == 2
+    assert isinstance(names[1:], Unnamed)
+    assert len(names[5:]) == 0
+    for outside in (3, -4):
+        with pytest.raises(IndexError):
+            names[outside]

@@ -180,16 +180,16 @@ def test_gzip_is_accepted_by_name_unless_refused(accept_encoding: str, accepted:
 
 
 async def test_status_page_is_one_self_contained_file_allowed_only_its_own_code() -> None:
-    """/ is one HTML page that loads nothing from elsewhere and links /metrics and the state;
-    its policy allows exactly its one inline script and style, by hash, and fetches only from
-    its origin."""
+    """/ is one HTML page, in UTF-8, that loads nothing from elsewhere and links /metrics and
+    the state; its policy allows exactly its one inline script and style, by hash, and fetches
+    only from its origin."""
     async with (
         serving() as port,
         aiohttp.ClientSession() as session,
         session.get(f"http://127.0.0.1:{port}/") as response,
     ):
         assert response.status == 200
-        assert response.content_type == "text/html"
+        assert response.headers["Content-Type"] == "text/html; charset=utf-8"
         page = await response.text()
         policy = response.headers["Content-Security-Policy"]
         assert response.headers["X-Content-Type-Options"] == "nosniff"

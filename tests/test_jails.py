@@ -18,11 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quorumwatch.columns import DecimalIds, ValidatorTable
+from quorumwatch.columns import DecimalIds, Unnamed, ValidatorTable
 from quorumwatch.config import JailStormSettings
 from quorumwatch.jails.events import (
     ChainState,
     EventKind,
+    TrackedPoll,
     TrackedValidator,
     ValidatorEvent,
     track,
@@ -611,6 +612,18 @@ def test_track_equals_the_per_validator_reference(
         state, reference = polled.state, (at, expected)
 
 
+def assert_tracked_alike(polled: TrackedPoll, expected: TrackedPoll) -> None:
+    """The same events, rows and change in each."""
+    assert polled.events == expected.events
+    assert rows(polled.state) == rows(expected.state)
+    if expected.change is None:
+        assert polled.change is None
+    else:
+        assert polled.change is not None
+        assert polled.change.written.tolist() == expected.change.written.tolist()
+        assert polled.change.removed == expected.change.removed
+
+
 @settings(max_examples=60, deadline=None)
 @given(reordered_polls(), st.integers(min_value=1, max_value=5))
 def test_ids_kept_as_numbers_track_as_their_decimal_strings(
@@ -639,15 +652,48 @@ def test_ids_kept_as_numbers_track_as_their_decimal_strings(
             total_stake=TOTAL,
         )
         assert isinstance(by_numbers.state.addresses, DecimalIds)
-        assert by_numbers.events == by_strings.events
-        assert rows(by_numbers.state) == rows(by_strings.state)
-        if by_strings.change is None:
-            assert by_numbers.change is None
-        else:
-            assert by_numbers.change is not None
-            assert by_numbers.change.written.tolist() == by_strings.change.written.tolist()
-            assert by_numbers.change.removed == by_strings.change.removed
+        assert_tracked_alike(by_numbers, by_strings)
         as_strings, as_numbers = by_strings.state, by_numbers.state
+
+
+@settings(max_examples=60, deadline=None)
+@given(reordered_polls(), st.integers(min_value=1, max_value=5))
+def test_unnamed_validators_track_as_empty_names(
+    polls: list[tuple[list[Validator], bool]], restored_at: int
+) -> None:
+    """Names given as `Unnamed` give the events, rows and changes of the same empty names as
+    strings, over appended, reordered, joining and leaving rows, also right after a restart
+    restored them as a list; and are kept as `Unnamed`."""
+    as_strings: ChainState | None = None
+    as_unnamed: ChainState | None = None
+    for i, (snapshot, gap) in enumerate(polls):
+        at = T0 + 30.0 * i
+        table = replace(ValidatorTable.of(snapshot), names=[""] * len(snapshot))
+        if i == restored_at and as_unnamed is not None:  # as the store restores it
+            as_unnamed = replace(as_unnamed, names=list(as_unnamed.names))
+        by_strings = track(CHAIN, as_strings, table, at, gap=gap, total_stake=TOTAL)
+        by_unnamed = track(
+            CHAIN,
+            as_unnamed,
+            replace(table, names=Unnamed(len(table))),
+            at,
+            gap=gap,
+            total_stake=TOTAL,
+        )
+        assert isinstance(by_unnamed.state.names, Unnamed)
+        assert_tracked_alike(by_unnamed, by_strings)
+        as_strings, as_unnamed = by_strings.state, by_unnamed.state
+
+
+def test_a_name_restored_from_the_store_that_is_gone_is_rewritten() -> None:
+    """A name in the restored state that the set now gives as `Unnamed` is a change: its row
+    is rewritten, with the empty name."""
+    previous = replace(baseline([val(1), val(2, name="gone")]), names=["validator 1", "gone"])
+    unnamed = replace(ValidatorTable.of([val(1), val(2)]), names=Unnamed(2))
+    polled = track(CHAIN, previous, unnamed, T1, gap=False, total_stake=TOTAL)
+    assert polled.change is not None
+    assert polled.change.written.tolist() == [0, 1]
+    assert rows(polled.state)[addr(2)].name == ""
 
 
 def test_a_stake_or_name_change_is_rewritten_without_an_event() -> None:

@@ -82,6 +82,37 @@ class DecimalIds(Sequence[str]):
         return map(str, self.numbers.tolist())
 
 
+class Unnamed(Sequence[str]):
+    """The names of `count` validators none of which has one (Ethereum's): "" for each, with no
+    million-entry tuple to build and compare every poll, and two sets of them compared as
+    their lengths."""
+
+    __slots__ = ("_count",)
+
+    def __init__(self, count: int) -> None:
+        self._count = count
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Unnamed: ...
+    def __getitem__(self, index: int | slice) -> str | Unnamed:
+        if isinstance(index, slice):
+            return Unnamed(len(range(self._count)[index]))
+        if not -self._count <= index < self._count:
+            raise IndexError("row out of range")
+        return ""
+
+    def __iter__(self) -> Iterator[str]:
+        return itertools.repeat("", self._count)
+
+    def __repr__(self) -> str:
+        return f"Unnamed({self._count})"
+
+
 _EMPTY_UPTIME: Mapping[str, npt.NDArray[np.float64]] = MappingProxyType({})
 _FLAGS_OF_CODE: tuple[tuple[bool, bool, bool], ...] = (
     # (in_consensus_set, jailed, delinquent) of each status code

@@ -51,9 +51,12 @@ _go_float: Callable[[float], str] = floatToGoString
 _library_openmetrics: Callable[..., bytes] = openmetrics.generate_latest
 
 
+@functools.lru_cache(maxsize=64)
 def choose_fast_encoder(accept_header: str) -> tuple[Encoder, str]:
     """prometheus_client's choice of format for `accept_header`, and its content type, with its
-    encoder replaced by this module's where the escaping leaves plain names as they are."""
+    encoder replaced by this module's where the escaping leaves plain names as they are.
+    Remembered per header: a Prometheus server sends the same one at every scrape, and parsing
+    it was 2% of the event loop's time under 20 scrapers back to back (bench_load)."""
     encoder, content_type = choose_encoder(accept_header)
     options = encoder.keywords if isinstance(encoder, functools.partial) else {}
     function = encoder.func if isinstance(encoder, functools.partial) else encoder

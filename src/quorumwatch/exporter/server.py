@@ -214,6 +214,7 @@ def metrics_app(
     credentials: tuple[str, str] | None = None,
 ) -> web.Application:
     page = status_page()
+    page_body = page.encode()  # once, not at each request
     renderings = Renderings(registry, version=version)
     page_headers = {
         "Content-Security-Policy": content_security_policy(page),
@@ -234,7 +235,9 @@ def metrics_app(
         return web.Response(body=gzipped, headers={**headers, "Content-Encoding": "gzip"})
 
     async def status(_: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html", headers=page_headers)
+        return web.Response(
+            body=page_body, content_type="text/html", charset="utf-8", headers=page_headers
+        )
 
     async def state_json(_: web.Request) -> web.Response:
         return web.json_response(

@@ -44,7 +44,7 @@ from quorumwatch.chains.ethereum.status import (
     classify,
     epoch_at_slot,
 )
-from quorumwatch.columns import DecimalIds, ValidatorTable
+from quorumwatch.columns import DecimalIds, Unnamed, ValidatorTable
 from quorumwatch.entities import builtin_entities, configured_entities
 from quorumwatch.models import DataError
 
@@ -187,7 +187,7 @@ def validator_set(
     indices = registry.indices[rows]
     table = ValidatorTable(
         addresses=DecimalIds(indices),  # unique: indices, checked as read
-        names=("",) * rows.size,  # no validator has a name: one shared empty string
+        names=Unnamed(rows.size),
         stakes=registry.effective_balance[rows],
         status=classified.status[rows],
     )
