@@ -683,6 +683,8 @@ def rss_figures(result: Run) -> None:
         f"  every {RSS_EVERY_SECONDS:g} s, mid-poll or not: first to last third",
         f"{first / _MIB:,.0f} -> {last / _MIB:,.0f} MiB {last / first - 1:+.1%}",
     )
+    tenths = " ".join(f"{statistics.mean(part) / _MIB:,.0f}" for part in _tenths(ended))
+    note("  as each poll ends, by tenths of the window", f"{tenths} MiB")
     first, last = _thirds(ended)
     growth = last / first - 1
     target(
@@ -691,6 +693,15 @@ def rss_figures(result: Run) -> None:
         f"< {RSS_GROWTH_LIMIT:.0%}",
         growth < RSS_GROWTH_LIMIT,
     )
+
+
+def _tenths(samples: list[int]) -> list[list[int]]:
+    """`samples` in ten consecutive parts (fewer when there are fewer samples): whether RSS
+    levels off or keeps growing."""
+    parts = min(10, len(samples))
+    return [
+        samples[len(samples) * i // parts : len(samples) * (i + 1) // parts] for i in range(parts)
+    ]
 
 
 def _thirds(samples: list[int]) -> tuple[float, float]:

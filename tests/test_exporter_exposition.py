@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterable
 
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.samples import Exemplar
 
 from quorumwatch.exporter.exposition import (
+    SampleLines,
     choose_fast_encoder,
     encode_openmetrics,
     encode_text,
@@ -105,6 +107,40 @@ def test_the_daemon_board_renders_as_prometheus_client_renders_it() -> None:
     collected = _Families(every_kind_registry().collect())
     assert encode_text(collected) == generate_latest(collected)
     assert encode_openmetrics(collected) == _library_openmetrics(collected)
+
+
+def one_series(value: float, labels: dict[str, str] | None = None) -> _Families:
+    metric = Metric("quorumwatch_x", "A gauge.", "gauge")
+    metric.add_sample("quorumwatch_x", labels or {"chain": "a"}, value)
+    return _Families([metric])
+
+
+# Each next to one it equals or nearly: 0.0 and -0.0 are equal but written apart; NaN is
+# never equal to itself; 1, 1.0 and True are written alike.
+RERENDERED = [1.5, 1.5, 2.0, 0.0, -0.0, -0.0, 0.0, math.nan, math.nan, 1, 1.0, True, 2**53 + 1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(VALUES | st.sampled_from(RERENDERED), min_size=2, max_size=8))
+def test_a_series_rendered_again_is_written_for_its_new_value(values: list[float]) -> None:
+    """One series rendered again and again as its value changes (to an equal one of the other
+    sign, to NaN, to an int) is written each time as prometheus_client writes it, in both
+    formats: a line remembered from the last rendering serves only the value it was written for."""
+    for value in [*RERENDERED, *values]:
+        registry = one_series(value)
+        assert encode_openmetrics(registry) == _library_openmetrics(registry)
+        assert encode_text(registry) == generate_latest(registry)
+
+
+def test_remembered_lines_are_bounded() -> None:
+    """Past its limit of series, SampleLines starts over instead of growing, and still writes
+    each line right."""
+    lines = SampleLines(limit=3)
+    for index in range(10):
+        (metric,) = one_series(0.5, {"chain": str(index)}).collect()
+        (sample,) = metric.samples
+        assert lines.line(sample) == f'quorumwatch_x{{chain="{index}"}} 0.5\n'
+        assert len(lines) <= 3
 
 
 def test_the_fast_encoders_are_chosen_where_plain_names_stay_as_they_are() -> None:
