@@ -27,9 +27,9 @@ sampler) run in the daemon's process. Figures:
   the garbage collector ran (in any thread: a collection stops them all; `gc.callbacks`), and
   how much CPU time the hypervisor took from the machine meanwhile ("steal" in /proc/stat, in
   10 ms ticks, all CPUs together): on a virtual machine the host may stop a vCPU, and the
-  thread on it, the loop's or the GIL holder's, stops with it (schedstat counts that neither
-  as on a CPU nor as waiting for one, so it shows as blocked); the steal over the whole
-  window is printed too;
+  thread on it, the loop's or the GIL holder's, stops with it (schedstat may count that
+  neither as on a CPU nor as waiting for one, so it can show as blocked); the steal over the
+  whole window is printed too;
 - per path, the scrape latency as the clients see it: p99 (<= 100 ms), p50, max, count, and
   failures (0): an error, a timeout or a status other than 200;
 - RSS (VmRSS) after warm-up (the first sample after the second successful poll), at the end,
@@ -185,7 +185,6 @@ class LoopTicker:
     lateness_ms: Counter[int] = field(default_factory=Counter)  # bounded, unlike a list
     longest: float = 0.0
     stalls: list[Stall] = field(default_factory=list)
-    stolen_at_start: float = 0.0
     stolen: float = 0.0  # by the host over the run, CPU seconds of all CPUs together
 
     async def run(self, until: float) -> None:
@@ -193,7 +192,7 @@ class LoopTicker:
         machine = os.open("/proc/stat", os.O_RDONLY)
         try:
             last, (cpu, waiting) = time.monotonic(), _schedstat(descriptor)
-            stolen = self.stolen_at_start = _stolen(machine)
+            stolen = stolen_at_start = _stolen(machine)
             while last < until:
                 await asyncio.sleep(TICK_SECONDS)
                 now, (cpu_now, waiting_now) = time.monotonic(), _schedstat(descriptor)
@@ -212,7 +211,7 @@ class LoopTicker:
                     )
                     self.stalls.append(stall)
                 last, cpu, waiting, stolen = now, cpu_now, waiting_now, stolen_now
-            self.stolen = stolen - self.stolen_at_start
+            self.stolen = stolen - stolen_at_start
         finally:
             os.close(machine)
             os.close(descriptor)
