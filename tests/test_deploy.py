@@ -354,15 +354,20 @@ def am_config() -> Path:
     return DEPLOY / "alertmanager.yml"
 
 
-def test_alertmanager_inhibits_can_halt_while_can_control_fires(alertmanager: str) -> None:
+def test_alertmanager_inhibits_what_can_control_implies(alertmanager: str) -> None:
     """In a real Alertmanager with the shipped config, EntityCanControl suppresses EntityCanHalt
-    of the same chain and entity only."""
+    and the warning EntityHasMajority of the same chain and entity only; a subnet's critical
+    EntityHasMajority stays active."""
     alerts = [
-        {"labels": {"alertname": alert, "severity": severity, "chain": "hyperliquid", "entity": e}}
-        for alert, severity, e in (
-            ("EntityCanControl", "critical", "Hyper Foundation"),
-            ("EntityCanHalt", "warning", "Hyper Foundation"),
-            ("EntityCanHalt", "warning", "Other"),
+        {"labels": {"alertname": alert, "severity": severity, "chain": chain, "entity": e}}
+        for alert, severity, chain, e in (
+            ("EntityCanControl", "critical", "hyperliquid", "Hyper Foundation"),
+            ("EntityCanHalt", "warning", "hyperliquid", "Hyper Foundation"),
+            ("EntityHasMajority", "warning", "hyperliquid", "Hyper Foundation"),
+            ("EntityCanHalt", "warning", "hyperliquid", "Other"),
+            ("EntityHasMajority", "warning", "hyperliquid", "Other"),
+            ("EntityCanControl", "critical", "bittensor-sn1", "5Owner"),
+            ("EntityHasMajority", "critical", "bittensor-sn1", "5Owner"),
         )
     ]
     request = urllib.request.Request(
@@ -373,22 +378,33 @@ def test_alertmanager_inhibits_can_halt_while_can_control_fires(alertmanager: st
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
-    states: dict[tuple[str, str], str] = {}
+    states: dict[tuple[str, str, str], str] = {}
 
     def inhibited() -> bool:
         with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=5) as response:
             states.clear()
             states.update(
-                ((a["labels"]["alertname"], a["labels"]["entity"]), a["status"]["state"])
+                (
+                    (a["labels"]["alertname"], a["labels"]["chain"], a["labels"]["entity"]),
+                    a["status"]["state"],
+                )
                 for a in json.load(response)
             )
-        return states.get(("EntityCanHalt", "Hyper Foundation")) == "suppressed"
+        suppressed = ("EntityCanHalt", "EntityHasMajority")
+        return all(
+            states.get((alert, "hyperliquid", "Hyper Foundation")) == "suppressed"
+            for alert in suppressed
+        )
 
     eventually_sync(inhibited, lambda: f"the inhibition, states {states}", every=0.05)
     assert states == {
-        ("EntityCanControl", "Hyper Foundation"): "active",
-        ("EntityCanHalt", "Hyper Foundation"): "suppressed",
-        ("EntityCanHalt", "Other"): "active",
+        ("EntityCanControl", "hyperliquid", "Hyper Foundation"): "active",
+        ("EntityCanHalt", "hyperliquid", "Hyper Foundation"): "suppressed",
+        ("EntityHasMajority", "hyperliquid", "Hyper Foundation"): "suppressed",
+        ("EntityCanHalt", "hyperliquid", "Other"): "active",
+        ("EntityHasMajority", "hyperliquid", "Other"): "active",
+        ("EntityCanControl", "bittensor-sn1", "5Owner"): "active",
+        ("EntityHasMajority", "bittensor-sn1", "5Owner"): "active",
     }
 
 
