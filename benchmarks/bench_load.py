@@ -19,7 +19,8 @@ run in child processes, so that only the daemon and this benchmark's probes (a t
 sampler) run in the daemon's process. Figures:
 
 - the longest event-loop stall (<= 50 ms): a ticker on the daemon's loop sleeps 5 ms at a time
-  and records how late each wake-up is; every stall over 50 ms is counted, and the longest are
+  and records how late each wake-up is; every stall over 50 ms is counted (and every wake-up
+  25 ms or more late: far more frequent, they compare two runs' tails), and the longest are
   listed with their time in the window, the poll they began in, and where the time went: the
   loop thread on a CPU (the daemon's own work on the loop), runnable but waiting for a CPU
   (other processes: the machine is busy), or neither (blocked: the GIL held by one of the
@@ -588,6 +589,10 @@ def stall_figures(result: Run) -> None:
     )
     shown = " / ".join(f"{ticker.quantile_ms(q)}" for q in (0.5, 0.99, 0.999))
     note("  wake-up lateness p50 / p99 / p99.9", f"{shown} ms")
+    # Far more frequent than the stalls over the limit, so it compares two runs' tails.
+    half = int(STALL_LIMIT_SECONDS * 1000) // 2
+    over_half = sum(n for late, n in ticker.lateness_ms.items() if late >= half)
+    note(f"  wake-ups {half} ms or more late", f"{over_half}")
     full = collections.full()
     shown = f"{len(full)}, {max(full, default=0):.3f} / {sum(full):.1f} s"
     note("  full GC collections, longest / all", shown)

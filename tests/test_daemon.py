@@ -3,16 +3,12 @@ the chains it watches as subnets come and go."""
 
 from __future__ import annotations
 
-import ctypes
-import platform
 from pathlib import Path
 
-import pytest
-import structlog
 from prometheus_client import generate_latest
 
 from quorumwatch.config import ChainSettings, load_settings, subnet_chain
-from quorumwatch.daemon import WatchedChains, build_registry, return_large_blocks_to_the_system
+from quorumwatch.daemon import WatchedChains, build_registry
 from quorumwatch.report import ReportBoard
 from tests.builders import chain_settings, report, validator, watched_chains
 from tests.services import parse_samples
@@ -70,39 +66,3 @@ def test_watched_chains_keep_configuration_order_with_subnets_in_place_by_netuid
     assert [c.name for c in watched.settings] == ["before", "tao-sn2", "tao-sn10", "after"]
     assert watched.max_series.keys() == {"before", "tao-sn2", "tao-sn5", "tao-sn10", "after"}
     assert watched.without_validator_series == {"after"}
-
-
-class _Libc:
-    def __init__(self, answer: int) -> None:
-        self.answer = answer
-        self.calls: list[tuple[int, int]] = []
-
-    def mallopt(self, option: int, value: int) -> int:
-        self.calls.append((option, value))
-        return self.answer
-
-
-@pytest.mark.parametrize(
-    ("libc", "answer", "calls", "warned"),
-    [
-        ("glibc", 1, [(-3, 1024 * 1024)], False),
-        ("glibc", 0, [(-3, 1024 * 1024)], True),
-        ("", 1, [], False),
-    ],
-)
-def test_glibc_maps_every_block_of_a_mebibyte_or_more_on_its_own(
-    monkeypatch: pytest.MonkeyPatch,
-    libc: str,
-    answer: int,
-    calls: list[tuple[int, int]],
-    warned: bool,
-) -> None:
-    """On glibc, M_MMAP_THRESHOLD is set to 1 MiB (a refusal is logged as a warning); another C
-    library is left alone."""
-    fake = _Libc(answer)
-    monkeypatch.setattr(platform, "libc_ver", lambda: (libc, "2.36"))
-    monkeypatch.setattr(ctypes, "CDLL", lambda _: fake)
-    with structlog.testing.capture_logs() as logs:
-        return_large_blocks_to_the_system()
-    assert fake.calls == calls
-    assert any(entry["log_level"] == "warning" for entry in logs) is warned

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 import structlog
 
+from quorumwatch import monitor
 from quorumwatch.analysis import Grouping, Threshold
 from quorumwatch.chains.base import FetchResult, Source
 from quorumwatch.config import ChainSettings, EndpointSettings, EntitySettings
@@ -228,6 +229,35 @@ async def test_large_set_is_analysed_in_a_worker_thread(
     validator_view = report.analysis.groupings[Grouping.VALIDATOR]
     assert validator_view.holders == len(consensus)
     assert validator_view.nakamoto[Threshold.HALT] == halt_nakamoto
+
+
+async def test_a_poll_hands_back_what_it_freed_after_its_report_is_handled(
+    session: aiohttp.ClientSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each poll releases free memory in a worker thread, after the report handler has run."""
+    order: list[str] = []
+    threaded: list[str] = []
+    original = asyncio.to_thread
+
+    async def spy(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        threaded.append(getattr(func, "__name__", repr(func)))
+        return await original(func, *args, **kwargs)
+
+    async def handled(report: ChainReport) -> None:
+        order.append("report handled")
+
+    def released() -> None:
+        order.append("memory released")
+
+    monkeypatch.setattr(asyncio, "to_thread", spy)
+    monkeypatch.setattr(monitor, "release_free_memory", released)
+    async with _simulator([{"validators": VALIDATORS}], clock) as sim:
+        settings = _monitor(sim, session, ReportBoard(), clock).settings
+        chain = ChainMonitor(settings, session, ReportBoard(), clock=clock, on_report=handled)
+        await chain.poll_once()
+        await chain.poll_once()
+    assert order == ["report handled", "memory released"] * 2
+    assert threaded.count("released") == 2
 
 
 async def test_run_keeps_polling_after_a_crashed_poll(

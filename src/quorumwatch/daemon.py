@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import functools
 import gc
-import platform
 import ssl
 import sys
 import time
@@ -30,6 +28,7 @@ from quorumwatch.exporter.collector import QuorumwatchCollector
 from quorumwatch.exporter.server import start_metrics_server
 from quorumwatch.exporter.state import state_document
 from quorumwatch.jails.tracker import JailTracker
+from quorumwatch.memory import return_large_blocks_to_the_system
 from quorumwatch.monitor import ChainMonitor
 from quorumwatch.report import ReportBoard
 from quorumwatch.store import AsyncStore, StoreError
@@ -58,23 +57,6 @@ def _metrics_credentials(settings: Settings) -> tuple[str, str] | None:
     if metrics.basic_auth_username is None or metrics.basic_auth_password is None:
         return None
     return metrics.basic_auth_username, metrics.basic_auth_password.get_secret_value()
-
-
-M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-MMAP_THRESHOLD_BYTES = 1024 * 1024
-
-
-def return_large_blocks_to_the_system() -> None:
-    """Have glibc map every block of 1 MiB or more on its own, and unmap it when it is freed.
-
-    By default glibc raises that threshold to the largest block freed so far (up to 32 MiB):
-    a poll's columns of a million validators then come from heaps that never shrink, and the
-    resident size grew by a fifth in five minutes of polling (bench_load); with it, it stays
-    flat. Setting the threshold also ends that raising. Other C libraries are left alone."""
-    if platform.libc_ver()[0] != "glibc":
-        return
-    if not ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES):
-        log.warning("malloc's mmap threshold not set: memory may grow after large polls")
 
 
 GIL_SWITCH_INTERVAL_SECONDS = 0.001

@@ -17,6 +17,7 @@ from quorumwatch.chains import make_source
 from quorumwatch.columns import JAILED_CODES, UNATTRIBUTED, StatusTotals
 from quorumwatch.endpoints import EndpointPool, http_session
 from quorumwatch.entities import absent_members, entity_map, identity_entity
+from quorumwatch.memory import release_free_memory
 from quorumwatch.models import Validator, ValidatorSet
 from quorumwatch.report import ChainReport, JailReport, ReportBoard
 
@@ -113,6 +114,8 @@ class ChainMonitor:
                     await self._on_report(report)
                 except Exception:  # alerting must never stop monitoring
                     log.exception("report handler failed")
+            # What the poll freed: so that the resident size between polls is what is held.
+            await asyncio.to_thread(release_free_memory)
             return report
 
     async def _poll(self) -> ChainReport:
