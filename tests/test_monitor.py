@@ -22,7 +22,7 @@ from quorumwatch.simulator import parse_scenario, start_simulator
 from tests.builders import FakeClock
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from quorumwatch.simulator import RunningSimulator
 
@@ -92,6 +92,7 @@ def _monitor(
     *,
     poll_interval: float = 30.0,
     entities: list[EntitySettings] | None = None,
+    on_report: Callable[[ChainReport], Awaitable[object]] | None = None,
 ) -> ChainMonitor:
     settings = ChainSettings(
         name="hl",
@@ -100,7 +101,21 @@ def _monitor(
         endpoints=[EndpointSettings(name="sim", url=sim.base_url, timeout_seconds=5)],
         entities=entities or [],
     )
-    return ChainMonitor(settings, session, board, clock=clock)
+    return ChainMonitor(settings, session, board, clock=clock, on_report=on_report)
+
+
+@pytest.fixture
+def threaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each function run through asyncio.to_thread, in order."""
+    names: list[str] = []
+    original = asyncio.to_thread
+
+    async def spy(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        names.append(getattr(func, "__name__", repr(func)))
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", spy)
+    return names
 
 
 def _assert_up(report: ChainReport, polled_at: float) -> None:
@@ -184,7 +199,7 @@ async def test_rejections_accumulate_per_reason(
 
 
 async def test_large_set_is_analysed_in_a_worker_thread(
-    session: aiohttp.ClientSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    session: aiohttp.ClientSession, clock: FakeClock, threaded: list[str]
 ) -> None:
     """A 2,000-validator set is analysed via asyncio.to_thread, with exact totals and Nakamoto."""
     validators: list[dict[str, Any]] = [
@@ -207,14 +222,6 @@ async def test_large_set_is_analysed_in_a_worker_thread(
         if 3 * running >= total:
             break
 
-    threaded: list[str] = []
-    original = asyncio.to_thread
-
-    async def spy(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        threaded.append(getattr(func, "__name__", repr(func)))
-        return await original(func, *args, **kwargs)
-
-    monkeypatch.setattr(asyncio, "to_thread", spy)
     board = ReportBoard()
     async with _simulator([{"validators": validators}], clock) as sim:
         report = await _monitor(sim, session, board, clock).poll_once()
@@ -232,16 +239,13 @@ async def test_large_set_is_analysed_in_a_worker_thread(
 
 
 async def test_a_poll_hands_back_what_it_freed_after_its_report_is_handled(
-    session: aiohttp.ClientSession, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    session: aiohttp.ClientSession,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    threaded: list[str],
 ) -> None:
     """Each poll releases free memory in a worker thread, after the report handler has run."""
     order: list[str] = []
-    threaded: list[str] = []
-    original = asyncio.to_thread
-
-    async def spy(func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        threaded.append(getattr(func, "__name__", repr(func)))
-        return await original(func, *args, **kwargs)
 
     async def handled(report: ChainReport) -> None:
         order.append("report handled")
@@ -249,11 +253,9 @@ async def test_a_poll_hands_back_what_it_freed_after_its_report_is_handled(
     def released() -> None:
         order.append("memory released")
 
-    monkeypatch.setattr(asyncio, "to_thread", spy)
     monkeypatch.setattr(monitor, "release_free_memory", released)
     async with _simulator([{"validators": VALIDATORS}], clock) as sim:
-        settings = _monitor(sim, session, ReportBoard(), clock).settings
-        chain = ChainMonitor(settings, session, ReportBoard(), clock=clock, on_report=handled)
+        chain = _monitor(sim, session, ReportBoard(), clock, on_report=handled)
         await chain.poll_once()
         await chain.poll_once()
     assert order == ["report handled", "memory released"] * 2
